@@ -1,0 +1,162 @@
+"""BearerAdapter: the transport that adds the token, and replays a request once after a 401.
+
+The adapter decides on every send, redirect hops included, whether the URL is under one of the
+API prefixes. Only then does the token go out; the caller's own Authorization always wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError
+from requests.utils import rewind_body
+
+from .keeper import TokenKeeper
+from .token import Token
+
+if TYPE_CHECKING:
+    from requests._types import CertType, TimeoutType, VerifyType
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_CHALLENGE_ERROR = re.compile(r'\berror\s*=\s*"?([\w.-]+)', re.IGNORECASE)
+# RFC 6750 section 3.1: a new token cannot help a request that lacks scope or is malformed.
+_NOT_CURED_BY_REFRESH = frozenset({"insufficient_scope", "invalid_request"})
+
+
+class Prefixes:
+    """The URL prefixes that receive the token.
+
+    A URL matches when its scheme, host and port equal a prefix's, and its path is the
+    prefix's path or lies below it at a ``/`` boundary. Text tricks such as
+    ``https://api.example.com.evil.test/`` or ``https://api.example.com@evil.test/`` never match.
+    """
+
+    def __init__(self, prefixes: str | Iterable[str]) -> None:
+        items = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+        if not items:
+            raise ValueError("give at least one API prefix, such as 'https://api.example.com/'")
+        self._rules = tuple(_rule(prefix) for prefix in items)
+        self.urls = tuple(dict.fromkeys(prefix.strip() for prefix in items))
+
+    def match(self, url: str) -> bool:
+        """Return True when ``url`` may receive the token."""
+        try:
+            origin, path = _origin_and_path(url)
+        except ValueError:
+            return False
+        return any(
+            origin == rule_origin and (path == base or path.startswith(base + "/"))
+            for rule_origin, base in self._rules
+        )
+
+    def __repr__(self) -> str:
+        return f"Prefixes({list(self.urls)!r})"
+
+
+class BearerAdapter(HTTPAdapter):
+    """An HTTPAdapter that sends the keeper's token to URLs under ``prefixes``.
+
+    A 401 answer to a request that carried the token triggers one refresh (or adoption of a
+    sibling's newer token) and one replay; the replay's answer is returned whatever it is.
+    A body that cannot be rewound is not replayed: the refresh happens, and the 401 is returned
+    with its body intact. Other URLs, and requests that already carry an Authorization header,
+    pass through as with a plain HTTPAdapter.
+    """
+
+    __attrs__: list[str] = [*HTTPAdapter.__attrs__, "prefixes", "keeper"]  # noqa: RUF012 (typed as in requests)
+
+    def __init__(self, prefixes: Prefixes, keeper: TokenKeeper, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prefixes = prefixes
+        self.keeper = keeper
+
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: TimeoutType = None,
+        verify: VerifyType = True,
+        cert: CertType = None,
+        proxies: dict[str, str] | None = None,
+    ) -> Response:
+        """Send ``request``, with the token when its URL is under a prefix; return the response."""
+        settings = (stream, timeout, verify, cert, proxies)
+        if "Authorization" in request.headers or not self.prefixes.match(request.url or ""):
+            return super().send(request, *settings)
+        token = self.keeper.current()
+        response = super().send(_with_token(request, token), *settings)
+        if response.status_code != 401 or not _refresh_may_cure(response):
+            return response
+        replacement = self.keeper.after_unauthorized(token)
+        if replacement is None:
+            return response
+        if not _replayable(request):
+            logger.info("401 for a body that cannot be rewound: token refreshed, 401 returned")
+            return response
+        _release(response)
+        if _is_stream(request):
+            rewind_body(request)
+        replay = super().send(_with_token(request, replacement), *settings)
+        if replay.status_code == 401:
+            self.keeper.note_unfixable(replacement)
+        return replay
+
+
+def _with_token(request: PreparedRequest, token: Token) -> PreparedRequest:
+    # A copy: the caller's request (which requests reuses for redirects) never holds the token.
+    authorized = request.copy()
+    authorized.headers["Authorization"] = token.authorization
+    return authorized
+
+
+def _refresh_may_cure(response: Response) -> bool:
+    error = _CHALLENGE_ERROR.search(response.headers.get("WWW-Authenticate", ""))
+    return error is None or error.group(1).lower() not in _NOT_CURED_BY_REFRESH
+
+
+def _is_stream(request: PreparedRequest) -> bool:
+    return request.body is not None and not isinstance(request.body, (bytes, str))
+
+
+def _replayable(request: PreparedRequest) -> bool:
+    """Bytes replay as they are; a stream only if requests recorded where it started."""
+    return not _is_stream(request) or isinstance(getattr(request, "_body_position", None), int)
+
+
+def _release(response: Response) -> None:
+    """Read and close a response we will not return, so its connection goes back to the pool."""
+    try:
+        response.content  # noqa: B018
+    except (ChunkedEncodingError, ContentDecodingError, RuntimeError):
+        response.raw.read(decode_content=False)
+    response.close()
+
+
+def _rule(prefix: str) -> tuple[tuple[str, str, int], str]:
+    """Return a prefix's origin and its path without the trailing slash."""
+    if not isinstance(prefix, str):
+        raise TypeError(f"an API prefix must be a string, got {type(prefix).__name__}")
+    try:
+        origin, path = _origin_and_path(prefix.strip())
+    except ValueError:
+        raise ValueError(
+            f"API prefix {prefix!r} must be an absolute http(s) URL such as "
+            "'https://api.example.com/v1/'") from None
+    return origin, path.rstrip("/")
+
+
+def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(url)
+    port = parts.port or _DEFAULT_PORTS[scheme]
+    return (scheme, parts.hostname.lower(), port), parts.path or "/"

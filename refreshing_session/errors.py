@@ -1,0 +1,91 @@
+"""The errors a refreshing session raises, and the redaction that keeps secrets out of them.
+
+Every error is a :class:`requests.exceptions.RequestException`, so code that already catches
+that keeps working. Each message says what happened and what to do about it, and never
+contains an access token, a refresh token or a client secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import requests
+
+REDACTED = "[redacted]"
+
+# Token-shaped values under well-known keys, in JSON or in a form body, whoever sent them.
+_SECRET_FIELDS = re.compile(
+    r"""(?P<key>["']?(?:access_token|refresh_token|id_token|client_secret|password|assertion)["']?"""
+    r"""\s*[:=]\s*["']?)(?P<value>[^"'&\s,}]+)""",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Return ``text`` with every known secret and every token-shaped field value replaced."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return _SECRET_FIELDS.sub(lambda m: m.group("key") + REDACTED, text)
+
+
+def excerpt(body: bytes | str, secrets: Iterable[str | None] = (), limit: int = 200) -> str:
+    """Return a short, single-line, redacted excerpt of a response body for an error message."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = redact(" ".join(text.split()), secrets)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TokenError(requests.exceptions.RequestException):
+    """Base class: anything that kept the session from getting a usable access token."""
+
+
+class LoginRequired(TokenError):
+    """No usable grant is left: a person (or a login command) must sign in again.
+
+    Raised when the token file does not exist, when a refresh is needed but there is no
+    refresh token, or when the authorization server rejected the refresh token
+    (``invalid_grant``). Retrying will not help.
+    """
+
+
+class RefreshFailed(TokenError):
+    """The refresh did not complete but may work later: network error, timeout, 5xx, 429,
+    or a response that is not a usable token. The token file was left untouched.
+
+    ``response`` is the token endpoint's response when there was one.
+    """
+
+    @property
+    def status_code(self) -> int | None:
+        """The token endpoint's HTTP status, or None when no response arrived."""
+        return None if self.response is None else int(self.response.status_code)
+
+
+class ClientRejected(TokenError):
+    """The token endpoint rejected the client itself (``invalid_client``,
+    ``unauthorized_client``, ``invalid_scope``, ``unsupported_grant_type``, ``invalid_request``):
+    the configuration is wrong. Not retried.
+    """
+
+    def __init__(self, *args: Any, error: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.error = error
+
+
+class TokenFileError(TokenError):
+    """The token file exists but cannot be used: unreadable, not JSON, not a token, too large,
+    or not a regular file. The file is never rewritten after this error; fix or replace it.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(f"{message}: {path}")
+        self.path = path
+
+
+class LockTimeout(TokenError, requests.exceptions.Timeout):
+    """Waiting for another thread or process to finish a refresh took longer than
+    ``lock_timeout``. Also a :class:`requests.exceptions.Timeout`.
+    """

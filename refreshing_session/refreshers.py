@@ -1,0 +1,282 @@
+"""Refreshers: what turns a token that is expiring or was refused into a new one.
+
+A refresher is any callable that takes the current :class:`Token` and returns the new token,
+as a :class:`Token` or as a token-endpoint-style mapping (``access_token``, ``expires_in``, ...).
+It runs under the token lock, so only one runs at a time for a given token file. Two are
+provided: :class:`OAuth2Refresher` (the RFC 6749 refresh_token grant) and
+:class:`ClientCredentialsRefresher` (a new client_credentials grant).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote_plus, urlsplit
+
+import requests
+
+from .errors import ClientRejected, LoginRequired, RefreshFailed, excerpt, redact
+from .token import Token
+
+logger = logging.getLogger(__name__)
+
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+# RFC 6749 section 5.2 codes that mean the client's configuration is wrong.
+_CLIENT_ERRORS = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_scope", "unsupported_grant_type",
+     "invalid_request"}
+)
+_TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+_LONGEST_BACKOFF = 10.0
+
+
+class Refresher(Protocol):
+    """The refresher contract: given the current token, return the new one."""
+
+    def __call__(self, token: Token, /) -> Token | Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class TokenSource(Protocol):
+    """A refresher that can also get a first token from nothing (so no login is needed)."""
+
+    def new_token(self) -> Token: ...
+
+
+class _TokenEndpoint:
+    """Posts grants to an RFC 6749 token endpoint, with client authentication and retries."""
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str | None,
+        *,
+        auth_method: str | None,
+        scope: str | None,
+        timeout: float,
+        retries: int,
+        allow_insecure_http: bool,
+    ) -> None:
+        _check_token_url(token_url, allow_insecure_http)
+        if not isinstance(client_id, str) or not client_id:
+            raise TypeError("client_id must be a non-empty string")
+        method = auth_method or ("client_secret_basic" if client_secret else "none")
+        if method not in AUTH_METHODS:
+            raise ValueError(
+                f"auth_method must be one of {', '.join(AUTH_METHODS)}, got {method!r}")
+        if method != "none" and not client_secret:
+            raise ValueError(f"auth_method {method!r} needs a client_secret")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {retries!r}")
+        self.token_url = token_url
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.auth_method = method
+        self.scope = scope
+        self.timeout = float(timeout)
+        self.retries = retries
+
+    def _grant(self, form: dict[str, str], previous: Token | None = None) -> Token:
+        """Post a grant, retrying transient failures; return the token it gave."""
+        attempt = 0
+        while True:
+            requested_at = time.time()
+            try:
+                return self._answer(self._post(form), requested_at, previous, form)
+            except RefreshFailed as failure:
+                delay = self._backoff(failure, attempt)
+                if delay is None:
+                    raise
+                logger.info("token endpoint failed (%s); retrying in %.1f s", failure, delay)
+                time.sleep(delay)
+                attempt += 1
+
+    def _post(self, form: dict[str, str]) -> requests.Response:
+        form = dict(form)
+        headers = {"Accept": "application/json"}
+        if self.auth_method == "client_secret_basic":
+            headers["Authorization"] = _basic_credentials(self.client_id, self._client_secret or "")
+        else:
+            form["client_id"] = self.client_id
+        if self.auth_method == "client_secret_post":
+            form["client_secret"] = self._client_secret or ""
+        try:
+            with requests.Session() as http:
+                return http.post(self.token_url, data=form, headers=headers, timeout=self.timeout,
+                                 auth=skip_netrc, allow_redirects=False)
+        except requests.RequestException as error:
+            raise RefreshFailed(
+                f"could not reach the token endpoint {self.token_url} "
+                f"({type(error).__name__}); try again later",
+            ) from None
+
+    def _answer(self, response: requests.Response, requested_at: float,
+                previous: Token | None, form: Mapping[str, str]) -> Token:
+        secrets = (self._client_secret, form.get("refresh_token"))
+        data = _json_object(response)
+        if response.ok:
+            try:
+                return Token.from_response(data or {}, requested_at=requested_at, previous=previous)
+            except ValueError as error:
+                raise self._failure(response, f"no usable token: {error}", secrets) from None
+        code = str(data.get("error", "")) if data else ""
+        description = redact(str(data.get("error_description", "")), secrets) if data else ""
+        said = f"{code}: {description}" if description else code
+        if code == "invalid_grant":
+            raise LoginRequired(
+                f"the authorization server rejected the refresh token ({said}); log in again",
+                response=response)
+        if code in _CLIENT_ERRORS or (response.status_code == 401 and not code):
+            raise ClientRejected(
+                f"the token endpoint {self.token_url} rejected the client {self.client_id!r} "
+                f"({said or response.status_code}); check client_id, client_secret, "
+                f"auth_method and scope", response=response, error=code)
+        raise self._failure(response, said, secrets)
+
+    def _failure(self, response: requests.Response, said: str,
+                 secrets: tuple[str | None, ...]) -> RefreshFailed:
+        body = excerpt(response.content, secrets) or "an empty body"
+        reason = f"{said}; " if said else ""
+        return RefreshFailed(
+            f"the token endpoint {self.token_url} answered {response.status_code} "
+            f"({reason}body: {body}); try again later", response=response)
+
+    def _backoff(self, failure: RefreshFailed, attempt: int) -> float | None:
+        """Seconds to wait before retrying ``failure``, or None if it is not worth a retry."""
+        response = failure.response
+        transient = response is None or response.status_code >= 500 \
+            or response.status_code == 429 or _error_code(response) in _TRANSIENT_ERRORS
+        if attempt >= self.retries or not transient:
+            return None
+        delay = 0.2 * 2 ** attempt
+        retry_after = response.headers.get("Retry-After", "") if response is not None else ""
+        if retry_after.strip().isdigit():
+            delay = float(retry_after)
+        return delay if delay <= _LONGEST_BACKOFF else None
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.token_url!r}, client_id={self.client_id!r}, "
+                f"auth_method={self.auth_method!r})")
+
+
+class OAuth2Refresher(_TokenEndpoint):
+    """The RFC 6749 section 6 refresh_token grant.
+
+    ``auth_method`` is ``"client_secret_basic"`` (the default with a secret),
+    ``"client_secret_post"`` or ``"none"`` (the default without one). ``scope`` narrows the
+    refreshed token. Transient failures (connection errors, 5xx, 429) are retried ``retries``
+    times with backoff; each request waits at most ``timeout`` seconds. A plain-http token URL
+    is refused unless it is on the loopback interface or ``allow_insecure_http`` is set.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        auth_method: str | None = None,
+        scope: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        super().__init__(token_url, client_id, client_secret, auth_method=auth_method, scope=scope,
+                         timeout=timeout, retries=retries, allow_insecure_http=allow_insecure_http)
+
+    def __call__(self, token: Token, /) -> Token:
+        """Redeem ``token``'s refresh token; return the new token (keeping the refresh token
+        when the server sends none). Raises LoginRequired when there is none or it is refused."""
+        if not token.refresh_token:
+            raise LoginRequired("the token has no refresh token, so it cannot be refreshed; "
+                                "log in again")
+        form = {"grant_type": "refresh_token", "refresh_token": token.refresh_token}
+        if self.scope:
+            form["scope"] = self.scope
+        return self._grant(form, previous=token)
+
+
+class ClientCredentialsRefresher(_TokenEndpoint):
+    """A new RFC 6749 section 4.4 client_credentials grant each time, for machine clients.
+
+    No login is needed: with no token file, the first request creates it.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        auth_method: str | None = None,
+        scope: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        super().__init__(token_url, client_id, client_secret, auth_method=auth_method, scope=scope,
+                         timeout=timeout, retries=retries, allow_insecure_http=allow_insecure_http)
+
+    def __call__(self, token: Token, /) -> Token:
+        """Return a new token; the current one is not needed."""
+        return self.new_token()
+
+    def new_token(self) -> Token:
+        """Ask the token endpoint for a new token with the client's own credentials."""
+        form = {"grant_type": "client_credentials"}
+        if self.scope:
+            form["scope"] = self.scope
+        return self._grant(form)
+
+
+def skip_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A no-op auth: passing it keeps requests from adding ~/.netrc credentials."""
+    return request
+
+
+def _basic_credentials(client_id: str, client_secret: str) -> str:
+    # RFC 6749 section 2.3.1: each part is form-urlencoded before it is joined and encoded.
+    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def _json_object(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _error_code(response: requests.Response) -> str:
+    data = _json_object(response)
+    return str(data.get("error", "")) if data else ""
+
+
+def _check_token_url(token_url: str, allow_insecure_http: bool) -> None:
+    if not isinstance(token_url, str):
+        raise TypeError(f"token_url must be a string, got {type(token_url).__name__}")
+    parts = urlsplit(token_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"token_url must be an absolute http(s) URL, got {token_url!r}")
+    if parts.scheme == "http" and not (allow_insecure_http or _is_loopback(parts.hostname)):
+        raise ValueError(
+            f"token_url {token_url!r} is plain http: secrets would cross the network unencrypted. "
+            "Use https, or pass allow_insecure_http=True if this is deliberate")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+

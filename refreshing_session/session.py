@@ -1,0 +1,113 @@
+"""RefreshingSession: a requests.Session whose API requests carry a self-refreshing token."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import requests
+from urllib3.util.retry import Retry
+
+from .adapter import BearerAdapter, Prefixes
+from .keeper import TokenKeeper
+from .refreshers import Refresher, skip_netrc
+from .store import TokenFile
+from .token import Token
+
+if TYPE_CHECKING:
+    from requests.models import Request
+
+
+class RefreshingSession(requests.Session):
+    """A drop-in :class:`requests.Session` that sends a bearer token to the API's URLs.
+
+    :param prefixes: the API's URL prefix, or several; only URLs under them get the token.
+    :param token_file: the JSON token file that every process and thread shares.
+    :param refresher: what renews the token, such as :class:`OAuth2Refresher`; without one, a
+        token that expires raises :class:`LoginRequired` (for files refreshed by another tool).
+    :param leeway: refresh this many seconds before expiry, but never earlier than halfway
+        through the token's lifetime.
+    :param lock_timeout: the longest wait, in seconds, for another thread or process to finish
+        a refresh.
+    :param max_retries: passed to the adapter mounted on the prefixes, as with HTTPAdapter.
+
+    The token file is first read at the first request, so a session may be built before anyone
+    has logged in. Everything else behaves as in :class:`requests.Session`: for URLs outside the
+    prefixes nothing changes, and an Authorization the caller sets always wins.
+    """
+
+    __attrs__: list[str] = [*requests.Session.__attrs__, "prefixes", "keeper"]  # noqa: RUF012 (typed as in requests)
+
+    def __init__(
+        self,
+        prefixes: str | Iterable[str],
+        *,
+        token_file: str | os.PathLike[str],
+        refresher: Refresher | None = None,
+        leeway: float = 30.0,
+        lock_timeout: float = 30.0,
+        max_retries: int | Retry = 0,
+    ) -> None:
+        super().__init__()
+        _check_arguments(token_file, refresher)
+        self.prefixes = Prefixes(prefixes)
+        self.keeper = TokenKeeper(
+            TokenFile(token_file),
+            refresher,
+            leeway=_seconds("leeway", leeway, allow_zero=True),
+            lock_timeout=_seconds("lock_timeout", lock_timeout, allow_zero=False),
+        )
+        adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries)
+        for url in self.prefixes.urls:
+            self.mount(url, adapter)
+
+    @property
+    def token(self) -> Token:
+        """The token the next API request will carry (refreshed first if it is due)."""
+        return self.keeper.current()
+
+    def prepare_request(self, request: Request) -> requests.PreparedRequest:
+        """As in requests, except that ``~/.netrc`` is not consulted for URLs under a prefix:
+        there the bearer token, not a netrc password, is the credential."""
+        url = request.url
+        if self.trust_env and not request.auth and not self.auth \
+                and isinstance(url, str) and self.prefixes.match(url):
+            request = copy.copy(request)
+            request.auth = skip_netrc
+        return super().prepare_request(request)
+
+    def rebuild_auth(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        """As in requests, except that a hop under a prefix gets no ``~/.netrc`` credentials."""
+        url = prepared_request.url or ""
+        if not self.prefixes.match(url):
+            super().rebuild_auth(prepared_request, response)
+            return
+        origin = (response.request.url if response.request is not None else None) or ""
+        if "Authorization" in prepared_request.headers and self.should_strip_auth(origin, url):
+            del prepared_request.headers["Authorization"]
+
+    def __repr__(self) -> str:
+        prefixes, path = list(self.prefixes.urls), self.keeper.store.path
+        return f"<RefreshingSession {prefixes!r} token_file={path!r}>"
+
+
+def _check_arguments(token_file: object, refresher: object) -> None:
+    if not isinstance(token_file, (str, os.PathLike)):
+        raise TypeError(f"token_file must be a str or os.PathLike, got {type(token_file).__name__}")
+    if refresher is not None and not callable(refresher):
+        raise TypeError("refresher must be callable (Token) -> Token | Mapping, such as an "
+                        f"OAuth2Refresher; got {type(refresher).__name__}")
+
+
+def _seconds(name: str, value: object, *, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "0 or more" if allow_zero else "more than 0"
+        raise ValueError(f"{name} must be a finite number of seconds, {bound}; got {value!r}")
+    return float(value)

@@ -1,0 +1,188 @@
+"""Token: an immutable OAuth2 token, and its JSON form.
+
+The JSON form is the token endpoint's answer (RFC 6749 section 5.1) plus ``expires_at``, in
+absolute epoch seconds, the shape requests-oauthlib and Authlib save. Unknown fields are kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+_KNOWN_FIELDS = frozenset(
+    {"access_token", "token_type", "refresh_token", "expires_in", "expires_at", "scope"}
+)
+
+
+@dataclass(frozen=True, repr=False)
+class Token:
+    """An access token and what is known about it. Immutable; its repr shows no secret.
+
+    ``expires_at`` is absolute epoch seconds, or None when the expiry is unknown (then only a
+    401 triggers a refresh). ``lifetime`` is the seconds the server granted, when known; it
+    caps how early a refresh may happen. ``extra`` holds every other field of the token.
+    """
+
+    access_token: str
+    token_type: str = "Bearer"
+    refresh_token: str | None = None
+    expires_at: float | None = None
+    lifetime: float | None = None
+    scope: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    @classmethod
+    def from_response(
+        cls, data: Mapping[str, Any], *, requested_at: float, previous: Token | None = None
+    ) -> Token:
+        """Build the token a token endpoint (or a custom refresher) answered with.
+
+        ``expires_in`` counts from ``requested_at``, when the request left, so a slow answer
+        never makes a token look fresher than it is. Without a new refresh token, the
+        previous one is kept. Raises ValueError when ``data`` is not a usable token.
+        """
+        lifetime = _number(data, "expires_in")
+        expires_at = _number(data, "expires_at")
+        if lifetime is not None:
+            expires_at = requested_at + lifetime
+        elif expires_at is not None:
+            lifetime = expires_at - requested_at
+        else:
+            expires_at = _jwt_expiry(data.get("access_token"))
+        kept_refresh = previous.refresh_token if previous is not None else None
+        return cls._parse(data, expires_at, lifetime, default_refresh=kept_refresh)
+
+    @classmethod
+    def from_file(cls, data: Mapping[str, Any], *, written_at: float) -> Token:
+        """Build the token a token file holds.
+
+        A file with ``expires_in`` but no ``expires_at`` (as some tools save it) counts from
+        ``written_at``, the file's modification time, never from now: a token reloaded from
+        disk must not look fresh again. With neither, a JWT's ``exp`` claim is used.
+        Raises ValueError when ``data`` is not a usable token.
+        """
+        lifetime = _number(data, "expires_in")
+        expires_at = _number(data, "expires_at")
+        if expires_at is None:
+            expires_at = (
+                written_at + lifetime if lifetime is not None
+                else _jwt_expiry(data.get("access_token"))
+            )
+        return cls._parse(data, expires_at, lifetime, default_refresh=None)
+
+    @classmethod
+    def _parse(
+        cls,
+        data: Mapping[str, Any],
+        expires_at: float | None,
+        lifetime: float | None,
+        *,
+        default_refresh: str | None,
+    ) -> Token:
+        access_token = data.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise ValueError("'access_token' is missing or not a non-empty string")
+        token_type = data.get("token_type", "Bearer")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise ValueError(f"'token_type' must be Bearer, got {_shown(token_type)}")
+        refresh_token = data.get("refresh_token") or default_refresh
+        if refresh_token is not None and not isinstance(refresh_token, str):
+            raise ValueError("'refresh_token' is not a string")
+        return cls(
+            access_token=access_token,
+            token_type=token_type,
+            refresh_token=refresh_token,
+            expires_at=expires_at,
+            lifetime=lifetime,
+            scope=_scope(data.get("scope")),
+            extra=MappingProxyType({k: v for k, v in data.items() if k not in _KNOWN_FIELDS}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the token as a JSON-serializable dict, in the token file's shape."""
+        data: dict[str, Any] = dict(self.extra)
+        data.update(access_token=self.access_token, token_type=self.token_type)
+        optional = {
+            "refresh_token": self.refresh_token,
+            "expires_in": self.lifetime,
+            "expires_at": self.expires_at,
+            "scope": self.scope,
+        }
+        data.update((key, value) for key, value in optional.items() if value is not None)
+        return data
+
+    def refresh_due_at(self, leeway: float) -> float | None:
+        """Return when to refresh: ``leeway`` seconds before expiry, but never earlier than
+        halfway through the token's known lifetime. None when the expiry is unknown."""
+        if self.expires_at is None:
+            return None
+        if self.lifetime is not None and self.lifetime > 0:
+            leeway = min(leeway, self.lifetime / 2)
+        return self.expires_at - leeway
+
+    @property
+    def authorization(self) -> str:
+        """The value of the Authorization header that carries this token."""
+        return "Bearer " + self.access_token
+
+    @property
+    def fingerprint(self) -> str:
+        """A short, non-reversible tag that tells tokens apart in logs and status output."""
+        return hashlib.sha256(self.access_token.encode()).hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return (
+            f"Token(fingerprint={self.fingerprint!r}, token_type={self.token_type!r}, "
+            f"expires_at={self.expires_at!r}, "
+            f"refresh_token={'set' if self.refresh_token else None}, scope={self.scope!r})"
+        )
+
+
+def _number(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{key!r} is not a number: {_shown(value)}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{key!r} is not a finite number: {_shown(value)}")
+    return float(value)
+
+
+def _scope(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    # requests-oauthlib saves the scope as a list
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return " ".join(value)
+    raise ValueError("'scope' is neither a string nor a list of strings")
+
+
+def _jwt_expiry(access_token: object) -> float | None:
+    if not isinstance(access_token, str) or access_token.count(".") != 2:
+        return None
+    payload = access_token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not math.isfinite(exp):
+        return None
+    return float(exp)
+
+
+def _shown(value: object) -> str:
+    """A short rendering of a bad field value; never a long string that might be a secret."""
+    text = repr(value)
+    return text if len(text) <= 20 else f"a {type(value).__name__} of length {len(text)}"

@@ -1,0 +1,392 @@
+"""Tests for the local OAuth2 server itself, driven with plain ``requests``.
+
+The library's own client is deliberately not used here: the server is the
+yardstick the client is measured against, so it is checked independently.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+
+import pytest
+import requests
+
+from refreshing_session.testing import LocalAuthServer
+
+TIMEOUT = 5.0
+ODD_SECRET = "s3:cr%t+pä€ss w%41"
+
+
+def text(payload: dict[str, object], key: str) -> str:
+    """Return payload[key], which must be a string."""
+    value = payload[key]
+    assert isinstance(value, str)
+    return value
+
+
+def refresh(
+    server: LocalAuthServer,
+    refresh_token: str,
+    *,
+    auth: tuple[str, str] | None = ("client", "secret"),
+    headers: dict[str, str] | None = None,
+    **fields: str,
+) -> requests.Response:
+    """POST a refresh_token grant to the server's token endpoint."""
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **fields}
+    return requests.post(server.token_url, data=data, auth=auth, headers=headers, timeout=TIMEOUT)
+
+
+def api(server: LocalAuthServer, access_token: str, path: str = "items") -> requests.Response:
+    """GET a protected API path with a bearer token."""
+    headers = {"Authorization": f"Bearer {access_token}"}
+    return requests.get(server.api_url + path, headers=headers, timeout=TIMEOUT)
+
+
+def basic(client_id: str, secret: str, *, encode: bool = True) -> dict[str, str]:
+    """Authorization header for client_secret_basic, form-encoded per RFC 6749 2.3.1 or raw."""
+    if encode:
+        client_id, secret = urllib.parse.quote_plus(client_id), urllib.parse.quote_plus(secret)
+    raw = f"{client_id}:{secret}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Poll condition until it holds; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def error_of(response: requests.Response) -> str:
+    """The OAuth error code of an error response (which must carry a description)."""
+    body = response.json()
+    assert isinstance(body["error_description"], str)
+    return str(body["error"])
+
+
+def test_issue_and_refresh_rotates() -> None:
+    with LocalAuthServer() as server:
+        first = server.issue_token(scope="read write")
+        assert first["token_type"] == "Bearer"
+        assert first["expires_in"] == 60
+        assert first["scope"] == "read write"
+        response = refresh(server, text(first, "refresh_token"))
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        second = response.json()
+        assert second["access_token"] != first["access_token"]
+        assert second["refresh_token"] != first["refresh_token"]
+        assert second["scope"] == "read write"
+        assert api(server, second["access_token"]).json()["client_id"] == "client"
+        assert refresh(server, second["refresh_token"]).status_code == 200
+        assert server.stats().refreshes == 2
+
+
+def test_reuse_of_consumed_token_revokes_grant() -> None:
+    with LocalAuthServer() as server:
+        first = server.issue_token()
+        second = refresh(server, text(first, "refresh_token")).json()
+        reused = refresh(server, text(first, "refresh_token"))
+        assert reused.status_code == 400
+        assert reused.json() == {
+            "error": "invalid_grant",
+            "error_description": "refresh token already used",
+        }
+        assert text(first, "refresh_token") not in reused.text
+        unauthorized = api(server, second["access_token"])
+        assert unauthorized.status_code == 401
+        assert 'error="invalid_token"' in unauthorized.headers["WWW-Authenticate"]
+        assert error_of(refresh(server, second["refresh_token"])) == "invalid_grant"
+        stats = server.stats()
+        assert (stats.reuse_detections, stats.revoked_grants, stats.invalid_grants) == (1, 1, 2)
+
+
+def test_grace_period_allows_immediately_previous_token_once() -> None:
+    with LocalAuthServer(grace_period=30) as server:
+        first = server.issue_token()
+        second = refresh(server, text(first, "refresh_token")).json()
+        again = refresh(server, text(first, "refresh_token"))
+        assert again.status_code == 200
+        assert again.json()["refresh_token"] == second["refresh_token"]
+        assert again.json()["access_token"] != second["access_token"]
+        assert error_of(refresh(server, text(first, "refresh_token"))) == "invalid_grant"
+        assert server.stats().reuse_detections == 1
+
+
+def test_grace_period_does_not_cover_older_tokens() -> None:
+    with LocalAuthServer(grace_period=30) as server:
+        first = server.issue_token()
+        second = refresh(server, text(first, "refresh_token")).json()
+        assert refresh(server, second["refresh_token"]).status_code == 200
+        assert error_of(refresh(server, text(first, "refresh_token"))) == "invalid_grant"
+        assert server.stats().reuse_detections == 1
+
+
+def test_basic_auth_credentials_are_form_encoded() -> None:
+    clients = {"odd client": ODD_SECRET, "client": "a+b%41:c"}
+    with LocalAuthServer(clients=clients) as server:
+        token = text(server.issue_token("odd client"), "refresh_token")
+        encoded = refresh(server, token, auth=None, headers=basic("odd client", ODD_SECRET))
+        assert encoded.status_code == 200
+        token = encoded.json()["refresh_token"]
+        raw = refresh(
+            server, token, auth=None, headers=basic("odd client", ODD_SECRET, encode=False)
+        )
+        assert raw.status_code == 401
+        assert error_of(raw) == "invalid_client"
+        assert raw.headers["WWW-Authenticate"] == 'Basic realm="token"'
+        assert ODD_SECRET not in raw.text
+        ascii_token = text(server.issue_token("client"), "refresh_token")
+        raw_ascii = basic("client", "a+b%41:c", encode=False)
+        assert refresh(server, ascii_token, auth=None, headers=raw_ascii).status_code == 401
+        assert refresh(server, ascii_token, auth=None, headers=basic("client", "a+b%41:c")).ok
+
+
+def test_client_secret_post() -> None:
+    with LocalAuthServer() as server:
+        token = text(server.issue_token(), "refresh_token")
+        response = refresh(server, token, auth=None, client_id="client", client_secret="secret")
+        assert response.status_code == 200
+
+
+def test_basic_and_post_together_is_invalid_request() -> None:
+    with LocalAuthServer() as server:
+        token = text(server.issue_token(), "refresh_token")
+        response = refresh(server, token, client_id="client", client_secret="secret")
+        assert response.status_code == 400
+        assert error_of(response) == "invalid_request"
+        assert refresh(server, token).status_code == 200  # the token was not consumed
+
+
+@pytest.mark.parametrize("use_basic", [True, False])
+def test_wrong_secret_is_invalid_client(use_basic: bool) -> None:
+    with LocalAuthServer() as server:
+        token = text(server.issue_token(), "refresh_token")
+        if use_basic:
+            response = refresh(server, token, auth=("client", "wrong"))
+        else:
+            response = refresh(server, token, auth=None, client_id="client", client_secret="wrong")
+        assert response.status_code == 401
+        assert error_of(response) == "invalid_client"
+        assert ("WWW-Authenticate" in response.headers) is use_basic
+        assert "wrong" not in response.text
+
+
+def test_public_client() -> None:
+    with LocalAuthServer(clients={"spa": None, "client": "secret"}) as server:
+        token = text(server.issue_token("spa"), "refresh_token")
+        assert refresh(server, token, auth=None, client_id="spa").status_code == 200
+        data = {"grant_type": "client_credentials", "client_id": "spa"}
+        response = requests.post(server.token_url, data=data, timeout=TIMEOUT)
+        assert error_of(response) == "unauthorized_client"
+
+
+def test_refresh_token_belongs_to_its_client() -> None:
+    with LocalAuthServer(clients={"a": "sa", "b": "sb"}) as server:
+        token = text(server.issue_token("a"), "refresh_token")
+        assert error_of(refresh(server, token, auth=("b", "sb"))) == "invalid_grant"
+        assert refresh(server, token, auth=("a", "sa")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"grant_type": "refresh_token"}, "invalid_request"),
+        ({"grant_type": "refresh_token", "refresh_token": "nope"}, "invalid_grant"),
+        ({"grant_type": "password"}, "unsupported_grant_type"),
+        ({}, "invalid_request"),
+    ],
+)
+def test_token_endpoint_errors(data: dict[str, str], error: str) -> None:
+    with LocalAuthServer() as server:
+        response = requests.post(
+            server.token_url, data=data, auth=("client", "secret"), timeout=TIMEOUT
+        )
+        assert response.status_code == 400
+        assert error_of(response) == error
+
+
+def test_scope_may_only_narrow() -> None:
+    with LocalAuthServer() as server:
+        token = text(server.issue_token(scope="read write"), "refresh_token")
+        assert error_of(refresh(server, token, scope="read admin")) == "invalid_scope"
+        narrowed = refresh(server, token, scope="read")
+        assert narrowed.json()["scope"] == "read"
+
+
+def test_client_credentials() -> None:
+    with LocalAuthServer() as server:
+        data = {"grant_type": "client_credentials", "scope": "jobs"}
+        response = requests.post(
+            server.token_url, data=data, auth=("client", "secret"), timeout=TIMEOUT
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert "refresh_token" not in body
+        assert body["scope"] == "jobs"
+        assert api(server, body["access_token"]).status_code == 200
+        assert server.stats().client_credentials == 1
+
+
+def test_access_token_expires() -> None:
+    with LocalAuthServer(access_ttl=0.2) as server:
+        grant = server.issue_token()
+        assert grant["expires_in"] == 0.2
+        assert api(server, text(grant, "access_token")).status_code == 200
+        wait_until(lambda: api(server, text(grant, "access_token")).status_code == 401)
+        response = api(server, text(grant, "access_token"))
+        assert 'error_description="access token expired"' in response.headers["WWW-Authenticate"]
+
+
+def test_refresh_token_expires() -> None:
+    with LocalAuthServer(refresh_ttl=0.2) as server:
+        token = text(server.issue_token(), "refresh_token")
+        # A successful probe would consume the token, so this wait cannot poll.
+        time.sleep(0.25)
+        response = refresh(server, token)
+        assert response.json()["error_description"] == "refresh token expired"
+
+
+def test_fail_token_endpoint_does_not_consume_the_token() -> None:
+    with LocalAuthServer() as server:
+        token = text(server.issue_token(), "refresh_token")
+        server.fail_token_endpoint(503, body=b"busy", headers={"Retry-After": "1"}, times=2)
+        for _ in range(2):
+            failed = refresh(server, token)
+            assert (failed.status_code, failed.text) == (503, "busy")
+            assert failed.headers["Retry-After"] == "1"
+        assert refresh(server, token).status_code == 200
+        assert server.stats().token_requests == 3
+
+
+def test_reset_token_endpoint_drops_the_connection() -> None:
+    with LocalAuthServer() as server:
+        token = text(server.issue_token(), "refresh_token")
+        server.reset_token_endpoint()
+        with pytest.raises(requests.ConnectionError):
+            refresh(server, token)
+        assert refresh(server, token).status_code == 200
+        assert server.stats().token_requests == 2
+
+
+def test_slow_token_endpoint() -> None:
+    with LocalAuthServer() as server:
+        server.slow_token_endpoint(0.3)
+        started = time.monotonic()
+        assert refresh(server, text(server.issue_token(), "refresh_token")).ok
+        assert time.monotonic() - started >= 0.3
+        server.slow_token_endpoint(0)
+        started = time.monotonic()
+        assert refresh(server, text(server.issue_token(), "refresh_token")).ok
+        assert time.monotonic() - started < 0.3
+
+
+def test_stop_interrupts_an_injected_delay() -> None:
+    errors: list[Exception] = []
+
+    def call(server: LocalAuthServer, token: str) -> None:
+        try:
+            refresh(server, token)
+        except requests.ConnectionError as exc:
+            errors.append(exc)
+
+    with LocalAuthServer() as server:
+        server.slow_token_endpoint(30)
+        worker = threading.Thread(target=call, args=(server, server.issue_token()["refresh_token"]))
+        worker.start()
+        wait_until(lambda: server.stats().token_requests == 1)
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 1.0
+    worker.join(TIMEOUT)
+    assert len(errors) == 1
+
+
+def test_stop_closes_keep_alive_connections() -> None:
+    with requests.Session() as session, LocalAuthServer() as server:
+        assert session.get(server.url + "/echo", timeout=TIMEOUT).ok
+        server.stop()
+        with pytest.raises(requests.ConnectionError):
+            session.get(server.url + "/echo", timeout=TIMEOUT)
+
+
+def test_revoke_all() -> None:
+    with LocalAuthServer() as server:
+        grant = server.issue_token()
+        server.revoke_all()
+        assert error_of(refresh(server, text(grant, "refresh_token"))) == "invalid_grant"
+        assert api(server, text(grant, "access_token")).status_code == 401
+        assert server.stats().revoked_grants == 1
+
+
+def test_api_without_token_gets_bare_challenge() -> None:
+    with LocalAuthServer() as server:
+        response = requests.get(server.api_url + "items", timeout=TIMEOUT)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+        lowercase = {"Authorization": f"bearer {server.issue_token()['access_token']}"}
+        assert requests.get(server.api_url + "items", headers=lowercase, timeout=TIMEOUT).ok
+        assert (server.stats().api_ok, server.stats().api_unauthorized) == (1, 1)
+
+
+def test_special_api_paths() -> None:
+    with LocalAuthServer() as server:
+        token = text(server.issue_token(), "access_token")
+        always = api(server, token, "always401")
+        assert always.status_code == 401
+        assert 'error="invalid_token"' in always.headers["WWW-Authenticate"]
+        scope = api(server, token, "forbidden-scope")
+        assert scope.status_code == 401
+        assert 'error="insufficient_scope"' in scope.headers["WWW-Authenticate"]
+        assert server.stats().api_unauthorized == 2
+
+
+def test_redirect() -> None:
+    with LocalAuthServer() as server:
+        query = urllib.parse.urlencode({"to": server.api_url + "items", "status": "307"})
+        response = requests.post(
+            f"{server.url}/redirect?{query}", data=b"x", allow_redirects=False, timeout=TIMEOUT
+        )
+        assert response.status_code == 307
+        assert response.headers["Location"] == server.api_url + "items"
+
+
+def test_echo_reports_authorization_without_echoing_it() -> None:
+    with LocalAuthServer() as server:
+        headers = {"Authorization": "Bearer sensitive-value"}
+        response = requests.post(
+            server.url + "/echo", data=b"abc", headers=headers, timeout=TIMEOUT
+        )
+        assert response.json() == {
+            "authorization_present": True,
+            "method": "POST",
+            "body_length": 3,
+        }
+        assert "sensitive-value" not in response.text
+        assert (
+            requests.get(server.url + "/echo", timeout=TIMEOUT).json()["authorization_present"]
+            is False
+        )
+        stats = server.stats()
+        assert (stats.echo_requests, stats.echo_with_authorization) == (2, 1)
+
+
+def test_chunked_body_keeps_the_connection_usable() -> None:
+    def body() -> Iterator[bytes]:
+        yield b"hello "
+        yield "wörld".encode("latin-1")
+
+    with requests.Session() as session, LocalAuthServer() as server:
+        session.headers["Authorization"] = f"Bearer {server.issue_token()['access_token']}"
+        for _ in range(2):
+            response = session.post(server.api_url + "items", data=body(), timeout=TIMEOUT)
+            assert response.status_code == 200
+            assert response.json()["body"] == "hello wörld"
+            assert response.json()["body_length"] == 11
+        assert server.stats().api_ok == 2
