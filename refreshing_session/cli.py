@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=_positive(float), default=10.0)
     demo.add_argument("--ttl", type=_positive(float), default=2.0,
                       help="access-token lifetime in seconds (default 2)")
+    demo.add_argument("--json", action="store_true",
+                      help="print the report as one JSON object (progress goes to stderr)")
     demo.set_defaults(run=_demo)
     status = commands.add_parser("status", help="describe a token file without showing secrets")
     status.add_argument("token_file")
@@ -124,19 +126,25 @@ def _demo(arguments: argparse.Namespace) -> int:
         TokenFile(token_file).write(Token.from_response(server.issue_token(), requested_at=started))
         job = _Job(server.api_url, server.token_url, token_file, arguments.threads,
                    deadline=started + arguments.seconds)
-        outcomes = _run_workers(job, arguments.processes, arguments.seconds)
-        elapsed = time.time() - started
-        return _summary(outcomes, server, arguments, elapsed)
+        outcomes = _run_workers(job, arguments.processes, arguments.seconds,
+                                sys.stderr if arguments.json else sys.stdout)
+        report = _report(outcomes, server, arguments, elapsed=time.time() - started)
+    if arguments.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        _print_report(report)
+    return 0 if report["ok"] else 1
 
 
-def _run_workers(job: _Job, processes: int, seconds: float) -> Counter[str]:
+def _run_workers(job: _Job, processes: int, seconds: float, out: TextIO) -> Counter[str]:
     context = multiprocessing.get_context("spawn")
     done = context.Value("q", 0)
     results: multiprocessing.Queue[Counter[str]] = context.Queue()
     workers = [context.Process(target=_worker, args=(job, done, results)) for _ in range(processes)]
     for worker in workers:
         worker.start()
-    _show_progress(done, job.deadline, seconds, lambda: all(not w.is_alive() for w in workers))
+    _show_progress(done, job.deadline, seconds, lambda: all(not w.is_alive() for w in workers),
+                   out)
     totals: Counter[str] = Counter()
     for _ in workers:
         totals.update(results.get(timeout=60))
@@ -177,7 +185,7 @@ def _call(session: requests.Session, url: str) -> str:
 
 
 def _show_progress(done: Any, deadline: float, seconds: float, finished: Any,
-                   out: TextIO = sys.stdout) -> None:
+                   out: TextIO) -> None:
     live = out.isatty()
     last_line = 0.0
     while not finished():
@@ -195,30 +203,40 @@ def _show_progress(done: Any, deadline: float, seconds: float, finished: Any,
         out.write("\n")
 
 
-def _summary(outcomes: Counter[str], server: LocalAuthServer, arguments: argparse.Namespace,
-             elapsed: float) -> int:
+def _report(outcomes: Counter[str], server: LocalAuthServer, arguments: argparse.Namespace,
+            elapsed: float) -> dict[str, Any]:
     stats = server.stats()
     # Each token is due once, and a new token is not due before this many seconds.
     lifetime = arguments.ttl
     refresh_interval = Token("-", expires_at=lifetime, lifetime=lifetime).refresh_due_at(_LEEWAY)
     due = int(elapsed // (refresh_interval or lifetime))
-    failures = {key: count for key, count in outcomes.items() if key != "ok"}
+    failures = {key: count for key, count in sorted(outcomes.items()) if key != "ok"}
+    return {
+        "processes": arguments.processes, "threads": arguments.threads,
+        "seconds": round(elapsed, 2), "ttl": arguments.ttl,
+        "requests": sum(outcomes.values()), "successes": outcomes["ok"],
+        "caller_401s": outcomes["HTTP 401"], "caller_failures": failures,
+        "token_endpoint_calls": stats.token_requests, "tokens_due": due,
+        "reuse_detections": stats.reuse_detections, "revoked_grants": stats.revoked_grants,
+        "ok": not failures and stats.reuse_detections == 0 and stats.token_requests <= due,
+    }
+
+
+def _print_report(report: dict[str, Any]) -> None:
     lines = [
-        ("workers", f"{arguments.processes} processes x {arguments.threads} threads, "
-                    f"{elapsed:.1f} s, tokens live {arguments.ttl:g} s"),
-        ("requests", sum(outcomes.values())),
-        ("successes", outcomes["ok"]),
-        ("401s seen by callers", outcomes["HTTP 401"]),
-        ("other failures", sum(failures.values()) - outcomes["HTTP 401"]),
-        ("token-endpoint calls", f"{stats.token_requests} (tokens that came due: {due})"),
-        ("reuse detections", stats.reuse_detections),
-        ("revoked grants", stats.revoked_grants),
+        ("workers", f"{report['processes']} processes x {report['threads']} threads, "
+                    f"{report['seconds']:.1f} s, tokens live {report['ttl']:g} s"),
+        ("requests", report["requests"]),
+        ("successes", report["successes"]),
+        ("401s seen by callers", report["caller_401s"]),
+        ("other failures", sum(report["caller_failures"].values()) - report["caller_401s"]),
+        ("token-endpoint calls", f"{report['token_endpoint_calls']} "
+                                 f"(tokens that came due: {report['tokens_due']})"),
+        ("reuse detections", report["reuse_detections"]),
+        ("revoked grants", report["revoked_grants"]),
     ]
     for label, value in lines:
         print(f"{label:>22}: {value}")
-    for key, count in sorted(failures.items()):
+    for key, count in report["caller_failures"].items():
         print(f"{'':>22}  {count} x {key}")
-    healthy = not failures and stats.reuse_detections == 0 and stats.token_requests <= due
-    print("result: OK" if healthy else "result: FAILED")
-    return 0 if healthy else 1
-
+    print("result: OK" if report["ok"] else "result: FAILED")

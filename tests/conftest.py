@@ -1,0 +1,71 @@
+"""Shared fixtures: a running local authorization server and a token file holding a fresh grant."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from refreshing_session import OAuth2Refresher, RefreshingSession, Token, TokenFile
+from refreshing_session.testing import LocalAuthServer
+
+SessionFactory = Callable[..., RefreshingSession]
+
+
+@pytest.fixture
+def server() -> Iterator[LocalAuthServer]:
+    with LocalAuthServer(access_ttl=60.0) as running:
+        yield running
+
+
+@pytest.fixture
+def token_file(tmp_path: Path, server: LocalAuthServer) -> Path:
+    return write_grant(tmp_path / "token.json", server)
+
+
+def write_grant(path: Path, server: LocalAuthServer, **issue: Any) -> Path:
+    """Log in: write a fresh grant from ``server`` to ``path``."""
+    token = Token.from_response(server.issue_token(**issue), requested_at=time.time())
+    TokenFile(path).write(token)
+    return path
+
+
+def refresher_for(server: LocalAuthServer, **options: Any) -> OAuth2Refresher:
+    return OAuth2Refresher(server.token_url, "client", "secret", **options)
+
+
+@pytest.fixture
+def make_session(server: LocalAuthServer, token_file: Path) -> Iterator[SessionFactory]:
+    """Build sessions on the server's API and the shared token file; closes them afterwards."""
+    sessions: list[RefreshingSession] = []
+
+    def build(**options: Any) -> RefreshingSession:
+        options.setdefault("token_file", token_file)
+        options.setdefault("refresher", refresher_for(server))
+        session = RefreshingSession(options.pop("prefixes", server.api_url), **options)
+        sessions.append(session)
+        return session
+
+    yield build
+    for session in sessions:
+        session.close()
+
+
+def expire(path: Path) -> Token:
+    """Rewrite the token file so that its token has expired; return that token."""
+    snapshot = TokenFile(path).read()
+    assert snapshot is not None
+    data = snapshot.token.to_dict()
+    data.update(expires_at=time.time() - 1, expires_in=60)
+    expired = Token.from_file(data, written_at=time.time())
+    TokenFile(path).write(expired)
+    return expired
+
+
+def stored(path: Path) -> Token:
+    snapshot = TokenFile(path).read()
+    assert snapshot is not None
+    return snapshot.token
