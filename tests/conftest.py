@@ -33,8 +33,9 @@ def write_grant(path: Path, server: LocalAuthServer, **issue: Any) -> Path:
     return path
 
 
-def refresher_for(server: LocalAuthServer, **options: Any) -> OAuth2Refresher:
-    return OAuth2Refresher(server.token_url, "client", "secret", **options)
+def refresher_for(server: LocalAuthServer, secret: str = "secret",
+                  **options: Any) -> OAuth2Refresher:
+    return OAuth2Refresher(server.token_url, "client", secret, **options)
 
 
 @pytest.fixture

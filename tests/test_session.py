@@ -9,8 +9,9 @@ import os
 import pickle
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -436,3 +437,54 @@ def test_repr_names_the_prefixes_and_file_only(make_session: SessionFactory,
     assert str(token_file) in text
     assert session.token.access_token not in text
     assert "secret" not in text.replace("client_secret", "")
+
+
+# --- custom refreshers ---------------------------------------------------------------------------
+
+def in_house_refresher(server: LocalAuthServer) -> Callable[[Token], dict[str, Any]]:
+    """The README's in-house example, aimed at the local server's token endpoint."""
+    def refresh(token: Token) -> dict[str, Any]:
+        response = requests.post(server.token_url, auth=("client", "secret"), timeout=10, data={
+            "grant_type": "refresh_token", "refresh_token": token.refresh_token})
+        if response.status_code in (400, 401):
+            raise LoginRequired("the refresh token was refused; log in again")
+        response.raise_for_status()
+        answer: dict[str, Any] = response.json()
+        return answer
+    return refresh
+
+
+def test_a_callable_returning_a_mapping_is_a_refresher(
+        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    old = expire(token_file)
+    session = make_session(refresher=in_house_refresher(server))
+    assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    new = stored(token_file)
+    assert new.refresh_token not in (None, old.refresh_token)
+    assert new.expires_at is not None
+    assert new.expires_at > time.time() + 50
+
+
+def test_a_refresher_answer_without_refresh_token_keeps_the_old_one(
+        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    old = expire(token_file)
+    fresh = server.issue_token()
+    session = make_session(refresher=lambda token: {"access_token": fresh["access_token"],
+                                                    "expires_in": 60})
+    assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    assert stored(token_file).refresh_token == old.refresh_token
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    (lambda token: ["not", "a", "token"], "not a Token or a mapping"),
+    (lambda token: {"token_type": "bearer"}, "access_token"),
+    (lambda token: requests.get("http://127.0.0.1:9/", timeout=1), "ConnectionError"),
+])
+def test_a_refresher_that_fails_gives_refresh_failed(
+        answer: Callable[[Token], Any], message: str, make_session: SessionFactory,
+        server: LocalAuthServer, token_file: Path) -> None:
+    expire(token_file)
+    before = token_file.read_bytes()
+    with pytest.raises(RefreshFailed, match=message):
+        make_session(refresher=answer).get(server.api_url + "items", timeout=TIMEOUT)
+    assert token_file.read_bytes() == before
