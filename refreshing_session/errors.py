@@ -7,9 +7,11 @@ contains an access token, a refresh token or a client secret.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import requests
 
@@ -24,18 +26,29 @@ _SECRET_FIELDS = re.compile(
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Return ``text`` with every known secret and every token-shaped field value replaced."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+    """Return ``text`` with every known secret (also as a server may have escaped it) and every
+    token-shaped field value replaced."""
+    forms = {form for secret in secrets if secret for form in _escaped_forms(secret)}
+    # Longest first, so that a secret contained in another cannot leave part of it behind.
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
     return _SECRET_FIELDS.sub(lambda m: m.group("key") + REDACTED, text)
 
 
 def excerpt(body: bytes | str, secrets: Iterable[str | None] = (), limit: int = 200) -> str:
     """Return a short, single-line, redacted excerpt of a response body for an error message."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = redact(" ".join(text.split()), secrets)
+    text = " ".join(redact(text, secrets).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _escaped_forms(secret: str) -> set[str]:
+    r"""The ways a server may echo ``secret``: as is, JSON-escaped (also with ``/`` as ``\/``,
+    as PHP does), or URL-encoded."""
+    escaped = json.dumps(secret)[1:-1]
+    unescaped_unicode = json.dumps(secret, ensure_ascii=False)[1:-1]
+    return {secret, escaped, escaped.replace("/", "\\/"), unescaped_unicode,
+            quote_plus(secret), quote(secret, safe="")}
 
 
 class TokenError(requests.exceptions.RequestException):

@@ -18,8 +18,9 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote_plus, urlsplit
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
-from .errors import ClientRejected, LoginRequired, RefreshFailed, excerpt, redact
+from .errors import ClientRejected, LoginRequired, RefreshFailed, excerpt
 from .token import Token
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class _TokenEndpoint:
         timeout: float,
         retries: int,
         allow_insecure_http: bool,
+        resend_safe: bool,
     ) -> None:
         _check_token_url(token_url, allow_insecure_http)
         if not isinstance(client_id, str) or not client_id:
@@ -71,6 +73,9 @@ class _TokenEndpoint:
                 f"auth_method must be one of {', '.join(AUTH_METHODS)}, got {method!r}")
         if method != "none" and not client_secret:
             raise ValueError(f"auth_method {method!r} needs a client_secret")
+        if method == "none" and client_secret:
+            raise ValueError("auth_method 'none' never sends the client_secret given; choose "
+                             "client_secret_basic or client_secret_post, or drop the secret")
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if retries < 0:
@@ -82,6 +87,7 @@ class _TokenEndpoint:
         self.scope = scope
         self.timeout = float(timeout)
         self.retries = retries
+        self._resend_safe = resend_safe
 
     def _grant(self, form: dict[str, str], previous: Token | None = None) -> Token:
         """Post a grant, retrying transient failures; return the token it gave."""
@@ -115,7 +121,7 @@ class _TokenEndpoint:
             raise RefreshFailed(
                 f"could not reach the token endpoint {self.token_url} "
                 f"({type(error).__name__}); try again later",
-            ) from None
+            ) from error
 
     def _answer(self, response: requests.Response, requested_at: float,
                 previous: Token | None, form: Mapping[str, str]) -> Token:
@@ -127,8 +133,8 @@ class _TokenEndpoint:
             except ValueError as error:
                 raise self._failure(response, f"no usable token: {error}", secrets) from None
         code = str(data.get("error", "")) if data else ""
-        description = redact(str(data.get("error_description", "")), secrets) if data else ""
-        said = f"{code}: {description}" if description else code
+        description = str(data.get("error_description", "")) if data else ""
+        said = excerpt(f"{code}: {description}" if description else code, secrets)
         if code == "invalid_grant":
             raise LoginRequired(
                 f"the authorization server rejected the refresh token ({said}); log in again",
@@ -150,16 +156,23 @@ class _TokenEndpoint:
 
     def _backoff(self, failure: RefreshFailed, attempt: int) -> float | None:
         """Seconds to wait before retrying ``failure``, or None if it is not worth a retry."""
-        response = failure.response
-        transient = response is None or response.status_code >= 500 \
-            or response.status_code == 429 or _error_code(response) in _TRANSIENT_ERRORS
-        if attempt >= self.retries or not transient:
+        if attempt >= self.retries or not self._transient(failure):
             return None
         delay = 0.2 * 2 ** attempt
-        retry_after = response.headers.get("Retry-After", "") if response is not None else ""
-        if retry_after.strip().isdigit():
+        response = failure.response
+        retry_after = "" if response is None else response.headers.get("Retry-After", "").strip()
+        if retry_after.isascii() and retry_after.isdigit():
             delay = float(retry_after)
         return delay if delay <= _LONGEST_BACKOFF else None
+
+    def _transient(self, failure: RefreshFailed) -> bool:
+        response = failure.response
+        if response is None:
+            # A grant that may have reached the server must not be sent again: the server may
+            # have spent the refresh token, and a second redemption revokes the grant.
+            return self._resend_safe or _never_sent(failure.__cause__)
+        return response.status_code >= 500 or response.status_code == 429 \
+            or _error_code(response) in _TRANSIENT_ERRORS
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.token_url!r}, client_id={self.client_id!r}, "
@@ -171,9 +184,12 @@ class OAuth2Refresher(_TokenEndpoint):
 
     ``auth_method`` is ``"client_secret_basic"`` (the default with a secret),
     ``"client_secret_post"`` or ``"none"`` (the default without one). ``scope`` narrows the
-    refreshed token. Transient failures (connection errors, 5xx, 429) are retried ``retries``
-    times with backoff; each request waits at most ``timeout`` seconds. A plain-http token URL
-    is refused unless it is on the loopback interface or ``allow_insecure_http`` is set.
+    refreshed token. Transient failures (5xx, 429, a connection that could not be opened) are
+    retried ``retries`` times with backoff; a request that may have reached the server is never
+    sent again, since the server may have spent the refresh token. Each attempt waits at most
+    ``timeout`` seconds for each of connecting and reading, while holding the token lock. A
+    plain-http token URL is refused unless it is on the loopback interface or
+    ``allow_insecure_http`` is set.
     """
 
     def __init__(
@@ -189,7 +205,8 @@ class OAuth2Refresher(_TokenEndpoint):
         allow_insecure_http: bool = False,
     ) -> None:
         super().__init__(token_url, client_id, client_secret, auth_method=auth_method, scope=scope,
-                         timeout=timeout, retries=retries, allow_insecure_http=allow_insecure_http)
+                         timeout=timeout, retries=retries, allow_insecure_http=allow_insecure_http,
+                         resend_safe=False)
 
     def __call__(self, token: Token, /) -> Token:
         """Redeem ``token``'s refresh token; return the new token (keeping the refresh token
@@ -222,7 +239,8 @@ class ClientCredentialsRefresher(_TokenEndpoint):
         allow_insecure_http: bool = False,
     ) -> None:
         super().__init__(token_url, client_id, client_secret, auth_method=auth_method, scope=scope,
-                         timeout=timeout, retries=retries, allow_insecure_http=allow_insecure_http)
+                         timeout=timeout, retries=retries, allow_insecure_http=allow_insecure_http,
+                         resend_safe=True)
 
     def __call__(self, token: Token, /) -> Token:
         """Return a new token; the current one is not needed."""
@@ -253,6 +271,14 @@ def _json_object(response: requests.Response) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _never_sent(error: BaseException | None) -> bool:
+    """True when the request failed before any byte of it could reach the server."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error is not None and error.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def _error_code(response: requests.Response) -> str:

@@ -73,11 +73,17 @@ class TokenFile:
             return None
         except OSError as error:
             raise self._error(f"cannot open the token file ({error.strerror})") from None
-        with os.fdopen(fd, "rb") as file:
+        try:
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):
                 raise self._error("the token file is not a regular file")
-            raw = file.read(MAX_FILE_SIZE + 1)
+            raw = _read_up_to(fd, MAX_FILE_SIZE + 1)
+        except TokenFileError:
+            raise
+        except OSError as error:
+            raise self._error(f"cannot read the token file ({error.strerror})") from None
+        finally:
+            os.close(fd)
         if len(raw) > MAX_FILE_SIZE:
             raise self._error(f"the token file is larger than {MAX_FILE_SIZE} bytes")
         if status.st_mode & 0o077:
@@ -89,9 +95,10 @@ class TokenFile:
     def write(self, token: Token, notes: Mapping[str, Any] | None = None) -> Snapshot:
         """Atomically replace the file with ``token`` (and ``notes``); return the new snapshot."""
         data = token.to_dict()
+        data.pop(NOTES_KEY, None)  # a token field of that name must not pass for notes
         if notes:
             data[NOTES_KEY] = dict(notes)
-        payload = json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+        payload = json.dumps(data, indent=2, sort_keys=True, allow_nan=False).encode() + b"\n"
         target = os.path.realpath(self.path)
         try:
             _replace_atomically(target, payload)
@@ -103,7 +110,7 @@ class TokenFile:
     def _parse(self, raw: bytes, status: os.stat_result) -> Snapshot:
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (ValueError, RecursionError) as error:  # JSON, UTF-8, digit-limit and depth errors
             problem = "empty" if not raw.strip() else f"not valid JSON ({error})"
             raise self._error(f"the token file is {problem}") from None
         if not isinstance(data, dict):
@@ -122,6 +129,18 @@ class TokenFile:
 
     def __repr__(self) -> str:
         return f"TokenFile({self.path!r})"
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _signature(status: os.stat_result) -> Signature:

@@ -11,11 +11,14 @@ import binascii
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+# RFC 6750 section 2.1 allows less; this keeps out what would break or forge a header line.
+_TOKEN_SYNTAX = re.compile(r"[\x21-\x7e]+")
 _KNOWN_FIELDS = frozenset(
     {"access_token", "token_type", "refresh_token", "expires_in", "expires_at", "scope"}
 )
@@ -37,6 +40,16 @@ class Token:
     lifetime: float | None = None
     scope: str | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.access_token, str) or not _TOKEN_SYNTAX.fullmatch(self.access_token):
+            raise ValueError("'access_token' is missing, empty, or not printable ASCII without "
+                             "spaces (RFC 6750 section 2.1)")
+        for name in ("expires_at", "lifetime"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name!r} is not a finite number")
+        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
     @classmethod
     def from_response(
@@ -86,23 +99,22 @@ class Token:
         *,
         default_refresh: str | None,
     ) -> Token:
-        access_token = data.get("access_token")
-        if not isinstance(access_token, str) or not access_token:
-            raise ValueError("'access_token' is missing or not a non-empty string")
         token_type = data.get("token_type", "Bearer")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise ValueError(f"'token_type' must be Bearer, got {_shown(token_type)}")
-        refresh_token = data.get("refresh_token") or default_refresh
-        if refresh_token is not None and not isinstance(refresh_token, str):
+        refresh_token = data.get("refresh_token")
+        if refresh_token is None or refresh_token == "":
+            refresh_token = default_refresh
+        elif not isinstance(refresh_token, str):
             raise ValueError("'refresh_token' is not a string")
         return cls(
-            access_token=access_token,
+            access_token=data.get("access_token"),  # type: ignore[arg-type]  # checked on init
             token_type=token_type,
             refresh_token=refresh_token,
             expires_at=expires_at,
             lifetime=lifetime,
             scope=_scope(data.get("scope")),
-            extra=MappingProxyType({k: v for k, v in data.items() if k not in _KNOWN_FIELDS}),
+            extra={key: value for key, value in data.items() if key not in _KNOWN_FIELDS},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,9 +166,21 @@ def _number(data: Mapping[str, Any], key: str) -> float | None:
             value = float(value)
         except ValueError:
             raise ValueError(f"{key!r} is not a number: {_shown(value)}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key!r} is not a number: {_shown(value)}")
+    number = _finite(value)
+    if number is None:
         raise ValueError(f"{key!r} is not a finite number: {_shown(value)}")
-    return float(value)
+    return number
+
+
+def _finite(value: float) -> float | None:
+    """``value`` as a float, or None when it is infinite, NaN, or too large for a float."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _scope(value: object) -> str | None:
@@ -174,12 +198,12 @@ def _jwt_expiry(access_token: object) -> float | None:
     payload = access_token.split(".")[1]
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not math.isfinite(exp):
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
         return None
-    return float(exp)
+    return _finite(exp)
 
 
 def _shown(value: object) -> str:
