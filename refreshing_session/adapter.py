@@ -104,10 +104,7 @@ class BearerAdapter(HTTPAdapter):
         _release(response)
         if _is_stream(request):
             rewind_body(request)
-        replay = super().send(_with_token(request, replacement), *settings)
-        if replay.status_code == 401:
-            self.keeper.note_unfixable(replacement)
-        return replay
+        return super().send(_with_token(request, replacement), *settings)
 
 
 def _with_token(request: PreparedRequest, token: Token) -> PreparedRequest:

@@ -29,7 +29,7 @@ from .token import Token
 logger = logging.getLogger(__name__)
 
 REFUSED = "refresh_refused"  # the stored refresh token was refused: siblings give up at once
-UNFIXABLE_401 = "401_after_refresh"  # a refresh did not cure a 401: do not refresh again for one
+FOR_A_401 = "obtained_for_a_401"  # this token replaced one refused with a 401
 # Waiting processes poll the lock this often; short, because a refresh is a round trip.
 _LOCK_POLL = 0.002
 
@@ -75,24 +75,17 @@ class TokenKeeper:
 
     def after_unauthorized(self, sent: Token) -> Token | None:
         """A request sent with ``sent`` got a 401: return the token to replay it with, or None
-        when a refresh is known not to cure this (then the 401 goes back to the caller)."""
+        when a refresh cannot cure this (then the 401 goes back to the caller).
+
+        A token that was itself obtained because of a 401 is not refreshed because of another:
+        if a fresh token is refused too, the endpoint's problem is not the token, and a flood
+        of such 401s must not become a flood of refreshes. Its scheduled refresh starts over.
+        """
         snapshot = self._load()
-        if snapshot is not None and snapshot.token == sent and snapshot.notes.get(UNFIXABLE_401):
+        if snapshot is not None and snapshot.token == sent and snapshot.notes.get(FOR_A_401):
             return None
         replacement = self._replace(sent, after_401=True)
         return None if replacement == sent else replacement
-
-    def note_unfixable(self, token: Token) -> None:
-        """Record that a fresh ``token`` still got a 401, so that neither this process nor its
-        siblings refresh it again for a 401; the record goes when the token changes."""
-        try:
-            with self._locked():
-                snapshot = self.store.read()
-                if snapshot is not None and snapshot.token == token:
-                    notes = {**snapshot.notes, UNFIXABLE_401: True}
-                    self._snapshot = self.store.write(token, notes)
-        except TokenError as error:
-            logger.debug("could not record an unfixable 401: %s", error)
 
     def _refresh_due(self, token: Token) -> Token:
         expired = token.expires_at is not None and time.time() >= token.expires_at
@@ -120,11 +113,11 @@ class TokenKeeper:
                              snapshot.token.fingerprint)
                 self._snapshot = snapshot
                 return snapshot.token
-            if after_401 and snapshot is not None and snapshot.notes.get(UNFIXABLE_401):
+            if after_401 and snapshot is not None and snapshot.notes.get(FOR_A_401):
                 return snapshot.token
-            return self._redeem(snapshot)
+            return self._redeem(snapshot, after_401=after_401)
 
-    def _redeem(self, snapshot: Snapshot | None) -> Token:
+    def _redeem(self, snapshot: Snapshot | None, *, after_401: bool = False) -> Token:
         """Call the refresher for the stored token (or for a first token) and store the result."""
         if snapshot is None:
             return self._first_token()
@@ -140,7 +133,7 @@ class TokenKeeper:
             new = self._call_refresher(old)
         except LoginRequired as error:
             return self._after_refusal(snapshot, error)
-        self._snapshot = self.store.write(new)
+        self._snapshot = self.store.write(new, {FOR_A_401: True} if after_401 else None)
         logger.info("refreshed the access token for %s (%s -> %s)", self.store.path,
                     old.fingerprint, new.fingerprint)
         return new
