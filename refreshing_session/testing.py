@@ -59,7 +59,8 @@ class ServerStats:
     ``token_requests`` counts every POST to the token endpoint (faulted ones
     included); ``refreshes`` and ``client_credentials`` count successful grants
     of that type; ``invalid_grants`` counts ``invalid_grant`` answers;
-    ``reuse_detections`` counts consumed refresh tokens presented again;
+    ``reuse_detections`` counts consumed refresh tokens presented again, and
+    ``grace_reuses`` those accepted within the grace period;
     ``revoked_grants`` counts grants revoked (by reuse detection or
     :meth:`LocalAuthServer.revoke_all`); ``api_ok``/``api_unauthorized`` count
     protected API answers; ``echo_requests``/``echo_with_authorization`` count
@@ -71,6 +72,7 @@ class ServerStats:
     client_credentials: int = 0
     invalid_grants: int = 0
     reuse_detections: int = 0
+    grace_reuses: int = 0
     revoked_grants: int = 0
     api_ok: int = 0
     api_unauthorized: int = 0
@@ -789,6 +791,7 @@ class LocalAuthServer:
         else:
             # Grace reuse: hand out the current refresh token again instead of rotating twice.
             record.grace_used = True
+            self._bump("grace_reuses")
         self._bump("refreshes")
         return self._mint(record.grant, scope, record.successor, self._access_ttl)
 

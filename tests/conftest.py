@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +15,19 @@ from refreshing_session import OAuth2Refresher, RefreshingSession, Token, TokenF
 from refreshing_session.testing import LocalAuthServer
 
 SessionFactory = Callable[..., RefreshingSession]
+# LocalAuthServer's tokens are 43 URL-safe characters (secrets.token_urlsafe(32)).
+TOKEN_SHAPED = re.compile(r"(?<![\w-])[\w-]{43}(?![\w-])", re.ASCII)
+
+
+@pytest.fixture(autouse=True)
+def no_token_in_debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test runs with DEBUG logging on, and fails if a token-shaped string was logged."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    records = caplog.get_records("setup") + caplog.get_records("call")
+    leaked = [hit for record in records for hit in TOKEN_SHAPED.findall(record.getMessage())]
+    if leaked:  # the count only: the failure itself must not print the secret
+        pytest.fail(f"{len(leaked)} token-shaped strings were logged", pytrace=False)
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import pytest
 from refreshing_session.cli import main
 
 from .conftest import stored
-
-ROOT = Path(__file__).resolve().parent.parent
+from .processes import ROOT
 
 
 def test_status_describes_the_token_without_secrets(

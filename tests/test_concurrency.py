@@ -21,45 +21,9 @@ from refreshing_session import RefreshingSession
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import SessionFactory, expire, stored
+from .processes import REQUESTS, ROOT, job_for, run_in_processes, start_process, wait_for
 
 TIMEOUT = 10
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
-
-def start_process(code: str, job: dict[str, object]) -> subprocess.Popen[str]:
-    """Start a fresh interpreter running ``code``, with ``job`` as a dict named ``job``."""
-    program = f"import json, sys\njob = json.loads(sys.argv[1])\n{code}"
-    return subprocess.Popen([sys.executable, "-c", program, json.dumps(job)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def run_in_processes(code: str, count: int, **job: object) -> list[str]:
-    """Run ``code`` in ``count`` processes at once; return what each printed."""
-    processes = [start_process(code, job) for _ in range(count)]
-    outputs = []
-    for process in processes:
-        out, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
-        outputs.append(out.strip())
-    return outputs
-
-
-ONE_REQUEST = """
-from refreshing_session import OAuth2Refresher, RefreshingSession
-session = RefreshingSession(job["api"], token_file=job["file"],
-                            refresher=OAuth2Refresher(job["token_url"], "client", "secret"))
-try:
-    print(session.get(job["api"] + "items", timeout=10).status_code)
-except Exception as error:
-    print(type(error).__name__)
-"""
 
 
 @pytest.mark.timeout(120)
@@ -70,7 +34,9 @@ def test_a_storm_of_8_processes_by_4_threads_refreshes_once_per_expiry() -> None
          "4", "--seconds", "6", "--ttl", "1", "--json"],
         capture_output=True, text=True, timeout=110, cwd=ROOT, check=False)
     report = json.loads(result.stdout)
-    assert report["caller_failures"] == {}
+    assert report["caller_failures"] == 0
+    assert report["failure_kinds"] == {}
+    assert report["token_file_intact"] is True
     assert report["reuse_detections"] == 0
     assert report["revoked_grants"] == 0
     assert 4 <= report["token_endpoint_calls"] <= report["tokens_due"]
@@ -128,9 +94,9 @@ def test_a_refused_refresh_token_stops_every_process_without_more_calls(
         server: LocalAuthServer, token_file: Path) -> None:
     expire(token_file)
     server.revoke_all()
-    job = {"api": server.api_url, "file": str(token_file), "token_url": server.token_url}
-    assert run_in_processes(ONE_REQUEST, 1, **job) == ["LoginRequired"]
-    assert run_in_processes(ONE_REQUEST, 4, **job) == ["LoginRequired"] * 4
+    job = job_for(server, token_file)
+    assert run_in_processes(REQUESTS, 1, job) == ["LoginRequired"]
+    assert run_in_processes(REQUESTS, 4, job) == ["LoginRequired"] * 4
     assert server.stats().token_requests == 1
 
 
@@ -140,16 +106,15 @@ def test_a_process_killed_while_refreshing_leaves_no_stale_lock(
     expire(token_file)
     before = token_file.read_bytes()
     server.slow_token_endpoint(60)
-    job: dict[str, object] = {"api": server.api_url, "file": str(token_file),
-                              "token_url": server.token_url}
-    victim = start_process(ONE_REQUEST, job)
+    job = job_for(server, token_file)
+    victim = start_process(REQUESTS, job)
     wait_for(lambda: server.stats().token_requests == 1)  # it holds the lock, mid-refresh
     os.kill(victim.pid, signal.SIGKILL)
     victim.communicate(timeout=10)
     assert token_file.read_bytes() == before
     server.slow_token_endpoint(0)
     started = time.monotonic()
-    statuses = run_in_processes(ONE_REQUEST, 2, **job)
+    statuses = run_in_processes(REQUESTS, 2, job)
     assert statuses == ["200", "200"]
     assert time.monotonic() - started < 20
     assert server.stats().reuse_detections == 0

@@ -1,0 +1,240 @@
+"""The demo: worker processes sharing one token file against a local authorization server.
+
+Each worker process runs threads that call the server's API through a RefreshingSession until
+the deadline. With ``chaos``, faults are injected while they run: a slow token endpoint, 5xx
+answers, and workers killed with SIGKILL (and replaced). The report says what callers saw and
+what the authorization server saw.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import RawArray
+from typing import Any, Protocol, TextIO
+
+import requests
+
+from .errors import TokenFileError
+from .refreshers import OAuth2Refresher
+from .session import RefreshingSession
+from .store import TokenFile
+from .testing import LocalAuthServer
+from .token import Token
+
+LEEWAY = 30.0
+# Like the reuse interval Auth0 and Okta offer: it makes a worker killed between the server's
+# rotation and the file write survivable. Without chaos the server allows no reuse at all.
+CHAOS_GRACE_PERIOD = 2.0
+_OK, _REFUSED, _RAISED = range(3)  # slots of a worker's shared counters
+
+
+class _Counters(Protocol):
+    def __getitem__(self, index: int) -> int: ...
+    def __setitem__(self, index: int, value: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What to run: ``processes`` x ``threads`` workers for ``seconds``, tokens living ``ttl``."""
+
+    processes: int = 4
+    threads: int = 4
+    seconds: float = 10.0
+    ttl: float = 2.0
+    chaos: bool = False
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class _Job:
+    api_url: str
+    token_url: str
+    token_file: str
+    threads: int
+    deadline: float  # epoch seconds
+
+
+def run_demo(options: DemoOptions, progress: TextIO) -> dict[str, Any]:
+    """Run the demo, drawing progress on ``progress``; return the report as a dict."""
+    grace = CHAOS_GRACE_PERIOD if options.chaos else 0.0
+    with tempfile.TemporaryDirectory(prefix="refreshing-session-demo-") as folder, \
+            LocalAuthServer(access_ttl=options.ttl, grace_period=grace) as server:
+        token_file = os.path.join(folder, "token.json")
+        started = time.time()
+        TokenFile(token_file).write(Token.from_response(server.issue_token(), requested_at=started))
+        job = _Job(server.api_url, server.token_url, token_file, options.threads,
+                   deadline=started + options.seconds)
+        fleet = _Fleet(job, options.processes)
+        chaos = _Chaos(server, fleet, random.Random(options.seed)) if options.chaos else None
+        _watch(fleet, chaos, job.deadline, options.seconds, progress)
+        details = fleet.finish()
+        report = _report(options, fleet, details, server, chaos, time.time() - started)
+        report["token_file_intact"] = _intact(token_file)
+        report["ok"] = report["ok"] and report["token_file_intact"]
+        return report
+
+
+def _intact(token_file: str) -> bool:
+    try:
+        return TokenFile(token_file).read() is not None
+    except TokenFileError:
+        return False
+
+
+class _Fleet:
+    """The worker processes, each with counters in shared memory that outlive a SIGKILL."""
+
+    def __init__(self, job: _Job, processes: int) -> None:
+        self._job = job
+        self._context = multiprocessing.get_context("spawn")
+        self._details: multiprocessing.Queue[Counter[str]] = self._context.Queue()
+        self._counters: list[_Counters] = []
+        self.workers: list[Any] = []
+        for _ in range(processes):
+            self.start_worker()
+
+    def start_worker(self) -> None:
+        counters: _Counters = RawArray("q", 3)
+        worker = self._context.Process(target=_work, args=(self._job, counters, self._details))
+        worker.start()
+        self._counters.append(counters)
+        self.workers.append(worker)
+
+    def kill_one(self, chosen: random.Random) -> None:
+        """SIGKILL a live worker and start another in its place."""
+        alive = [worker for worker in self.workers if worker.is_alive()]
+        if alive:
+            chosen.choice(alive).kill()
+            self.start_worker()
+
+    def done(self) -> bool:
+        return not any(worker.is_alive() for worker in self.workers)
+
+    def totals(self) -> list[int]:
+        return [sum(counters[slot] for counters in self._counters) for slot in range(3)]
+
+    def finish(self) -> Counter[str]:
+        """Wait for the workers; return the outcome details of those that were not killed."""
+        details: Counter[str] = Counter()
+        for worker in self.workers:
+            worker.join(timeout=30)
+        for worker in self.workers:
+            if worker.exitcode == 0:
+                details.update(self._details.get(timeout=30))
+        return details
+
+
+def _work(job: _Job, counters: _Counters, details: multiprocessing.Queue[Counter[str]]) -> None:
+    session = RefreshingSession(
+        job.api_url, token_file=job.token_file, leeway=LEEWAY,
+        refresher=OAuth2Refresher(job.token_url, client_id="client", client_secret="secret"))
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def loop() -> None:
+        while time.time() < job.deadline:
+            outcome = _call(session, job.api_url + "items")
+            with lock:
+                outcomes[outcome] += 1
+                slot = _OK if outcome == "ok" else _RAISED if outcome.startswith("error") \
+                    else _REFUSED
+                counters[slot] += 1
+
+    threads = [threading.Thread(target=loop) for _ in range(job.threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    details.put(outcomes)
+
+
+def _call(session: requests.Session, url: str) -> str:
+    try:
+        response = session.get(url, timeout=10)
+    except requests.RequestException as error:
+        return f"error: {type(error).__name__}"
+    return "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
+
+
+class _Chaos:
+    """Injects one fault about every half second: a slow endpoint, a 503, or a killed worker."""
+
+    def __init__(self, server: LocalAuthServer, fleet: _Fleet, chosen: random.Random) -> None:
+        self._server = server
+        self._fleet = fleet
+        self._random = chosen
+        self._next_at = time.time() + 0.5
+        self._slow_until = 0.0
+        self.injected: Counter[str] = Counter()
+
+    def step(self, now: float) -> None:
+        if self._slow_until and now >= self._slow_until:
+            self._server.slow_token_endpoint(0)
+            self._slow_until = 0.0
+        if now < self._next_at:
+            return
+        self._next_at = now + 0.5
+        fault = self._random.choice(["slow endpoint", "503 answer", "worker killed"])
+        self.injected[fault] += 1
+        if fault == "slow endpoint":
+            self._server.slow_token_endpoint(0.3)
+            self._slow_until = now + 1.0
+        elif fault == "503 answer":
+            self._server.fail_token_endpoint(503, headers={"Retry-After": "0"})
+        else:
+            self._fleet.kill_one(self._random)
+
+
+def _watch(fleet: _Fleet, chaos: _Chaos | None, deadline: float, seconds: float,
+           out: TextIO) -> None:
+    """Show progress (a bar on a terminal, a line every 2 s elsewhere) until the workers end."""
+    live = out.isatty()
+    last_line = 0.0
+    while not fleet.done():
+        now = time.time()
+        if chaos is not None and now < deadline:
+            chaos.step(now)
+        share = min(1.0, max(0.0, 1 - (deadline - now) / seconds))
+        done = sum(fleet.totals())
+        if live:
+            out.write(f"\r[{'#' * int(share * 30):<30}] {share:4.0%}  requests {done:>7}")
+            out.flush()
+        elif now - last_line >= 2.0:
+            out.write(f"progress {share:4.0%}  requests {done}\n")
+            last_line = now
+        time.sleep(0.1)
+    if live:
+        out.write("\n")
+
+
+def _report(options: DemoOptions, fleet: _Fleet, details: Counter[str], server: LocalAuthServer,
+            chaos: _Chaos | None, elapsed: float) -> dict[str, Any]:
+    stats = server.stats()
+    # Each token is due once, and a new token is not due before this many seconds.
+    lifetime = options.ttl
+    refresh_interval = Token("-", expires_at=lifetime, lifetime=lifetime).refresh_due_at(LEEWAY)
+    due = int(elapsed // (refresh_interval or lifetime))
+    ok, refused, raised = fleet.totals()
+    injected = dict(chaos.injected) if chaos is not None else {}
+    # Each injected 503 costs one more call (its retry); a kill may cost the call it interrupted.
+    allowed_calls = due + injected.get("503 answer", 0) + injected.get("worker killed", 0)
+    return {
+        "processes": options.processes, "threads": options.threads,
+        "seconds": round(elapsed, 2), "ttl": options.ttl,
+        "requests": ok + refused + raised, "successes": ok, "caller_failures": refused + raised,
+        "failure_kinds": {kind: count for kind, count in sorted(details.items()) if kind != "ok"},
+        "token_endpoint_calls": stats.token_requests, "tokens_due": due,
+        "allowed_calls": allowed_calls,
+        "reuse_detections": stats.reuse_detections, "grace_reuses": stats.grace_reuses,
+        "revoked_grants": stats.revoked_grants, "injected": injected,
+        "ok": refused + raised == 0 and stats.reuse_detections == 0
+        and stats.token_requests <= allowed_calls
+        and stats.grace_reuses <= injected.get("worker killed", 0),
+    }

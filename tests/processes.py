@@ -1,0 +1,61 @@
+"""Helpers for tests that run real processes: start them, wait for conditions, collect output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from refreshing_session.testing import LocalAuthServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Makes job["count"] requests to job["path"] and prints each outcome: a status or an error name.
+REQUESTS = """
+from refreshing_session import OAuth2Refresher, RefreshingSession
+session = RefreshingSession(job["api"], token_file=job["file"],
+                            refresher=OAuth2Refresher(job["token_url"], "client", "secret"))
+outcomes = []
+for _ in range(job.get("count", 1)):
+    try:
+        response = session.get(job["api"] + job.get("path", "items"), timeout=10)
+        outcomes.append(str(response.status_code))
+    except Exception as error:
+        outcomes.append(type(error).__name__)
+print(" ".join(outcomes))
+"""
+
+
+def job_for(server: LocalAuthServer, token_file: Path, **extra: object) -> dict[str, object]:
+    """The job the REQUESTS program expects, for ``server`` and ``token_file``."""
+    return {"api": server.api_url, "file": str(token_file), "token_url": server.token_url,
+            **extra}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def start_process(code: str, job: dict[str, object]) -> subprocess.Popen[str]:
+    """Start a fresh interpreter running ``code``, with ``job`` as a dict named ``job``."""
+    program = f"import json, sys\njob = json.loads(sys.argv[1])\n{code}"
+    return subprocess.Popen([sys.executable, "-c", program, json.dumps(job)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_in_processes(code: str, count: int, job: dict[str, object]) -> list[str]:
+    """Run ``code`` in ``count`` processes at once; return what each printed."""
+    processes = [start_process(code, job) for _ in range(count)]
+    outputs = []
+    for process in processes:
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        outputs.append(out.strip())
+    return outputs
