@@ -6,6 +6,7 @@ API prefixes. Only then does the token go out; the caller's own Authorization al
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Iterable
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_CALLER_AUTH = "_refreshing_session_caller_auth"
+_BEARER = re.compile(r"\bbearer\b", re.IGNORECASE)
 _CHALLENGE_ERROR = re.compile(r'\berror\s*=\s*"?([\w.-]+)', re.IGNORECASE)
 # RFC 6750 section 3.1: a new token cannot help a request that lacks scope or is malformed.
 _NOT_CURED_BY_REFRESH = frozenset({"insufficient_scope", "invalid_request"})
@@ -45,6 +48,8 @@ class Prefixes:
             raise ValueError("give at least one API prefix, such as 'https://api.example.com/'")
         self._rules = tuple(_rule(prefix) for prefix in items)
         self.urls = tuple(dict.fromkeys(prefix.strip() for prefix in items))
+        self.mount_points = tuple(dict.fromkeys(
+            point for origin, base in self._rules for point in _mount_points(origin, base)))
 
     def match(self, url: str) -> bool:
         """Return True when ``url`` may receive the token."""
@@ -89,13 +94,18 @@ class BearerAdapter(HTTPAdapter):
     ) -> Response:
         """Send ``request``, with the token when its URL is under a prefix; return the response."""
         settings = (stream, timeout, verify, cert, proxies)
-        if "Authorization" in request.headers or not self.prefixes.match(request.url or ""):
+        if "Authorization" in request.headers or getattr(request, _CALLER_AUTH, False) \
+                or not self.prefixes.match(request.url or ""):
             return super().send(request, *settings)
         token = self.keeper.current()
         response = super().send(_with_token(request, token), *settings)
         if response.status_code != 401 or not _refresh_may_cure(response):
             return response
-        replacement = self.keeper.after_unauthorized(token)
+        try:
+            replacement = self.keeper.after_unauthorized(token)
+        except BaseException:
+            _release(response)
+            raise
         if replacement is None:
             return response
         if not _replayable(request):
@@ -107,20 +117,33 @@ class BearerAdapter(HTTPAdapter):
         return super().send(_with_token(request, replacement), *settings)
 
 
+def mark_caller_auth(request: PreparedRequest) -> None:
+    """Record that the caller authenticates ``request`` (with ``auth=``): no token for it."""
+    setattr(request, _CALLER_AUTH, True)
+
+
 def _with_token(request: PreparedRequest, token: Token) -> PreparedRequest:
     # A copy: the caller's request (which requests reuses for redirects) never holds the token.
-    authorized = request.copy()
+    # Shallow but for the headers: PreparedRequest.copy() would also copy the cookie jar.
+    authorized = copy.copy(request)
+    authorized.headers = request.headers.copy()
     authorized.headers["Authorization"] = token.authorization
     return authorized
 
 
 def _refresh_may_cure(response: Response) -> bool:
-    error = _CHALLENGE_ERROR.search(response.headers.get("WWW-Authenticate", ""))
+    """A 401 may be cured by a new token unless its challenge says otherwise: one that is not
+    a Bearer challenge (Basic, Digest), or a Bearer error that a token cannot fix."""
+    challenge = response.headers.get("WWW-Authenticate", "")
+    if challenge and not _BEARER.search(challenge):
+        return False
+    error = _CHALLENGE_ERROR.search(challenge)
     return error is None or error.group(1).lower() not in _NOT_CURED_BY_REFRESH
 
 
 def _is_stream(request: PreparedRequest) -> bool:
-    return request.body is not None and not isinstance(request.body, (bytes, str))
+    return request.body is not None and not isinstance(
+        request.body, (bytes, bytearray, memoryview, str))
 
 
 def _replayable(request: PreparedRequest) -> bool:
@@ -148,6 +171,15 @@ def _rule(prefix: str) -> tuple[tuple[str, str, int], str]:
             f"API prefix {prefix!r} must be an absolute http(s) URL such as "
             "'https://api.example.com/v1/'") from None
     return origin, path.rstrip("/")
+
+
+def _mount_points(origin: tuple[str, str, int], base: str) -> tuple[str, ...]:
+    """Where to mount the adapter for a prefix: requests picks adapters by the URL's text, so
+    a default port is mounted both written and left out."""
+    scheme, host, port = origin
+    host = f"[{host}]" if ":" in host else host
+    explicit = f"{scheme}://{host}:{port}{base}"
+    return (f"{scheme}://{host}{base}", explicit) if port == _DEFAULT_PORTS[scheme] else (explicit,)
 
 
 def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str]:

@@ -9,21 +9,30 @@ else already refreshed it, and that token is adopted without calling the token e
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import filelock
 import requests
 
-from .errors import LockTimeout, LoginRequired, RefreshFailed, TokenError, TokenFileError
+from .errors import (
+    ClientRejected,
+    LockTimeout,
+    LoginRequired,
+    RefreshFailed,
+    TokenError,
+    TokenFileError,
+)
 from .refreshers import Refresher, TokenSource
-from .store import Snapshot, TokenFile
+from .store import Signature, Snapshot, TokenFile
 from .token import Token
 
 logger = logging.getLogger(__name__)
@@ -32,6 +41,34 @@ REFUSED = "refresh_refused"  # the stored refresh token was refused: siblings gi
 FOR_A_401 = "obtained_for_a_401"  # this token replaced one refused with a 401
 # Waiting processes poll the lock this often; short, because a refresh is a round trip.
 _LOCK_POLL = 0.002
+_LONGEST_COOL_DOWN = 30.0
+_SAVE_RETRY = 1.0
+
+# A fork copies each lock in whatever state another thread held it: children start afresh.
+_KEEPERS: weakref.WeakSet[TokenKeeper] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for keeper in list(_KEEPERS):
+        keeper._reset_process_state()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _Busy(LockTimeout):
+    """The lock is taken and this caller chose not to wait."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """The last failed refresh of a token, and when the next attempt may be made."""
+
+    stale: Token | None
+    error: TokenError
+    retry_at: float
+    count: int
 
 
 class TokenKeeper:
@@ -53,9 +90,12 @@ class TokenKeeper:
 
     def _reset_process_state(self) -> None:
         self._snapshot: Snapshot | None = None
-        self._early_retry_at = 0.0
+        # A refreshed token the file could not take yet, and the file version it replaces.
+        self._unsaved: Snapshot | None = None
+        self._save_retry_at = 0.0
+        self._failure: _Failure | None = None
         self._thread_lock = threading.Lock()
-        self._pid = os.getpid()
+        _KEEPERS.add(self)
 
     def current(self) -> Token:
         """Return a token to send now, refreshing it first if it is due.
@@ -64,6 +104,8 @@ class TokenKeeper:
         and the valid token returned. Raises LoginRequired, RefreshFailed, ClientRejected,
         TokenFileError or LockTimeout when no usable token can be had.
         """
+        if self._unsaved is not None and time.time() >= self._save_retry_at:
+            self._retry_saving()
         snapshot = self._load()
         if snapshot is None:
             return self._replace(None)
@@ -71,7 +113,9 @@ class TokenKeeper:
         due = token.refresh_due_at(self.leeway)
         if due is None or time.time() < due:
             return token
-        return self._refresh_due(token)
+        if token.expires_at is not None and time.time() >= token.expires_at:
+            return self._replace(token)
+        return self._refresh_early(token)
 
     def after_unauthorized(self, sent: Token) -> Token | None:
         """A request sent with ``sent`` got a 401: return the token to replay it with, or None
@@ -87,37 +131,38 @@ class TokenKeeper:
         replacement = self._replace(sent, after_401=True)
         return None if replacement == sent else replacement
 
-    def _refresh_due(self, token: Token) -> Token:
-        expired = token.expires_at is not None and time.time() >= token.expires_at
-        if not expired and time.time() < self._early_retry_at:
+    def _refresh_early(self, token: Token) -> Token:
+        """Refresh a token that is due but still valid; on any trouble, keep using it."""
+        if self._cooling_down(token):
             return token
         try:
-            return self._replace(token)
+            return self._replace(token, wait=False)
+        except _Busy:
+            return token  # another thread or process is refreshing it right now
         except TokenError as error:
-            if token.expires_at is None or time.time() >= token.expires_at:
-                raise
-            remaining = token.expires_at - time.time()
-            # Halve the wait each time: a few attempts before expiry, never one per request.
-            self._early_retry_at = time.time() + remaining / 2
-            logger.warning("early refresh failed, going on with the current token (valid %.1f s "
-                           "more): %s", remaining, error)
+            logger.warning("early refresh failed, going on with the current token (valid "
+                           "%.1f s more): %s", (token.expires_at or 0) - time.time(), error)
             return token
 
-    def _replace(self, stale: Token | None, *, after_401: bool = False) -> Token:
+    def _replace(self, stale: Token | None, *, after_401: bool = False, wait: bool = True) -> Token:
         """Replace ``stale`` (None: there is no token file) unless someone already did, and
         return the token to use: ``stale`` itself after a 401 that a refresh cannot cure."""
-        with self._locked():
-            snapshot = self.store.read()
+        self._raise_while_cooling_down(stale)
+        with self._locked(wait):
+            snapshot = self._read_locked()
             if snapshot is not None and snapshot.token != stale:
                 logger.debug("adopting token %s written by another process",
                              snapshot.token.fingerprint)
-                self._snapshot = snapshot
                 return snapshot.token
             if after_401 and snapshot is not None and snapshot.notes.get(FOR_A_401):
                 return snapshot.token
-            return self._redeem(snapshot, after_401=after_401)
+            try:
+                return self._redeem(snapshot, after_401=after_401)
+            except (RefreshFailed, ClientRejected) as error:
+                self._cool_down(stale, error)
+                raise
 
-    def _redeem(self, snapshot: Snapshot | None, *, after_401: bool = False) -> Token:
+    def _redeem(self, snapshot: Snapshot | None, *, after_401: bool) -> Token:
         """Call the refresher for the stored token (or for a first token) and store the result."""
         if snapshot is None:
             return self._first_token()
@@ -133,19 +178,17 @@ class TokenKeeper:
             new = self._call_refresher(old)
         except LoginRequired as error:
             return self._after_refusal(snapshot, error)
-        self._snapshot = self.store.write(new, {FOR_A_401: True} if after_401 else None)
         logger.info("refreshed the access token for %s (%s -> %s)", self.store.path,
                     old.fingerprint, new.fingerprint)
-        return new
+        return self._save(new, {FOR_A_401: True} if after_401 else None, snapshot.signature)
 
     def _first_token(self) -> Token:
         if not isinstance(self.refresher, TokenSource):
             raise LoginRequired(f"there is no token file at {self.store.path}; log in first "
                                 "(write a token there), or use a ClientCredentialsRefresher")
         token = self.refresher.new_token()
-        self._snapshot = self.store.write(token)
-        logger.info("created the token file %s with a new grant", self.store.path)
-        return token
+        logger.info("creating the token file %s with a new grant", self.store.path)
+        return self._save(token, None, replacing=None)
 
     def _call_refresher(self, old: Token) -> Token:
         assert self.refresher is not None
@@ -167,12 +210,62 @@ class TokenKeeper:
             self._snapshot = latest
             return latest.token
         if latest is not None and latest.signature == refused.signature:
-            self._snapshot = self.store.write(refused.token, {**refused.notes, REFUSED: str(error)})
-        raise error
+            self._save(refused.token, {**refused.notes, REFUSED: str(error)}, refused.signature)
+        raise LoginRequired(f"{error} (token file: {self.store.path})",
+                            response=error.response) from None
+
+    def _save(self, token: Token, notes: Mapping[str, Any] | None,
+              replacing: Signature | None) -> Token:
+        """Write ``token`` over the file version ``replacing``, and return the token to use.
+
+        A file that changed meanwhile (a login by hand, say) wins and is adopted. If the write
+        fails, the token is kept in memory, used, and written again later: a refreshed token
+        is never dropped, since its predecessor's refresh token is spent.
+        """
+        if self.store.signature() != replacing:
+            latest = self.store.read()
+            if latest is not None:
+                logger.info("the token file %s changed during the refresh; using its token",
+                            self.store.path)
+                self._snapshot = latest
+                return latest.token
+        try:
+            self._snapshot = self.store.write(token, notes)
+            self._unsaved = None
+        except TokenFileError as error:
+            self._unsaved = Snapshot(token, replacing, notes or {})
+            self._save_retry_at = time.time() + _SAVE_RETRY
+            logger.error("could not save the refreshed token, keeping it in memory and trying "
+                         "again: %s", error)
+        return token
+
+    def _retry_saving(self) -> None:
+        self._save_retry_at = time.time() + _SAVE_RETRY
+        try:
+            with self._locked(wait=False):
+                self._read_locked()
+        except TokenError as error:
+            logger.debug("could not save the kept token yet: %s", error)
+
+    def _read_locked(self) -> Snapshot | None:
+        """Under the locks: the file's snapshot, or the token this process could not save yet
+        (then saved now, if possible), when the file still holds what that token replaces."""
+        snapshot = self.store.read()
+        unsaved = self._unsaved
+        if unsaved is not None and (snapshot.signature if snapshot else None) == unsaved.signature:
+            self._save(unsaved.token, unsaved.notes, unsaved.signature)
+            return self._unsaved or self._snapshot
+        self._unsaved = None
+        self._snapshot = snapshot
+        return snapshot
 
     def _load(self) -> Snapshot | None:
         """Return the stored token, re-reading the file only when its signature changed."""
         signature = self.store.signature()
+        if self._unsaved is not None:
+            if self._unsaved.signature == signature:
+                return self._unsaved
+            self._unsaved = None  # someone wrote the file since: theirs is newer
         snapshot = self._snapshot
         if signature is None:
             return None
@@ -180,22 +273,50 @@ class TokenKeeper:
             snapshot = self._snapshot = self.store.read()
         return snapshot
 
+    def _cool_down(self, stale: Token | None, error: TokenError) -> None:
+        """After a failed refresh, let the next attempt for the same token wait: half the time
+        it has left if it is still valid, else a doubling pause; longer for a bad client."""
+        previous = self._failure
+        count = previous.count + 1 if previous is not None and previous.stale == stale else 0
+        now = time.time()
+        if stale is not None and stale.expires_at is not None and stale.expires_at > now:
+            pause = (stale.expires_at - now) / 2
+        elif isinstance(error, ClientRejected):
+            pause = _LONGEST_COOL_DOWN
+        else:
+            pause = min(_LONGEST_COOL_DOWN, 0.5 * 2 ** count)
+        self._failure = _Failure(stale, error, now + pause, count)
+
+    def _cooling_down(self, stale: Token | None) -> _Failure | None:
+        """The last failure for ``stale``, while the next attempt must still wait."""
+        failure = self._failure
+        if failure is None or failure.stale != stale or time.time() >= failure.retry_at:
+            return None
+        return failure
+
+    def _raise_while_cooling_down(self, stale: Token | None) -> None:
+        failure = self._cooling_down(stale)
+        if failure is not None:
+            again = copy.copy(failure.error)
+            wait = failure.retry_at - time.time()
+            again.args = (f"{failure.error} (not retried for another {wait:.1f} s)",)
+            raise again
+
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the thread lock, then the file lock, within ``lock_timeout`` in total."""
-        if self._pid != os.getpid():
-            # A fork copies the lock in whatever state another thread held it.
-            self._reset_process_state()
-        deadline = time.monotonic() + self.lock_timeout
-        if not self._thread_lock.acquire(timeout=self.lock_timeout):
-            raise self._timeout("another thread")
+    def _locked(self, wait: bool = True) -> Iterator[None]:
+        """Hold the thread lock, then the file lock, within ``lock_timeout`` in total; without
+        ``wait``, raise _Busy at once if either is taken."""
+        timeout = self.lock_timeout if wait else 0.0
+        deadline = time.monotonic() + timeout
+        if not self._thread_lock.acquire(timeout=timeout if wait else -1, blocking=wait):
+            raise self._timeout("another thread", wait)
         try:
             lock = filelock.FileLock(self.store.lock_path, fallback_to_soft=False,
                                      poll_interval=_LOCK_POLL)
             try:
                 lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
             except filelock.Timeout:
-                raise self._timeout("another process") from None
+                raise self._timeout("another process", wait) from None
             except OSError as error:
                 raise TokenFileError(f"cannot lock ({error.strerror}); check that the folder "
                                      "is writable and the lock file is yours",
@@ -207,7 +328,9 @@ class TokenKeeper:
         finally:
             self._thread_lock.release()
 
-    def _timeout(self, holder: str) -> LockTimeout:
+    def _timeout(self, holder: str, wait: bool) -> LockTimeout:
+        if not wait:
+            return _Busy(f"{holder} holds the token lock {self.store.lock_path}")
         return LockTimeout(f"{holder} held the token lock {self.store.lock_path} for more than "
                            f"lock_timeout={self.lock_timeout} s; the token endpoint may be slow "
                            "or hung")

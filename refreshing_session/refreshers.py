@@ -31,7 +31,7 @@ _CLIENT_ERRORS = frozenset(
     {"invalid_client", "unauthorized_client", "invalid_scope", "unsupported_grant_type",
      "invalid_request"}
 )
-_TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+_TRANSIENT_ERRORS = frozenset({"temporarily_unavailable"})
 _LONGEST_BACKOFF = 10.0
 
 
@@ -125,7 +125,9 @@ class _TokenEndpoint:
 
     def _answer(self, response: requests.Response, requested_at: float,
                 previous: Token | None, form: Mapping[str, str]) -> Token:
-        secrets = (self._client_secret, form.get("refresh_token"))
+        # The Basic credentials too: an error page may echo the request's headers.
+        basic = _basic_credentials(self.client_id, self._client_secret or "").split()[-1]
+        secrets = (self._client_secret, form.get("refresh_token"), basic)
         data = _json_object(response)
         if response.ok:
             try:
@@ -166,13 +168,16 @@ class _TokenEndpoint:
         return delay if delay <= _LONGEST_BACKOFF else None
 
     def _transient(self, failure: RefreshFailed) -> bool:
+        """Whether a retry may succeed, and is safe. A refresh grant that may have been
+        processed must not be sent again: the server may have spent the refresh token, and
+        a second redemption revokes the grant. 503, 429 and temporarily_unavailable say the
+        request was not processed; a 500, 502 or 504 (from a gateway) does not."""
         response = failure.response
         if response is None:
-            # A grant that may have reached the server must not be sent again: the server may
-            # have spent the refresh token, and a second redemption revokes the grant.
             return self._resend_safe or _never_sent(failure.__cause__)
-        return response.status_code >= 500 or response.status_code == 429 \
-            or _error_code(response) in _TRANSIENT_ERRORS
+        if response.status_code in (429, 503) or _error_code(response) in _TRANSIENT_ERRORS:
+            return True
+        return self._resend_safe and response.status_code >= 500
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.token_url!r}, client_id={self.client_id!r}, "
@@ -184,12 +189,13 @@ class OAuth2Refresher(_TokenEndpoint):
 
     ``auth_method`` is ``"client_secret_basic"`` (the default with a secret),
     ``"client_secret_post"`` or ``"none"`` (the default without one). ``scope`` narrows the
-    refreshed token. Transient failures (5xx, 429, a connection that could not be opened) are
-    retried ``retries`` times with backoff; a request that may have reached the server is never
-    sent again, since the server may have spent the refresh token. Each attempt waits at most
-    ``timeout`` seconds for each of connecting and reading, while holding the token lock. A
-    plain-http token URL is refused unless it is on the loopback interface or
-    ``allow_insecure_http`` is set.
+    refreshed token. Failures that say the request was not processed (503, 429,
+    ``temporarily_unavailable``, a connection that could not be opened) are retried ``retries``
+    times with backoff; a request that may have been processed (a 500, 502 or 504, a reset or
+    a read timeout) is never sent again, since the server may have spent the refresh token.
+    Each attempt waits at most ``timeout`` seconds for each of connecting and reading, while
+    holding the token lock. A plain-http token URL is refused unless it is on the loopback
+    interface or ``allow_insecure_http`` is set.
     """
 
     def __init__(
@@ -223,7 +229,8 @@ class OAuth2Refresher(_TokenEndpoint):
 class ClientCredentialsRefresher(_TokenEndpoint):
     """A new RFC 6749 section 4.4 client_credentials grant each time, for machine clients.
 
-    No login is needed: with no token file, the first request creates it.
+    No login is needed: with no token file, the first request creates it. Sending the grant
+    twice is harmless, so connection errors and any 5xx are retried ``retries`` times.
     """
 
     def __init__(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import requests
 from urllib3.util.retry import Retry
 
-from .adapter import BearerAdapter, Prefixes
+from .adapter import BearerAdapter, Prefixes, mark_caller_auth
 from .keeper import TokenKeeper
 from .refreshers import Refresher, skip_netrc
 from .store import TokenFile
@@ -61,7 +61,7 @@ class RefreshingSession(requests.Session):
             lock_timeout=_seconds("lock_timeout", lock_timeout, allow_zero=False),
         )
         adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries)
-        for url in self.prefixes.urls:
+        for url in self.prefixes.mount_points:
             self.mount(url, adapter)
 
     @property
@@ -71,10 +71,14 @@ class RefreshingSession(requests.Session):
 
     def prepare_request(self, request: Request) -> requests.PreparedRequest:
         """As in requests, except that ``~/.netrc`` is not consulted for URLs under a prefix:
-        there the bearer token, not a netrc password, is the credential."""
+        there the bearer token, not a netrc password, is the credential. A request the caller
+        authenticates with ``auth=`` (or ``session.auth``) gets no token."""
+        if request.auth or self.auth:
+            prepared = super().prepare_request(request)
+            mark_caller_auth(prepared)
+            return prepared
         url = request.url
-        if self.trust_env and not request.auth and not self.auth \
-                and isinstance(url, str) and self.prefixes.match(url):
+        if self.trust_env and isinstance(url, str) and self.prefixes.match(url):
             request = copy.copy(request)
             request.auth = skip_netrc
         return super().prepare_request(request)

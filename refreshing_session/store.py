@@ -33,10 +33,11 @@ Signature = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The token file's content at one moment, and the signature of that version."""
+    """The token file's content at one moment, and the signature of that version (None for a
+    token that is not in the file yet)."""
 
     token: Token
-    signature: Signature
+    signature: Signature | None
     notes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -98,7 +99,8 @@ class TokenFile:
         data.pop(NOTES_KEY, None)  # a token field of that name must not pass for notes
         if notes:
             data[NOTES_KEY] = dict(notes)
-        payload = json.dumps(data, indent=2, sort_keys=True, allow_nan=False).encode() + b"\n"
+        # default=str: an odd value in an extra field must not stop a refreshed token's write.
+        payload = json.dumps(data, indent=2, sort_keys=True, default=str).encode() + b"\n"
         target = os.path.realpath(self.path)
         try:
             _replace_atomically(target, payload)

@@ -233,3 +233,83 @@ def test_the_lock_file_holds_no_secret(make_session: SessionFactory, server: Loc
     assert lock.exists()
     assert token.access_token.encode() not in lock.read_bytes()
     assert (token.refresh_token or "").encode() not in lock.read_bytes()
+
+
+FULL_DISK = """
+import json, resource, signal, time
+from refreshing_session import OAuth2Refresher, RefreshingSession, TokenFile
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+session = RefreshingSession(job["api"], token_file=job["file"],
+                            refresher=OAuth2Refresher(job["token_url"], "client", "secret"))
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64, hard))  # no token file fits in 64 bytes
+statuses = [session.get(job["api"] + "items", timeout=10).status_code for _ in range(3)]
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+before = TokenFile(job["file"]).read().token
+deadline = time.monotonic() + 10
+while TokenFile(job["file"]).read().token == before and time.monotonic() < deadline:
+    statuses.append(session.get(job["api"] + "items", timeout=10).status_code)
+print(json.dumps(statuses))
+"""
+
+
+@pytest.mark.timeout(30)
+def test_a_refreshed_token_the_disk_refuses_is_kept_and_saved_later(
+        server: LocalAuthServer, token_file: Path) -> None:
+    expired = expire(token_file)
+    [output] = run_in_processes(FULL_DISK, 1, job_for(server, token_file))
+    assert set(json.loads(output)) == {200}
+    assert stored(token_file) != expired  # saved once the disk took it again
+    stats = server.stats()
+    assert (stats.refreshes, stats.reuse_detections, stats.api_unauthorized) == (1, 0, 0)
+
+
+def test_a_login_landing_during_a_refresh_wins(
+        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    expire(token_file)
+    refresher = refresher_for(server)
+
+    logins: list[Token] = []
+
+    def refresh_while_someone_logs_in(token: Token) -> Token:
+        new = refresher(token)
+        logins.append(stored(write_grant(token_file, server)))  # lands before the save
+        return new
+
+    session = make_session(refresher=refresh_while_someone_logs_in)
+    assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    assert stored(token_file) == logins[0] == session.token
+    assert server.stats().refreshes == 1
+
+
+def test_failed_refreshes_of_an_expired_token_back_off(
+        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    expire(token_file)
+    server.fail_token_endpoint(503, times=100)
+    session = make_session(refresher=refresher_for(server, retries=0))
+    messages = []
+    for _ in range(10):
+        with pytest.raises(RefreshFailed) as caught:
+            session.get(server.api_url + "items", timeout=TIMEOUT)
+        messages.append(str(caught.value))
+    assert server.stats().token_requests == 1
+    assert all("not retried for another" in message for message in messages[1:])
+
+
+@pytest.mark.timeout(20)
+def test_requests_do_not_wait_for_an_early_refresh_in_flight(
+        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    data = stored(token_file).to_dict()
+    data.update(expires_at=time.time() + 20, expires_in=60)  # due (leeway 30), still valid
+    TokenFile(token_file).write(Token.from_file(data, written_at=0))
+    server.slow_token_endpoint(3)
+    session = make_session()
+    early = threading.Thread(target=session.get, args=(server.api_url + "items",),
+                             kwargs={"timeout": TIMEOUT})
+    early.start()
+    wait_for(lambda: server.stats().token_requests == 1)
+    started = time.monotonic()
+    assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    assert time.monotonic() - started < 1
+    early.join(timeout=10)
+    assert server.stats().refreshes == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
@@ -209,8 +210,6 @@ def test_public_client_cannot_use_client_credentials() -> None:
 # ---------------------------------------------------------------- transient failures
 
 TRANSIENT: dict[str, Fault] = {
-    "500": failing(500),
-    "502": failing(502),
     "503": failing(503),
     "429-retry-after-0": failing(429, headers=NO_WAIT),
     "400-temporarily_unavailable": failing(
@@ -227,6 +226,16 @@ def test_transient_failure_is_retried(server: LocalAuthServer, fault: Fault) -> 
     assert new.refresh_token not in (None, old.refresh_token)
     stats = server.stats()
     assert (stats.token_requests, stats.refreshes, stats.reuse_detections) == (2, 1, 0)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_refresh_grant_that_may_have_been_processed_is_not_resent(
+        server: LocalAuthServer, status: int) -> None:
+    server.fail_token_endpoint(status, times=3)
+    assert refused(refresher_for(server, retries=2), login(server)).status_code == status
+    assert server.stats().token_requests == 1
+    ClientCredentialsRefresher(server.token_url, "client", "secret", retries=2).new_token()
+    assert server.stats().token_requests == 4  # a client_credentials grant is safe to resend
 
 
 def test_client_credentials_are_retried_too(server: LocalAuthServer) -> None:
@@ -496,3 +505,11 @@ def test_only_client_credentials_is_a_token_source() -> None:
     url = "https://auth.example.com/token"
     assert isinstance(ClientCredentialsRefresher(url, "app", "secret"), TokenSource)
     assert not isinstance(OAuth2Refresher(url, "app", "secret"), TokenSource)
+
+
+def test_echoed_basic_credentials_are_redacted(server: LocalAuthServer) -> None:
+    basic = base64.b64encode(b"client:secret").decode()
+    server.fail_token_endpoint(500, body=f"<pre>Authorization: Basic {basic}</pre>".encode())
+    failure = refused(refresher_for(server, retries=0), login(server))
+    assert basic not in str(failure)
+    assert "[redacted]" in str(failure)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+import requests.auth
 from requests.adapters import HTTPAdapter
 
 from refreshing_session import (
@@ -366,8 +367,9 @@ def test_an_expired_token_without_refresh_token_asks_for_a_login(
     data = expire(token_file).to_dict()
     del data["refresh_token"]
     TokenFile(token_file).write(Token.from_file(data, written_at=0))
-    with pytest.raises(LoginRequired, match="log in"):
+    with pytest.raises(LoginRequired, match="log in") as caught:
         make_session().get(server.api_url + "items", timeout=TIMEOUT)
+    assert str(token_file) in str(caught.value)
     assert server.stats().token_requests == 0
 
 
@@ -488,3 +490,47 @@ def test_a_refresher_that_fails_gives_refresh_failed(
     with pytest.raises(RefreshFailed, match=message):
         make_session(refresher=answer).get(server.api_url + "items", timeout=TIMEOUT)
     assert token_file.read_bytes() == before
+
+
+# --- challenges, caller auth schemes, bodies, ports ----------------------------------------------
+
+def test_a_challenge_based_auth_gets_no_token(make_session: SessionFactory,
+                                              server: LocalAuthServer) -> None:
+    response = make_session().get(server.api_url + "items", timeout=TIMEOUT,
+                                  auth=requests.auth.HTTPDigestAuth("user", "password"))
+    assert response.status_code == 401
+    assert "Authorization" not in response.request.headers
+    assert server.stats().token_requests == 0
+
+
+def test_a_401_with_a_non_bearer_challenge_triggers_no_refresh(
+        make_session: SessionFactory, server: LocalAuthServer) -> None:
+    session = make_session(prefixes=[server.url + "/oauth/"])
+    response = session.post(server.token_url, data={"grant_type": "client_credentials"},
+                            timeout=TIMEOUT)  # the token endpoint refuses a bearer: Basic
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert server.stats().token_requests == 1  # that request itself, and no refresh
+
+
+@pytest.mark.parametrize("body", [bytearray(b"x" * 300), memoryview(b"x" * 300)],
+                         ids=["bytearray", "memoryview"])
+def test_bytes_like_bodies_are_replayed(body: bytearray | memoryview,
+                                        make_session: SessionFactory, server: LocalAuthServer,
+                                        token_file: Path) -> None:
+    with_unknown_access_token(token_file)
+    response = make_session().post(server.api_url + "upload", data=body, timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert response.json()["body_length"] == 300
+
+
+@pytest.mark.parametrize(("prefix", "url"), [
+    ("https://api.example.com:443/v1/", "https://api.example.com/v1/items"),
+    ("https://api.example.com/v1/", "https://api.example.com:443/v1/items"),
+    ("https://API.example.com/v1/", "https://api.example.com/v1/items"),
+    ("https://[::1]:8443/", "https://[::1]:8443/items"),
+])
+def test_the_adapter_serves_every_spelling_of_a_prefix(prefix: str, url: str,
+                                                       tmp_path: Path) -> None:
+    session = RefreshingSession(prefix, token_file=tmp_path / "t.json")
+    assert isinstance(session.get_adapter(url), BearerAdapter)

@@ -1,0 +1,125 @@
+"""The rows of the README's Reliability table: each fault, bad input or attack, what must hold,
+and the tests that try it. conftest.py marks those tests; ``python -m tests.reliability`` runs
+them and writes the table."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Scenario(NamedTuple):
+    holds: str
+    tests: tuple[str, ...]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "Process killed (SIGKILL) while it holds the lock, mid-refresh": Scenario(
+        "the others take the lock at once and refresh; no stale lock; file intact",
+        ("test_a_process_killed_while_refreshing_leaves_no_stale_lock",)),
+    "Reader polling the file during hundreds of writes; writer SIGKILLed": Scenario(
+        "never invalid JSON, an empty file, or a token older than one already seen",
+        ("test_readers_never_see_a_partial_or_older_token",)),
+    "Hung token endpoint": Scenario(
+        "the refresh gives up after its timeout (RefreshFailed); waiters get LockTimeout "
+        "within lock_timeout",
+        ("test_a_hung_token_endpoint_times_out_and_waiters_time_out_sooner",
+         "test_hung_endpoint_times_out")),
+    "Token endpoint: 500, 502, 503, 429, HTML page, bad JSON, no access_token, non-bearer, "
+    "connection reset": Scenario(
+        "RefreshFailed with the status and a short redacted excerpt; file byte-identical; "
+        "transient ones retried with bounded backoff; a valid token keeps serving",
+        ("test_a_misbehaving_token_endpoint_leaves_the_file_byte_identical",
+         "test_a_connection_reset_leaves_the_file_byte_identical",
+         "test_a_single_transient_failure_is_invisible_to_the_caller",
+         "test_a_failed_early_refresh_keeps_using_the_valid_token",
+         "test_transient_failure_is_retried", "test_persistent_503_fails_after_every_retry",
+         "test_long_retry_after_is_not_waited_for", "test_non_ascii_digit_retry_after_is_ignored",
+         "test_html_error_page_is_summarised", "test_unusable_200_answer_fails_without_retry",
+         "test_a_refresh_that_may_have_reached_the_server_is_not_sent_again")),
+    "401 that a refresh cannot fix, flooded from 16 threads and 4 processes": Scenario(
+        "one refresh and one replay, then the 401 goes back; no loop, no flood of refreshes",
+        ("test_a_flood_of_unfixable_401s_costs_one_refresh",
+         "test_a_401_that_refresh_cannot_fix_costs_one_refresh_per_token",
+         "test_insufficient_scope_does_not_trigger_a_refresh")),
+    "Refresh token refused (invalid_grant) while siblings are busy": Scenario(
+        "the others raise LoginRequired without calling the endpoint; a token written "
+        "meanwhile is adopted, never overwritten or blanked",
+        ("test_a_refused_refresh_token_stops_every_process_without_more_calls",
+         "test_a_refused_refresh_token_is_recorded_for_every_sibling",
+         "test_a_login_landing_during_a_refused_refresh_is_adopted",
+         "test_a_401_after_a_siblings_refresh_adopts_its_token_without_a_call")),
+    "New login written by hand or another tool while workers run": Scenario(
+        "picked up by the next request",
+        ("test_a_token_written_by_another_tool_is_picked_up_at_once",
+         "test_a_new_login_clears_the_refusal")),
+    "fork after use, spawn, forkserver, pickling into a process pool": Scenario(
+        "keeps working and keeps sharing the file (one refresh in total)",
+        ("test_sessions_keep_sharing_the_file_in_child_processes",
+         "test_pickled_and_copied_sessions_keep_working",
+         "test_a_pickled_session_carries_no_lock_or_cached_token")),
+    "Expiry bookkeeping: only expires_in, no expiry, JWT exp, lifetime under the leeway": Scenario(
+        "a reloaded token never looks fresh; no refresh on every request; 401-only when unknown",
+        ("test_a_file_with_only_expires_in_counts_from_its_modification_time",
+         "test_a_token_without_expiry_is_refreshed_on_401_only",
+         "test_a_lifetime_shorter_than_the_leeway_is_not_refreshed_on_every_request",
+         "test_a_token_within_the_leeway_is_refreshed_early_but_not_before_half_its_life",
+         "test_without_expiry_fields_the_jwt_exp_claim_is_the_expiry",
+         "test_file_with_only_expires_in_counts_from_when_it_was_written")),
+    "Bad token file: missing, empty, truncated, not JSON, not an object, wrong types, huge, "
+    "symlink, directory, FIFO, unreadable, readable by others": Scenario(
+        "TokenFileError or LoginRequired naming the path; the file is never rewritten; "
+        "a loose mode is warned about and tightened at the next write",
+        ("test_a_bad_file_raises_an_error_naming_it_and_is_left_as_is",
+         "test_a_pathological_json_file_raises_token_file_error",
+         "test_a_directory_at_the_path_raises_an_error_naming_it",
+         "test_a_fifo_at_the_path_raises_an_error_without_hanging",
+         "test_an_unreadable_file_raises_an_error_naming_it_and_is_left_as_is",
+         "test_a_file_others_can_read_loads_with_a_warning_and_is_made_private_on_write",
+         "test_read_through_a_symlink_reads_the_target",
+         "test_write_through_a_symlink_replaces_the_target_and_keeps_the_link",
+         "test_a_corrupt_token_file_raises_and_stays_untouched",
+         "test_construction_reads_nothing_and_a_missing_file_asks_for_a_login")),
+    "Unusable lock file": Scenario(
+        "a clear TokenFileError naming the lock file, not a hang",
+        ("test_an_unusable_lock_file_gives_a_clear_error",)),
+    "Constructor misuse": Scenario(
+        "ValueError or TypeError saying how to fix it",
+        ("test_misuse_is_refused_with_a_hint", "test_bad_prefixes_are_refused_with_an_example",
+         "test_invalid_configuration_is_refused")),
+    "Property-based: arbitrary token files and token responses (hypothesis)": Scenario(
+        "a token or a typed error, never another exception",
+        ("test_any_bytes_give_a_snapshot_or_a_token_file_error",
+         "test_any_json_like_dict_gives_a_token_or_value_error")),
+    "Token aimed at another origin: redirects, https to http, look-alike hosts, userinfo": Scenario(
+        "the token never leaves the prefixes",
+        ("test_prefixes_match_on_origin_and_path_boundary",
+         "test_a_redirect_to_another_origin_carries_no_token",
+         "test_a_redirect_leaving_the_prefix_on_the_same_origin_carries_no_token",
+         "test_urls_outside_the_prefix_get_no_token")),
+    "Secrets in logs, reprs, exception messages, status output": Scenario(
+        "none, even when the token endpoint echoes them (every test also scans its DEBUG logs)",
+        ("test_no_secret_leaks_through_a_whole_session_lifetime",
+         "test_echoed_secrets_are_redacted", "test_escaped_secret_echo_is_redacted",
+         "test_repr_shows_no_secret", "test_status_describes_the_token_without_secrets",
+         "test_rendering_a_token_never_shows_its_secrets")),
+    "Token and lock files under any umask": Scenario(
+        "created 0600 from the start; the lock file holds no secret",
+        ("test_write_creates_a_private_file_whatever_the_umask", "test_the_token_file_is_private",
+         "test_the_lock_file_holds_no_secret")),
+    "Storm: 8 processes x 4 threads, 1-second tokens": Scenario(
+        "no caller error, token-endpoint calls within the tokens that came due, no reuse",
+        ("test_a_storm_of_8_processes_by_4_threads_refreshes_once_per_expiry",)),
+    "Soak: 16 processes x 4 threads, 1-second tokens, random slow endpoint, 503s, SIGKILLs":
+    Scenario(
+        "no caller error, no reuse detection, calls within the expiries plus injected retries, "
+        "the file valid at the end",
+        ("test_a_storm_with_random_faults_loses_nothing_and_leaks_no_reuse",)),
+}
+
+
+def scenario_of(test_name: str) -> str | None:
+    """The scenario a test function belongs to, if any."""
+    for name, scenario in SCENARIOS.items():
+        if test_name in scenario.tests:
+            return name
+    return None
