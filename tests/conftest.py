@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,40 @@ import pytest
 from refreshing_session import OAuth2Refresher, RefreshingSession, Token, TokenFile
 from refreshing_session.testing import LocalAuthServer
 
+from .scenarios import scenario_of
+
 SessionFactory = Callable[..., RefreshingSession]
+_RESULTS: dict[str, Counter[str]] = {}
+_FIGURES: dict[str, object] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reliability-json", metavar="PATH",
+                     help="write the outcome of each Reliability scenario to PATH")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of each scenario of the README's Reliability table."""
+    for item in items:
+        name = scenario_of(getattr(item, "originalname", item.name))
+        if name is not None:
+            item.add_marker(pytest.mark.scenario(name))
+            item.user_properties.append(("scenario", name))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    properties = dict(report.user_properties)
+    name = properties.get("scenario")
+    if isinstance(name, str) and (report.when == "call" or report.outcome != "passed"):
+        _RESULTS.setdefault(name, Counter())[report.outcome] += 1
+    if "figures" in properties:
+        _FIGURES[str(name)] = properties["figures"]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--reliability-json")
+    if path:
+        Path(path).write_text(json.dumps({"results": _RESULTS, "figures": _FIGURES}))
 # LocalAuthServer's tokens are 43 URL-safe characters (secrets.token_urlsafe(32)).
 TOKEN_SHAPED = re.compile(r"(?<![\w-])[\w-]{43}(?![\w-])", re.ASCII)
 

@@ -27,13 +27,15 @@ TIMEOUT = 10
 
 
 @pytest.mark.timeout(120)
-def test_a_storm_of_8_processes_by_4_threads_refreshes_once_per_expiry() -> None:
+def test_a_storm_of_8_processes_by_4_threads_refreshes_once_per_expiry(
+        record_property: Callable[[str, object], None]) -> None:
     """The demo is the storm: 8 processes x 4 threads, tokens living 1 s, for 6 s."""
     result = subprocess.run(
         [sys.executable, "-m", "refreshing_session", "demo", "--processes", "8", "--threads",
          "4", "--seconds", "6", "--ttl", "1", "--json"],
         capture_output=True, text=True, timeout=110, cwd=ROOT, check=False)
     report = json.loads(result.stdout)
+    record_property("figures", report)
     assert report["caller_failures"] == 0
     assert report["failure_kinds"] == {}
     assert report["token_file_intact"] is True

@@ -1,0 +1,96 @@
+"""Run every Reliability scenario RUNS times and write the README's Reliability table.
+
+    python -m tests.reliability [--runs 3] [--soak-seconds 60] [--readme README.md]
+
+Each run is a full pytest run of the tests marked ``scenario`` (see tests/scenarios.py). The
+table replaces what stands between the reliability markers in the README, and is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .scenarios import SCENARIOS
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--soak-seconds", type=float, default=60.0)
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    arguments = parser.parse_args()
+    started = time.monotonic()
+    results: dict[str, Counter[str]] = {name: Counter() for name in SCENARIOS}
+    figures: dict[str, Any] = {}
+    for run in range(arguments.runs):
+        print(f"run {run + 1} of {arguments.runs} ...", file=sys.stderr)
+        outcome = _run_once(arguments.soak_seconds)
+        for name, counts in outcome["results"].items():
+            results[name].update(counts)
+        figures = outcome["figures"]
+    table = _render(results, figures, arguments.runs, time.monotonic() - started)
+    _write_into(arguments.readme, table)
+    print(table)
+    return 0 if all(set(counts) <= {"passed", "skipped"} for counts in results.values()) else 1
+
+
+def _run_once(soak_seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "reliability.json"
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-m", "scenario",
+             f"--reliability-json={report}"], cwd=ROOT, check=False, timeout=1800,
+            env={**os.environ, "REFRESHING_SESSION_SOAK_SECONDS": str(soak_seconds)})
+        outcome: dict[str, Any] = json.loads(report.read_text())
+        return outcome
+
+
+def _render(results: dict[str, Counter[str]], figures: dict[str, Any], runs: int,
+            elapsed: float) -> str:
+    lines = [
+        f"Produced by `python -m tests.reliability --runs {runs}` ({elapsed / 60:.0f} min on "
+        f"{os.cpu_count()} cores); each case is one test or one parametrized variant.",
+        "",
+        "| fault or bad input | what must hold | cases run | outcome |",
+        "|---|---|---|---|",
+    ]
+    for name, scenario in SCENARIOS.items():
+        counts = results[name]
+        run = sum(counts.values())
+        failed = run - counts["passed"] - counts["skipped"]
+        skipped = f", {counts['skipped']} skipped (as root)" if counts["skipped"] else ""
+        verdict = f"{counts['passed']} passed{skipped}" if not failed else f"**{failed} FAILED**"
+        lines.append(f"| {name} | {scenario.holds} | {run} | {verdict} |")
+    lines += ["", "Figures of the last run's storm and soak:", "",
+              "| run | requests | caller failures | token-endpoint calls (allowed) | "
+              "reuse detections | faults injected |", "|---|---|---|---|---|---|"]
+    for name, report in figures.items():
+        injected = ", ".join(f"{count} {fault}" for fault, count in report["injected"].items())
+        allowed = report.get("allowed_calls", report["tokens_due"])
+        lines.append(f"| {name.split(':')[0]} | {report['requests']} | "
+                     f"{report['caller_failures']} | {report['token_endpoint_calls']} "
+                     f"({allowed}) | {report['reuse_detections']} | {injected or 'none'} |")
+    return "\n".join(lines)
+
+
+def _write_into(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    if BEGIN in text and END in text:
+        before, rest = text.split(BEGIN, 1)
+        readme.write_text(f"{before}{BEGIN}\n{table}\n{END}{rest.split(END, 1)[1]}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
