@@ -44,13 +44,14 @@ _LOCK_POLL = 0.002
 _LONGEST_COOL_DOWN = 30.0
 _SAVE_RETRY = 1.0
 
-# A fork copies each lock in whatever state another thread held it: children start afresh.
+# A fork copies each thread lock in whatever state another thread held it: children get new
+# ones. (The file lock is taken afresh for each refresh.)
 _KEEPERS: weakref.WeakSet[TokenKeeper] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
     for keeper in list(_KEEPERS):
-        keeper._reset_process_state()
+        keeper._thread_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
