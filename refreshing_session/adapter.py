@@ -6,11 +6,10 @@ API prefixes. Only then does the token go out; the caller's own Authorization al
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from requests import PreparedRequest, Response
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
     from requests._types import CertType, TimeoutType, VerifyType
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CALLER_AUTH = "_refreshing_session_caller_auth"
@@ -50,9 +50,13 @@ class Prefixes:
         self.urls = tuple(dict.fromkeys(prefix.strip() for prefix in items))
         self.mount_points = tuple(dict.fromkeys(
             point for origin, base in self._rules for point in _mount_points(origin, base)))
+        # A URL that starts with one of these is under a prefix without further ado.
+        self._plainly_under = tuple(point + "/" for point in self.mount_points)
 
     def match(self, url: str) -> bool:
         """Return True when ``url`` may receive the token."""
+        if url.startswith(self._plainly_under):
+            return True
         try:
             origin, path = _origin_and_path(url)
         except ValueError:
@@ -122,10 +126,17 @@ def mark_caller_auth(request: PreparedRequest) -> None:
     setattr(request, _CALLER_AUTH, True)
 
 
+def shallow_copy(thing: _T) -> _T:
+    """A shallow copy of a plain object; several times cheaper than copy.copy."""
+    twin: _T = object.__new__(type(thing))
+    twin.__dict__.update(thing.__dict__)
+    return twin
+
+
 def _with_token(request: PreparedRequest, token: Token) -> PreparedRequest:
     # A copy: the caller's request (which requests reuses for redirects) never holds the token.
     # Shallow but for the headers: PreparedRequest.copy() would also copy the cookie jar.
-    authorized = copy.copy(request)
+    authorized = shallow_copy(request)
     authorized.headers = request.headers.copy()
     authorized.headers["Authorization"] = token.authorization
     return authorized

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -149,19 +149,42 @@ class TokenKeeper:
         """Replace ``stale`` (None: there is no token file) unless someone already did, and
         return the token to use: ``stale`` itself after a 401 that a refresh cannot cure."""
         self._raise_while_cooling_down(stale)
-        with self._locked(wait):
-            snapshot = self._read_locked()
-            if snapshot is not None and snapshot.token != stale:
-                logger.debug("adopting token %s written by another process",
-                             snapshot.token.fingerprint)
-                return snapshot.token
-            if after_401 and snapshot is not None and snapshot.notes.get(FOR_A_401):
-                return snapshot.token
-            try:
-                return self._redeem(snapshot, after_401=after_401)
-            except (RefreshFailed, ClientRejected) as error:
-                self._cool_down(stale, error)
-                raise
+        deadline = time.monotonic() + (self.lock_timeout if wait else 0.0)
+        with self._thread_locked(wait):
+            # Waiters adopt a token written meanwhile, by a thread or a process, at once.
+            adopted = self._adoptable(stale)
+            if adopted is not None:
+                return adopted
+            def replaced() -> bool:
+                return self._adoptable(stale) is not None
+
+            with self._file_locked(deadline, wait, replaced) as held:
+                if held:
+                    return self._replace_locked(stale, after_401)
+            adopted = self._adoptable(stale)
+            if adopted is None:
+                raise self._timeout("another process", wait)
+            return adopted
+
+    def _replace_locked(self, stale: Token | None, after_401: bool) -> Token:
+        snapshot = self._read_locked()
+        if snapshot is not None and snapshot.token != stale:
+            return snapshot.token
+        if after_401 and snapshot is not None and snapshot.notes.get(FOR_A_401):
+            return snapshot.token
+        try:
+            return self._redeem(snapshot, after_401=after_401)
+        except (RefreshFailed, ClientRejected) as error:
+            self._cool_down(stale, error)
+            raise
+
+    def _adoptable(self, stale: Token | None) -> Token | None:
+        """The stored token, if it is no longer ``stale``: someone else replaced it."""
+        snapshot = self._load()
+        if snapshot is None or snapshot.token == stale:
+            return None
+        logger.debug("adopting token %s written by another process", snapshot.token.fingerprint)
+        return snapshot.token
 
     def _redeem(self, snapshot: Snapshot | None, *, after_401: bool) -> Token:
         """Call the refresher for the stored token (or for a first token) and store the result."""
@@ -243,8 +266,10 @@ class TokenKeeper:
     def _retry_saving(self) -> None:
         self._save_retry_at = time.time() + _SAVE_RETRY
         try:
-            with self._locked(wait=False):
-                self._read_locked()
+            with self._thread_locked(wait=False), \
+                    self._file_locked(time.monotonic(), False, lambda: False) as held:
+                if held:
+                    self._read_locked()
         except TokenError as error:
             logger.debug("could not save the kept token yet: %s", error)
 
@@ -304,30 +329,40 @@ class TokenKeeper:
             raise again
 
     @contextmanager
-    def _locked(self, wait: bool = True) -> Iterator[None]:
-        """Hold the thread lock, then the file lock, within ``lock_timeout`` in total; without
-        ``wait``, raise _Busy at once if either is taken."""
-        timeout = self.lock_timeout if wait else 0.0
-        deadline = time.monotonic() + timeout
-        if not self._thread_lock.acquire(timeout=timeout if wait else -1, blocking=wait):
+    def _thread_locked(self, wait: bool) -> Iterator[None]:
+        """Hold this keeper's thread lock, waiting up to ``lock_timeout`` (not at all without
+        ``wait``: then raise _Busy if it is taken)."""
+        acquired = self._thread_lock.acquire(timeout=self.lock_timeout) if wait \
+            else self._thread_lock.acquire(blocking=False)
+        if not acquired:
             raise self._timeout("another thread", wait)
         try:
-            lock = filelock.FileLock(self.store.lock_path, fallback_to_soft=False,
-                                     poll_interval=_LOCK_POLL)
-            try:
-                lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
-            except filelock.Timeout:
-                raise self._timeout("another process", wait) from None
-            except OSError as error:
-                raise TokenFileError(f"cannot lock ({error.strerror}); check that the folder "
-                                     "is writable and the lock file is yours",
-                                     path=self.store.lock_path) from None
-            try:
-                yield
-            finally:
-                lock.release()
+            yield
         finally:
             self._thread_lock.release()
+
+    @contextmanager
+    def _file_locked(self, deadline: float, wait: bool,
+                     stop_waiting: Callable[[], bool]) -> Iterator[bool]:
+        """Hold the file lock (yield True), waiting until ``deadline`` at most; or yield False
+        without it as soon as ``stop_waiting()`` says the wait is pointless."""
+        lock = filelock.FileLock(self.store.lock_path, fallback_to_soft=False,
+                                 poll_interval=_LOCK_POLL)
+        try:
+            lock.acquire(timeout=max(0.0, deadline - time.monotonic()), cancel_check=stop_waiting)
+        except filelock.Timeout:
+            if not stop_waiting():
+                raise self._timeout("another process", wait) from None
+            yield False
+            return
+        except OSError as error:
+            raise TokenFileError(f"cannot lock ({error.strerror}); check that the folder "
+                                 "is writable and the lock file is yours",
+                                 path=self.store.lock_path) from None
+        try:
+            yield True
+        finally:
+            lock.release()
 
     def _timeout(self, holder: str, wait: bool) -> LockTimeout:
         if not wait:

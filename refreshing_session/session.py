@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from collections.abc import Iterable
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 import requests
 from urllib3.util.retry import Retry
 
-from .adapter import BearerAdapter, Prefixes, mark_caller_auth
+from .adapter import BearerAdapter, Prefixes, mark_caller_auth, shallow_copy
 from .keeper import TokenKeeper
 from .refreshers import Refresher, skip_netrc
 from .store import TokenFile
@@ -79,7 +78,7 @@ class RefreshingSession(requests.Session):
             return prepared
         url = request.url
         if self.trust_env and isinstance(url, str) and self.prefixes.match(url):
-            request = copy.copy(request)
+            request = shallow_copy(request)
             request.auth = skip_netrc
         return super().prepare_request(request)
 

@@ -1,0 +1,243 @@
+"""The Markdown report, built from a run's results (the data written to ``results.json``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .clients import AT_EXPIRY, BY_KEY, LIBRARIES, PLAIN
+from .targets import check
+
+Results = Mapping[str, Any]
+TIMES, DASH = "\u00d7", "\u2013"
+
+
+def markdown(results: Results, charts: str, level: int = 2) -> str:
+    """The whole report; chart links start with ``charts`` (a folder ending in ``/``)."""
+    head = "#" * level
+    parts = [f"{head} Performance", _about(results)]
+    parts.append(_summary(results))
+    if "overhead" in results:
+        parts += [f"{head}# Common path: one request with a valid token",
+                  _overhead(results["overhead"]), f"![common path]({charts}overhead.svg)"]
+    if "storm" in results:
+        parts += [f"{head}# Refresh storm", _storm_intro(results),
+                  _storm(results["storm"]), f"![refresh storm]({charts}storm.svg)"]
+    if "storm_latency" in results:
+        parts += [f"{head}# Storm latency: requests that arrive during a refresh",
+                  _latency(results)]
+    if "scaling" in results:
+        parts += [f"{head}# Scaling with processes", _scaling(results),
+                  f"![scaling]({charts}scaling.svg)"]
+    parts += [f"{head}# Targets", _targets(results), f"{head}# How each library is used",
+              _usage()]
+    return "\n\n".join(parts) + "\n"
+
+
+def _about(results: Results) -> str:
+    meta = results["meta"]
+    versions = ", ".join(f"{name} {version}" for name, version in meta["versions"].items())
+    return (f"Produced by `{meta['command']}` in {meta['total_seconds']:.0f} s on "
+            f"{meta['machine']['cores']} cores ({meta['machine']['cpu']}), "
+            f"{meta['machine']['platform']}, Python {meta['machine']['python']}, on "
+            f"{meta['date']}; 1-minute load average {_number(meta['load_before'], 2)} before "
+            f"the run, {_number(meta['load_after'], 2)} after. Every server listens on "
+            f"127.0.0.1. Versions: {versions}.")
+
+
+def _summary(results: Results) -> str:
+    """The headline figures, one bullet per part that ran."""
+    bullets = []
+    if "overhead" in results:
+        bullets.append(_overhead_summary(results["overhead"]))
+    if "storm" in results:
+        bullets += [_storm_summary(results["storm"], key) for key in
+                    dict.fromkeys(c["library"] for c in results["storm"])]
+    if "storm_latency" in results:
+        bullets.append(_latency_summary(results["storm_latency"]))
+    if "scaling" in results:
+        bullets.append(_scaling_summary(results["scaling"]))
+    return "In short:\n\n" + "\n".join(f"- {bullet}" for bullet in bullets)
+
+
+def _overhead_summary(overhead: Mapping[str, Any]) -> str:
+    bare = {c["key"]: c["cpu_vs_plain"]["median"] for c in overhead["stubbed"]}
+    costs = ", ".join(f"{c['label']} {c['cpu_vs_plain']['median']:.3f}{TIMES} "
+                      f"({bare[c['key']]:.3f}{TIMES})" for c in overhead["clients"][1:])
+    return ("Common path, client CPU per request against the plain session over loopback "
+            f"(and with the transport stubbed out): {costs}.")
+
+
+def _storm_summary(cells: Sequence[Mapping[str, Any]], key: str) -> str:
+    mine = [c for c in cells if c["library"] == key]
+    revoked = sum(1 for c in mine if c["grant_revoked"])
+    return (f"Storm, {BY_KEY[key].label}: {sum(c['requests'] for c in mine)} requests in "
+            f"{len(mine)} cells, {sum(sum(c['errors'].values()) for c in mine)} errors "
+            f"surfaced, {sum(c['token_calls'] for c in mine)} token-endpoint calls for "
+            f"{sum(c['refreshes_due'] for c in mine)} due tokens, "
+            f"{sum(c['reuse_detections'] for c in mine)} reuse detections, grant revoked in "
+            f"{revoked} of {len(mine)} cells.")
+
+
+def _latency_summary(cells: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for key in dict.fromkeys(c["library"] for c in cells):
+        worst = max((c["storm"]["extra"]["p99"] for c in cells
+                     if c["library"] == key and c["storm"]["extra"]["p99"] is not None),
+                    default=None)
+        handoff = max((c["storm"]["handoff"]["p99"] for c in cells
+                       if c["library"] == key and c["storm"]["handoff"]["p99"] is not None),
+                      default=None)
+        shown = "no request waited" if worst is None else (
+            f"worst p99 extra {worst:.1f} ms (token in hand {_number(handoff)} ms after the "
+            "answer)")
+        parts.append(f"{BY_KEY[key].label}: {shown}")
+    return ("Requests that arrive during a refresh, latency beyond the token endpoint's own "
+            f"time: {'; '.join(parts)}.")
+
+
+def _scaling_summary(cells: Sequence[Mapping[str, Any]]) -> str:
+    mine = sorted((c for c in cells if c["library"] == "ours"), key=lambda c: c["processes"])
+    ratios = [c["calls_per_due"] for c in mine]
+    return (f"Scaling, RefreshingSession from {mine[0]['processes']} to "
+            f"{mine[-1]['processes']} processes: token calls per due token "
+            f"{min(ratios):.2f}{DASH}{max(ratios):.2f}, p99 latency "
+            f"{_number(mine[0]['latency']['p99'])} ms to {_number(mine[-1]['latency']['p99'])} "
+            "ms.")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return DASH if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _spread(spread: Mapping[str, float], digits: int = 3) -> str:
+    return (f"{spread['median']:.{digits}f} ({spread['low']:.{digits}f}{DASH}"
+            f"{spread['high']:.{digits}f})")
+
+
+def _overhead(overhead: Mapping[str, Any]) -> str:
+    rows = [(c["label"], f"{c['requests_per_second']['median']:.0f}",
+             _spread(c["speed_vs_plain"]), f"{c['cpu_us_per_request']['median']:.0f}",
+             _spread(c["cpu_vs_plain"])) for c in overhead["clients"]]
+    loopback = _table(("client", "requests/s", "requests/s vs plain", "client CPU µs/request",
+                       "CPU vs plain"), rows)
+    bare = [(c["label"], f"{c['cpu_us_per_request']['median']:.1f}", _spread(c["cpu_vs_plain"]))
+            for c in overhead["stubbed"]]
+    stubbed = _table(("client", "CPU µs/request", "CPU vs plain"), bare)
+    return (f"{overhead['rounds']} interleaved rounds of {overhead['requests_per_round']} "
+            "GET requests per client against one loopback server in its own process. Ratios "
+            "are per round against the plain session of the same round: median (quartiles). "
+            "CPU time is the client process's own, the steadier figure on a shared machine."
+            f"\n\n{loopback}\n\nThe same clients with the transport stubbed out "
+            "(`HTTPAdapter.send` returns a canned 200), "
+            f"{overhead['stubbed_requests_per_round']} requests per round: only the clients' "
+            "own work is left, so the differences are not diluted by sockets and HTTP "
+            f"parsing.\n\n{stubbed}")
+
+
+def _storm_intro(results: Results) -> str:
+    plan = results["meta"]["plan"]
+    return (f"P processes {TIMES} T threads call the API back to back for "
+            f"{plan['storm_seconds']:g} s, sharing one token file. Tokens live "
+            f"{plan['storm_ttl']:g} s; the refresh "
+            "tokens are single-use and rotate, and presenting one twice revokes the grant. The "
+            f"token endpoint answers in {1000 * plan['token_delay']:.0f} ms, as a remote one "
+            "would. *Due* is the number of tokens that came due under each library's own "
+            "refresh policy (half the token's life for RefreshingSession, Authlib and "
+            "google-auth as configured here; expiry for requests-oauthlib and the "
+            "interceptor), so one call per due token is the ideal. Authlib keeps `expires_at` "
+            "in whole seconds and so refreshes on whole-second boundaries: it may make one call "
+            "more than the due count without any duplicate (a duplicate shows as a reuse "
+            "detection). Latency is over successful requests.")
+
+
+def _storm(cells: Sequence[Mapping[str, Any]]) -> str:
+    rows = [(f"{c['processes']}{TIMES}{c['threads']}", BY_KEY[c["library"]].label,
+             str(c["successes"]), _errors(c["errors"]),
+             f"{c['token_calls']} / {c['refreshes_due']}", str(c["reuse_detections"]),
+             "**yes**" if c["grant_revoked"] else "no",
+             " / ".join(_number(c["latency"][k]) for k in ("p50", "p99", "max")))
+            for c in cells]
+    return _table((f"P{TIMES}T", "library", "successes", "errors surfaced", "token calls / due",
+                   "reuse detected", "grant revoked", "latency p50 / p99 / max ms"), rows)
+
+
+def _errors(errors: Mapping[str, int]) -> str:
+    if not errors:
+        return "0"
+    kinds = ", ".join(f"{kind} {count}" for kind, count in
+                      sorted(errors.items(), key=lambda item: -item[1]))
+    return f"{sum(errors.values())} ({kinds})"
+
+
+def _latency(results: Results) -> str:
+    plan = results["meta"]["plan"]
+    rows = [(f"{c['processes']}{TIMES}{c['threads']}", BY_KEY[c["library"]].label,
+             str(c["storm"]["refreshes"]),
+             _number(c["storm"]["refresh"]["p50"]), str(c["storm"]["waiting"]["count"]),
+             " / ".join(_number(c["storm"]["waiting"][k]) for k in ("p50", "p99")),
+             " / ".join(_number(c["storm"]["extra"][k]) for k in ("p50", "p99", "max")),
+             _number(c["storm"]["after_answer"]["p99"]),
+             " / ".join(_number(c["storm"]["handoff"][k]) for k in ("p50", "p99")),
+             " / ".join(_number(c["storm"]["calm"][k]) for k in ("p50", "p99")))
+            for c in results["storm_latency"]]
+    table = _table((f"P{TIMES}T", "client", "refreshes", "refresh on the server p50 ms",
+                    "waiting requests", "their latency p50 / p99 ms", "extra p50 / p99 / max ms",
+                    "after the answer p99 ms", "token in hand after the answer p50 / p99 ms",
+                    "calm requests p50 / p99 ms"), rows)
+    return (f"RefreshingSession, paced at {plan['latency_rate']:g} requests/s in all (so the "
+            "machine is not saturated), same tokens and token endpoint as the storm. With its "
+            "defaults it refreshes at half the token's life and, while one caller refreshes, "
+            "the others go on with the still-valid token; with `leeway=0` it refreshes only "
+            "at expiry, so every request that arrives meanwhile waits on the locks: the worst "
+            "case, also met after a 401 or a long idle spell. A request "
+            "*waits* when it starts while a token request is being served. *Extra* is its "
+            "latency minus that token request's own time on the server; *after the answer* is "
+            "the time from the token endpoint's answer to the caller's response (lock "
+            "hand-over, file read and the API call itself, which queues behind all the others "
+            "released at the same moment); *token in hand* is the part of it until the client "
+            "had the new token, without the API call. *Calm* requests overlapped no refresh: "
+            f"the API call's own cost under the same load. {plan['latency_seconds']:g} s per "
+            "cell.\n\n" + table)
+
+
+def _scaling(results: Results) -> str:
+    plan = results["meta"]["plan"]
+    cells = results["scaling"]
+    processes = sorted({c["processes"] for c in cells})
+    keys = [lib.key for lib in LIBRARIES if any(c["library"] == lib.key for c in cells)]
+    found = {(c["library"], c["processes"]): c for c in cells}
+    rows = [[str(p)] + [_scaling_cell(found.get((key, p))) for key in keys] for p in processes]
+    header = ["processes", *(BY_KEY[key].label for key in keys)]
+    return (f"One thread per process; {plan['scaling_rate']:g} requests/s in all, shared "
+            f"evenly by the processes; {plan['storm_seconds']:g} s per cell; same tokens and "
+            "token endpoint as the storm. Each cell: token calls / due, p99 latency in ms, and "
+            "errors surfaced.\n\n"
+            + _table(header, rows))
+
+
+def _scaling_cell(cell: Mapping[str, Any] | None) -> str:
+    if cell is None:
+        return DASH
+    errors = sum(cell["errors"].values())
+    return (f"{cell['token_calls']} / {cell['refreshes_due']}, {_number(cell['latency']['p99'])}"
+            f" ms, {errors} errors")
+
+
+def _targets(results: Results) -> str:
+    rows = [(t.name, "met" if t.met else "**not met**", t.detail) for t in check(results)]
+    return _table(("target", "result", "figures"), rows)
+
+
+def _usage() -> str:
+    rows = [(lib.label, lib.usage) for lib in (PLAIN, *LIBRARIES, AT_EXPIRY)]
+    return ("Peers load the shared token file when they are built and save each new token "
+            "through their documented token-update hook; none of them re-reads the file.\n\n"
+            + _table(("library", "used as"), rows))

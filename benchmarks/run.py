@@ -1,0 +1,203 @@
+"""The entry point: ``python -m benchmarks [--quick] [--parts ...] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .charts import write_charts
+from .clients import AT_EXPIRY, LIBRARIES, OURS
+from .overhead import PROFILED, run_overhead
+from .report import markdown
+from .settings import FULL, QUICK, Plan
+from .storm import Cell, as_dict, describe, run_cell
+from .targets import check
+
+PARTS = ("overhead", "storm", "storm_latency", "scaling")
+RESULTS = Path(__file__).resolve().parent / "results"
+QUICK_RESULTS = Path(tempfile.gettempdir()) / "refreshing-session-bench-quick"
+README_CHARTS = "benchmarks/results/"
+_VERSIONS = ("refreshing-session", "requests", "urllib3", "filelock", "requests-oauthlib",
+             "oauthlib", "Authlib", "google-auth")
+
+Progress = Callable[[str], None]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks; write results.json, results.md, the charts and the profile."""
+    arguments = _parser().parse_args(argv)
+    folder = Path(arguments.out or (QUICK_RESULTS if arguments.quick else RESULTS))
+    if arguments.from_json:
+        results = json.loads(Path(arguments.from_json).read_text(encoding="utf-8"))
+    else:
+        missing = _missing_peers()
+        if missing:
+            print(f"missing {', '.join(missing)}: pip install -e '.[bench]'", file=sys.stderr)
+            return 2
+        plan = QUICK if arguments.quick else FULL
+        results = run(plan, arguments.parts, _command(arguments), _progress)
+    _write(results, folder)
+    targets = check(results)
+    for target in targets:
+        print(f"{'met    ' if target.met else 'NOT MET'}  {target.name}: {target.detail}")
+    broken = any(target.correctness and not target.met for target in targets)
+    return 1 if arguments.strict and broken else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run of about 10 seconds, for CI")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="run only these parts (default: all)")
+    parser.add_argument("--out", help=f"results folder (default: {RESULTS}; with --quick, "
+                        f"{QUICK_RESULTS}, so that a smoke run never replaces real results)")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="do not measure: redraw the report and charts from a results.json")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when RefreshingSession surfaces an error, refreshes a "
+                             "token twice or sets off reuse detection (for CI)")
+    return parser
+
+
+def _command(arguments: argparse.Namespace) -> str:
+    command = "python -m benchmarks" + (" --quick" if arguments.quick else "")
+    if list(arguments.parts) != list(PARTS):
+        command += " --parts " + " ".join(arguments.parts)
+    return command
+
+
+def _progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _missing_peers() -> list[str]:
+    missing = []
+    for library in LIBRARIES:
+        for module in library.modules:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                missing.append(module)
+    return missing
+
+
+def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> dict[str, Any]:
+    """Run the chosen ``parts`` of ``plan``; return the results as plain data."""
+    started = time.perf_counter()
+    results: dict[str, Any] = {"meta": _meta(plan, command)}
+    if "overhead" in parts:
+        results["overhead"] = asdict(run_overhead(plan, progress))
+    if "storm" in parts:
+        results["storm"] = _run_cells(_storm_cells(plan), plan, plan.storm_seconds, progress)
+    if "storm_latency" in parts:
+        results["storm_latency"] = _run_cells(_latency_cells(plan), plan, plan.latency_seconds,
+                                              progress)
+    if "scaling" in parts:
+        results["scaling"] = _run_cells(_scaling_cells(plan), plan, plan.storm_seconds,
+                                        progress)
+    results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
+    results["meta"]["load_after"] = _load_average()
+    plain: dict[str, Any] = _plain(results)
+    return plain
+
+
+def _storm_cells(plan: Plan) -> list[Cell]:
+    return [Cell(library.key, processes, threads)
+            for processes, threads in plan.storm_shapes for library in LIBRARIES]
+
+
+def _latency_cells(plan: Plan) -> list[Cell]:
+    return [Cell(key, processes, threads, rate=plan.latency_rate / (processes * threads))
+            for processes, threads in plan.latency_shapes for key in (OURS.key, AT_EXPIRY.key)]
+
+
+def _scaling_cells(plan: Plan) -> list[Cell]:
+    return [Cell(library.key, processes, 1, rate=plan.scaling_rate / processes)
+            for processes in plan.scaling_processes for library in LIBRARIES
+            if library is OURS or processes <= plan.peer_scaling_limit]
+
+
+def _run_cells(cells: Sequence[Cell], plan: Plan, seconds: float,
+               progress: Progress) -> list[dict[str, Any]]:
+    results = []
+    for cell in cells:
+        result = run_cell(cell, plan.storm_ttl, seconds, plan.token_delay)
+        progress(f"{cell.library} {cell.processes}x{cell.threads}"
+                 f"{' paced' if cell.rate else ''}: {describe(result)}")
+        results.append(as_dict(result))
+    return results
+
+
+def _meta(plan: Plan, command: str) -> dict[str, Any]:
+    return {"command": command, "plan": asdict(plan), "load_before": _load_average(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": {"cores": os.cpu_count(), "cpu": _cpu_model(),
+                        "platform": platform.platform(terse=True),
+                        "python": platform.python_version()},
+            "versions": {name: _version(name) for name in _VERSIONS}}
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (None where the platform has none): other work on the
+    machine shows up in the figures, so the report states it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NaN replaced by None, so that the JSON is standard."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _write(results: dict[str, Any], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (folder / "results.md").write_text(markdown(results, charts=""), encoding="utf-8")
+    (folder / "readme_section.md").write_text(markdown(results, charts=README_CHARTS),
+                                              encoding="utf-8")
+    write_charts(results, folder)
+    profiles = results.get("overhead", {}).get("profiles", {})
+    if profiles:
+        text = "\n\n".join(f"=== {key} ===\n{profiles[key]}" for key in PROFILED)
+        (folder / "profile.txt").write_text(text, encoding="utf-8")
+    _progress(f"results written to {folder}")

@@ -1,0 +1,67 @@
+"""How long and how hard each benchmark runs: the full plan and the CI smoke plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Shape = tuple[int, int]  # (processes, threads per process)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sizes of one benchmark run; every loop in the benchmarks is bounded by these."""
+
+    name: str
+    overhead_rounds: int  # interleaved rounds of the common-path benchmark
+    overhead_requests: int  # requests per client per round, over loopback
+    stubbed_requests: int  # requests per client per round, with the transport stubbed out
+    profile_requests: int  # requests under the profiler
+    storm_ttl: float  # access-token lifetime in the storms, in seconds
+    # How long each storm and scaling cell runs: not a multiple of the refresh interval, so
+    # that a refresh never falls due just at the deadline.
+    storm_seconds: float
+    token_delay: float  # the token endpoint's response time, as a remote one would have
+    storm_shapes: tuple[Shape, ...]  # back to back, every library
+    latency_shapes: tuple[Shape, ...]  # paced, RefreshingSession only
+    latency_rate: float  # requests per second over all threads of a latency cell
+    latency_seconds: float  # how long each latency cell runs (more refreshes, steadier p99)
+    scaling_processes: tuple[int, ...]  # one thread per process, paced
+    scaling_rate: float  # requests per second over all processes of a scaling cell
+    peer_scaling_limit: int  # peers run the scaling series up to this many processes
+
+
+FULL = Plan(
+    name="full",
+    overhead_rounds=15,
+    overhead_requests=300,
+    stubbed_requests=600,
+    profile_requests=3000,
+    storm_ttl=2.0,
+    storm_seconds=5.5,
+    token_delay=0.1,
+    storm_shapes=((1, 1), (1, 8), (8, 2), (16, 4)),
+    latency_shapes=((1, 8), (8, 2), (16, 4)),
+    latency_rate=400.0,
+    latency_seconds=8.5,
+    scaling_processes=(1, 2, 4, 8, 16, 32),
+    scaling_rate=400.0,
+    peer_scaling_limit=16,
+)
+
+QUICK = Plan(
+    name="quick",
+    overhead_rounds=2,
+    overhead_requests=30,
+    stubbed_requests=60,
+    profile_requests=100,
+    storm_ttl=1.0,
+    storm_seconds=0.8,
+    token_delay=0.02,
+    storm_shapes=((2, 1),),
+    latency_shapes=((1, 4),),
+    latency_rate=200.0,
+    latency_seconds=1.2,
+    scaling_processes=(2,),
+    scaling_rate=200.0,
+    peer_scaling_limit=0,
+)

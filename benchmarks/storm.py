@@ -1,0 +1,301 @@
+"""The refresh storm: P processes x T threads share one token file for a fixed time.
+
+One runner serves every library: each worker process builds its client with the library's
+factory (see :mod:`benchmarks.clients`) and its threads call the API back to back until the
+deadline. The server counts token-endpoint calls and reuse detections, and times every token
+request, so the requests that arrived while a refresh was in flight can be picked out.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import multiprocessing
+import os
+import queue
+import random
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+import requests
+
+from .authserver import TimedAuthServer, write_grant
+from .clients import BY_KEY, Endpoint
+from .latency import StormLatency, storm_latency
+from .stats import Latency
+
+_READY = "ready"
+_START_TIMEOUT = 120.0  # the longest a worker waits for the start signal
+_GRACE = 30.0  # the longest the parent waits for reports after the deadline
+_JOIN_TIMEOUT = 5.0
+_REQUEST_TIMEOUT = 5.0
+_MAX_REQUESTS_PER_THREAD = 500_000
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One storm measurement: a library at a shape."""
+
+    library: str
+    processes: int
+    threads: int
+    rate: float | None = None  # requests per second per thread; None: back to back
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What each worker process of a cell runs."""
+
+    library: str
+    endpoint: Endpoint
+    url: str
+    threads: int
+    interval: float  # seconds between one thread's requests; 0: back to back
+
+
+@dataclass
+class RequestLog:
+    """Every request a worker made: when it started, how long it took, and how it ended."""
+
+    starts: list[float] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
+    ready: list[float] = field(default_factory=list)  # token in hand (NaN: not measured)
+
+    def extend(self, other: RequestLog) -> None:
+        """Append ``other``'s requests."""
+        self.starts += other.starts
+        self.durations += other.durations
+        self.outcomes += other.outcomes
+        self.ready += other.ready
+
+
+class _TokenClock:
+    """Notes when each thread last got its token from a RefreshingSession's keeper, so that
+    the lock hand-over can be told apart from the API call; other clients are not measured."""
+
+    def __init__(self, session: requests.Session) -> None:
+        self._local = threading.local()
+        keeper = getattr(session, "keeper", None)
+        if keeper is None:
+            return
+        original = keeper.current
+
+        def current() -> Any:
+            token = original()
+            self._local.at = time.perf_counter()
+            return token
+
+        keeper.current = current
+
+    def take(self) -> float:
+        """When this thread's last request got its token (NaN if unknown); then forget it."""
+        at: float = getattr(self._local, "at", math.nan)
+        self._local.at = math.nan
+        return at
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """What one cell measured."""
+
+    library: str
+    processes: int
+    threads: int
+    seconds: float  # from the grant to the deadline
+    requests: int
+    successes: int
+    errors: dict[str, int]  # errors surfaced to callers, by kind
+    token_calls: int
+    refreshes_due: int  # tokens that came due under the library's own refresh policy
+    reuse_detections: int
+    grant_revoked: bool
+    latency: Latency  # of successful requests
+    storm: StormLatency
+    lost_workers: int  # workers that sent no report (0 unless something hung)
+
+    @property
+    def calls_per_due(self) -> float:
+        """Token-endpoint calls per token that came due; 1.0 is the ideal."""
+        return self.token_calls / self.refreshes_due
+
+
+def run_cell(cell: Cell, ttl: float, seconds: float, token_delay: float) -> CellResult:
+    """Run ``cell`` against a fresh server and grant with ``ttl``-second tokens; the token
+    endpoint takes ``token_delay`` seconds to answer, as a remote one would."""
+    server = TimedAuthServer(access_ttl=ttl)
+    with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, server:
+        server.slow_token_endpoint(token_delay)
+        endpoint = Endpoint(server.api_url, server.token_url,
+                            os.path.join(folder, "token.json"), margin=ttl / 2)
+        job = _Job(cell.library, endpoint, server.api_url + "items", cell.threads,
+                   interval=1 / cell.rate if cell.rate else 0.0)
+        with _Crew(job, cell.processes) as crew:
+            crew.wait_ready()
+            write_grant(endpoint.token_file, server.issue_token())
+            issued = time.perf_counter()
+            crew.start(issued + seconds)
+            log, lost = crew.collect(issued + seconds + _GRACE)
+        return _result(cell, log, lost, server, ttl, run=seconds)
+
+
+def _result(cell: Cell, log: RequestLog, lost: int, server: TimedAuthServer, ttl: float,
+            run: float) -> CellResult:
+    stats = server.stats()
+    interval = ttl / 2 if BY_KEY[cell.library].refreshes_early else ttl
+    outcomes = Counter(log.outcomes)
+    ok = [d for d, outcome in zip(log.durations, log.outcomes, strict=True) if outcome == "ok"]
+    return CellResult(
+        library=cell.library, processes=cell.processes, threads=cell.threads,
+        seconds=round(run, 2), requests=len(log.outcomes), successes=outcomes["ok"],
+        errors={kind: count for kind, count in sorted(outcomes.items()) if kind != "ok"},
+        token_calls=stats.token_requests, refreshes_due=max(1, int(run // interval)),
+        reuse_detections=stats.reuse_detections, grant_revoked=stats.revoked_grants > 0,
+        latency=Latency.of(ok),
+        storm=storm_latency(log, server.token_calls()),
+        lost_workers=lost)
+
+
+class _Crew:
+    """The worker processes of one cell; every one is stopped when the crew is closed."""
+
+    def __init__(self, job: _Job, processes: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._starts: multiprocessing.Queue[float] = context.Queue()
+        self._reports: multiprocessing.Queue[str | RequestLog] = context.Queue()
+        self._processes: list[SpawnProcess] = [
+            context.Process(target=_worker, args=(job, self._starts, self._reports), daemon=True)
+            for _ in range(processes)]
+
+    def __enter__(self) -> _Crew:
+        for process in self._processes:
+            process.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for process in self._processes:
+            process.join(_JOIN_TIMEOUT)
+            if process.is_alive():
+                process.terminate()
+                process.join(_JOIN_TIMEOUT)
+
+    def wait_ready(self) -> None:
+        """Wait until every worker has imported its library; raise if one died or hung."""
+        waiting, give_up_at = len(self._processes), time.perf_counter() + _START_TIMEOUT
+        while waiting:
+            try:
+                message = self._reports.get(timeout=0.5)
+            except queue.Empty:
+                dead = [p.exitcode for p in self._processes if p.exitcode is not None]
+                if dead or time.perf_counter() > give_up_at:
+                    raise RuntimeError(
+                        f"benchmark workers did not start (exit codes {dead})") from None
+                continue
+            if message != _READY:
+                raise RuntimeError(f"a benchmark worker failed to start: {message}")
+            waiting -= 1
+
+    def start(self, deadline: float) -> None:
+        """Let every worker go; they stop at ``deadline`` (``time.perf_counter``)."""
+        for _ in self._processes:
+            self._starts.put(deadline)
+
+    def collect(self, give_up_at: float) -> tuple[RequestLog, int]:
+        """Gather the workers' logs; return them and the number of workers that sent none."""
+        log, missing = RequestLog(), len(self._processes)
+        while missing:
+            try:
+                message = self._reports.get(timeout=max(0.1, give_up_at - time.perf_counter()))
+            except queue.Empty:
+                break
+            if isinstance(message, str):
+                raise RuntimeError(f"a benchmark worker failed: {message}")
+            log.extend(message)
+            missing -= 1
+        return log, missing
+
+
+def _worker(job: _Job, starts: multiprocessing.Queue[float],
+            reports: multiprocessing.Queue[str | RequestLog]) -> None:
+    library = BY_KEY[job.library]
+    for module in library.modules:
+        importlib.import_module(module)
+    reports.put(_READY)
+    try:
+        deadline = starts.get(timeout=_START_TIMEOUT)
+    except queue.Empty:
+        return
+    try:
+        session = library.factory(job.endpoint)
+        log = _hammer(session, job, deadline)
+    except Exception as error:
+        reports.put(f"{library.label}: {error!r}")
+        return
+    reports.put(log)
+
+
+def _hammer(session: requests.Session, job: _Job, deadline: float) -> RequestLog:
+    """Call the API from ``job.threads`` threads until ``deadline``; return every request."""
+    logs = [RequestLog() for _ in range(job.threads)]
+    clock = _TokenClock(session)
+    workers = [threading.Thread(target=_loop, args=(session, job, deadline, log, clock),
+                                daemon=True) for log in logs]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.perf_counter()) + _GRACE)
+    return _merged(logs)
+
+
+def _merged(logs: Iterable[RequestLog]) -> RequestLog:
+    merged = RequestLog()
+    for log in logs:
+        merged.extend(log)
+    return merged
+
+
+def _loop(session: requests.Session, job: _Job, deadline: float, log: RequestLog,
+          clock: _TokenClock) -> None:
+    """Call the API back to back, or paced every ``job.interval`` seconds from a random
+    offset (a slot missed while a request was slow is skipped, not made up in a burst)."""
+    next_at = time.perf_counter() + random.random() * job.interval
+    for _ in range(_MAX_REQUESTS_PER_THREAD):
+        if job.interval:
+            time.sleep(max(0.0, min(next_at, deadline) - time.perf_counter()))
+        started = time.perf_counter()
+        if started >= deadline:
+            return
+        outcome = _call(session, job.url)
+        log.durations.append(time.perf_counter() - started)
+        log.starts.append(started)
+        log.outcomes.append(outcome)
+        log.ready.append(clock.take())
+        next_at = max(next_at + job.interval, time.perf_counter())
+
+
+def _call(session: requests.Session, url: str) -> str:
+    """Make one API call; return "ok", "HTTP <status>" or the exception's class name."""
+    try:
+        response = session.get(url, timeout=_REQUEST_TIMEOUT)
+    except Exception as error:  # peers raise their own exception types, not RequestException
+        return type(error).__name__
+    return "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
+
+
+def describe(result: CellResult) -> str:
+    """A one-line summary for progress output."""
+    errors = sum(result.errors.values())
+    return (f"{result.successes} ok, {errors} errors, {result.token_calls} token calls "
+            f"({result.refreshes_due} due), {result.reuse_detections} reuse, "
+            f"p99 {result.latency.p99:.1f} ms")
+
+
+def as_dict(result: CellResult) -> dict[str, Any]:
+    """``result`` as plain data, with its derived figure."""
+    return {**asdict(result), "calls_per_due": result.calls_per_due}
