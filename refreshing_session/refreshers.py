@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import quote_plus, urlsplit
 
 import requests
@@ -51,19 +51,23 @@ class TokenSource(Protocol):
 class _TokenEndpoint:
     """Posts grants to an RFC 6749 token endpoint, with client authentication and retries."""
 
+    # Whether a grant that may have been processed can be sent again without harm.
+    _resend_safe: ClassVar[bool]
+
     def __init__(
         self,
         token_url: str,
         client_id: str,
-        client_secret: str | None,
+        client_secret: str | None = None,
         *,
-        auth_method: str | None,
-        scope: str | None,
-        timeout: float,
-        retries: int,
-        allow_insecure_http: bool,
-        resend_safe: bool,
+        auth_method: str | None = None,
+        scope: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        allow_insecure_http: bool = False,
     ) -> None:
+        """Check and keep the client's configuration; raises ValueError or TypeError saying
+        what to fix. See the class for what each argument means."""
         _check_token_url(token_url, allow_insecure_http)
         if not isinstance(client_id, str) or not client_id:
             raise TypeError("client_id must be a non-empty string")
@@ -87,7 +91,6 @@ class _TokenEndpoint:
         self.scope = scope
         self.timeout = float(timeout)
         self.retries = retries
-        self._resend_safe = resend_safe
 
     def _grant(self, form: dict[str, str], previous: Token | None = None) -> Token:
         """Post a grant, retrying transient failures; return the token it gave."""
@@ -198,21 +201,7 @@ class OAuth2Refresher(_TokenEndpoint):
     interface or ``allow_insecure_http`` is set.
     """
 
-    def __init__(
-        self,
-        token_url: str,
-        client_id: str,
-        client_secret: str | None = None,
-        *,
-        auth_method: str | None = None,
-        scope: str | None = None,
-        timeout: float = 10.0,
-        retries: int = 2,
-        allow_insecure_http: bool = False,
-    ) -> None:
-        super().__init__(token_url, client_id, client_secret, auth_method=auth_method, scope=scope,
-                         timeout=timeout, retries=retries, allow_insecure_http=allow_insecure_http,
-                         resend_safe=False)
+    _resend_safe = False
 
     def __call__(self, token: Token, /) -> Token:
         """Redeem ``token``'s refresh token; return the new token (keeping the refresh token
@@ -230,24 +219,11 @@ class ClientCredentialsRefresher(_TokenEndpoint):
     """A new RFC 6749 section 4.4 client_credentials grant each time, for machine clients.
 
     No login is needed: with no token file, the first request creates it. Sending the grant
-    twice is harmless, so connection errors and any 5xx are retried ``retries`` times.
+    twice is harmless, so connection errors and any 5xx are retried ``retries`` times. The
+    other arguments are as for :class:`OAuth2Refresher`.
     """
 
-    def __init__(
-        self,
-        token_url: str,
-        client_id: str,
-        client_secret: str,
-        *,
-        auth_method: str | None = None,
-        scope: str | None = None,
-        timeout: float = 10.0,
-        retries: int = 2,
-        allow_insecure_http: bool = False,
-    ) -> None:
-        super().__init__(token_url, client_id, client_secret, auth_method=auth_method, scope=scope,
-                         timeout=timeout, retries=retries, allow_insecure_http=allow_insecure_http,
-                         resend_safe=True)
+    _resend_safe = True
 
     def __call__(self, token: Token, /) -> Token:
         """Return a new token; the current one is not needed."""
