@@ -1,21 +1,19 @@
 """The local authorization server as the benchmarks use it.
 
-:class:`TimedAuthServer` records when each token request arrived and was answered, so that the
-storm benchmark can tell which API requests were waiting for a refresh. :func:`api_server` runs a
-server in a separate process, so that its CPU time is not charged to the client being measured.
+:func:`api_server` runs a server in a separate process, so that its CPU time is not charged to
+the client being measured. (The storm runs LocalAuthServer in its own process; its
+``token_calls()`` tell which API requests were waiting for a refresh.)
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 from refreshing_session import Token, TokenFile
 from refreshing_session.testing import LocalAuthServer
@@ -23,37 +21,6 @@ from refreshing_session.testing import LocalAuthServer
 # The server process stops by itself after this long, even if the benchmark died.
 _SERVE_LIMIT = 900.0
 _STOP_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True)
-class TokenCall:
-    """One request to the token endpoint, timed on the server (``time.perf_counter``)."""
-
-    started: float
-    answered: float
-    status: int  # 0: the connection was dropped without an answer
-
-
-class TimedAuthServer(LocalAuthServer):
-    """A :class:`LocalAuthServer` that also keeps the timing of every token request."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._calls_lock = threading.Lock()
-        self._calls: list[TokenCall] = []
-
-    def _token_endpoint(self, request: Any) -> Any:
-        started = time.perf_counter()
-        response = super()._token_endpoint(request)
-        call = TokenCall(started, time.perf_counter(), getattr(response, "status", 0))
-        with self._calls_lock:
-            self._calls.append(call)
-        return response
-
-    def token_calls(self) -> list[TokenCall]:
-        """Return the token requests answered so far, oldest first."""
-        with self._calls_lock:
-            return sorted(self._calls, key=lambda call: call.started)
 
 
 def write_grant(token_file: str | Path, grant: dict[str, object]) -> Token:

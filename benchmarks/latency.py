@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Protocol
 
-from .authserver import TokenCall
+from refreshing_session.testing import TokenCall
+
 from .stats import Latency
 
 

@@ -25,7 +25,9 @@ from typing import Any
 
 import requests
 
-from .authserver import TimedAuthServer, write_grant
+from refreshing_session.testing import LocalAuthServer
+
+from .authserver import write_grant
 from .clients import BY_KEY, Endpoint
 from .latency import StormLatency, storm_latency
 from .stats import Latency
@@ -129,7 +131,7 @@ class CellResult:
 def run_cell(cell: Cell, ttl: float, seconds: float, token_delay: float) -> CellResult:
     """Run ``cell`` against a fresh server and grant with ``ttl``-second tokens; the token
     endpoint takes ``token_delay`` seconds to answer, as a remote one would."""
-    server = TimedAuthServer(access_ttl=ttl)
+    server = LocalAuthServer(access_ttl=ttl)
     with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, server:
         server.slow_token_endpoint(token_delay)
         endpoint = Endpoint(server.api_url, server.token_url,
@@ -145,7 +147,7 @@ def run_cell(cell: Cell, ttl: float, seconds: float, token_delay: float) -> Cell
         return _result(cell, log, lost, server, ttl, run=seconds)
 
 
-def _result(cell: Cell, log: RequestLog, lost: int, server: TimedAuthServer, ttl: float,
+def _result(cell: Cell, log: RequestLog, lost: int, server: LocalAuthServer, ttl: float,
             run: float) -> CellResult:
     stats = server.stats()
     interval = ttl / 2 if BY_KEY[cell.library].refreshes_early else ttl

@@ -32,7 +32,7 @@ from io import BufferedIOBase
 from types import TracebackType
 from typing import cast
 
-__all__ = ["LocalAuthServer", "ServerStats"]
+__all__ = ["LocalAuthServer", "ServerStats", "TokenCall"]
 
 _OAUTH_PATH = "/oauth/token"
 _API_PREFIX = "/api/"
@@ -78,6 +78,15 @@ class ServerStats:
     api_unauthorized: int = 0
     echo_requests: int = 0
     echo_with_authorization: int = 0
+
+
+@dataclass(frozen=True)
+class TokenCall:
+    """One request to the token endpoint, timed on the server with ``time.perf_counter``."""
+
+    started: float
+    answered: float
+    status: int  # 0: the connection was dropped without an answer
 
 
 @dataclass(frozen=True)
@@ -435,6 +444,7 @@ class LocalAuthServer:
         self._access_tokens: dict[str, _AccessToken] = {}
         self._refresh_tokens: dict[str, _RefreshToken] = {}
         self._faults: deque[_Fault] = deque()
+        self._token_calls: list[TokenCall] = []
         self._token_delay = 0.0
         self._http: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -535,6 +545,11 @@ class LocalAuthServer:
         with self._lock:
             return self._stats
 
+    def token_calls(self) -> list[TokenCall]:
+        """Return the timing of every token-endpoint request answered so far, oldest first."""
+        with self._lock:
+            return sorted(self._token_calls, key=lambda call: call.started)
+
     def fail_token_endpoint(
         self,
         status: int = 503,
@@ -623,7 +638,12 @@ class LocalAuthServer:
     def _route(self, request: _Request) -> _Response | None:
         """Answer one request; None means drop the connection without a response."""
         if request.path == _OAUTH_PATH:
-            return self._token_endpoint(request)
+            started = time.perf_counter()
+            response = self._token_endpoint(request)
+            call = TokenCall(started, time.perf_counter(), response.status if response else 0)
+            with self._lock:
+                self._token_calls.append(call)
+            return response
         if request.path.startswith(_API_PREFIX):
             return self._api(request)
         if request.path == "/echo":

@@ -390,3 +390,14 @@ def test_chunked_body_keeps_the_connection_usable() -> None:
             assert response.json()["body"] == "hello wörld"
             assert response.json()["body_length"] == 11
         assert server.stats().api_ok == 2
+
+
+def test_token_calls_are_timed_in_order(server: LocalAuthServer) -> None:
+    grant = server.issue_token()
+    server.fail_token_endpoint(503)
+    refresh(server, text(grant, "refresh_token"))
+    refresh(server, text(grant, "refresh_token"))
+    calls = server.token_calls()
+    assert [call.status for call in calls] == [503, 200]
+    assert all(call.started <= call.answered for call in calls)
+    assert calls[0].answered <= calls[1].started
