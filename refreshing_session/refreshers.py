@@ -209,6 +209,10 @@ class OAuth2Refresher(_TokenEndpoint):
         if not token.refresh_token:
             raise LoginRequired("the token has no refresh token, so it cannot be refreshed; "
                                 "log in again")
+        if token.refresh_expires_at is not None and time.time() >= token.refresh_expires_at:
+            # The server said when it expires: calling it now could only be refused.
+            raise LoginRequired("the refresh token expired "
+                                f"{time.time() - token.refresh_expires_at:.0f} s ago; log in again")
         form = {"grant_type": "refresh_token", "refresh_token": token.refresh_token}
         if self.scope:
             form["scope"] = self.scope

@@ -19,9 +19,10 @@ from typing import Any
 
 # RFC 6750 section 2.1 allows less; this keeps out what would break or forge a header line.
 _TOKEN_SYNTAX = re.compile(r"[\x21-\x7e]+")
-_KNOWN_FIELDS = frozenset(
-    {"access_token", "token_type", "refresh_token", "expires_in", "expires_at", "scope"}
-)
+_KNOWN_FIELDS = frozenset({
+    "access_token", "token_type", "refresh_token", "expires_in", "expires_at", "scope",
+    "refresh_expires_in", "refresh_expires_at",
+})
 
 
 @dataclass(frozen=True, repr=False)
@@ -30,7 +31,9 @@ class Token:
 
     ``expires_at`` is absolute epoch seconds, or None when the expiry is unknown (then only a
     401 triggers a refresh). ``lifetime`` is the seconds the server granted, when known; it
-    caps how early a refresh may happen. ``extra`` holds every other field of the token.
+    caps how early a refresh may happen. ``refresh_expires_at`` is when the refresh token
+    expires, when the server said so (Keycloak's ``refresh_expires_in``; 0 there means never).
+    ``extra`` holds every other field of the token.
     """
 
     access_token: str
@@ -40,12 +43,13 @@ class Token:
     lifetime: float | None = None
     scope: str | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    refresh_expires_at: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.access_token, str) or not _TOKEN_SYNTAX.fullmatch(self.access_token):
             raise ValueError("'access_token' is missing, empty, or not printable ASCII without "
                              "spaces (RFC 6750 section 2.1)")
-        for name in ("expires_at", "lifetime"):
+        for name in ("expires_at", "lifetime", "refresh_expires_at"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name!r} is not a finite number")
@@ -69,8 +73,12 @@ class Token:
             lifetime = expires_at - requested_at
         else:
             expires_at = _jwt_expiry(data.get("access_token"))
-        kept_refresh = previous.refresh_token if previous is not None else None
-        return cls._parse(data, expires_at, lifetime, default_refresh=kept_refresh)
+        refresh_expires_at = _refresh_expiry(data, since=requested_at)
+        if previous is not None and not data.get("refresh_token"):
+            return cls._parse(data, expires_at, lifetime, default_refresh=previous.refresh_token,
+                              refresh_expires_at=previous.refresh_expires_at)
+        return cls._parse(data, expires_at, lifetime, default_refresh=None,
+                          refresh_expires_at=refresh_expires_at)
 
     @classmethod
     def from_file(cls, data: Mapping[str, Any], *, written_at: float) -> Token:
@@ -88,7 +96,8 @@ class Token:
                 written_at + lifetime if lifetime is not None
                 else _jwt_expiry(data.get("access_token"))
             )
-        return cls._parse(data, expires_at, lifetime, default_refresh=None)
+        return cls._parse(data, expires_at, lifetime, default_refresh=None,
+                          refresh_expires_at=_refresh_expiry(data, since=written_at))
 
     @classmethod
     def _parse(
@@ -98,6 +107,7 @@ class Token:
         lifetime: float | None,
         *,
         default_refresh: str | None,
+        refresh_expires_at: float | None,
     ) -> Token:
         token_type = data.get("token_type", "Bearer")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
@@ -114,6 +124,7 @@ class Token:
             expires_at=expires_at,
             lifetime=lifetime,
             scope=_scope(data.get("scope")),
+            refresh_expires_at=refresh_expires_at,
             extra={key: value for key, value in data.items() if key not in _KNOWN_FIELDS},
         )
 
@@ -126,6 +137,7 @@ class Token:
             "expires_in": self.lifetime,
             "expires_at": self.expires_at,
             "scope": self.scope,
+            "refresh_expires_at": self.refresh_expires_at,
         }
         data.update((key, value) for key, value in optional.items() if value is not None)
         return data
@@ -181,6 +193,15 @@ def _finite(value: float) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def _refresh_expiry(data: Mapping[str, Any], *, since: float) -> float | None:
+    """When the refresh token expires: ``refresh_expires_in`` counts from ``since`` (0 means
+    it does not expire), else an absolute ``refresh_expires_at``, else unknown."""
+    relative = _number(data, "refresh_expires_in")
+    if relative is not None:
+        return since + relative if relative > 0 else None
+    return _number(data, "refresh_expires_at")
 
 
 def _scope(value: object) -> str | None:

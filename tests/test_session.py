@@ -534,3 +534,14 @@ def test_the_adapter_serves_every_spelling_of_a_prefix(prefix: str, url: str,
                                                        tmp_path: Path) -> None:
     session = RefreshingSession(prefix, token_file=tmp_path / "t.json")
     assert isinstance(session.get_adapter(url), BearerAdapter)
+
+
+def test_a_refresh_token_known_to_be_expired_is_not_presented(
+        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    data = expire(token_file).to_dict()
+    data["refresh_expires_at"] = time.time() - 1  # as Keycloak's refresh_expires_in said
+    TokenFile(token_file).write(Token.from_file(data, written_at=0))
+    for _ in range(2):
+        with pytest.raises(LoginRequired, match="expired"):
+            make_session().get(server.api_url + "items", timeout=TIMEOUT)
+    assert server.stats().token_requests == 0

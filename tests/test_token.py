@@ -388,3 +388,21 @@ def test_extra_is_a_read_only_copy() -> None:
     assert token.extra == {"id_token": "x"}
     with pytest.raises(TypeError):
         token.extra["id_token"] = "y"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ({"refresh_expires_in": 1800}, 1000.0 + 1800), ({"refresh_expires_in": 0}, None),
+    ({}, None), ({"refresh_expires_at": 5000}, 5000.0)])
+def test_the_refresh_token_expiry_the_server_states_is_kept(
+        answer: dict[str, object], expected: float | None) -> None:
+    token = Token.from_response({"access_token": "a", "refresh_token": "r", **answer},
+                                requested_at=1000.0)
+    assert token.refresh_expires_at == expected
+    assert Token.from_file(token.to_dict(), written_at=0) == token
+
+
+def test_a_kept_refresh_token_keeps_its_expiry() -> None:
+    first = Token.from_response({"access_token": "a", "refresh_token": "r",
+                                 "refresh_expires_in": 60}, requested_at=1000.0)
+    second = Token.from_response({"access_token": "b"}, requested_at=1010.0, previous=first)
+    assert (second.refresh_token, second.refresh_expires_at) == ("r", 1060.0)
