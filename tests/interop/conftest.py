@@ -1,0 +1,306 @@
+"""Fixtures for the interop tests: node oidc-provider, installed with npm and started for real.
+
+``tests/interop/oidc_provider`` holds the server (``server.mjs``) and its pinned dependencies
+(``package-lock.json``). The session installs them with ``npm ci`` (skipped when the installed
+tree already matches the lock file), starts ``node server.mjs <port>`` on a free loopback port,
+waits for its ``READY <port>`` line and stops it, by its own pid, at the end. Without node or
+npm the tests are skipped, or fail when the ``CI`` environment variable is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import IO, Any, NoReturn
+from urllib.parse import quote_plus
+
+import pytest
+import requests
+from filelock import FileLock
+
+from refreshing_session import OAuth2Refresher, Token, TokenFile
+
+PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
+INSTALL_TIMEOUT = 300.0  # seconds for npm ci
+READY_TIMEOUT = 30.0  # seconds for node to print READY
+# Seconds; ttl.AccessToken and ttl.ClientCredentials of the server. Not 2: oidc-provider keeps
+# iat and exp in whole seconds, so a token answered with expires_in 2 may die barely 1 s after
+# it was issued, just when the session refreshes it (halfway through its life), and a request
+# sent just before that refresh could meet a 401. With 3, a token lives at least 2 s on the
+# server and is refreshed after 1.5 s.
+ACCESS_TTL = 3
+MINIMUM_NODE = 20
+_STAMP = ".refreshing-session-interop-installed"
+
+
+@dataclass(frozen=True)
+class Client:
+    """A client registered with the provider."""
+
+    client_id: str
+    client_secret: str
+    auth_method: str
+
+    def refresher(self, token_url: str, **options: Any) -> OAuth2Refresher:
+        return OAuth2Refresher(token_url, self.client_id, self.client_secret,
+                               auth_method=self.auth_method, **options)
+
+    def authenticate(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """Keyword arguments for ``requests.post`` that authenticate this client, written here
+        independently of the library (RFC 6749 section 2.3.1 for Basic)."""
+        if self.auth_method == "client_secret_post":
+            return {"data": {**form, "client_id": self.client_id,
+                             "client_secret": self.client_secret}}
+        return {"data": dict(form),
+                "auth": (quote_plus(self.client_id), quote_plus(self.client_secret))}
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The server's counters (see ``stats`` in server.mjs for how each is counted)."""
+
+    token_requests: Counter[str]  # by grant_type
+    token_successes: Counter[str]  # by grant_type
+    token_errors: Counter[str]  # by error code
+    client_auth: Counter[str]  # by the method a request used
+    reuse_detections: int
+    refresh_tokens_presented_again: int
+    grants_revoked: int
+    api_ok: int
+    api_unauthorized: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Stats:
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            value = data[field.name]
+            values[field.name] = Counter(value) if isinstance(value, dict) else int(value)
+        return cls(**values)
+
+    def since(self, earlier: Stats) -> Stats:
+        """What was counted after ``earlier`` was taken."""
+        values: dict[str, Any] = {}
+        for field in fields(self):
+            now, then = getattr(self, field.name), getattr(earlier, field.name)
+            values[field.name] = now - then
+        return Stats(**values)
+
+    @property
+    def refreshes(self) -> int:
+        """refresh_token grant requests, answered or refused."""
+        return self.token_requests["refresh_token"]
+
+    @property
+    def token_calls(self) -> int:
+        return sum(self.token_requests.values())
+
+
+@dataclass(frozen=True)
+class OidcProvider:
+    """A running node oidc-provider, and helpers to drive it from tests."""
+
+    base_url: str
+    access_ttl: int
+    clients: Mapping[str, Client]  # by role: "basic", "post", "odd"
+    version: str
+
+    @property
+    def token_url(self) -> str:
+        return self.base_url + "/token"
+
+    @property
+    def revocation_url(self) -> str:
+        return self.base_url + "/token/revocation"
+
+    @property
+    def api_url(self) -> str:
+        """The protected resource's prefix, for RefreshingSession."""
+        return self.base_url + "/api/"
+
+    @property
+    def items_url(self) -> str:
+        return self.api_url + "items"
+
+    def issue_grant(self, client: Client) -> Token:
+        """A fresh grant for ``client``, as a login would leave it: access and refresh token."""
+        requested_at = time.time()
+        response = requests.post(self.base_url + "/test/grant",
+                                 json={"client_id": client.client_id}, timeout=10)
+        response.raise_for_status()
+        return Token.from_response(response.json(), requested_at=requested_at)
+
+    def write_grant(self, path: Path, client: Client) -> Token:
+        """Log in: write a fresh grant for ``client`` to the token file ``path``."""
+        token = self.issue_grant(client)
+        TokenFile(path).write(token)
+        return token
+
+    def stats(self) -> Stats:
+        response = requests.get(self.base_url + "/test/stats", timeout=10)
+        response.raise_for_status()
+        return Stats.from_json(response.json())
+
+    def destroy_access_token(self, access_token: str) -> None:
+        """Make the server forget one access token; its grant and refresh token stay valid."""
+        response = requests.post(self.base_url + "/test/destroy-access-token",
+                                 json={"access_token": access_token}, timeout=10)
+        response.raise_for_status()
+        assert response.json() == {"destroyed": True}
+
+    def revoke(self, token: str, hint: str, client: Client) -> None:
+        """RFC 7009 revocation through the provider's own revocation endpoint."""
+        response = requests.post(
+            self.revocation_url, timeout=10,
+            **client.authenticate({"token": token, "token_type_hint": hint}))
+        assert response.status_code == 200, response.text
+
+    def accepts(self, access_token: str) -> bool:
+        """Whether the protected resource takes ``access_token`` now."""
+        response = requests.get(self.items_url, timeout=10,
+                                headers={"Authorization": "Bearer " + access_token})
+        assert response.status_code in (200, 401), response.status_code
+        return response.status_code == 200
+
+
+def _unavailable(message: str) -> NoReturn:
+    """Skip, except in CI, where a missing toolchain must fail the run."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{message} (the CI environment variable is set, so this fails instead of "
+                    "skipping)", pytrace=False)
+    pytest.skip(message)
+
+
+def _toolchain() -> tuple[str, str]:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        _unavailable("the interop tests need Node.js and npm on PATH "
+                     f"(node: {node or 'missing'}, npm: {npm or 'missing'})")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30,
+                             check=False).stdout.strip()
+    major = re.match(r"v(\d+)\.", version)
+    if major is None or int(major.group(1)) < MINIMUM_NODE:
+        _unavailable(f"the interop tests need Node.js {MINIMUM_NODE} or newer, found "
+                     f"{version or 'an unknown version'} at {node}")
+    return node, npm
+
+
+def _install(npm: str) -> None:
+    """``npm ci`` from the lock file (``npm install`` if there is none), unless node_modules
+    already holds exactly that install. A file lock keeps concurrent test runs from installing
+    over each other."""
+    lock_file = PROVIDER_DIR / "package-lock.json"
+    manifest = (PROVIDER_DIR / "package.json").read_bytes()
+    has_lock = lock_file.exists()
+    wanted = hashlib.sha256(manifest + (lock_file.read_bytes() if has_lock else b"")).hexdigest()
+    stamp = PROVIDER_DIR / "node_modules" / _STAMP
+    folder_id = hashlib.sha256(str(PROVIDER_DIR).encode()).hexdigest()[:12]
+    guard = Path(tempfile.gettempdir()) / f"refreshing-session-interop-npm-{folder_id}.lock"
+    with FileLock(guard, timeout=INSTALL_TIMEOUT):
+        if has_lock and stamp.exists() and stamp.read_text() == wanted:
+            return
+        command = [npm, "ci" if has_lock else "install", "--no-audit", "--no-fund",
+                   "--ignore-scripts"]
+        try:
+            done = subprocess.run(command, cwd=PROVIDER_DIR, capture_output=True, text=True,
+                                  timeout=INSTALL_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`{' '.join(command[1:])}` in {PROVIDER_DIR} took over "
+                        f"{INSTALL_TIMEOUT:.0f} s", pytrace=False)
+        if done.returncode != 0:
+            pytest.fail(f"`{' '.join(command[1:])}` in {PROVIDER_DIR} failed "
+                        f"({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}",
+                        pytrace=False)
+        if has_lock:
+            stamp.write_text(wanted)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _drain(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _start(node: str, log: Path) -> tuple[subprocess.Popen[str], int]:
+    """Start the server on a free port (another, up to 3 times, if that port was taken
+    meanwhile); return the process and its port once it printed READY."""
+    tail = ""
+    for _ in range(3):
+        port = _free_port()
+        with log.open("a") as errors:
+            process = subprocess.Popen(
+                [node, "server.mjs", str(port)], cwd=PROVIDER_DIR, text=True,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                env={**os.environ, "ACCESS_TOKEN_TTL": str(ACCESS_TTL)})
+        assert process.stdout is not None
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_drain, args=(process.stdout, lines), daemon=True).start()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                _stop(process)
+                pytest.fail(f"node oidc-provider printed no READY within {READY_TIMEOUT:.0f} s; "
+                            f"its log:\n{log.read_text()[-3000:]}", pytrace=False)
+            if line is None or line.startswith("READY "):
+                break
+        if line is not None:
+            return process, int(line.split()[1])
+        _stop(process)
+        tail = log.read_text()[-3000:]
+        if "EADDRINUSE" not in tail:
+            break
+    pytest.fail(f"node oidc-provider did not start; its log:\n{tail}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """node oidc-provider on 127.0.0.1, shared by the whole test session."""
+    node, npm = _toolchain()
+    _install(npm)
+    version = _installed_version()
+    log = tmp_path_factory.mktemp("oidc-provider") / "server.log"
+    process, port = _start(node, log)
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        answer = requests.get(base_url + "/test/clients", timeout=10)
+        answer.raise_for_status()
+        clients = {role: Client(**client) for role, client in answer.json().items()}
+        yield OidcProvider(base_url, ACCESS_TTL, clients, version)
+    finally:
+        _stop(process)
+
+
+def _installed_version() -> str:
+    manifest = PROVIDER_DIR / "node_modules" / "oidc-provider" / "package.json"
+    return str(json.loads(manifest.read_text())["version"])

@@ -1,0 +1,372 @@
+"""Interop: RefreshingSession against node oidc-provider, started for real (see conftest.py).
+
+The provider rotates the refresh token on every refresh and treats a consumed one presented
+again as theft: it revokes the whole grant. Its access tokens live ACCESS_TTL seconds, with no
+clock tolerance. Each test compares the server's counters before and after (``Stats.since``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from refreshing_session import (
+    ClientCredentialsRefresher,
+    ClientRejected,
+    LoginRequired,
+    RefreshingSession,
+    Token,
+    TokenFile,
+)
+
+from ..conftest import expire, stored
+from ..processes import REQUESTS, run_in_processes, start_process, wait_for
+from .conftest import ACCESS_TTL, Client, OidcProvider, Stats
+
+GRANT_SCOPE = "openid offline_access"
+RESERVED = set(":%+ ")  # RFC 6749 2.3.1: must be form-encoded before Basic
+
+
+def _session(provider: OidcProvider, path: Path, client: Client) -> RefreshingSession:
+    return RefreshingSession(provider.api_url, token_file=path,
+                             refresher=client.refresher(provider.token_url))
+
+
+def _requested_at(token: Token) -> float:
+    """When the request that obtained ``token`` was sent."""
+    assert token.expires_at is not None
+    assert token.lifetime is not None
+    return token.expires_at - token.lifetime
+
+
+def _assert_no_reuse(seen: Stats) -> None:
+    """No refresh token was presented twice, and the provider revoked no grant."""
+    assert seen.reuse_detections == 0
+    assert seen.refresh_tokens_presented_again == 0
+    assert seen.grants_revoked == 0
+
+
+@pytest.mark.timeout(30, func_only=True)
+@pytest.mark.parametrize("role", ["basic", "post"])
+def test_proactive_refresh_with_each_client_auth_method(
+        oidc_provider: OidcProvider, tmp_path: Path, role: str) -> None:
+    client = oidc_provider.clients[role]
+    path = tmp_path / "token.json"
+    before = oidc_provider.stats()
+    first = oidc_provider.write_grant(path, client)
+    statuses: Counter[int] = Counter()
+    with _session(oidc_provider, path, client) as session:
+        # About 100 calls a second until the server has seen two refreshes: at least one
+        # whole token lifetime, since a token is refreshed halfway through its life.
+        while oidc_provider.stats().since(before).refreshes < 2:
+            assert time.time() - _requested_at(first) < 20, "no second refresh within 20 s"
+            statuses[session.get(oidc_provider.items_url, timeout=10).status_code] += 1
+            time.sleep(0.01)
+        statuses[session.get(oidc_provider.items_url, timeout=10).status_code] += 1
+    elapsed = time.time() - _requested_at(first)
+    seen = oidc_provider.stats().since(before)
+
+    assert set(statuses) == {200}
+    assert elapsed >= oidc_provider.access_ttl
+    assert seen.token_requests == Counter({"refresh_token": 2})
+    assert seen.token_successes == Counter({"refresh_token": 2})
+    assert seen.client_auth == Counter({client.auth_method: 2})
+    assert seen.token_errors == Counter()
+    # Refreshed before expiry: the API never refused a token.
+    assert seen.api_unauthorized == 0
+    assert seen.api_ok == sum(statuses.values())
+    _assert_no_reuse(seen)
+    latest = stored(path)
+    assert latest.refresh_token not in (None, first.refresh_token)  # rotated
+    assert latest.scope == GRANT_SCOPE
+
+
+@pytest.mark.timeout(20, func_only=True)
+@pytest.mark.parametrize("stale", ["never issued", "destroyed by the server"])
+def test_reactive_refresh_after_a_401(
+        oidc_provider: OidcProvider, tmp_path: Path, stale: str) -> None:
+    client = oidc_provider.clients["basic"]
+    grant = oidc_provider.issue_grant(client)
+    if stale == "destroyed by the server":
+        oidc_provider.destroy_access_token(grant.access_token)
+        access_token = grant.access_token
+    else:
+        access_token = "never-issued-" + secrets.token_hex(8)
+    assert not oidc_provider.accepts(access_token)
+    path = tmp_path / "token.json"
+    # Valid for an hour as far as the client knows: only the 401 can make it refresh.
+    TokenFile(path).write(Token(access_token, refresh_token=grant.refresh_token,
+                                expires_at=time.time() + 3600, lifetime=3600, scope=grant.scope))
+    before = oidc_provider.stats()
+    with _session(oidc_provider, path, client) as session:
+        first = session.get(oidc_provider.items_url, timeout=10)
+        second = session.get(oidc_provider.items_url, timeout=10)
+    seen = oidc_provider.stats().since(before)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["client_id"] == client.client_id
+    assert seen.api_unauthorized == 1  # the first try; then one refresh and one replay
+    assert seen.api_ok == 2
+    assert seen.token_requests == Counter({"refresh_token": 1})
+    assert seen.token_successes == Counter({"refresh_token": 1})
+    _assert_no_reuse(seen)
+    latest = stored(path)
+    assert latest.access_token != access_token
+    assert latest.refresh_token not in (None, grant.refresh_token)
+
+
+# Runs job["threads"] threads calling the API until the deadline the test writes to job["go"]
+# (after every worker reported ready); prints what the callers saw, as JSON.
+STORM = """
+import collections, os, threading, time
+from pathlib import Path
+from refreshing_session import OAuth2Refresher, RefreshingSession
+
+session = RefreshingSession(job["api"], token_file=job["file"], refresher=OAuth2Refresher(
+    job["token_url"], job["client_id"], job["client_secret"], auth_method=job["auth_method"]))
+Path(job["ready"], str(os.getpid())).touch()
+go = Path(job["go"])
+while not go.exists():
+    time.sleep(0.005)
+deadline = float(go.read_text())
+outcomes = collections.Counter()
+lock = threading.Lock()
+
+def work():
+    while time.time() < deadline:
+        try:
+            outcome = str(session.get(job["url"], timeout=10).status_code)
+        except Exception as error:
+            outcome = type(error).__name__
+        with lock:
+            outcomes[outcome] += 1
+
+threads = [threading.Thread(target=work) for _ in range(job["threads"])]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(outcomes))
+"""
+STORM_PROCESSES = 4
+STORM_THREADS = 2
+# Tokens are refreshed halfway through their life: three refreshes, and a second to spare.
+STORM_SECONDS = 3 * ACCESS_TTL / 2 + 1.0
+
+
+@pytest.mark.timeout(45, func_only=True)
+def test_storm_of_processes_redeems_each_refresh_token_once(
+        oidc_provider: OidcProvider, tmp_path: Path) -> None:
+    client = oidc_provider.clients["basic"]
+    path = tmp_path / "token.json"
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    ready.mkdir()
+    job: dict[str, object] = {
+        "api": oidc_provider.api_url, "url": oidc_provider.items_url, "file": str(path),
+        "token_url": oidc_provider.token_url, "client_id": client.client_id,
+        "client_secret": client.client_secret, "auth_method": client.auth_method,
+        "threads": STORM_THREADS, "ready": str(ready), "go": str(go)}
+    workers = [start_process(STORM, job) for _ in range(STORM_PROCESSES)]
+    try:
+        wait_for(lambda: len(list(ready.iterdir())) == STORM_PROCESSES
+                 or any(worker.poll() is not None for worker in workers), timeout=30)
+        assert all(worker.poll() is None for worker in workers), "a worker did not start"
+        before = oidc_provider.stats()
+        first = oidc_provider.write_grant(path, client)
+        start = _requested_at(first)
+        signal = go.with_name("go.tmp")
+        signal.write_text(repr(start + STORM_SECONDS))
+        signal.replace(go)  # atomic: workers never read a half-written deadline
+        outputs = []
+        for worker in workers:
+            out, err = worker.communicate(timeout=30)
+            assert worker.returncode == 0, err
+            outputs.append(out)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    elapsed = time.time() - start
+    seen = oidc_provider.stats().since(before)
+
+    outcomes: Counter[str] = Counter()
+    for out in outputs:
+        per_process = Counter(json.loads(out))
+        assert per_process["200"] > 0, "a worker made no successful call"
+        outcomes.update(per_process)
+    assert set(outcomes) == {"200"}, outcomes  # zero errors surfaced to any caller
+    # A token is due halfway through its life (the session's leeway is capped there).
+    first_due = first.refresh_due_at(30.0)
+    assert first_due is not None
+    due = math.floor(elapsed / (first_due - start))
+    assert 3 <= seen.refreshes <= due, (seen.refreshes, due)
+    assert seen.token_requests == Counter({"refresh_token": seen.refreshes})
+    assert seen.token_successes == Counter({"refresh_token": seen.refreshes})
+    assert seen.token_errors == Counter()
+    _assert_no_reuse(seen)
+    with _session(oidc_provider, path, client) as session:
+        assert session.get(oidc_provider.items_url, timeout=10).status_code == 200
+
+
+def _assert_siblings_refused(oidc_provider: OidcProvider, path: Path, client: Client) -> None:
+    """Sessions that share the token file, in this process and in two others, raise
+    LoginRequired from the refusal recorded in the file, without calling the token endpoint."""
+    before = oidc_provider.stats()
+    with _session(oidc_provider, path, client) as sibling, pytest.raises(LoginRequired):
+        sibling.get(oidc_provider.items_url, timeout=10)
+    outputs = run_in_processes(REQUESTS, 2, {
+        "api": oidc_provider.api_url, "file": str(path), "token_url": oidc_provider.token_url,
+        "count": 2})
+    assert outputs == ["LoginRequired LoginRequired"] * 2
+    assert oidc_provider.stats().since(before).token_calls == 0
+
+
+@pytest.mark.timeout(30, func_only=True)
+def test_revoked_grant_raises_login_required_and_siblings_do_not_retry(
+        oidc_provider: OidcProvider, tmp_path: Path) -> None:
+    client = oidc_provider.clients["post"]
+    path = tmp_path / "token.json"
+    grant = oidc_provider.write_grant(path, client)
+    with _session(oidc_provider, path, client) as session:
+        assert session.get(oidc_provider.items_url, timeout=10).status_code == 200
+        before = oidc_provider.stats()
+        assert grant.refresh_token is not None
+        oidc_provider.revoke(grant.refresh_token, "refresh_token", client)  # RFC 7009
+        with pytest.raises(LoginRequired) as refused:
+            session.get(oidc_provider.items_url, timeout=10)
+    seen = oidc_provider.stats().since(before)
+
+    assert refused.value.response is not None
+    assert refused.value.response.status_code == 400
+    assert refused.value.response.json()["error"] == "invalid_grant"
+    assert seen.grants_revoked == 1  # by the revocation
+    assert seen.api_unauthorized == 1  # the access token went with the grant
+    assert seen.token_requests == Counter({"refresh_token": 1})
+    assert seen.token_errors == Counter({"invalid_grant": 1})
+    assert seen.reuse_detections == seen.refresh_tokens_presented_again == 0
+    _assert_siblings_refused(oidc_provider, path, client)
+
+
+@pytest.mark.timeout(30, func_only=True)
+def test_consumed_refresh_token_trips_reuse_detection_and_login_required(
+        oidc_provider: OidcProvider, tmp_path: Path) -> None:
+    client = oidc_provider.clients["basic"]
+    path = tmp_path / "token.json"
+    oidc_provider.write_grant(path, client)
+    stale = expire(path)  # due now; a copy of it is kept, as a backup would be
+    before = oidc_provider.stats()
+    with _session(oidc_provider, path, client) as session:
+        assert session.get(oidc_provider.items_url, timeout=10).status_code == 200
+        rotated = stored(path)
+        assert rotated.refresh_token != stale.refresh_token
+        TokenFile(path).write(stale)  # the old copy comes back: its refresh token is spent
+        with pytest.raises(LoginRequired):
+            session.get(oidc_provider.items_url, timeout=10)
+    seen = oidc_provider.stats().since(before)
+
+    assert seen.token_requests == Counter({"refresh_token": 2})
+    assert seen.token_successes == Counter({"refresh_token": 1})
+    assert seen.token_errors == Counter({"invalid_grant": 1})
+    assert seen.refresh_tokens_presented_again == 1
+    assert seen.reuse_detections == 1
+    assert seen.grants_revoked == 1
+    # The provider revoked the whole grant: the newer access token died with it.
+    assert not oidc_provider.accepts(rotated.access_token)
+    _assert_siblings_refused(oidc_provider, path, client)
+
+
+@pytest.mark.timeout(30, func_only=True)
+def test_client_credentials_token_is_created_then_reacquired(
+        oidc_provider: OidcProvider, tmp_path: Path) -> None:
+    client = oidc_provider.clients["basic"]
+    path = tmp_path / "token.json"
+    refresher = ClientCredentialsRefresher(oidc_provider.token_url, client.client_id,
+                                           client.client_secret, auth_method=client.auth_method)
+    before = oidc_provider.stats()
+
+    def grants() -> int:
+        return oidc_provider.stats().since(before).token_requests["client_credentials"]
+
+    with RefreshingSession(oidc_provider.api_url, token_file=path, refresher=refresher) as session:
+        assert not path.exists()
+        answer = session.get(oidc_provider.items_url, timeout=10)
+        assert answer.status_code == 200
+        assert answer.json()["kind"] == "ClientCredentials"
+        first = stored(path)
+        assert first.refresh_token is None
+        # Re-acquired halfway through its life, while still in use.
+        while grants() < 2:
+            assert time.time() - _requested_at(first) < 15, "not re-acquired within 15 s"
+            assert session.get(oidc_provider.items_url, timeout=10).status_code == 200
+            time.sleep(0.01)
+        second = stored(path)
+        assert second.access_token != first.access_token
+        # Idle until the server itself refuses that token, then use the session again.
+        wait_for(lambda: not oidc_provider.accepts(second.access_token), timeout=15)
+        assert session.get(oidc_provider.items_url, timeout=10).status_code == 200
+    third = stored(path)
+    seen = oidc_provider.stats().since(before)
+
+    assert third.access_token not in (first.access_token, second.access_token)
+    assert seen.token_requests == Counter({"client_credentials": 3})
+    assert seen.token_successes == Counter({"client_credentials": 3})
+    assert seen.client_auth == Counter({"client_secret_basic": 3})
+    assert seen.api_unauthorized == 1  # the probe's; the session never sent an expired token
+
+
+@pytest.mark.timeout(20, func_only=True)
+def test_reserved_characters_in_basic_credentials(
+        oidc_provider: OidcProvider, tmp_path: Path) -> None:
+    """RFC 6749 2.3.1: client_id and secret are form-encoded, then joined for HTTP Basic."""
+    plain, odd = oidc_provider.clients["basic"], oidc_provider.clients["odd"]
+    assert plain.auth_method == odd.auth_method == "client_secret_basic"
+    for text in (plain.client_secret, odd.client_id, odd.client_secret):
+        assert set(text) >= RESERVED
+    before = oidc_provider.stats()
+    # Control: Basic without the form-encoding (requests' own) is refused by the provider.
+    for client in (plain, odd):
+        naive = requests.post(oidc_provider.token_url, data={"grant_type": "client_credentials"},
+                              auth=(client.client_id, client.client_secret), timeout=10)
+        assert naive.status_code in (400, 401), naive.text
+        assert naive.json()["error"] in ("invalid_client", "invalid_request")
+
+    machine = ClientCredentialsRefresher(oidc_provider.token_url, odd.client_id,
+                                         odd.client_secret).new_token()
+    assert oidc_provider.accepts(machine.access_token)
+    path = tmp_path / "token.json"
+    oidc_provider.write_grant(path, odd)
+    expire(path)
+    with _session(oidc_provider, path, odd) as session:
+        assert session.get(oidc_provider.items_url, timeout=10).status_code == 200
+    seen = oidc_provider.stats().since(before)
+
+    assert seen.token_successes == Counter({"client_credentials": 1, "refresh_token": 1})
+    assert seen.client_auth == Counter({"client_secret_basic": 4})
+    _assert_no_reuse(seen)
+
+
+@pytest.mark.timeout(20, func_only=True)
+def test_wrong_secret_is_client_rejected_and_spends_no_refresh_token(
+        oidc_provider: OidcProvider) -> None:
+    client = oidc_provider.clients["post"]
+    grant = oidc_provider.issue_grant(client)
+    wrong = Client(client.client_id, client.client_secret + "x", client.auth_method)
+    before = oidc_provider.stats()
+    with pytest.raises(ClientRejected) as rejected:
+        wrong.refresher(oidc_provider.token_url)(grant)
+    assert rejected.value.error == "invalid_client"
+    renewed = client.refresher(oidc_provider.token_url)(grant)  # the refresh token still works
+    seen = oidc_provider.stats().since(before)
+
+    assert oidc_provider.accepts(renewed.access_token)
+    assert seen.token_errors == Counter({"invalid_client": 1})
+    assert seen.token_successes == Counter({"refresh_token": 1})
+    _assert_no_reuse(seen)
