@@ -28,6 +28,41 @@ for _ in range(job.get("count", 1)):
 print(" ".join(outcomes))
 """
 
+# Runs job["threads"] threads on one shared session, each calling job["url"] until job["until"]
+# (epoch seconds), or once with job["once"]. With job["go"], each worker first touches a file in
+# job["ready"] and waits for the deadline to be written to job["go"], so that all start
+# together. Prints what the callers saw, as JSON: a status code or an exception's name, counted.
+STORM = """
+import collections, os, threading, time
+from pathlib import Path
+from refreshing_session import OAuth2Refresher, RefreshingSession
+session = RefreshingSession(job["api"], token_file=job["file"], refresher=OAuth2Refresher(
+    job["token_url"], job["client_id"], job["client_secret"], auth_method=job["auth_method"]))
+if "go" in job:
+    Path(job["ready"], str(os.getpid())).touch()
+    while not Path(job["go"]).exists():
+        time.sleep(0.005)
+    job["until"] = float(Path(job["go"]).read_text())
+outcomes = collections.Counter()
+lock = threading.Lock()
+def work():
+    while time.time() < job["until"]:
+        try:
+            outcome = str(session.get(job["url"], timeout=10).status_code)
+        except Exception as error:
+            outcome = type(error).__name__
+        with lock:
+            outcomes[outcome] += 1
+        if job.get("once"):
+            return
+threads = [threading.Thread(target=work) for _ in range(job["threads"])]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(outcomes))
+"""
+
 
 def job_for(server: LocalAuthServer, token_file: Path, **extra: object) -> dict[str, object]:
     """The job the REQUESTS program expects, for ``server`` and ``token_file``."""

@@ -34,7 +34,7 @@ from refreshing_session import (
     TokenFile,
 )
 
-from ..processes import ROOT, run_in_processes
+from ..processes import ROOT, STORM, run_in_processes
 from .dot_server import clients
 
 GRACE = 10  # seconds of REFRESH_TOKEN_GRACE_PERIOD_SECONDS for the lenient server
@@ -250,40 +250,11 @@ def test_reactive_refresh_on_401_replays_once(dot_server: DotServer, tmp_path: P
     assert _stored(path).refresh_token not in (None, grant["refresh_token"])
 
 
-# Each process runs job["threads"] threads on one shared session until job["until"] (epoch
-# seconds), and prints a JSON count of outcomes: a status code, or an exception's name.
-STORM = """
-import collections, threading, time
-from refreshing_session import OAuth2Refresher, RefreshingSession
-session = RefreshingSession(job["api"], token_file=job["file"], refresher=OAuth2Refresher(
-    job["token_url"], job["client_id"], job["secret"], auth_method=job["auth_method"]))
-outcomes = collections.Counter()
-lock = threading.Lock()
-def work():
-    while True:
-        if time.time() >= job["until"]:
-            return
-        try:
-            outcome = str(session.get(job["api"] + "items", timeout=10).status_code)
-        except Exception as error:
-            outcome = type(error).__name__
-        with lock:
-            outcomes[outcome] += 1
-        if job.get("once"):
-            return
-threads = [threading.Thread(target=work) for _ in range(job["threads"])]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-print(json.dumps(outcomes))
-"""
-
-
 def _job(server: DotServer, path: Path, **extra: object) -> dict[str, object]:
     client_id, secret, auth_method = server.basic
-    return {"api": server.api_url, "token_url": server.token_url, "file": str(path),
-            "client_id": client_id, "secret": secret, "auth_method": auth_method,
+    return {"api": server.api_url, "url": server.items_url, "token_url": server.token_url,
+            "file": str(path), "client_id": client_id, "client_secret": secret,
+            "auth_method": auth_method,
             "threads": 1, "until": time.time() + 30, **extra}
 
 

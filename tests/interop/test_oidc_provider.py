@@ -27,7 +27,7 @@ from refreshing_session import (
 )
 
 from ..conftest import expire, stored
-from ..processes import REQUESTS, run_in_processes, start_process, wait_for
+from ..processes import REQUESTS, STORM, run_in_processes, start_process, wait_for
 from .conftest import ACCESS_TTL, Client, OidcProvider, Stats
 
 GRANT_SCOPE = "openid offline_access"
@@ -122,39 +122,6 @@ def test_reactive_refresh_after_a_401(
     assert latest.refresh_token not in (None, grant.refresh_token)
 
 
-# Runs job["threads"] threads calling the API until the deadline the test writes to job["go"]
-# (after every worker reported ready); prints what the callers saw, as JSON.
-STORM = """
-import collections, os, threading, time
-from pathlib import Path
-from refreshing_session import OAuth2Refresher, RefreshingSession
-
-session = RefreshingSession(job["api"], token_file=job["file"], refresher=OAuth2Refresher(
-    job["token_url"], job["client_id"], job["client_secret"], auth_method=job["auth_method"]))
-Path(job["ready"], str(os.getpid())).touch()
-go = Path(job["go"])
-while not go.exists():
-    time.sleep(0.005)
-deadline = float(go.read_text())
-outcomes = collections.Counter()
-lock = threading.Lock()
-
-def work():
-    while time.time() < deadline:
-        try:
-            outcome = str(session.get(job["url"], timeout=10).status_code)
-        except Exception as error:
-            outcome = type(error).__name__
-        with lock:
-            outcomes[outcome] += 1
-
-threads = [threading.Thread(target=work) for _ in range(job["threads"])]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-print(json.dumps(outcomes))
-"""
 STORM_PROCESSES = 4
 STORM_THREADS = 2
 # Tokens are refreshed halfway through their life: three refreshes, and a second to spare.
