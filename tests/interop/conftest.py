@@ -12,19 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import quote_plus
 
 import pytest
@@ -33,9 +30,10 @@ from filelock import FileLock
 
 from refreshing_session import OAuth2Refresher, Token, TokenFile
 
+from .servers import start_server, stop_server
+
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 INSTALL_TIMEOUT = 300.0  # seconds for npm ci
-READY_TIMEOUT = 30.0  # seconds for node to print READY
 # Seconds; ttl.AccessToken and ttl.ClientCredentials of the server. Not 2: oidc-provider keeps
 # iat and exp in whole seconds, so a token answered with expires_in 2 may die barely 1 s after
 # it was issued, just when the session refreshes it (halfway through its life), and a request
@@ -227,62 +225,6 @@ def _install(npm: str) -> None:
             stamp.write_text(wanted)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _drain(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _start(node: str, log: Path) -> tuple[subprocess.Popen[str], int]:
-    """Start the server on a free port (another, up to 3 times, if that port was taken
-    meanwhile); return the process and its port once it printed READY."""
-    tail = ""
-    for _ in range(3):
-        port = _free_port()
-        with log.open("a") as errors:
-            process = subprocess.Popen(
-                [node, "server.mjs", str(port)], cwd=PROVIDER_DIR, text=True,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-                env={**os.environ, "ACCESS_TOKEN_TTL": str(ACCESS_TTL)})
-        assert process.stdout is not None
-        lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_drain, args=(process.stdout, lines), daemon=True).start()
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                _stop(process)
-                pytest.fail(f"node oidc-provider printed no READY within {READY_TIMEOUT:.0f} s; "
-                            f"its log:\n{log.read_text()[-3000:]}", pytrace=False)
-            if line is None or line.startswith("READY "):
-                break
-        if line is not None:
-            return process, int(line.split()[1])
-        _stop(process)
-        tail = log.read_text()[-3000:]
-        if "EADDRINUSE" not in tail:
-            break
-    pytest.fail(f"node oidc-provider did not start; its log:\n{tail}", pytrace=False)
-
-
 @pytest.fixture(scope="session")
 def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
     """node oidc-provider on 127.0.0.1, shared by the whole test session."""
@@ -290,7 +232,9 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProv
     _install(npm)
     version = _installed_version()
     log = tmp_path_factory.mktemp("oidc-provider") / "server.log"
-    process, port = _start(node, log)
+    process, port = start_server(
+        [node, "server.mjs", "0"], name="node oidc-provider", cwd=PROVIDER_DIR, log=log,
+        env={"ACCESS_TOKEN_TTL": str(ACCESS_TTL)})
     try:
         base_url = f"http://127.0.0.1:{port}"
         answer = requests.get(base_url + "/test/clients", timeout=10)
@@ -298,7 +242,7 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProv
         clients = {role: Client(**client) for role, client in answer.json().items()}
         yield OidcProvider(base_url, ACCESS_TTL, clients, version)
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 def _installed_version() -> str:

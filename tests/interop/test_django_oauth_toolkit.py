@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import re
-import selectors
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -36,9 +32,9 @@ from refreshing_session import (
 
 from ..processes import ROOT, STORM, run_in_processes
 from .dot_server import clients
+from .servers import start_server, stop_server
 
 GRACE = 10  # seconds of REFRESH_TOKEN_GRACE_PERIOD_SECONDS for the lenient server
-READY_WAIT = 30.0
 TTL = clients.ACCESS_TOKEN_TTL
 HTTP_TIMEOUT = 10
 
@@ -118,30 +114,6 @@ class DotServer:
         return {name: after[name] - before[name] for name in after}
 
 
-def _wait_ready(process: subprocess.Popen[bytes], log: Path) -> int:
-    """Wait (at most READY_WAIT seconds) for the server's ``READY <port>`` line."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + READY_WAIT
-    seen = b""
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while (ready := re.search(rb"^READY (\d+)$", seen, re.MULTILINE)) is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"the DOT server printed no READY in {READY_WAIT:.0f} s; its log:\n"
-                            + log.read_text(errors="replace")[-3000:])
-            if selector.select(remaining):
-                chunk = os.read(process.stdout.fileno(), 4096)
-                if not chunk:
-                    process.wait(timeout=5)
-                    pytest.fail(
-                        f"the DOT server exited ({process.returncode}) before READY; is the "
-                        "test extra (django-oauth-toolkit) installed? Its log:\n"
-                        + log.read_text(errors="replace")[-3000:])
-                seen += chunk
-    return int(ready.group(1))
-
-
 @pytest.fixture(scope="module", params=[0, GRACE], ids=["grace0", f"grace{GRACE}"])
 def dot_server(request: pytest.FixtureRequest,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[DotServer]:
@@ -154,20 +126,12 @@ def dot_server(request: pytest.FixtureRequest,
     log = folder / "server.log"
     command = [sys.executable, "-m", "tests.interop.dot_server.serve", "--port", "0",
                "--db", str(folder / "dot.sqlite3"), "--grace", str(grace)]
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr)
+    process, port = start_server(command, name="the DOT server (is the test extra installed?)",
+                                 cwd=ROOT, log=log)
     try:
-        port = _wait_ready(process, log)
         yield DotServer(f"http://127.0.0.1:{port}", grace, log)
     finally:
-        process.terminate()  # this fixture's own child, by its pid
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        assert process.stdout is not None
-        process.stdout.close()
+        stop_server(process)
 
 
 GRACE_0 = pytest.mark.parametrize("dot_server", [0], indirect=True, ids=["grace0"])
