@@ -30,7 +30,7 @@ from filelock import FileLock
 
 from refreshing_session import OAuth2Refresher, Token, TokenFile
 
-from .servers import start_server, stop_server
+from .servers import RealServer, start_server, stop_server
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 INSTALL_TIMEOUT = 300.0  # seconds for npm ci
@@ -107,10 +107,9 @@ class Stats:
 
 
 @dataclass(frozen=True)
-class OidcProvider:
+class OidcProvider(RealServer):
     """A running node oidc-provider, and helpers to drive it from tests."""
 
-    base_url: str
     access_ttl: int
     clients: Mapping[str, Client]  # by role: "basic", "post", "odd"
     version: str
@@ -122,15 +121,6 @@ class OidcProvider:
     @property
     def revocation_url(self) -> str:
         return self.base_url + "/token/revocation"
-
-    @property
-    def api_url(self) -> str:
-        """The protected resource's prefix, for RefreshingSession."""
-        return self.base_url + "/api/"
-
-    @property
-    def items_url(self) -> str:
-        return self.api_url + "items"
 
     def issue_grant(self, client: Client) -> Token:
         """A fresh grant for ``client``, as a login would leave it: access and refresh token."""

@@ -8,12 +8,29 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import pytest
 
 READY_TIMEOUT = 30.0  # seconds for a server to print READY
+
+
+@dataclass(frozen=True)
+class RealServer:
+    """A running server with a protected resource under ``/api/``."""
+
+    base_url: str
+
+    @property
+    def api_url(self) -> str:
+        """The protected resource's prefix, for RefreshingSession."""
+        return self.base_url + "/api/"
+
+    @property
+    def items_url(self) -> str:
+        return self.api_url + "items"
 
 
 def start_server(command: Sequence[str], *, name: str, cwd: Path, log: Path,

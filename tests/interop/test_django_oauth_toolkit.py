@@ -32,7 +32,7 @@ from refreshing_session import (
 
 from ..processes import ROOT, STORM, run_in_processes
 from .dot_server import clients
-from .servers import start_server, stop_server
+from .servers import RealServer, start_server, stop_server
 
 GRACE = 10  # seconds of REFRESH_TOKEN_GRACE_PERIOD_SECONDS for the lenient server
 TTL = clients.ACCESS_TOKEN_TTL
@@ -57,23 +57,14 @@ MACHINE = Client(clients.CC_CLIENT_ID, clients.CC_CLIENT_SECRET, "client_secret_
 
 
 @dataclasses.dataclass(frozen=True)
-class DotServer:
+class DotServer(RealServer):
     """A running DOT server, with its clients and the helpers the tests use."""
 
-    base_url: str
     grace: int
     log: Path
     basic: Client = BASIC
     post: Client = POST
     machine: Client = MACHINE
-
-    @property
-    def api_url(self) -> str:
-        return self.base_url + "/api/"
-
-    @property
-    def items_url(self) -> str:
-        return self.api_url + "items"
 
     @property
     def token_url(self) -> str:
