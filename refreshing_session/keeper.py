@@ -82,11 +82,13 @@ class TokenKeeper:
         *,
         leeway: float,
         lock_timeout: float,
+        on_refresh: Callable[[Token], object] | None = None,
     ) -> None:
         self.store = store
         self.refresher = refresher
         self.leeway = leeway
         self.lock_timeout = lock_timeout
+        self.on_refresh = on_refresh
         self._reset_process_state()
 
     def _reset_process_state(self) -> None:
@@ -204,7 +206,8 @@ class TokenKeeper:
             return self._after_refusal(snapshot, error)
         logger.info("refreshed the access token for %s (%s -> %s)", self.store.path,
                     old.fingerprint, new.fingerprint)
-        return self._save(new, {FOR_A_401: True} if after_401 else None, snapshot.signature)
+        return self._announce(
+            new, self._save(new, {FOR_A_401: True} if after_401 else None, snapshot.signature))
 
     def _first_token(self) -> Token:
         if not isinstance(self.refresher, TokenSource):
@@ -212,7 +215,16 @@ class TokenKeeper:
                                 "(write a token there), or use a ClientCredentialsRefresher")
         token = self.refresher.new_token()
         logger.info("creating the token file %s with a new grant", self.store.path)
-        return self._save(token, None, replacing=None)
+        return self._announce(token, self._save(token, None, replacing=None))
+
+    def _announce(self, new: Token, kept: Token) -> Token:
+        """Tell ``on_refresh`` about ``new`` if it is the token kept; return the token kept."""
+        if kept == new and self.on_refresh is not None:
+            try:
+                self.on_refresh(new)
+            except Exception as error:  # a user's callback must not fail the request
+                logger.warning("the on_refresh callback raised %s; ignored", type(error).__name__)
+        return kept
 
     def _call_refresher(self, old: Token) -> Token:
         assert self.refresher is not None
@@ -373,7 +385,7 @@ class TokenKeeper:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"store": self.store, "refresher": self.refresher, "leeway": self.leeway,
-                "lock_timeout": self.lock_timeout}
+                "lock_timeout": self.lock_timeout, "on_refresh": self.on_refresh}
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         self.__dict__.update(state)

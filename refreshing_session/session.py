@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import requests
@@ -32,6 +32,9 @@ class RefreshingSession(requests.Session):
     :param lock_timeout: the longest wait, in seconds, for another thread or process to finish
         a refresh.
     :param max_retries: passed to the adapter mounted on the prefixes, as with HTTPAdapter.
+    :param on_refresh: called with each new token this process obtains (not with tokens
+        adopted from siblings), under the token lock: keep it quick. Exceptions are logged and
+        ignored. For users who also keep the token elsewhere, or count refreshes.
 
     The token file is first read at the first request, so a session may be built before anyone
     has logged in. Everything else behaves as in :class:`requests.Session`: for URLs outside the
@@ -49,15 +52,17 @@ class RefreshingSession(requests.Session):
         leeway: float = 30.0,
         lock_timeout: float = 30.0,
         max_retries: int | Retry = 0,
+        on_refresh: Callable[[Token], object] | None = None,
     ) -> None:
         super().__init__()
-        _check_arguments(token_file, refresher)
+        _check_arguments(token_file, refresher, on_refresh)
         self.prefixes = Prefixes(prefixes)
         self.keeper = TokenKeeper(
             TokenFile(token_file),
             refresher,
             leeway=_seconds("leeway", leeway, allow_zero=True),
             lock_timeout=_seconds("lock_timeout", lock_timeout, allow_zero=False),
+            on_refresh=on_refresh,
         )
         adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries)
         for url in self.prefixes.mount_points:
@@ -99,12 +104,15 @@ class RefreshingSession(requests.Session):
         return f"<RefreshingSession {prefixes!r} token_file={path!r}>"
 
 
-def _check_arguments(token_file: object, refresher: object) -> None:
+def _check_arguments(token_file: object, refresher: object, on_refresh: object) -> None:
     if not isinstance(token_file, (str, os.PathLike)):
         raise TypeError(f"token_file must be a str or os.PathLike, got {type(token_file).__name__}")
     if refresher is not None and not callable(refresher):
         raise TypeError("refresher must be callable (Token) -> Token | Mapping, such as an "
                         f"OAuth2Refresher; got {type(refresher).__name__}")
+    if on_refresh is not None and not callable(on_refresh):
+        raise TypeError(f"on_refresh must be callable (Token) -> None; got "
+                        f"{type(on_refresh).__name__}")
 
 
 def _seconds(name: str, value: object, *, allow_zero: bool) -> float:

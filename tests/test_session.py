@@ -424,6 +424,7 @@ def test_the_token_file_is_private(make_session: SessionFactory, server: LocalAu
     ({"lock_timeout": "5"}, TypeError, "lock_timeout"),
     ({"token_file": 42}, TypeError, "token_file"),
     ({"refresher": "https://auth.example.com/token"}, TypeError, "OAuth2Refresher"),
+    ({"on_refresh": "print"}, TypeError, "on_refresh"),
 ])
 def test_misuse_is_refused_with_a_hint(options: dict[str, object], error: type[Exception],
                                        hint: str, tmp_path: Path) -> None:
@@ -545,3 +546,38 @@ def test_a_refresh_token_known_to_be_expired_is_not_presented(
         with pytest.raises(LoginRequired, match="expired"):
             make_session().get(server.api_url + "items", timeout=TIMEOUT)
     assert server.stats().token_requests == 0
+
+
+# --- on_refresh ----------------------------------------------------------------------------------
+
+def test_on_refresh_hears_of_each_token_this_process_obtains(
+        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    heard: list[Token] = []
+    expire(token_file)
+    session = make_session(on_refresh=heard.append)
+    sibling = make_session(on_refresh=heard.append)
+    assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    assert sibling.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200  # adopts
+    assert heard == [stored(token_file)]
+
+
+def test_a_failing_on_refresh_callback_does_not_fail_the_request(
+        make_session: SessionFactory, server: LocalAuthServer, token_file: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def broken(token: Token) -> None:
+        raise RuntimeError("callback bug")
+
+    expire(token_file)
+    session = make_session(on_refresh=broken)
+    assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    assert "on_refresh callback raised RuntimeError" in caplog.text
+
+
+def test_on_refresh_hears_of_a_first_client_credentials_token(
+        server: LocalAuthServer, tmp_path: Path) -> None:
+    heard: list[Token] = []
+    refresher = ClientCredentialsRefresher(server.token_url, "client", "secret")
+    with RefreshingSession(server.api_url, token_file=tmp_path / "m.json", refresher=refresher,
+                           on_refresh=heard.append) as session:
+        assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    assert heard == [stored(tmp_path / "m.json")]
