@@ -157,6 +157,7 @@ class TokenKeeper:
             adopted = self._adoptable(stale)
             if adopted is not None:
                 return adopted
+
             def replaced() -> bool:
                 return self._adoptable(stale) is not None
 

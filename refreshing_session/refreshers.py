@@ -91,6 +91,8 @@ class _TokenEndpoint:
         self.scope = scope
         self.timeout = float(timeout)
         self.retries = retries
+        # The HTTP Basic credentials, sent with client_secret_basic and redacted from errors.
+        self._basic = _basic_credentials(client_id, client_secret or "")
 
     def _grant(self, form: dict[str, str], previous: Token | None = None) -> Token:
         """Post a grant, retrying transient failures; return the token it gave."""
@@ -111,7 +113,7 @@ class _TokenEndpoint:
         form = dict(form)
         headers = {"Accept": "application/json"}
         if self.auth_method == "client_secret_basic":
-            headers["Authorization"] = _basic_credentials(self.client_id, self._client_secret or "")
+            headers["Authorization"] = self._basic
         else:
             form["client_id"] = self.client_id
         if self.auth_method == "client_secret_post":
@@ -129,8 +131,7 @@ class _TokenEndpoint:
     def _answer(self, response: requests.Response, requested_at: float,
                 previous: Token | None, form: Mapping[str, str]) -> Token:
         # The Basic credentials too: an error page may echo the request's headers.
-        basic = _basic_credentials(self.client_id, self._client_secret or "").split()[-1]
-        secrets = (self._client_secret, form.get("refresh_token"), basic)
+        secrets = (self._client_secret, form.get("refresh_token"), self._basic.split()[-1])
         data = _json_object(response)
         if response.ok:
             try:
