@@ -18,10 +18,11 @@ from .errors import (
     RefreshFailed,
     TokenError,
     TokenFileError,
+    TokenStoreError,
 )
 from .refreshers import ClientCredentialsRefresher, OAuth2Refresher, Refresher, TokenSource
 from .session import RefreshingSession
-from .store import TokenFile
+from .store import Snapshot, TokenFile, TokenStore
 from .token import Token
 
 __all__ = [
@@ -33,9 +34,12 @@ __all__ = [
     "RefreshFailed",
     "Refresher",
     "RefreshingSession",
+    "Snapshot",
     "Token",
     "TokenError",
     "TokenFile",
     "TokenFileError",
     "TokenSource",
+    "TokenStore",
+    "TokenStoreError",
 ]

@@ -88,7 +88,12 @@ class ClientRejected(TokenError):
         self.error = error
 
 
-class TokenFileError(TokenError):
+class TokenStoreError(TokenError):
+    """The token store cannot be used: a token file that is unreadable, or a Redis server that
+    cannot be reached. A token already obtained is kept in memory and stored later."""
+
+
+class TokenFileError(TokenStoreError):
     """The token file exists but cannot be used: unreadable, not JSON, not a token, too large,
     or not a regular file. The file is never rewritten after this error; fix or replace it.
     """

@@ -1,10 +1,12 @@
 """TokenKeeper: one refresh per token, whatever the number of threads and processes.
 
 The keeper holds the last token it read and hands it out while it is valid, noticing a
-sibling's new token with one ``stat`` per call. When the token is due (or was refused with a
-401), the keeper takes a thread lock, then the file lock beside the token file, re-reads the
-file, and refreshes only if the file still holds the token that was due: otherwise someone
-else already refreshed it, and that token is adopted without calling the token endpoint.
+sibling's new token through the store's cheap version check (one ``stat`` for a token file).
+When the token is due (or was refused with a 401), the keeper takes a thread lock, then the
+store's lock, re-reads the store, and refreshes only if it still holds the token that was due:
+otherwise someone else already refreshed it, and that token is adopted without calling the
+token endpoint. The new token is stored only over the version it replaces, so a token written
+meanwhile (a login, or a refresh by a holder whose lock had expired) is never overwritten.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-import filelock
 import requests
 
 from .errors import (
@@ -29,23 +30,21 @@ from .errors import (
     LoginRequired,
     RefreshFailed,
     TokenError,
-    TokenFileError,
+    TokenStoreError,
 )
 from .refreshers import Refresher, TokenSource
-from .store import Signature, Snapshot, TokenFile
+from .store import Snapshot, TokenStore, Version
 from .token import Token
 
 logger = logging.getLogger(__name__)
 
 REFUSED = "refresh_refused"  # the stored refresh token was refused: siblings give up at once
 FOR_A_401 = "obtained_for_a_401"  # this token replaced one refused with a 401
-# Waiting processes poll the lock this often; short, because a refresh is a round trip.
-_LOCK_POLL = 0.002
 _LONGEST_COOL_DOWN = 30.0
 _SAVE_RETRY = 1.0
 
 # A fork copies each thread lock in whatever state another thread held it: children get new
-# ones. (The file lock is taken afresh for each refresh.)
+# ones. (The store's lock is taken afresh for each refresh.)
 _KEEPERS: weakref.WeakSet[TokenKeeper] = weakref.WeakSet()
 
 
@@ -73,11 +72,14 @@ class _Failure:
 
 
 class TokenKeeper:
-    """Gives out a valid access token for one token file, refreshing it under the locks."""
+    """Gives out a valid access token from one token store, refreshing it under the locks."""
+
+    # How a missing or refused grant's message says to log in; a profile names its command.
+    login_hint = "log in first (`refreshing-session login --help` says how), or write a token there"
 
     def __init__(
         self,
-        store: TokenFile,
+        store: TokenStore,
         refresher: Refresher | None,
         *,
         leeway: float,
@@ -105,7 +107,7 @@ class TokenKeeper:
 
         When an early refresh fails while the token is still valid, the failure is logged
         and the valid token returned. Raises LoginRequired, RefreshFailed, ClientRejected,
-        TokenFileError or LockTimeout when no usable token can be had.
+        TokenStoreError or LockTimeout when no usable token can be had.
         """
         if self._unsaved is not None and time.time() >= self._save_retry_at:
             self._retry_saving()
@@ -134,6 +136,47 @@ class TokenKeeper:
         replacement = self._replace(sent, after_401=True)
         return None if replacement == sent else replacement
 
+    def install(self, token: Token) -> Token:
+        """Store ``token`` as the grant's token, whatever is stored now (a login), under the
+        locks, so no refresh in flight can overwrite it; return it."""
+        with self._exclusive():
+            self._snapshot = self.store.write(token)
+            self._unsaved = self._failure = None
+        return token
+
+    def refresh_now(self) -> Token:
+        """Refresh the stored token now, due or not, under the locks; return the new token.
+
+        Raises LoginRequired when there is no token, or the refresh token is refused."""
+        with self._exclusive():
+            snapshot = self._read_locked()
+            if snapshot is None:
+                raise LoginRequired(f"there is no token in {self.store.location}; "
+                                    f"{self.login_hint}")
+            return self._redeem(snapshot, after_401=False)
+
+    def remove(self, before: Callable[[Token], object] | None = None) -> Token | None:
+        """Under the locks, pass the stored token to ``before`` (a revocation, say), then
+        remove it from the store; return it, or None when there was none. When ``before``
+        raises, the token stays."""
+        with self._exclusive():
+            snapshot = self._read_locked()
+            if snapshot is not None and before is not None:
+                before(snapshot.token)
+            self.store.delete()
+            self._snapshot = self._unsaved = None
+        return None if snapshot is None else snapshot.token
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the thread lock and the store's lock, waiting up to ``lock_timeout``."""
+        deadline = time.monotonic() + self.lock_timeout
+        with self._thread_locked(wait=True), \
+                self.store.lock(deadline - time.monotonic(), lambda: False) as held:
+            if not held:
+                raise self._timeout("another process", wait=True)
+            yield
+
     def _refresh_early(self, token: Token) -> Token:
         """Refresh a token that is due but still valid; on any trouble, keep using it."""
         if self._cooling_down(token):
@@ -161,7 +204,7 @@ class TokenKeeper:
             def replaced() -> bool:
                 return self._adoptable(stale) is not None
 
-            with self._file_locked(deadline, wait, replaced) as held:
+            with self.store.lock(deadline - time.monotonic(), replaced) as held:
                 if held:
                     return self._replace_locked(stale, after_401)
             adopted = self._adoptable(stale)
@@ -195,28 +238,33 @@ class TokenKeeper:
             return self._first_token()
         refused = snapshot.notes.get(REFUSED)
         if refused:
-            raise LoginRequired(f"the refresh token in {self.store.path} was refused earlier "
-                                f"({refused}); log in again to replace the token file")
+            raise LoginRequired(f"the refresh token in {self.store.location} was refused "
+                                f"earlier ({refused}); {self._log_in_again}")
         if self.refresher is None:
-            raise LoginRequired(f"the token in {self.store.path} has expired and this session "
-                                "has no refresher; log in again or pass refresher=")
+            raise LoginRequired(f"the token in {self.store.location} has expired and this "
+                                f"session has no refresher; {self._log_in_again}, or pass "
+                                "refresher=")
         old = snapshot.token
         try:
             new = self._call_refresher(old)
         except LoginRequired as error:
             return self._after_refusal(snapshot, error)
-        logger.info("refreshed the access token for %s (%s -> %s)", self.store.path,
+        logger.info("refreshed the access token in %s (%s -> %s)", self.store.location,
                     old.fingerprint, new.fingerprint)
         return self._announce(
-            new, self._save(new, {FOR_A_401: True} if after_401 else None, snapshot.signature))
+            new, self._save(new, {FOR_A_401: True} if after_401 else None, snapshot.version))
 
     def _first_token(self) -> Token:
         if not isinstance(self.refresher, TokenSource):
-            raise LoginRequired(f"there is no token file at {self.store.path}; log in first "
-                                "(write a token there), or use a ClientCredentialsRefresher")
+            raise LoginRequired(f"there is no token in {self.store.location}; {self.login_hint}"
+                                "; or use a ClientCredentialsRefresher")
         token = self.refresher.new_token()
-        logger.info("creating the token file %s with a new grant", self.store.path)
+        logger.info("storing a new grant in %s", self.store.location)
         return self._announce(token, self._save(token, None, replacing=None))
+
+    @property
+    def _log_in_again(self) -> str:
+        return "log in again" + self.login_hint.removeprefix("log in first")
 
     def _announce(self, new: Token, kept: Token) -> Token:
         """Tell ``on_refresh`` about ``new`` if it is the token kept; return the token kept."""
@@ -246,30 +294,32 @@ class TokenKeeper:
         if latest is not None and latest.token != refused.token:
             self._snapshot = latest
             return latest.token
-        if latest is not None and latest.signature == refused.signature:
-            self._save(refused.token, {**refused.notes, REFUSED: str(error)}, refused.signature)
-        raise LoginRequired(f"{error} (token file: {self.store.path})",
+        if latest is not None:
+            self._save(refused.token, {**refused.notes, REFUSED: str(error)}, refused.version)
+        raise LoginRequired(f"{error} ({self.store.location})",
                             response=error.response) from None
 
     def _save(self, token: Token, notes: Mapping[str, Any] | None,
-              replacing: Signature | None) -> Token:
-        """Write ``token`` over the file version ``replacing``, and return the token to use.
+              replacing: Version | None) -> Token:
+        """Store ``token`` over the version ``replacing``, and return the token to use.
 
-        A file that changed meanwhile (a login by hand, say) wins and is adopted. If the write
-        fails, the token is kept in memory, used, and written again later: a refreshed token
+        A token stored meanwhile (a login by hand, say) wins and is adopted. If the store
+        fails, the token is kept in memory, used, and stored again later: a refreshed token
         is never dropped, since its predecessor's refresh token is spent.
         """
-        if self.store.signature() != replacing:
-            latest = self.store.read()
-            if latest is not None:
-                logger.info("the token file %s changed during the refresh; using its token",
-                            self.store.path)
-                self._snapshot = latest
-                return latest.token
         try:
-            self._snapshot = self.store.write(token, notes)
+            saved = self.store.replace(token, notes, replacing)
+            if saved is None:
+                latest = self.store.read()
+                if latest is not None:
+                    logger.info("%s changed during the refresh; using its token",
+                                self.store.location)
+                    self._snapshot = latest
+                    return latest.token
+                saved = self.store.write(token, notes)  # removed meanwhile: ours is the grant
+            self._snapshot = saved
             self._unsaved = None
-        except TokenFileError as error:
+        except TokenStoreError as error:
             self._unsaved = Snapshot(token, replacing, notes or {})
             self._save_retry_at = time.time() + _SAVE_RETRY
             logger.error("could not save the refreshed token, keeping it in memory and trying "
@@ -280,7 +330,7 @@ class TokenKeeper:
         self._save_retry_at = time.time() + _SAVE_RETRY
         try:
             with self._thread_locked(wait=False), \
-                    self._file_locked(time.monotonic(), False, lambda: False) as held:
+                    self.store.lock(0.0, lambda: False) as held:
                 if held:
                     self._read_locked()
         except TokenError as error:
@@ -291,24 +341,24 @@ class TokenKeeper:
         (then saved now, if possible), when the file still holds what that token replaces."""
         snapshot = self.store.read()
         unsaved = self._unsaved
-        if unsaved is not None and (snapshot.signature if snapshot else None) == unsaved.signature:
-            self._save(unsaved.token, unsaved.notes, unsaved.signature)
+        if unsaved is not None and (snapshot.version if snapshot else None) == unsaved.version:
+            self._save(unsaved.token, unsaved.notes, unsaved.version)
             return self._unsaved or self._snapshot
         self._unsaved = None
         self._snapshot = snapshot
         return snapshot
 
     def _load(self) -> Snapshot | None:
-        """Return the stored token, re-reading the file only when its signature changed."""
-        signature = self.store.signature()
+        """Return the stored token, re-reading the store only when its version changed."""
+        version = self.store.version()
         if self._unsaved is not None:
-            if self._unsaved.signature == signature:
+            if self._unsaved.version == version:
                 return self._unsaved
-            self._unsaved = None  # someone wrote the file since: theirs is newer
+            self._unsaved = None  # someone stored a token since: theirs is newer
         snapshot = self._snapshot
-        if signature is None:
+        if version is None:
             return None
-        if snapshot is None or snapshot.signature != signature:
+        if snapshot is None or snapshot.version != version:
             snapshot = self._snapshot = self.store.read()
         return snapshot
 
@@ -354,33 +404,10 @@ class TokenKeeper:
         finally:
             self._thread_lock.release()
 
-    @contextmanager
-    def _file_locked(self, deadline: float, wait: bool,
-                     stop_waiting: Callable[[], bool]) -> Iterator[bool]:
-        """Hold the file lock (yield True), waiting until ``deadline`` at most; or yield False
-        without it as soon as ``stop_waiting()`` says the wait is pointless."""
-        lock = filelock.FileLock(self.store.lock_path, fallback_to_soft=False,
-                                 poll_interval=_LOCK_POLL)
-        try:
-            lock.acquire(timeout=max(0.0, deadline - time.monotonic()), cancel_check=stop_waiting)
-        except filelock.Timeout:
-            if not stop_waiting():
-                raise self._timeout("another process", wait) from None
-            yield False
-            return
-        except OSError as error:
-            raise TokenFileError(f"cannot lock ({error.strerror}); check that the folder "
-                                 "is writable and the lock file is yours",
-                                 path=self.store.lock_path) from None
-        try:
-            yield True
-        finally:
-            lock.release()
-
     def _timeout(self, holder: str, wait: bool) -> LockTimeout:
         if not wait:
-            return _Busy(f"{holder} holds the token lock {self.store.lock_path}")
-        return LockTimeout(f"{holder} held the token lock {self.store.lock_path} for more than "
+            return _Busy(f"{holder} holds the lock of {self.store.location}")
+        return LockTimeout(f"{holder} held the lock of {self.store.location} for more than "
                            f"lock_timeout={self.lock_timeout} s; the token endpoint may be slow "
                            "or hung")
 

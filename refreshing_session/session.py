@@ -13,7 +13,7 @@ from urllib3.util.retry import Retry
 from .adapter import BearerAdapter, Prefixes, mark_caller_auth, shallow_copy
 from .keeper import TokenKeeper
 from .refreshers import Refresher, skip_netrc
-from .store import TokenFile
+from .store import TokenFile, TokenStore
 from .token import Token
 
 if TYPE_CHECKING:
@@ -24,7 +24,10 @@ class RefreshingSession(requests.Session):
     """A drop-in :class:`requests.Session` that sends a bearer token to the API's URLs.
 
     :param prefixes: the API's URL prefix, or several; only URLs under them get the token.
-    :param token_file: the JSON token file that every process and thread shares.
+    :param token_file: the JSON token file that every process and thread on this machine
+        shares.
+    :param store: instead of ``token_file``, another :class:`TokenStore`, such as a
+        ``RedisTokenStore`` shared by several machines.
     :param refresher: what renews the token, such as :class:`OAuth2Refresher`; without one, a
         token that expires raises :class:`LoginRequired` (for files refreshed by another tool).
     :param leeway: refresh this many seconds before expiry, but never earlier than halfway
@@ -36,7 +39,7 @@ class RefreshingSession(requests.Session):
         adopted from siblings), under the token lock: keep it quick. Exceptions are logged and
         ignored. For users who also keep the token elsewhere, or count refreshes.
 
-    The token file is first read at the first request, so a session may be built before anyone
+    The token is first read at the first request, so a session may be built before anyone
     has logged in. Everything else behaves as in :class:`requests.Session`: for URLs outside the
     prefixes nothing changes, and an Authorization the caller sets always wins.
     """
@@ -47,7 +50,8 @@ class RefreshingSession(requests.Session):
         self,
         prefixes: str | Iterable[str],
         *,
-        token_file: str | os.PathLike[str],
+        token_file: str | os.PathLike[str] | None = None,
+        store: TokenStore | None = None,
         refresher: Refresher | None = None,
         leeway: float = 30.0,
         lock_timeout: float = 30.0,
@@ -55,10 +59,10 @@ class RefreshingSession(requests.Session):
         on_refresh: Callable[[Token], object] | None = None,
     ) -> None:
         super().__init__()
-        _check_arguments(token_file, refresher, on_refresh)
+        _check_arguments(refresher, on_refresh)
         self.prefixes = Prefixes(prefixes)
         self.keeper = TokenKeeper(
-            TokenFile(token_file),
+            _store(token_file, store),
             refresher,
             leeway=_seconds("leeway", leeway, allow_zero=True),
             lock_timeout=_seconds("lock_timeout", lock_timeout, allow_zero=False),
@@ -100,13 +104,24 @@ class RefreshingSession(requests.Session):
             del prepared_request.headers["Authorization"]
 
     def __repr__(self) -> str:
-        prefixes, path = list(self.prefixes.urls), self.keeper.store.path
-        return f"<RefreshingSession {prefixes!r} token_file={path!r}>"
+        return f"<RefreshingSession {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
 
 
-def _check_arguments(token_file: object, refresher: object, on_refresh: object) -> None:
+def _store(token_file: object, store: object) -> TokenStore:
+    if (token_file is None) == (store is None):
+        raise TypeError("pass either token_file= (a path) or store= (a TokenStore), not "
+                        f"{'both' if store is not None else 'neither'}")
+    if store is not None:
+        if not isinstance(store, TokenStore):
+            raise TypeError("store must be a TokenStore, such as TokenFile(path) or "
+                            f"RedisTokenStore(...); got {type(store).__name__}")
+        return store
     if not isinstance(token_file, (str, os.PathLike)):
         raise TypeError(f"token_file must be a str or os.PathLike, got {type(token_file).__name__}")
+    return TokenFile(token_file)
+
+
+def _check_arguments(refresher: object, on_refresh: object) -> None:
     if refresher is not None and not callable(refresher):
         raise TypeError("refresher must be callable (Token) -> Token | Mapping, such as an "
                         f"OAuth2Refresher; got {type(refresher).__name__}")

@@ -1,9 +1,11 @@
-"""TokenFile: the JSON file that every process sharing a grant reads and replaces.
+"""Token stores: where the processes sharing a grant keep its token, and the lock they share.
 
-Reads are cheap to repeat: :meth:`TokenFile.signature` is one ``stat`` call, and a caller
-re-reads only when the signature changed. Writes are atomic: a private temporary file in the
-same folder, created 0600, flushed to disk, then renamed over the old one, so a reader sees
-either the old token or the new one, never a mixture.
+:class:`TokenStore` is what the keeper needs from a store; :class:`TokenFile`, the default, is
+a JSON file on a local filesystem with a file lock beside it. Its reads are cheap to repeat:
+:meth:`TokenFile.version` is one ``stat`` call, and the keeper re-reads only when the version
+changed. Its writes are atomic: a private temporary file in the same folder, created 0600,
+flushed to disk, then renamed over the old one, so a reader sees either the old token or the
+new one, never a mixture.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import logging
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
-from contextlib import suppress
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+import filelock
 
 from .errors import TokenFileError
 from .token import Token
@@ -28,32 +32,80 @@ MAX_FILE_SIZE = 1 << 20
 # Notes the sessions keep about the stored token; a new token written without them clears them.
 NOTES_KEY = "refreshing_session"
 
-Signature = tuple[int, int, int, int]
+# Waiting processes poll the lock this often; short, because a refresh is a round trip.
+_LOCK_POLL = 0.002
+
+# What identifies one stored version of the token; opaque to everyone but its store.
+Version = Hashable
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The token file's content at one moment, and the signature of that version (None for a
-    token that is not in the file yet)."""
+    """A store's token at one moment, with the notes kept beside it and the version it was
+    read as (None for a token that is not in the store yet)."""
 
     token: Token
-    signature: Signature | None
+    version: Version | None
     notes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
+@runtime_checkable
+class TokenStore(Protocol):
+    """Where the token lives, shared by every process that uses the grant.
+
+    The keeper calls :meth:`version` on every request, so it must be cheap; everything else
+    runs only around a refresh. A store raises a :class:`TokenStoreError` when it cannot be
+    used, and never loses a token it said it wrote.
+    """
+
+    @property
+    def location(self) -> str:
+        """Where the token is, for messages: ``the token file /path``, say."""
+
+    def version(self) -> Version | None:
+        """Return what identifies the stored token's version, or None when there is none."""
+
+    def read(self) -> Snapshot | None:
+        """Return the stored token and its notes, or None when there is none."""
+
+    def write(self, token: Token, notes: Mapping[str, Any] | None = None) -> Snapshot:
+        """Store ``token`` (and ``notes``) whatever is stored now; return the new snapshot."""
+
+    def replace(self, token: Token, notes: Mapping[str, Any] | None,
+                replacing: Version | None) -> Snapshot | None:
+        """Store ``token`` only if the stored version is still ``replacing``; return the new
+        snapshot, or None (and store nothing) when someone else stored a token since."""
+
+    def delete(self) -> None:
+        """Remove the stored token, if any."""
+
+    def lock(self, timeout: float,
+             stop_waiting: Callable[[], bool]) -> AbstractContextManager[bool]:
+        """Hold the store's exclusive refresh lock: the context yields True while it is held,
+        or False when it could not be had within ``timeout`` seconds or ``stop_waiting()``
+        said the wait is pointless."""
+
+
 class TokenFile:
-    """The token file at ``path``. A symlink is followed: its target is read and replaced."""
+    """The token file at ``path``, with its lock file beside it. A symlink is followed: its
+    target is read and replaced."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+
+    @property
+    def location(self) -> str:
+        """``the token file PATH``, for messages."""
+        return f"the token file {self.path}"
 
     @property
     def lock_path(self) -> str:
         """The lock file beside the real token file. It holds no secret."""
         return os.path.realpath(self.path) + ".lock"
 
-    def signature(self) -> Signature | None:
-        """Return what identifies the current version of the file, or None if it is missing."""
+    def version(self) -> Version | None:
+        """Return what identifies the current version of the file (one ``stat`` call), or None
+        if it is missing."""
         try:
             return _signature(os.stat(self.path))
         except FileNotFoundError:
@@ -95,12 +147,7 @@ class TokenFile:
 
     def write(self, token: Token, notes: Mapping[str, Any] | None = None) -> Snapshot:
         """Atomically replace the file with ``token`` (and ``notes``); return the new snapshot."""
-        data = token.to_dict()
-        data.pop(NOTES_KEY, None)  # a token field of that name must not pass for notes
-        if notes:
-            data[NOTES_KEY] = dict(notes)
-        # default=str: an odd value in an extra field must not stop a refreshed token's write.
-        payload = json.dumps(data, indent=2, sort_keys=True, default=str).encode() + b"\n"
+        payload = encode(token, notes)
         target = os.path.realpath(self.path)
         try:
             _replace_atomically(target, payload)
@@ -109,28 +156,89 @@ class TokenFile:
             raise self._error(f"cannot write the token file ({error.strerror})") from None
         return Snapshot(token, _signature(status), MappingProxyType(dict(notes or {})))
 
+    def replace(self, token: Token, notes: Mapping[str, Any] | None,
+                replacing: Version | None) -> Snapshot | None:
+        """Write ``token`` if the file is still the version ``replacing``, else return None.
+
+        Under the lock, only a login by hand can change the file between the check and the
+        write; the window is one ``stat`` long.
+        """
+        if self.version() != replacing:
+            return None
+        return self.write(token, notes)
+
+    def delete(self) -> None:
+        """Remove the token file, if any (the lock file stays: others may be waiting on it)."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise self._error(f"cannot remove the token file ({error.strerror})") from None
+
+    @contextmanager
+    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
+        """Hold the file lock beside the token file (yield True), or yield False after
+        ``timeout`` seconds or as soon as ``stop_waiting()`` is true."""
+        lock = filelock.FileLock(self.lock_path, fallback_to_soft=False,
+                                 poll_interval=_LOCK_POLL)
+        try:
+            lock.acquire(timeout=max(0.0, timeout), cancel_check=stop_waiting)
+        except filelock.Timeout:
+            yield False
+            return
+        except OSError as error:
+            raise TokenFileError(f"cannot lock ({error.strerror}); check that the folder "
+                                 "is writable and the lock file is yours",
+                                 path=self.lock_path) from None
+        try:
+            yield True
+        finally:
+            lock.release()
+
     def _parse(self, raw: bytes, status: os.stat_result) -> Snapshot:
         try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError) as error:  # JSON, UTF-8, digit-limit and depth errors
-            problem = "empty" if not raw.strip() else f"not valid JSON ({error})"
-            raise self._error(f"the token file is {problem}") from None
-        if not isinstance(data, dict):
-            raise self._error("the token file does not hold a JSON object")
-        notes = data.pop(NOTES_KEY, {})
-        if not isinstance(notes, dict):
-            raise self._error(f"the token file's {NOTES_KEY!r} field is not an object")
-        try:
-            token = Token.from_file(data, written_at=status.st_mtime)
+            token, notes = decode(raw, written_at=status.st_mtime)
         except ValueError as error:
-            raise self._error(f"the token file does not hold a usable token: {error}") from None
-        return Snapshot(token, _signature(status), MappingProxyType(notes))
+            raise self._error(f"the token file {error}") from None
+        return Snapshot(token, _signature(status), notes)
 
     def _error(self, message: str) -> TokenFileError:
         return TokenFileError(message, path=self.path)
 
     def __repr__(self) -> str:
         return f"TokenFile({self.path!r})"
+
+
+def encode(token: Token, notes: Mapping[str, Any] | None = None) -> bytes:
+    """Return the stored form of ``token`` and its ``notes``: a JSON object, as in a token file."""
+    data = token.to_dict()
+    data.pop(NOTES_KEY, None)  # a token field of that name must not pass for notes
+    if notes:
+        data[NOTES_KEY] = dict(notes)
+    # default=str: an odd value in an extra field must not stop a refreshed token's write.
+    return json.dumps(data, indent=2, sort_keys=True, default=str).encode() + b"\n"
+
+
+def decode(raw: bytes, *, written_at: float) -> tuple[Token, Mapping[str, Any]]:
+    """Parse what :func:`encode` wrote (or a token dict saved by another tool). ``written_at``
+    is when it was stored. Raises ValueError, whose text completes "the token file ...", when
+    ``raw`` does not hold a usable token."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as error:  # JSON, UTF-8, digit-limit and depth errors
+        raise ValueError("is empty" if not raw.strip() else f"is not valid JSON ({error})") \
+            from None
+    if not isinstance(data, dict):
+        raise ValueError("does not hold a JSON object")
+    notes = data.pop(NOTES_KEY, {})
+    if not isinstance(notes, dict):
+        raise ValueError(f"has a {NOTES_KEY!r} field that is not an object")
+    try:
+        token = Token.from_file(data, written_at=written_at)
+    except ValueError as error:
+        raise ValueError(f"does not hold a usable token: {error}") from None
+    return token, MappingProxyType(notes)
 
 
 def _read_up_to(fd: int, limit: int) -> bytes:
@@ -145,7 +253,7 @@ def _read_up_to(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _signature(status: os.stat_result) -> Signature:
+def _signature(status: os.stat_result) -> tuple[int, int, int, int]:
     # A replace makes a new inode, so a sibling's write is seen even within one mtime tick.
     return (status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size)
 

@@ -76,7 +76,7 @@ def test_write_replaces_the_file_so_an_open_reader_keeps_the_old_version(path: P
     with path.open("rb") as old_reader:
         second = store.write(Token("at-second"))
         assert json.loads(old_reader.read())["access_token"] == "at-first"
-    assert second.signature != first.signature
+    assert second.version != first.version
     assert read(store).token.access_token == "at-second"
 
 
@@ -90,7 +90,7 @@ def test_write_leaves_no_temporary_file_behind(path: Path) -> None:
 def test_write_returns_the_snapshot_a_fresh_read_gives(path: Path) -> None:
     store = TokenFile(path)
     written = store.write(TOKEN)
-    assert written.signature == store.signature()
+    assert written.version == store.version()
     assert written.token == read(store).token == TOKEN
 
 
@@ -139,9 +139,9 @@ def test_writing_into_a_read_only_folder_fails_naming_the_path_and_keeps_the_fil
 # read
 
 
-def test_a_missing_file_reads_as_none_and_has_no_signature(path: Path) -> None:
+def test_a_missing_file_reads_as_none_and_has_no_version(path: Path) -> None:
     assert TokenFile(path).read() is None
-    assert TokenFile(path).signature() is None
+    assert TokenFile(path).version() is None
 
 
 VALID = json.dumps({"access_token": ACCESS}).encode()
@@ -327,4 +327,4 @@ def test_any_bytes_give_a_snapshot_or_a_token_file_error(content: bytes) -> None
         except TokenFileError:
             return
         assert snapshot is not None
-        assert snapshot.signature == TokenFile(path).signature()
+        assert snapshot.version == TokenFile(path).version()
