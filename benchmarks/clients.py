@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, cast
 
@@ -129,7 +129,7 @@ def google_auth(endpoint: Endpoint) -> requests.Session:
 
     _helpers.REFRESH_THRESHOLD = timedelta(seconds=endpoint.margin)
     data = load_token(endpoint.token_file)
-    expiry = datetime.fromtimestamp(data["expires_at"], timezone.utc).replace(tzinfo=None)
+    expiry = datetime.fromtimestamp(data["expires_at"], UTC).replace(tzinfo=None)
     credentials = Credentials(data["access_token"], refresh_token=data["refresh_token"],
                               token_uri=endpoint.token_url, client_id=endpoint.client_id,
                               client_secret=endpoint.client_secret,
@@ -147,7 +147,7 @@ def google_auth(endpoint: Endpoint) -> requests.Session:
 
 
 def _google_token(credentials: Any) -> dict[str, Any]:
-    expires_at = credentials.expiry.replace(tzinfo=timezone.utc).timestamp()
+    expires_at = credentials.expiry.replace(tzinfo=UTC).timestamp()
     return {"access_token": credentials.token, "refresh_token": credentials.refresh_token,
             "token_type": "Bearer", "expires_at": expires_at}
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,7 @@ def _run_cells(cells: Sequence[Cell], plan: Plan, seconds: float,
 
 def _meta(plan: Plan, command: str) -> dict[str, Any]:
     return {"command": command, "plan": asdict(plan), "load_before": _load_average(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": {"cores": os.cpu_count(), "cpu": _cpu_model(),
                         "platform": platform.platform(terse=True),
                         "python": platform.python_version()},

@@ -9,7 +9,7 @@ import stat
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .demo import DemoOptions, run_demo
@@ -90,7 +90,7 @@ def _status(arguments: argparse.Namespace) -> int:
 def _describe(token: Token, now: float) -> dict[str, Any]:
     expires = None
     if token.expires_at is not None:
-        moment = datetime.fromtimestamp(token.expires_at, timezone.utc)
+        moment = datetime.fromtimestamp(token.expires_at, UTC)
         left = token.expires_at - now
         relative = f"in {left:.0f} s" if left >= 0 else f"{-left:.0f} s ago"
         expires = f"{moment.isoformat(timespec='seconds')} ({relative})"
