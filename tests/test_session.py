@@ -425,6 +425,9 @@ def test_the_token_file_is_private(make_session: SessionFactory, server: LocalAu
     ({"token_file": 42}, TypeError, "token_file"),
     ({"refresher": "https://auth.example.com/token"}, TypeError, "OAuth2Refresher"),
     ({"on_refresh": "print"}, TypeError, "on_refresh"),
+    ({"token_file": None}, TypeError, "neither"),
+    ({"store": TokenFile("x.json")}, TypeError, "both"),
+    ({"token_file": None, "store": "redis://localhost"}, TypeError, "TokenStore"),
 ])
 def test_misuse_is_refused_with_a_hint(options: dict[str, object], error: type[Exception],
                                        hint: str, tmp_path: Path) -> None:

@@ -328,3 +328,40 @@ def test_any_bytes_give_a_snapshot_or_a_token_file_error(content: bytes) -> None
             return
         assert snapshot is not None
         assert snapshot.version == TokenFile(path).version()
+
+
+# --- the TokenStore operations the keeper relies on ----------------------------------------------
+
+def test_replace_writes_only_over_the_version_it_replaces(path: Path) -> None:
+    store = TokenFile(path)
+    assert store.replace(TOKEN, None, replacing=None) is not None
+    first = read(store)
+    other = Token("at-someone-else", expires_at=NOW)
+    store.write(other)
+    assert store.replace(TOKEN, {"note": 1}, replacing=first.version) is None
+    assert read(store).token == other
+    written = store.replace(TOKEN, {"note": 1}, replacing=store.version())
+    assert written is not None
+    assert (read(store).token, dict(read(store).notes)) == (TOKEN, {"note": 1})
+
+
+def test_delete_removes_the_file_and_tolerates_its_absence(path: Path) -> None:
+    store = TokenFile(path)
+    store.write(TOKEN)
+    store.delete()
+    assert not path.exists()
+    store.delete()
+    assert store.version() is None
+
+
+@pytest.mark.timeout(10)
+def test_the_lock_yields_false_on_timeout_or_when_told_to_stop_waiting(path: Path) -> None:
+    store = TokenFile(path)
+    with store.lock(1.0, lambda: False) as held:
+        assert held
+        with store.lock(0.05, lambda: False) as second:
+            assert not second
+        with store.lock(30.0, lambda: True) as cancelled:  # returns at once, not after 30 s
+            assert not cancelled
+    with store.lock(1.0, lambda: False) as again:
+        assert again

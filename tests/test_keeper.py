@@ -1,0 +1,191 @@
+"""The keeper's operations for the command line, and the keeper over any TokenStore."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from refreshing_session import (
+    LockTimeout,
+    LoginRequired,
+    RefreshingSession,
+    Snapshot,
+    Token,
+    TokenFile,
+    TokenStore,
+)
+from refreshing_session.keeper import TokenKeeper
+from refreshing_session.store import Version
+from refreshing_session.testing import LocalAuthServer
+
+from .conftest import SessionFactory, expire, refresher_for, stored
+
+TIMEOUT = 10
+
+
+def keeper_for(server: LocalAuthServer, store: TokenStore, **options: Any) -> TokenKeeper:
+    options.setdefault("leeway", 30.0)
+    options.setdefault("lock_timeout", 5.0)
+    return TokenKeeper(store, refresher_for(server), **options)
+
+
+@contextmanager
+def lock_held(store: TokenStore) -> Iterator[None]:
+    """Hold the store's lock from another thread (a file lock excludes other descriptors)."""
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.lock(5.0, lambda: False) as held:
+            assert held
+            taken.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(5)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(5)
+
+
+def test_install_stores_a_login_and_clears_the_notes(server: LocalAuthServer,
+                                                      token_file: Path) -> None:
+    store = TokenFile(token_file)
+    store.write(stored(token_file), {"refresh_refused": "invalid_grant"})
+    login = Token("a-new-login", refresh_token="r", expires_at=2e9)
+    assert keeper_for(server, store).install(login) == login
+    snapshot = store.read()
+    assert snapshot is not None
+    assert (snapshot.token, dict(snapshot.notes)) == (login, {})
+
+
+@pytest.mark.timeout(20)
+def test_install_waits_for_the_lock_and_gives_up_after_lock_timeout(
+        server: LocalAuthServer, token_file: Path) -> None:
+    store = TokenFile(token_file)
+    before = stored(token_file)
+    with lock_held(store), pytest.raises(LockTimeout, match=r"lock_timeout=0\.2"):
+        keeper_for(server, store, lock_timeout=0.2).install(Token("late"))
+    assert stored(token_file) == before
+
+
+def test_refresh_now_refreshes_a_token_that_is_not_due(server: LocalAuthServer,
+                                                        token_file: Path) -> None:
+    before = stored(token_file)
+    new = keeper_for(server, TokenFile(token_file)).refresh_now()
+    assert new != before
+    assert stored(token_file) == new
+    assert server.stats().refreshes == 1
+
+
+def test_refresh_now_without_a_token_asks_for_a_login(server: LocalAuthServer,
+                                                       tmp_path: Path) -> None:
+    keeper = keeper_for(server, TokenFile(tmp_path / "none.json"))
+    keeper.login_hint = "log in first with `refreshing-session login --profile prod`"
+    with pytest.raises(LoginRequired, match="--profile prod"):
+        keeper.refresh_now()
+    assert server.stats().token_requests == 0
+
+
+def test_remove_hands_the_token_over_then_deletes_it(server: LocalAuthServer,
+                                                      token_file: Path) -> None:
+    before = stored(token_file)
+    seen: list[Token] = []
+    assert keeper_for(server, TokenFile(token_file)).remove(seen.append) == before
+    assert seen == [before]
+    assert not token_file.exists()
+    assert keeper_for(server, TokenFile(token_file)).remove(seen.append) is None
+    assert seen == [before]
+
+
+def test_remove_keeps_the_token_when_the_step_before_fails(server: LocalAuthServer,
+                                                            token_file: Path) -> None:
+    def refuse(token: Token) -> None:
+        raise RuntimeError("revocation endpoint down")
+
+    before = stored(token_file)
+    with pytest.raises(RuntimeError):
+        keeper_for(server, TokenFile(token_file)).remove(refuse)
+    assert stored(token_file) == before
+
+
+# --- the keeper over a store of another kind -----------------------------------------------------
+
+class MemoryStore:
+    """A TokenStore in one process's memory: the smallest thing the keeper can rely on."""
+
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def location(self) -> str:
+        return "the memory store"
+
+    def version(self) -> Version | None:
+        return None if self.snapshot is None else self.snapshot.version
+
+    def read(self) -> Snapshot | None:
+        return self.snapshot
+
+    def write(self, token: Token, notes: Mapping[str, Any] | None = None) -> Snapshot:
+        self.writes += 1
+        self.snapshot = Snapshot(token, self.writes, dict(notes or {}))
+        return self.snapshot
+
+    def replace(self, token: Token, notes: Mapping[str, Any] | None,
+                replacing: Version | None) -> Snapshot | None:
+        return self.write(token, notes) if self.version() == replacing else None
+
+    def delete(self) -> None:
+        self.snapshot = None
+
+    @contextmanager
+    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
+        held = self._lock.acquire(timeout=max(timeout, 0.0))
+        try:
+            yield held
+        finally:
+            if held:
+                self._lock.release()
+
+
+def test_a_session_works_over_any_token_store(server: LocalAuthServer,
+                                              make_session: SessionFactory) -> None:
+    store = MemoryStore()
+    assert isinstance(store, TokenStore)
+    store.write(Token.from_response(server.issue_token(), requested_at=0.0))
+    session = make_session(token_file=None, store=store)
+    assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    assert server.stats().refreshes == 1  # issued at time 0: long expired
+    assert store.writes == 2
+    assert "MemoryStore" in repr(session)
+
+
+def test_a_refreshed_token_written_over_by_a_login_gives_way(
+        server: LocalAuthServer, token_file: Path) -> None:
+    """The fencing the stores share: a token is stored only over the version it replaces."""
+    expire(token_file)
+    store = TokenFile(token_file)
+    login = Token("logged-in-by-hand", refresh_token="r", expires_at=2e9)
+
+    def refresh_while_someone_logs_in(token: Token) -> Token:
+        store.write(login)
+        return Token("refreshed", refresh_token="r2", expires_at=2e9)
+
+    keeper = TokenKeeper(store, refresh_while_someone_logs_in, leeway=30, lock_timeout=5)
+    assert keeper.current() == login
+    assert stored(token_file) == login
+
+
+def test_a_session_rejects_a_store_of_the_wrong_kind(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="TokenStore"):
+        RefreshingSession("https://api.example.com/", store=object())  # type: ignore[arg-type]
