@@ -90,17 +90,17 @@ def main(argv: Sequence[str]) -> int:
             fetch(session, arguments.api_url, arguments.resources)
             token = session.token
         except LoginRequired as error:
-            print(f"log in again: {error}", file=sys.stderr)
+            print(f"login required: {error}", file=sys.stderr)
             return 2
         except ClientRejected as error:
-            print(f"check the client settings: {error}", file=sys.stderr)
+            print(f"client rejected: {error}", file=sys.stderr)
             return 3
         except RefreshFailed as error:
-            print(f"the token endpoint failed (status {error.status_code}); try again later: "
-                  f"{error}", file=sys.stderr)
+            answer = "no answer" if error.status_code is None else f"HTTP {error.status_code}"
+            print(f"refresh failed ({answer}): {error}", file=sys.stderr)
             return 1
         except requests.RequestException as error:
-            print(f"the API failed; try again later: {error}", file=sys.stderr)
+            print(f"request failed: {error}", file=sys.stderr)
             return 1
     print(f"done: {counter.count} refresh(es); token {token.fingerprint}, "
           f"{describe_expiry(token)}")
