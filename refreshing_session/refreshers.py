@@ -13,14 +13,14 @@ import base64
 import ipaddress
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote_plus, urlsplit
 
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from .errors import ClientRejected, LoginRequired, RefreshFailed, excerpt
+from .errors import ClientRejected, LoginRequired, RefreshFailed, TokenError, excerpt
 from .token import Token
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ _CLIENT_ERRORS = frozenset(
 )
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable"})
 _LONGEST_BACKOFF = 10.0
+# Form parameters whose values are secrets: redacted from every error message.
+_SECRET_PARAMETERS = ("refresh_token", "device_code", "token")
+_T = TypeVar("_T")
 
 
 class Refresher(Protocol):
@@ -48,8 +51,12 @@ class TokenSource(Protocol):
     def new_token(self) -> Token: ...
 
 
-class _TokenEndpoint:
-    """Posts grants to an RFC 6749 token endpoint, with client authentication and retries."""
+class TokenEndpoint:
+    """A client of one authorization server: its client authentication (RFC 6749 section
+    2.3), timeouts, retries of the failures that are safe to retry, and typed errors with the
+    secrets redacted. The refreshers send their grants to its token endpoint; the command
+    line's login and logout send device authorization and revocation requests through it too.
+    """
 
     # Whether a grant that may have been processed can be sent again without harm.
     _resend_safe: ClassVar[bool]
@@ -68,7 +75,7 @@ class _TokenEndpoint:
     ) -> None:
         """Check and keep the client's configuration; raises ValueError or TypeError saying
         what to fix. See the class for what each argument means."""
-        _check_token_url(token_url, allow_insecure_http)
+        check_endpoint_url("token_url", token_url, allow_insecure_http)
         if not isinstance(client_id, str) or not client_id:
             raise TypeError("client_id must be a non-empty string")
         method = auth_method or ("client_secret_basic" if client_secret else "none")
@@ -91,25 +98,38 @@ class _TokenEndpoint:
         self.scope = scope
         self.timeout = float(timeout)
         self.retries = retries
+        self.allow_insecure_http = allow_insecure_http
         # The HTTP Basic credentials, sent with client_secret_basic and redacted from errors.
         self._basic = _basic_credentials(client_id, client_secret or "")
 
     def _grant(self, form: dict[str, str], previous: Token | None = None) -> Token:
         """Post a grant, retrying transient failures; return the token it gave."""
-        attempt = 0
-        while True:
+        def attempt() -> Token:
             requested_at = time.time()
+            return self.token_answer(self.post(form), requested_at, form, previous)
+        return self.retrying(attempt, resend_safe=self._resend_safe)
+
+    def retrying(self, attempt: Callable[[], _T], *, resend_safe: bool) -> _T:
+        """Return what ``attempt()`` returns, calling it again (up to ``retries`` times, with
+        backoff) after a RefreshFailed that says the request was not processed, or after any
+        transient failure when the request is ``resend_safe``."""
+        count = 0
+        while True:
             try:
-                return self._answer(self._post(form), requested_at, previous, form)
+                return attempt()
             except RefreshFailed as failure:
-                delay = self._backoff(failure, attempt)
+                delay = self._backoff(failure, count, resend_safe)
                 if delay is None:
                     raise
-                logger.info("token endpoint failed (%s); retrying in %.1f s", failure, delay)
+                logger.info("%s; retrying in %.1f s", failure, delay)
                 time.sleep(delay)
-                attempt += 1
+                count += 1
 
-    def _post(self, form: dict[str, str]) -> requests.Response:
+    def post(self, form: Mapping[str, str], url: str | None = None) -> requests.Response:
+        """POST ``form`` to ``url`` (the token endpoint by default) with the client's
+        authentication, no redirects and the timeout; return the answer, whatever its status.
+        Raises RefreshFailed when no answer came."""
+        url = url or self.token_url
         form = dict(form)
         headers = {"Accept": "application/json"}
         if self.auth_method == "client_secret_basic":
@@ -120,49 +140,66 @@ class _TokenEndpoint:
             form["client_secret"] = self._client_secret or ""
         try:
             with requests.Session() as http:
-                return http.post(self.token_url, data=form, headers=headers, timeout=self.timeout,
+                return http.post(url, data=form, headers=headers, timeout=self.timeout,
                                  auth=skip_netrc, allow_redirects=False)
         except requests.RequestException as error:
             raise RefreshFailed(
-                f"could not reach the token endpoint {self.token_url} "
-                f"({type(error).__name__}); try again later",
+                f"could not reach {self._endpoint(url)} ({type(error).__name__}); "
+                "try again later",
             ) from error
 
-    def _answer(self, response: requests.Response, requested_at: float,
-                previous: Token | None, form: Mapping[str, str]) -> Token:
-        # The Basic credentials too: an error page may echo the request's headers.
-        secrets = (self._client_secret, form.get("refresh_token"), self._basic.split()[-1])
+    def token_answer(self, response: requests.Response, requested_at: float,
+                     form: Mapping[str, str], previous: Token | None = None) -> Token:
+        """Return the token in the token endpoint's ``response`` to ``form``, or raise the
+        typed error its refusal means (see :meth:`refusal`)."""
+        if not response.ok:
+            raise self.refusal(response, form)
+        try:
+            return Token.from_response(_json_object(response) or {}, requested_at=requested_at,
+                                       previous=previous)
+        except ValueError as error:
+            raise self._failure(response, f"no usable token: {error}", form) from None
+
+    def refusal(self, response: requests.Response, form: Mapping[str, str]) -> TokenError:
+        """The typed error for an error answer to ``form``: LoginRequired for invalid_grant,
+        ClientRejected for a bad client configuration, else RefreshFailed. Its message quotes
+        the server's error and never a secret."""
         data = _json_object(response)
-        if response.ok:
-            try:
-                return Token.from_response(data or {}, requested_at=requested_at, previous=previous)
-            except ValueError as error:
-                raise self._failure(response, f"no usable token: {error}", secrets) from None
         code = str(data.get("error", "")) if data else ""
         description = str(data.get("error_description", "")) if data else ""
-        said = excerpt(f"{code}: {description}" if description else code, secrets)
+        said = excerpt(f"{code}: {description}" if description else code, self._secrets(form))
         if code == "invalid_grant":
-            raise LoginRequired(
-                f"the authorization server rejected the refresh token ({said}); log in again",
+            grant = "the refresh token" if "refresh_token" in form else "the grant"
+            return LoginRequired(
+                f"the authorization server rejected {grant} ({said}); log in again",
                 response=response)
         if code in _CLIENT_ERRORS or (response.status_code == 401 and not code):
-            raise ClientRejected(
-                f"the token endpoint {self.token_url} rejected the client {self.client_id!r} "
+            return ClientRejected(
+                f"{self._endpoint(response.url)} rejected the client {self.client_id!r} "
                 f"({said or response.status_code}); check client_id, client_secret, "
                 f"auth_method and scope", response=response, error=code)
-        raise self._failure(response, said, secrets)
+        return self._failure(response, said, form)
 
     def _failure(self, response: requests.Response, said: str,
-                 secrets: tuple[str | None, ...]) -> RefreshFailed:
-        body = excerpt(response.content, secrets) or "an empty body"
+                 form: Mapping[str, str]) -> RefreshFailed:
+        body = excerpt(response.content, self._secrets(form)) or "an empty body"
         reason = f"{said}; " if said else ""
         return RefreshFailed(
-            f"the token endpoint {self.token_url} answered {response.status_code} "
+            f"{self._endpoint(response.url)} answered {response.status_code} "
             f"({reason}body: {body}); try again later", response=response)
 
-    def _backoff(self, failure: RefreshFailed, attempt: int) -> float | None:
+    def _secrets(self, form: Mapping[str, str]) -> tuple[str | None, ...]:
+        """What must never appear in an error: the client's credentials (the Basic ones too:
+        an error page may echo the request's headers) and the form's tokens and codes."""
+        return (self._client_secret, self._basic.split()[-1],
+                *(form.get(name) for name in _SECRET_PARAMETERS))
+
+    def _endpoint(self, url: str) -> str:
+        return f"the token endpoint {url}" if url == self.token_url else f"the endpoint {url}"
+
+    def _backoff(self, failure: RefreshFailed, attempt: int, resend_safe: bool) -> float | None:
         """Seconds to wait before retrying ``failure``, or None if it is not worth a retry."""
-        if attempt >= self.retries or not self._transient(failure):
+        if attempt >= self.retries or not _transient(failure, resend_safe):
             return None
         delay = 0.2 * 2 ** attempt
         response = failure.response
@@ -171,24 +208,12 @@ class _TokenEndpoint:
             delay = float(retry_after)
         return delay if delay <= _LONGEST_BACKOFF else None
 
-    def _transient(self, failure: RefreshFailed) -> bool:
-        """Whether a retry may succeed, and is safe. A refresh grant that may have been
-        processed must not be sent again: the server may have spent the refresh token, and
-        a second redemption revokes the grant. 503, 429 and temporarily_unavailable say the
-        request was not processed; a 500, 502 or 504 (from a gateway) does not."""
-        response = failure.response
-        if response is None:
-            return self._resend_safe or _never_sent(failure.__cause__)
-        if response.status_code in (429, 503) or _error_code(response) in _TRANSIENT_ERRORS:
-            return True
-        return self._resend_safe and response.status_code >= 500
-
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.token_url!r}, client_id={self.client_id!r}, "
                 f"auth_method={self.auth_method!r})")
 
 
-class OAuth2Refresher(_TokenEndpoint):
+class OAuth2Refresher(TokenEndpoint):
     """The RFC 6749 section 6 refresh_token grant.
 
     ``auth_method`` is ``"client_secret_basic"`` (the default with a secret),
@@ -220,7 +245,7 @@ class OAuth2Refresher(_TokenEndpoint):
         return self._grant(form, previous=token)
 
 
-class ClientCredentialsRefresher(_TokenEndpoint):
+class ClientCredentialsRefresher(TokenEndpoint):
     """A new RFC 6749 section 4.4 client_credentials grant each time, for machine clients.
 
     No login is needed: with no token file, the first request creates it. Sending the grant
@@ -261,6 +286,19 @@ def _json_object(response: requests.Response) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _transient(failure: RefreshFailed, resend_safe: bool) -> bool:
+    """Whether a retry may succeed, and is safe. A refresh grant that may have been processed
+    must not be sent again: the server may have spent the refresh token, and a second
+    redemption revokes the grant. 503, 429 and temporarily_unavailable say the request was not
+    processed; a 500, 502 or 504 (from a gateway) does not."""
+    response = failure.response
+    if response is None:
+        return resend_safe or _never_sent(failure.__cause__)
+    if response.status_code in (429, 503) or _error_code(response) in _TRANSIENT_ERRORS:
+        return True
+    return resend_safe and response.status_code >= 500
+
+
 def _never_sent(error: BaseException | None) -> bool:
     """True when the request failed before any byte of it could reach the server."""
     if isinstance(error, requests.exceptions.ConnectTimeout):
@@ -274,15 +312,17 @@ def _error_code(response: requests.Response) -> str:
     return str(data.get("error", "")) if data else ""
 
 
-def _check_token_url(token_url: str, allow_insecure_http: bool) -> None:
-    if not isinstance(token_url, str):
-        raise TypeError(f"token_url must be a string, got {type(token_url).__name__}")
-    parts = urlsplit(token_url)
+def check_endpoint_url(name: str, url: object, allow_insecure_http: bool) -> None:
+    """Raise TypeError or ValueError, naming ``name``, unless ``url`` is an absolute https URL
+    (or http on the loopback interface, or anywhere with ``allow_insecure_http``)."""
+    if not isinstance(url, str):
+        raise TypeError(f"{name} must be a string, got {type(url).__name__}")
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"token_url must be an absolute http(s) URL, got {token_url!r}")
+        raise ValueError(f"{name} must be an absolute http(s) URL, got {url!r}")
     if parts.scheme == "http" and not (allow_insecure_http or _is_loopback(parts.hostname)):
         raise ValueError(
-            f"token_url {token_url!r} is plain http: secrets would cross the network unencrypted. "
+            f"{name} {url!r} is plain http: secrets would cross the network unencrypted. "
             "Use https, or pass allow_insecure_http=True if this is deliberate")
 
 
