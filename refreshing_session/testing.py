@@ -3,8 +3,8 @@
 :class:`LocalAuthServer` speaks plain HTTP/1.1 on a free loopback port and
 behaves like production servers (Okta, Auth0, oidc-provider): rotating
 single-use refresh tokens with reuse detection, RFC 6749 client
-authentication, RFC 6750 bearer challenges, plus fault injection for the
-token endpoint.
+authentication, RFC 6750 bearer challenges, the RFC 8628 device authorization
+grant, RFC 7009 revocation, plus fault injection for the token endpoint.
 
 This module deliberately imports nothing from the rest of
 ``refreshing_session``: a bug in the client must not be able to hide the same
@@ -35,6 +35,12 @@ from typing import cast
 __all__ = ["LocalAuthServer", "ServerStats", "TokenCall"]
 
 _OAUTH_PATH = "/oauth/token"
+_DEVICE_PATH = "/oauth/device"
+_REVOKE_PATH = "/oauth/revoke"
+_VERIFY_PATH = "/device"
+_DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# RFC 8628 section 6.1: no vowels (no words), no easily confused characters.
+_USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 _API_PREFIX = "/api/"
 
 _MAX_BODY = 16 * 1024 * 1024
@@ -64,7 +70,11 @@ class ServerStats:
     ``revoked_grants`` counts grants revoked (by reuse detection or
     :meth:`LocalAuthServer.revoke_all`); ``api_ok``/``api_unauthorized`` count
     protected API answers; ``echo_requests``/``echo_with_authorization`` count
-    ``/echo`` requests and those among them carrying an Authorization header.
+    ``/echo`` requests and those among them carrying an Authorization header;
+    ``device_authorizations`` counts device codes issued, ``device_grants``
+    device codes redeemed for a token, ``slow_downs`` polls answered
+    ``slow_down``; ``revocations`` counts known tokens revoked at the
+    revocation endpoint.
     """
 
     token_requests: int = 0
@@ -78,6 +88,10 @@ class ServerStats:
     api_unauthorized: int = 0
     echo_requests: int = 0
     echo_with_authorization: int = 0
+    device_authorizations: int = 0
+    device_grants: int = 0
+    slow_downs: int = 0
+    revocations: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,16 @@ class _AccessToken:
 
 
 @dataclass
+class _DeviceCode:
+    client_id: str
+    scope: str | None
+    user_code: str
+    expires_at: float
+    last_poll: float  # issuing counts as a poll: the first one must wait the interval too
+    decision: str = "pending"  # "approved", "denied", or "used" once redeemed
+
+
+@dataclass
 class _Fault:
     response: _Response | None  # None: drop the connection without answering
     remaining: int
@@ -171,6 +195,16 @@ def _new_token() -> str:
 
 def _expires_in(ttl: float) -> int | float:
     return int(ttl) if float(ttl).is_integer() else ttl
+
+
+def _new_user_code() -> str:
+    letters = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(8))
+    return f"{letters[:4]}-{letters[4:]}"
+
+
+def _normal_user_code(user_code: str) -> str:
+    """RFC 8628 section 6.1: what the user types is compared without case or dashes."""
+    return user_code.replace("-", "").replace(" ", "").upper()
 
 
 def _check_non_negative(name: str, value: float | None) -> None:
@@ -339,6 +373,8 @@ def _parse_basic(header: str) -> tuple[str, str] | None:
 
 
 def _parse_form(request: _Request) -> dict[str, str]:
+    if not request.body:
+        return {}  # e.g. a device authorization with Basic client auth and no scope
     media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
     if media_type != _FORM_TYPE:
         raise _OAuthError(400, "invalid_request", f"request body must be {_FORM_TYPE}")
@@ -414,6 +450,8 @@ class LocalAuthServer:
         clients: Mapping[str, str | None] | None = None,
         grace_period: float = 0.0,
         host: str = "127.0.0.1",
+        device_interval: float = 5.0,
+        device_code_ttl: float = 600.0,
     ) -> None:
         """Configure the server without starting it.
 
@@ -423,11 +461,17 @@ class LocalAuthServer:
         ``{"client": "secret"}``; ``grace_period`` is how long after rotation
         the immediately previous refresh token may be presented once more
         without triggering reuse detection (0 = strict).
+        ``device_interval`` is the polling interval, in seconds, the device
+        authorization endpoint asks for (a poll sooner than that after the
+        previous one is answered ``slow_down``); ``device_code_ttl`` is how long
+        a device code lives.
         """
         for name, value in (
             ("access_ttl", access_ttl),
             ("refresh_ttl", refresh_ttl),
             ("grace_period", grace_period),
+            ("device_interval", device_interval),
+            ("device_code_ttl", device_code_ttl),
         ):
             _check_non_negative(name, value)
         self._access_ttl = access_ttl
@@ -437,6 +481,9 @@ class LocalAuthServer:
         )
         self._grace_period = grace_period
         self._host = host
+        self._device_interval = device_interval
+        self._device_code_ttl = device_code_ttl
+        self._device_codes: dict[str, _DeviceCode] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._stats = ServerStats()
@@ -509,6 +556,22 @@ class LocalAuthServer:
         return self.url + _OAUTH_PATH
 
     @property
+    def device_authorization_url(self) -> str:
+        """URL of the RFC 8628 device authorization endpoint (``url + "/oauth/device"``)."""
+        return self.url + _DEVICE_PATH
+
+    @property
+    def revocation_url(self) -> str:
+        """URL of the RFC 7009 revocation endpoint (``url + "/oauth/revoke"``)."""
+        return self.url + _REVOKE_PATH
+
+    @property
+    def verification_url(self) -> str:
+        """The verification URI shown to users (``url + "/device"``): a plain page, since
+        tests approve codes with :meth:`approve`."""
+        return self.url + _VERIFY_PATH
+
+    @property
     def api_url(self) -> str:
         """Base URL of the protected API (``url + "/api/"``)."""
         return self.url + _API_PREFIX
@@ -577,6 +640,22 @@ class LocalAuthServer:
         with self._lock:
             self._token_delay = seconds
 
+    def pending_user_codes(self) -> list[str]:
+        """Return the user codes of device authorizations awaiting a decision, oldest first."""
+        with self._lock:
+            return [code.user_code for code in self._device_codes.values()
+                    if code.decision == "pending"]
+
+    def approve(self, user_code: str) -> None:
+        """Act as the user who signs in and approves the device showing ``user_code``.
+        Raises ValueError when no pending authorization has that code."""
+        self._decide(user_code, "approved")
+
+    def deny(self, user_code: str) -> None:
+        """Act as the user who refuses the device showing ``user_code``: its next poll gets
+        ``access_denied``. Raises ValueError when no pending authorization has that code."""
+        self._decide(user_code, "denied")
+
     def revoke_all(self) -> None:
         """Revoke every grant: refreshes get invalid_grant and the API answers 401."""
         with self._lock:
@@ -618,6 +697,15 @@ class LocalAuthServer:
             payload["scope"] = scope
         return payload
 
+    def _decide(self, user_code: str, decision: str) -> None:
+        wanted = _normal_user_code(user_code)
+        with self._lock:
+            for code in self._device_codes.values():
+                if _normal_user_code(code.user_code) == wanted and code.decision == "pending":
+                    code.decision = decision
+                    return
+        raise ValueError("no pending device authorization has that user code")
+
     def _add_fault(self, response: _Response | None, times: int) -> None:
         _check_non_negative("times", times)
         if times:
@@ -644,6 +732,12 @@ class LocalAuthServer:
             with self._lock:
                 self._token_calls.append(call)
             return response
+        if request.path == _DEVICE_PATH:
+            return self._form_endpoint(request, self._device_authorization)
+        if request.path == _REVOKE_PATH:
+            return self._form_endpoint(request, self._revocation)
+        if request.path == _VERIFY_PATH:
+            return _Response(200, b"Enter the code shown on your device.\n", "text/plain")
         if request.path.startswith(_API_PREFIX):
             return self._api(request)
         if request.path == "/echo":
@@ -724,6 +818,60 @@ class LocalAuthServer:
             return fault.response
         return self._process_token_request(request)
 
+    def _form_endpoint(
+        self, request: _Request, answer: Callable[[str, Mapping[str, str]], _Response]
+    ) -> _Response:
+        """Serve a POST endpoint that authenticates the client as the token endpoint does."""
+        if request.method != "POST":
+            return _error_response(
+                405, "invalid_request", "this endpoint only accepts POST", (("Allow", "POST"),)
+            )
+        try:
+            form = _parse_form(request)
+            client_id = self._authenticate(request.headers, form)
+            with self._lock:
+                return answer(client_id, form)
+        except _OAuthError as exc:
+            return exc.response
+
+    def _device_authorization(self, client_id: str, form: Mapping[str, str]) -> _Response:
+        """RFC 8628 section 3.2: a device code for the client to poll with, and a user code."""
+        device_code = _new_token()
+        user_code = _new_user_code()
+        now = time.time()
+        self._device_codes[device_code] = _DeviceCode(
+            client_id, form.get("scope") or None, user_code, now + self._device_code_ttl, now
+        )
+        self._bump("device_authorizations")
+        payload = {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": self.verification_url,
+            "verification_uri_complete": f"{self.verification_url}?user_code={user_code}",
+            "expires_in": _expires_in(self._device_code_ttl),
+            "interval": _expires_in(self._device_interval),
+        }
+        return _json_response(200, payload, _NO_STORE)
+
+    def _revocation(self, client_id: str, form: Mapping[str, str]) -> _Response:
+        """RFC 7009: revoke a refresh token's whole grant, or one access token. Unknown
+        tokens are answered 200 too (section 2.2)."""
+        token = form.get("token")
+        if not token:
+            raise _OAuthError(400, "invalid_request", "missing token parameter")
+        refresh = self._refresh_tokens.get(token)
+        access = self._access_tokens.get(token)
+        grant = refresh.grant if refresh is not None else access.grant if access else None
+        if grant is not None:
+            if grant.client_id != client_id:
+                raise _OAuthError(400, "unauthorized_client", "the token belongs to another client")
+            if refresh is not None:
+                self._revoke(grant)
+            else:
+                del self._access_tokens[token]
+            self._bump("revocations")
+        return _Response(200, content_type="text/plain", headers=_NO_STORE)
+
     def _process_token_request(self, request: _Request) -> _Response:
         try:
             form = _parse_form(request)
@@ -780,6 +928,8 @@ class LocalAuthServer:
             return self._refresh(client_id, form)
         if grant_type == "client_credentials":
             return self._client_credentials(client_id, form.get("scope"))
+        if grant_type == _DEVICE_GRANT:
+            return self._device_token(client_id, form.get("device_code"))
         if not grant_type:
             raise _OAuthError(400, "invalid_request", "missing grant_type parameter")
         raise _OAuthError(400, "unsupported_grant_type", "grant_type is not supported")
@@ -793,6 +943,31 @@ class LocalAuthServer:
         self._grants.append(grant)
         self._bump("client_credentials")
         return self._mint(grant, grant.scope, None, self._access_ttl)
+
+    def _device_token(self, client_id: str, device_code: str | None) -> dict[str, object]:
+        """RFC 8628 section 3.5: answer a poll with the token once the user approved."""
+        if not device_code:
+            raise _OAuthError(400, "invalid_request", "missing device_code parameter")
+        code = self._device_codes.get(device_code)
+        if code is None or code.client_id != client_id or code.decision == "used":
+            raise _OAuthError(400, "invalid_grant", "unknown or already used device code")
+        now = time.time()
+        if now >= code.expires_at:
+            raise _OAuthError(400, "expired_token", "the device code has expired")
+        if code.decision == "denied":
+            raise _OAuthError(400, "access_denied", "the user denied the authorization")
+        if code.decision == "pending":
+            too_soon = now - code.last_poll < self._device_interval
+            code.last_poll = now
+            if too_soon:
+                self._bump("slow_downs")
+                raise _OAuthError(400, "slow_down", "polling faster than the interval")
+            raise _OAuthError(400, "authorization_pending", "the user has not decided yet")
+        code.decision = "used"
+        grant = _Grant(client_id, code.scope)
+        self._grants.append(grant)
+        self._bump("device_grants")
+        return self._mint(grant, code.scope, self._new_refresh_token(grant, now), self._access_ttl)
 
     def _refresh(self, client_id: str, form: Mapping[str, str]) -> dict[str, object]:
         presented = form.get("refresh_token")

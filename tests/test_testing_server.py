@@ -7,6 +7,7 @@ yardstick the client is measured against, so it is checked independently.
 from __future__ import annotations
 
 import base64
+import re
 import threading
 import time
 import urllib.parse
@@ -401,3 +402,128 @@ def test_token_calls_are_timed_in_order(server: LocalAuthServer) -> None:
     assert [call.status for call in calls] == [503, 200]
     assert all(call.started <= call.answered for call in calls)
     assert calls[0].answered <= calls[1].started
+
+
+# ---------------------------------------------------------------- device authorization grant
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def authorize_device(server: LocalAuthServer, **fields: str) -> dict[str, object]:
+    """Start an RFC 8628 device authorization for the confidential test client."""
+    response = requests.post(server.device_authorization_url, data=fields,
+                             auth=("client", "secret"), timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    payload = response.json()
+    assert isinstance(payload, dict)
+    return payload
+
+
+def poll(server: LocalAuthServer, device_code: str,
+         auth: tuple[str, str] = ("client", "secret")) -> requests.Response:
+    data = {"grant_type": DEVICE_GRANT, "device_code": device_code}
+    return requests.post(server.token_url, data=data, auth=auth, timeout=TIMEOUT)
+
+
+def test_device_authorization_answer_follows_rfc_8628() -> None:
+    with LocalAuthServer(device_interval=0.01, device_code_ttl=30) as server:
+        answer = authorize_device(server, scope="read")
+        assert answer["verification_uri"] == server.verification_url
+        assert answer["verification_uri_complete"] == (
+            f"{server.verification_url}?user_code={answer['user_code']}")
+        assert (answer["expires_in"], answer["interval"]) == (30, 0.01)
+        user_code = text(answer, "user_code")
+        assert re.fullmatch(r"[B-Z]{4}-[B-Z]{4}", user_code)
+        assert server.pending_user_codes() == [user_code]
+        assert requests.get(server.verification_url, timeout=TIMEOUT).ok
+        assert server.stats().device_authorizations == 1
+
+
+def test_device_code_is_pending_until_approved_then_redeemed_once() -> None:
+    with LocalAuthServer(device_interval=0.01) as server:
+        answer = authorize_device(server, scope="read")
+        device_code = text(answer, "device_code")
+        time.sleep(0.02)  # the server measures the interval between polls in real time
+        assert error_of(poll(server, device_code)) == "authorization_pending"
+        server.approve(text(answer, "user_code").lower().replace("-", ""))
+        assert server.pending_user_codes() == []
+        time.sleep(0.02)
+        token = poll(server, device_code)
+        assert token.status_code == 200
+        assert token.json()["scope"] == "read"
+        assert api(server, token.json()["access_token"]).ok
+        assert refresh(server, token.json()["refresh_token"]).status_code == 200
+        assert error_of(poll(server, device_code)) == "invalid_grant"
+        assert server.stats().device_grants == 1
+
+
+def test_polling_faster_than_the_interval_is_told_to_slow_down() -> None:
+    with LocalAuthServer(device_interval=30) as server:
+        device_code = text(authorize_device(server), "device_code")
+        assert error_of(poll(server, device_code)) == "slow_down"
+        assert server.stats().slow_downs == 1
+
+
+def test_denied_and_expired_device_codes() -> None:
+    with LocalAuthServer(device_interval=0, device_code_ttl=0.05) as server:
+        denied = authorize_device(server)
+        server.deny(text(denied, "user_code"))
+        assert error_of(poll(server, text(denied, "device_code"))) == "access_denied"
+        expired = authorize_device(server)
+        wait_until(lambda: error_of(poll(server, text(expired, "device_code")))
+                   == "expired_token")
+        with pytest.raises(ValueError, match="no pending device authorization"):
+            server.approve(text(denied, "user_code"))
+
+
+def test_device_code_belongs_to_its_client() -> None:
+    with LocalAuthServer(clients={"client": "secret", "other": "x"}, device_interval=0) as server:
+        device_code = text(authorize_device(server), "device_code")
+        assert error_of(poll(server, device_code, auth=("other", "x"))) == "invalid_grant"
+        unauthenticated = requests.post(server.device_authorization_url,
+                                        data={"client_id": "client"}, timeout=TIMEOUT)
+        assert error_of(unauthenticated) == "invalid_client"
+
+
+# ---------------------------------------------------------------- revocation
+
+def revoke(server: LocalAuthServer, token: str, auth: tuple[str, str] = ("client", "secret"),
+           **fields: str) -> requests.Response:
+    return requests.post(server.revocation_url, data={"token": token, **fields}, auth=auth,
+                         timeout=TIMEOUT)
+
+
+def test_revoking_a_refresh_token_revokes_the_grant() -> None:
+    with LocalAuthServer() as server:
+        grant = server.issue_token()
+        response = revoke(server, text(grant, "refresh_token"), token_type_hint="refresh_token")
+        assert (response.status_code, response.content) == (200, b"")
+        assert error_of(refresh(server, text(grant, "refresh_token"))) == "invalid_grant"
+        assert api(server, text(grant, "access_token")).status_code == 401
+        stats = server.stats()
+        assert (stats.revocations, stats.revoked_grants) == (1, 1)
+
+
+def test_revoking_an_access_token_keeps_the_grant() -> None:
+    with LocalAuthServer() as server:
+        grant = server.issue_token()
+        assert revoke(server, text(grant, "access_token")).status_code == 200
+        assert api(server, text(grant, "access_token")).status_code == 401
+        assert refresh(server, text(grant, "refresh_token")).status_code == 200
+        assert server.stats().revoked_grants == 0
+
+
+def test_revocation_answers_200_for_unknown_tokens_and_authenticates_the_client() -> None:
+    with LocalAuthServer(clients={"client": "secret", "other": "x"}) as server:
+        assert revoke(server, "no-such-token").status_code == 200
+        assert server.stats().revocations == 0
+        grant = server.issue_token()
+        wrong_secret = revoke(server, text(grant, "refresh_token"), auth=("client", "wrong"))
+        assert error_of(wrong_secret) == "invalid_client"
+        other_client = revoke(server, text(grant, "refresh_token"), auth=("other", "x"))
+        assert error_of(other_client) == "unauthorized_client"
+        assert error_of(requests.post(server.revocation_url, data={}, auth=("client", "secret"),
+                                      timeout=TIMEOUT)) == "invalid_request"
+        assert requests.get(server.revocation_url, timeout=TIMEOUT).status_code == 405
+        assert refresh(server, text(grant, "refresh_token")).status_code == 200
