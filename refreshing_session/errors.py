@@ -79,8 +79,12 @@ class RefreshFailed(TokenError):
 
 class ClientRejected(TokenError):
     """The token endpoint rejected the client itself (``invalid_client``,
-    ``unauthorized_client``, ``invalid_scope``, ``unsupported_grant_type``, ``invalid_request``):
-    the configuration is wrong. Not retried.
+    ``unauthorized_client``, ``invalid_scope``, ``unsupported_grant_type``, ``invalid_request``,
+    or a 401 without an error code): the configuration is wrong. Not retried; fix
+    ``client_id``, ``client_secret``, ``auth_method`` or ``scope``.
+
+    ``error`` is the error code the endpoint sent ("" when it sent none); ``response`` is its
+    answer.
     """
 
     def __init__(self, *args: Any, error: str = "", **kwargs: Any) -> None:
@@ -96,6 +100,8 @@ class TokenStoreError(TokenError):
 class TokenFileError(TokenStoreError):
     """The token file exists but cannot be used: unreadable, not JSON, not a token, too large,
     or not a regular file. The file is never rewritten after this error; fix or replace it.
+
+    ``path`` is the file at fault: the token file, or the lock file beside it.
     """
 
     def __init__(self, message: str, *, path: str) -> None:

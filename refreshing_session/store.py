@@ -87,8 +87,9 @@ class TokenStore(Protocol):
 
 
 class TokenFile:
-    """The token file at ``path``, with its lock file beside it. A symlink is followed: its
-    target is read and replaced."""
+    """The token file at ``path``, with its lock file beside it: the :class:`TokenStore` a
+    session builds for ``token_file=``. Use it to write a first token (a login) or to read the
+    current one. A symlink is followed: its target is read and replaced."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
