@@ -1,4 +1,10 @@
-"""The ``refreshing-session`` command: ``demo`` and ``status``."""
+"""The ``refreshing-session`` command: ``login``, ``status``, ``refresh``, ``logout`` and
+``demo``.
+
+Exit codes: 0 done; 1 no token to describe; 2 the server or the token store refused or
+failed; 3 the configuration or the input is wrong (the profile file, a token to import);
+130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .demo import DemoOptions, run_demo
-from .errors import TokenError
-from .keeper import REFUSED
-from .store import TokenFile
+from .errors import ProfileError, TokenError
+from .keeper import REFUSED, TokenKeeper
+from .login import DeviceAuthorization, DeviceLogin, import_token, revoke
+from .profiles import Profile, load_profile
+from .refreshers import ClientCredentialsRefresher
+from .store import MAX_FILE_SIZE, TokenFile
 from .token import Token
+
+_LOCK_TIMEOUT = 30.0
+
+
+class _BadInput(Exception):
+    """What the user gave cannot be used (exit code 3)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TokenError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except (ProfileError, _BadInput) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,11 +72,38 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true",
                       help="print the report as one JSON object (progress goes to stderr)")
     demo.set_defaults(run=_demo)
+    login = commands.add_parser(
+        "login", help="create the token file: device login, client credentials, or import",
+        description="Create the token file of a profile: with the device authorization grant "
+                    "(the profile has a device_authorization_url), with client credentials "
+                    "(grant = \"client_credentials\"), or from a token saved by another tool "
+                    "(--import). Writes under the token lock, atomically, mode 0600.")
+    _target(login)
+    login.add_argument("--import", dest="import_from", metavar="FILE",
+                       help="a JSON token dict saved by requests-oauthlib, Authlib or an "
+                            "identity provider's tool; - reads standard input")
+    login.set_defaults(run=_login)
     status = commands.add_parser("status", help="describe a token file without showing secrets")
-    status.add_argument("token_file")
+    _target(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(run=_status)
+    refresh = commands.add_parser("refresh", help="refresh the token now, under the lock")
+    refresh.add_argument("--profile", required=True, help="the profile whose token to refresh")
+    refresh.set_defaults(run=_refresh, token_file=None)
+    logout = commands.add_parser(
+        "logout", help="revoke the grant (if the profile has a revocation_url) and remove "
+                       "the token file")
+    _target(logout)
+    logout.add_argument("--no-revoke", action="store_true",
+                        help="only remove the token file; the grant stays valid on the server")
+    logout.set_defaults(run=_logout)
     return parser
+
+
+def _target(command: argparse.ArgumentParser) -> None:
+    command.add_argument("token_file", nargs="?", help="the token file (or use --profile)")
+    command.add_argument("--profile", help="a profile of the profile file "
+                                           "($REFRESHING_SESSION_CONFIG)")
 
 
 def _positive(kind: type[int] | type[float]) -> Any:
@@ -69,11 +117,126 @@ def _positive(kind: type[int] | type[float]) -> Any:
 
 # --- status -------------------------------------------------------------------------------------
 
+def _profile(arguments: argparse.Namespace) -> Profile | None:
+    if arguments.token_file and arguments.profile:
+        raise _BadInput("give a TOKEN_FILE or --profile, not both")
+    if not arguments.token_file and not arguments.profile:
+        raise _BadInput("give a TOKEN_FILE or --profile NAME")
+    return load_profile(arguments.profile) if arguments.profile else None
+
+
+def _keeper(arguments: argparse.Namespace) -> tuple[TokenKeeper, Profile | None]:
+    """The keeper of the token file named on the command line, with the profile's refresher."""
+    profile = _profile(arguments)
+    if profile is None:
+        return TokenKeeper(TokenFile(arguments.token_file), None, leeway=0.0,
+                           lock_timeout=_LOCK_TIMEOUT), None
+    keeper = TokenKeeper(profile.token_store(), profile.refresher(), leeway=0.0,
+                         lock_timeout=_LOCK_TIMEOUT)
+    keeper.login_hint = profile.login_hint
+    return keeper, profile
+
+
+# --- login, refresh, logout ---------------------------------------------------------------------
+
+def _login(arguments: argparse.Namespace) -> int:
+    keeper, profile = _keeper(arguments)
+    if arguments.import_from:
+        token = _imported(arguments.import_from)
+    elif profile is None:
+        raise _BadInput("logging in needs --profile NAME (or --import FILE)")
+    else:
+        token = _obtained(profile)
+    keeper.install(token)
+    print(f"logged in: {keeper.store.location} ({_summary(token)})")
+    return 0
+
+
+def _obtained(profile: Profile) -> Token:
+    refresher = profile.refresher()
+    if isinstance(refresher, ClientCredentialsRefresher):
+        return refresher.new_token()
+    if profile.device_authorization_url is None:
+        raise _BadInput(f"profile {profile.name!r} has no device_authorization_url: add it to "
+                        f"{profile.config_path}, or import a token with --import FILE")
+    return DeviceLogin(refresher, profile.device_authorization_url)(_show_code)
+
+
+def _show_code(authorization: DeviceAuthorization) -> None:
+    print(f"To sign in, open {authorization.verification_uri} and enter the code "
+          f"{authorization.user_code}")
+    if authorization.verification_uri_complete:
+        print(f"(or open {authorization.verification_uri_complete})")
+    print(f"Waiting for the approval; the code expires in {authorization.expires_in:.0f} s...",
+          flush=True)
+
+
+def _imported(source: str) -> Token:
+    try:
+        if source == "-":
+            raw, written_at, name = sys.stdin.buffer.read(MAX_FILE_SIZE + 1), None, "stdin"
+        else:
+            with open(source, "rb") as file:
+                raw = file.read(MAX_FILE_SIZE + 1)
+                written_at, name = os.fstat(file.fileno()).st_mtime, f"the file {source}"
+    except OSError as error:
+        raise _BadInput(f"cannot read {source} ({error.strerror})") from None
+    if len(raw) > MAX_FILE_SIZE:
+        raise _BadInput(f"{name} is larger than {MAX_FILE_SIZE} bytes; it is not a token")
+    try:
+        token, warnings = import_token(raw, source=name, written_at=written_at)
+    except ValueError as error:
+        raise _BadInput(str(error)) from None
+    for warning in warnings:
+        print(f"warning: the imported token: {warning}", file=sys.stderr)
+    return token
+
+
+def _refresh(arguments: argparse.Namespace) -> int:
+    keeper, _ = _keeper(arguments)
+    token = keeper.refresh_now()
+    print(f"refreshed: {keeper.store.location} ({_summary(token)})")
+    return 0
+
+
+def _logout(arguments: argparse.Namespace) -> int:
+    keeper, profile = _keeper(arguments)
+    url = None if profile is None or arguments.no_revoke else profile.revocation_url
+    client = None if profile is None or url is None else profile.refresher()
+
+    def revoke_first(token: Token) -> None:
+        if client is not None and url is not None:
+            revoke(client, url, token)
+
+    try:
+        removed = keeper.remove(before=revoke_first)
+    except TokenError as error:
+        raise type(error)(f"{error}; the token file was kept. Run the logout again later, or "
+                          "with --no-revoke to only remove the file") from None
+    if removed is None:
+        print(f"nothing to do: there is no token in {keeper.store.location}")
+    elif url is None:
+        print(f"logged out: removed {keeper.store.location} (the grant was not revoked: "
+              f"{'--no-revoke' if profile else 'no profile, so no revocation_url'})")
+    else:
+        print(f"logged out: revoked the grant and removed {keeper.store.location}")
+    return 0
+
+
+def _summary(token: Token) -> str:
+    described = _describe(token, time.time())
+    return f"fingerprint {described['fingerprint']}, expires {described['expires'] or 'unknown'}"
+
+
+# --- status -------------------------------------------------------------------------------------
+
 def _status(arguments: argparse.Namespace) -> int:
-    store = TokenFile(arguments.token_file)
+    profile = _profile(arguments)
+    store = TokenFile(profile.token_file if profile else arguments.token_file)
     snapshot = store.read()
     if snapshot is None:
-        print(f"error: there is no token file at {store.path}; log in first", file=sys.stderr)
+        hint = profile.login_hint if profile else "log in first"
+        print(f"error: there is no token file at {store.path}; {hint}", file=sys.stderr)
         return 1
     mode = stat.S_IMODE(os.stat(store.path).st_mode)
     report = _describe(snapshot.token, time.time())

@@ -113,3 +113,22 @@ class LockTimeout(TokenError, requests.exceptions.Timeout):
     """Waiting for another thread or process to finish a refresh took longer than
     ``lock_timeout``. Also a :class:`requests.exceptions.Timeout`.
     """
+
+
+class ProfileError(ValueError):
+    """The profile config file cannot be used: it is missing or not TOML, the profile does not
+    exist, or a key is unknown, missing or of the wrong kind. The message names the file, the
+    profile and the key, says what is wrong and what is expected.
+
+    A ValueError, not a TokenError: it is a configuration mistake found before any request,
+    which an ``except RequestException`` around API calls should not swallow.
+    """
+
+    def __init__(self, problem: str, *, path: str, profile: str | None = None,
+                 key: str | None = None) -> None:
+        where = path + (f", profile {profile!r}" if profile else "") + \
+            (f", key {key!r}" if key else "")
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.profile = profile
+        self.key = key

@@ -294,7 +294,7 @@ def _transient(failure: RefreshFailed, resend_safe: bool) -> bool:
     response = failure.response
     if response is None:
         return resend_safe or _never_sent(failure.__cause__)
-    if response.status_code in (429, 503) or _error_code(response) in _TRANSIENT_ERRORS:
+    if response.status_code in (429, 503) or error_code(response) in _TRANSIENT_ERRORS:
         return True
     return resend_safe and response.status_code >= 500
 
@@ -307,7 +307,8 @@ def _never_sent(error: BaseException | None) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
-def _error_code(response: requests.Response) -> str:
+def error_code(response: requests.Response) -> str:
+    """The OAuth error code of an error answer (RFC 6749 section 5.2), or "" when it has none."""
     data = _json_object(response)
     return str(data.get("error", "")) if data else ""
 

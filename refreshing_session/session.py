@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests
 from urllib3.util.retry import Retry
 
 from .adapter import BearerAdapter, Prefixes, mark_caller_auth, shallow_copy
 from .keeper import TokenKeeper
+from .profiles import load_profile
 from .refreshers import Refresher, skip_netrc
 from .store import TokenFile, TokenStore
 from .token import Token
@@ -71,6 +72,22 @@ class RefreshingSession(requests.Session):
         adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries)
         for url in self.prefixes.mount_points:
             self.mount(url, adapter)
+
+    @classmethod
+    def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
+                     **options: Any) -> RefreshingSession:
+        """Return a session for profile ``name`` of the profile file (``config``, or the
+        default one): its prefixes, token file and refresher. ``options`` are passed on to the
+        constructor and win over the profile's (``prefixes=``, ``store=``, ``leeway=``, ...).
+        A missing or refused login says which ``refreshing-session login`` command to run.
+        Raises ProfileError when the profile cannot be used."""
+        profile = load_profile(name, config)
+        options.setdefault("refresher", profile.refresher())
+        if "store" not in options and "token_file" not in options:
+            options["token_file"] = profile.token_store().path
+        session = cls(options.pop("prefixes", profile.prefixes), **options)
+        session.keeper.login_hint = profile.login_hint
+        return session
 
     @property
     def token(self) -> Token:

@@ -1,0 +1,193 @@
+"""Getting a grant and ending it: the RFC 8628 device authorization grant, the import of a
+token saved by another tool, and RFC 7009 revocation.
+
+Each talks to the server of a profile's refresher through its :class:`TokenEndpoint`, so the
+client authentication, timeouts, retries, typed errors and redaction are the refreshers' own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from .errors import LoginRequired, RefreshFailed
+from .refreshers import TokenEndpoint, check_endpoint_url, error_code
+from .store import decode
+from .token import Token
+
+logger = logging.getLogger(__name__)
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# RFC 8628 section 3.5: after slow_down, every later poll waits this much longer.
+SLOW_DOWN_STEP = 5.0
+_DEFAULT_INTERVAL = 5.0  # RFC 8628 section 3.2, when the server names none
+_PENDING = frozenset({"authorization_pending", "slow_down"})
+
+
+@dataclass(frozen=True)
+class DeviceAuthorization:
+    """A device authorization in progress: what to show the user (``user_code`` and
+    ``verification_uri``, or ``verification_uri_complete`` that includes the code), how long
+    it lasts and how often to poll. The ``device_code`` is a secret, absent from the repr."""
+
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    expires_in: float
+    interval: float
+    device_code: str = field(repr=False)
+
+
+class DeviceLogin:
+    """The RFC 8628 device authorization grant for the client ``client``: ask for a code,
+    let :meth:`wait` poll the token endpoint until a person approved it.
+
+    ``sleep`` and ``clock`` (seconds, monotonic) are parameters so that tests can see the
+    waits the client chooses without spending them.
+    """
+
+    def __init__(self, client: TokenEndpoint, device_authorization_url: str, *,
+                 sleep: Callable[[float], object] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        check_endpoint_url("device_authorization_url", device_authorization_url,
+                           client.allow_insecure_http)
+        self.client = client
+        self.url = device_authorization_url
+        self._sleep = sleep
+        self._clock = clock
+
+    def __call__(self, show: Callable[[DeviceAuthorization], object]) -> Token:
+        """Start an authorization, pass it to ``show`` (which tells the user where to go and
+        which code to enter), and return the token once it is approved."""
+        authorization = self.start()
+        show(authorization)
+        return self.wait(authorization)
+
+    def start(self) -> DeviceAuthorization:
+        """Ask the device authorization endpoint for a device code and a user code."""
+        form = {"scope": self.client.scope} if self.client.scope else {}
+
+        def attempt() -> DeviceAuthorization:
+            response = self.client.post(form, self.url)
+            if not response.ok:
+                raise self.client.refusal(response, form)
+            return _authorization(response, self.url)
+        return self.client.retrying(attempt, resend_safe=True)
+
+    def wait(self, authorization: DeviceAuthorization) -> Token:
+        """Poll the token endpoint at the server's interval (5 s longer after each
+        ``slow_down``) until the user decides; return the token. Raises LoginRequired when
+        the user refused or the code expired."""
+        deadline = self._clock() + authorization.expires_in
+        interval = authorization.interval
+        form = {"grant_type": DEVICE_GRANT, "device_code": authorization.device_code}
+        while self._clock() < deadline:
+            self._sleep(interval)
+            outcome = self.client.retrying(lambda: self._poll(form), resend_safe=True)
+            if isinstance(outcome, Token):
+                return outcome
+            logger.debug("device login: %s", outcome)
+            if outcome == "slow_down":
+                interval += SLOW_DOWN_STEP
+        raise _expired()
+
+    def _poll(self, form: Mapping[str, str]) -> Token | str:
+        """One poll: the token, or the error code that says to keep polling."""
+        requested_at = time.time()
+        response = self.client.post(form)
+        code = "" if response.ok else error_code(response)
+        if code in _PENDING:
+            return code
+        if code == "access_denied":
+            raise LoginRequired("the sign-in was refused on the verification page; run the "
+                                "login again to get a new code", response=response)
+        if code == "expired_token":
+            raise _expired()
+        return self.client.token_answer(response, requested_at, form)
+
+
+def _expired() -> LoginRequired:
+    return LoginRequired("the code expired before anyone approved it; run the login again to "
+                         "get a new code")
+
+
+def _authorization(response: requests.Response, url: str) -> DeviceAuthorization:
+    try:
+        data = response.json()
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return DeviceAuthorization(
+            user_code=_field(data, "user_code"),
+            # Google's endpoint says verification_url.
+            verification_uri=_field(data, "verification_uri", "verification_url"),
+            verification_uri_complete=data.get("verification_uri_complete") or None,
+            expires_in=_seconds(data, "expires_in", None),
+            interval=_seconds(data, "interval", _DEFAULT_INTERVAL),
+            device_code=_field(data, "device_code"),
+        )
+    except ValueError as error:
+        raise RefreshFailed(f"the device authorization endpoint {url} answered without a "
+                            f"usable code ({error})", response=response) from None
+
+
+def _field(data: Mapping[str, Any], *names: str) -> str:
+    for name in names:
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return value
+    raise ValueError(f"no {names[0]!r}")
+
+
+def _seconds(data: Mapping[str, Any], name: str, default: float | None) -> float:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name!r} is not a number of seconds")
+    return float(value)
+
+
+def import_token(raw: bytes, *, source: str, written_at: float | None) -> tuple[Token, list[str]]:
+    """Read a token saved by another tool (requests-oauthlib's or Authlib's token dict, an
+    identity provider's JSON answer, a token file) from ``raw``; return it and the warnings
+    the user should see. ``written_at`` is when it was saved (a file's modification time):
+    an ``expires_in`` without ``expires_at`` counts from then; None (standard input) counts
+    from now, with a warning. Raises ValueError, naming ``source``, when it holds no token."""
+    now = time.time()
+    try:
+        token, _notes = decode(raw, written_at=now if written_at is None else written_at)
+    except ValueError as error:
+        raise ValueError(f"{source} {error}") from None
+    warnings = []
+    if written_at is None and token.lifetime is not None and \
+            token.expires_at == now + token.lifetime:
+        warnings.append("it says how long it lives (expires_in) but not since when; its "
+                        "expiry is counted from now, so it may have expired already: a 401 "
+                        "then triggers a refresh")
+    if not token.refresh_token:
+        warnings.append("it has no refresh token: it can be used until it expires, then a "
+                        "new login is needed")
+    if token.expires_at is not None and token.expires_at <= now:
+        warnings.append(f"it expired {now - token.expires_at:.0f} s ago")
+    return token, warnings
+
+
+def revoke(client: TokenEndpoint, revocation_url: str, token: Token) -> None:
+    """Ask the server to revoke ``token`` (RFC 7009): its refresh token, which ends the whole
+    grant, or else its access token. Raises ClientRejected or RefreshFailed when the server
+    did not confirm it."""
+    check_endpoint_url("revocation_url", revocation_url, client.allow_insecure_http)
+    hint = "refresh_token" if token.refresh_token else "access_token"
+    form = {"token": token.refresh_token or token.access_token, "token_type_hint": hint}
+
+    def attempt() -> None:
+        response = client.post(form, revocation_url)
+        if not response.ok:
+            raise client.refusal(response, form)
+    client.retrying(attempt, resend_safe=True)
+    logger.info("revoked the %s of token %s", hint.replace("_", " "), token.fingerprint)

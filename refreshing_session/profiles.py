@@ -1,0 +1,318 @@
+"""Profiles: named client configurations in a TOML file, so that scripts and the command line
+share one description of each grant.
+
+The file lives in the user's config folder (``$XDG_CONFIG_HOME`` or ``~/.config`` on Linux,
+``~/Library/Application Support`` on macOS, ``%APPDATA%`` on Windows), under
+``refreshing-session/config.toml``, or wherever ``$REFRESHING_SESSION_CONFIG`` says::
+
+    [profiles.prod]
+    token_url = "https://auth.example.com/oauth/token"
+    client_id = "my-cli"
+    prefixes = ["https://api.example.com/"]
+    device_authorization_url = "https://auth.example.com/oauth/device"
+    revocation_url = "https://auth.example.com/oauth/revoke"
+    client_secret_env = "PROD_CLIENT_SECRET"   # or client_secret = "..." in the file
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+import stat
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ProfileError
+from .refreshers import (
+    AUTH_METHODS,
+    ClientCredentialsRefresher,
+    OAuth2Refresher,
+    check_endpoint_url,
+)
+from .store import TokenFile
+
+logger = logging.getLogger(__name__)
+
+CONFIG_ENV = "REFRESHING_SESSION_CONFIG"
+GRANTS = ("refresh_token", "client_credentials")
+_APP = "refreshing-session"
+# Profile names become file names: nothing that could climb out of the folder.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One client configuration: where its token endpoint is, who it is, which API URLs get
+    its token, and the token file its processes share. Its repr shows no secret."""
+
+    name: str
+    token_url: str
+    client_id: str
+    prefixes: tuple[str, ...]
+    token_file: str
+    config_path: str
+    client_secret: str | None = field(default=None, repr=False)
+    auth_method: str | None = None
+    scope: str | None = None
+    grant: str = "refresh_token"
+    device_authorization_url: str | None = None
+    revocation_url: str | None = None
+    default_token_file: bool = False
+
+    def refresher(self) -> OAuth2Refresher | ClientCredentialsRefresher:
+        """Return the refresher of this profile's grant, with its client credentials."""
+        kind = ClientCredentialsRefresher if self.grant == "client_credentials" \
+            else OAuth2Refresher
+        return kind(self.token_url, self.client_id, self.client_secret,
+                    auth_method=self.auth_method, scope=self.scope)
+
+    def token_store(self) -> TokenFile:
+        """Return the profile's token file, creating its default folder (0700) if needed."""
+        if self.default_token_file:
+            folder = os.path.dirname(self.token_file)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)  # it holds secrets, whatever the umask made of it
+        return TokenFile(self.token_file)
+
+    @property
+    def login_hint(self) -> str:
+        """How a message tells the user to log in to this profile."""
+        command = f"refreshing-session login --profile {self.name}"
+        if Path(self.config_path) != config_path():
+            command = f"{CONFIG_ENV}={self.config_path} {command}"
+        return f"log in first with `{command}`"
+
+
+def config_path() -> Path:
+    """Return the profile file's path: ``$REFRESHING_SESSION_CONFIG``, or ``config.toml`` in
+    the platform's user config folder."""
+    override = os.environ.get(CONFIG_ENV)
+    if override:
+        return Path(override).expanduser()
+    return _user_folder(config=True) / "config.toml"
+
+
+def default_token_file(name: str) -> Path:
+    """Return where profile ``name`` keeps its token when the profile names no file: in the
+    platform's user state folder (``$XDG_STATE_HOME`` or ``~/.local/state`` on Linux)."""
+    return _user_folder(config=False) / "tokens" / f"{name}.json"
+
+
+def load_profile(name: str, path: str | os.PathLike[str] | None = None) -> Profile:
+    """Read profile ``name`` from the profile file (``path``, or :func:`config_path`) and
+    return it, with the client secret taken from the environment when it says so. Raises
+    ProfileError, naming the file, the profile and the key, when anything is wrong."""
+    file = Path(path).expanduser() if path is not None else config_path()
+    profiles = _profiles(_read_toml(file), str(file))
+    table = profiles.get(name)
+    if table is None:
+        known = ", ".join(sorted(profiles)) or "none"
+        raise ProfileError(f"there is no profile {name!r}; the profiles in this file are: "
+                           f"{known}", path=str(file))
+    profile = _Reader(table, str(file), name).profile()
+    _check_client(profile)
+    if profile.client_secret and "client_secret" in table:
+        _warn_if_shared(file)
+    return profile
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ProfileError(f"there is no profile file here; create it with a [profiles.NAME] "
+                           f"table, or set {CONFIG_ENV} to its path", path=str(file)) from None
+    except OSError as error:
+        raise ProfileError(f"cannot read the profile file ({error.strerror})",
+                           path=str(file)) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ProfileError(f"is not valid TOML ({error})", path=str(file)) from None
+
+
+def _profiles(document: Mapping[str, Any], path: str) -> dict[str, dict[str, Any]]:
+    for key, value in document.items():
+        if key != "profiles":
+            hint = f"; a profile goes under [profiles.{key}]" if isinstance(value, dict) \
+                else _did_you_mean(key, ["profiles"])
+            raise ProfileError(f"unknown top-level key{hint}", path=path, key=key)
+    profiles = document.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ProfileError("must be a table of profiles, as in [profiles.NAME]", path=path,
+                           key="profiles")
+    for name, table in profiles.items():
+        if not _NAME.fullmatch(name):
+            raise ProfileError("a profile name must be letters, digits, '_', '.' or '-', "
+                               "starting with a letter or digit", path=path, profile=name)
+        if not isinstance(table, dict):
+            raise ProfileError(f"must be a table ([profiles.{name}]), got "
+                               f"{_kind(table)}", path=path, profile=name)
+    return profiles
+
+
+class _Reader:
+    """Reads one profile's table, key by key, with errors that point at the key."""
+
+    def __init__(self, table: Mapping[str, Any], path: str, name: str) -> None:
+        self.table = table
+        self.path = path
+        self.name = name
+
+    def profile(self) -> Profile:
+        unknown = sorted(set(self.table) - set(_KEYS))
+        if unknown:
+            raise self.error(unknown[0], f"unknown key{_did_you_mean(unknown[0], _KEYS)}; "
+                                         f"the keys are: {', '.join(_KEYS)}")
+        token_file = self.optional("token_file", _text)
+        return Profile(
+            name=self.name,
+            token_url=self.required("token_url", _url),
+            client_id=self.required("client_id", _text),
+            prefixes=tuple(self.required("prefixes", _words)),
+            token_file=self._token_file(token_file),
+            config_path=self.path,
+            client_secret=self._secret(),
+            auth_method=self.optional("auth_method", _AUTH_METHOD),
+            scope=_joined(self.optional("scope", _words)),
+            grant=self.optional("grant", _GRANT) or "refresh_token",
+            device_authorization_url=self.optional("device_authorization_url", _url),
+            revocation_url=self.optional("revocation_url", _url),
+            default_token_file=token_file is None,
+        )
+
+    def required(self, key: str, parse: Callable[[object], _T]) -> _T:
+        if key not in self.table:
+            raise self.error(key, f"is missing; expected {_EXPECTED[parse]}")
+        value = self.optional(key, parse)
+        assert value is not None  # TOML has no null
+        return value
+
+    def optional(self, key: str, parse: Callable[[object], _T]) -> _T | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except (TypeError, ValueError) as error:
+            raise self.error(key, f"{error}; expected {_EXPECTED[parse]}") from None
+
+    def error(self, key: str, problem: str) -> ProfileError:
+        return ProfileError(problem, path=self.path, profile=self.name, key=key)
+
+    def _token_file(self, given: str | None) -> str:
+        if given is None:
+            return str(default_token_file(self.name))
+        path = Path(given).expanduser()
+        # Relative to the profile file, not to wherever the script happens to run.
+        return str(path if path.is_absolute() else Path(self.path).parent / path)
+
+    def _secret(self) -> str | None:
+        secret = self.optional("client_secret", _text)
+        variable = self.optional("client_secret_env", _text)
+        if secret is not None and variable is not None:
+            raise self.error("client_secret_env", "give client_secret or client_secret_env, "
+                                                  "not both")
+        if variable is None:
+            return secret
+        value = os.environ.get(variable)
+        if not value:
+            raise self.error("client_secret_env", f"the environment variable {variable} is "
+                                                  "not set; set it to the client secret")
+        return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"got {_kind(value)}")
+    return value
+
+
+def _url(value: object) -> str:
+    text = _text(value)
+    check_endpoint_url("the URL", text, allow_insecure_http=False)
+    return text
+
+
+def _words(value: object) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or \
+            not all(isinstance(item, str) and item for item in items):
+        raise TypeError(f"got {_kind(value)}")
+    return items
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if value not in options:
+            raise ValueError(f"got {_kind(value)}")
+        return str(value)
+    _EXPECTED[parse] = "one of " + ", ".join(repr(option) for option in options)
+    return parse
+
+
+_EXPECTED: dict[Callable[[object], Any], str] = {
+    _text: "a non-empty string",
+    _url: "an absolute https URL (http only on the loopback interface)",
+    _words: "a non-empty string or a list of them",
+}
+_AUTH_METHOD = _choice(AUTH_METHODS)
+_GRANT = _choice(GRANTS)
+_KEYS = ("token_url", "client_id", "prefixes", "token_file", "client_secret",
+         "client_secret_env", "auth_method", "scope", "grant", "device_authorization_url",
+         "revocation_url")
+
+
+def _joined(words: list[str] | None) -> str | None:
+    return None if words is None else " ".join(words)
+
+
+def _check_client(profile: Profile) -> None:
+    """Let the refresher check what only the combination of keys can show (a secret with
+    auth_method "none", say)."""
+    try:
+        profile.refresher()
+    except (TypeError, ValueError) as error:
+        raise ProfileError(str(error), path=profile.config_path, profile=profile.name) from None
+
+
+def _did_you_mean(key: str, known: Any) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _kind(value: object) -> str:
+    """A description of a bad value; never the value of a string, which may be a secret."""
+    if isinstance(value, str):
+        return "an empty string" if not value else f"a string of length {len(value)}"
+    return f"{value!r}" if isinstance(value, (bool, int, float)) else f"a {type(value).__name__}"
+
+
+def _warn_if_shared(file: Path) -> None:
+    mode = stat.S_IMODE(file.stat().st_mode)
+    if mode & 0o077:
+        logger.warning("the profile file %s holds a client secret and is readable by other "
+                       "users (mode %04o); chmod 600 it, or use client_secret_env", file, mode)
+
+
+def _user_folder(*, config: bool) -> Path:
+    """This application's folder for configuration (``config``) or for state."""
+    if sys.platform == "win32":
+        variable = "APPDATA" if config else "LOCALAPPDATA"
+        base = Path(os.environ.get(variable) or Path.home() / "AppData" /
+                    ("Roaming" if config else "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        variable, fallback = ("XDG_CONFIG_HOME", ".config") if config \
+            else ("XDG_STATE_HOME", ".local/state")
+        value = os.environ.get(variable, "")
+        # The XDG spec says relative paths there are invalid and must be ignored.
+        base = Path(value) if os.path.isabs(value) else Path.home() / fallback
+    return base / _APP
