@@ -194,24 +194,43 @@ class _Chaos:
 
 def _watch(fleet: _Fleet, chaos: _Chaos | None, deadline: float, seconds: float,
            out: TextIO) -> None:
-    """Show progress (a bar on a terminal, a line every 2 s elsewhere) until the workers end."""
+    """Show progress (a bar on a terminal, a line every 2 s elsewhere) until the workers end,
+    then once more with the final count, so the last thing shown is the whole run."""
     live = out.isatty()
     last_line = 0.0
     while not fleet.done():
         now = time.time()
         if chaos is not None and now < deadline:
             chaos.step(now)
-        share = min(1.0, max(0.0, 1 - (deadline - now) / seconds))
-        done = sum(fleet.totals())
-        if live:
-            out.write(f"\r[{'#' * int(share * 30):<30}] {share:4.0%}  requests {done:>7}")
-            out.flush()
-        elif now - last_line >= 2.0:
-            out.write(f"progress {share:4.0%}  requests {done}\n")
+        if live or now - last_line >= 2.0:
+            _show(out, live, min(1.0, max(0.0, 1 - (deadline - now) / seconds)), fleet)
             last_line = now
         time.sleep(0.1)
+    _show(out, live, 1.0, fleet)
     if live:
         out.write("\n")
+
+
+def _show(out: TextIO, live: bool, share: float, fleet: _Fleet) -> None:
+    """Draw the bar over the previous one on a terminal, or print a line elsewhere."""
+    done = sum(fleet.totals())
+    if not live:
+        out.write(f"progress {share:4.0%}  requests {done}\n")
+        return
+    # A line as wide as the terminal wraps, and "\r" then redraws only its last row.
+    room = _columns(out) - 1
+    width = max(5, min(30, room - 25))
+    line = f"[{'#' * int(share * width):<{width}}] {share:4.0%}  requests {done:>7}"
+    out.write("\r" + line[:room])
+    out.flush()
+
+
+def _columns(out: TextIO) -> int:
+    """The width of the terminal ``out`` writes to (80 when it cannot be told)."""
+    try:
+        return os.get_terminal_size(out.fileno()).columns or 80
+    except (OSError, ValueError):
+        return 80
 
 
 def _report(options: DemoOptions, fleet: _Fleet, details: Counter[str], server: LocalAuthServer,
