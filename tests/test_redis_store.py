@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import multiprocessing
 import os
@@ -337,8 +336,12 @@ def test_bad_arguments_say_how_to_fix_them(arguments: tuple[Any, ...], options: 
     assert "SECRET" not in str(raised.value)
 
 
-def _hash(**fields: Any) -> Callable[[redis.Redis], object]:
-    return lambda client: client.hset(KEY, mapping=fields)
+def _hash(**fields: str | bytes) -> Callable[[redis.Redis], object]:
+    """What plants a hash with ``fields`` at the token's key."""
+    def plant(client: redis.Redis) -> None:
+        for name, value in fields.items():
+            client.hset(KEY, name, value)
+    return plant
 
 
 GOOD = json.dumps(TOKEN.to_dict())
