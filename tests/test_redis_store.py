@@ -434,7 +434,8 @@ def test_a_store_built_on_a_client_pickles_its_connection_settings(
 
 
 @pytest.mark.timeout(60)
-def test_processes_sharing_only_redis_refresh_once_per_due_token(tmp_path: Path) -> None:
+def test_processes_sharing_only_redis_refresh_once_per_due_token(
+        tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
     ttl, seconds, processes = 1.0, 4.0, 4
     with LocalAuthServer(access_ttl=ttl) as auth:
         redis_server = RedisServer(tmp_path / "redis")
@@ -461,6 +462,9 @@ def test_processes_sharing_only_redis_refresh_once_per_due_token(tmp_path: Path)
         stats = auth.stats()
     # Each token is due halfway through its life (the leeway of 30 s exceeds it).
     due = int(elapsed // (ttl / 2))
+    record_property("figures", {"requests": sum(outcomes.values()), "outcomes": dict(outcomes),
+                                "token_endpoint_calls": stats.token_requests, "tokens_due": due,
+                                "reuse_detections": stats.reuse_detections})
     assert set(outcomes) == {"200"}, outcomes
     assert outcomes["200"] > 100
     assert 3 <= stats.token_requests <= due
