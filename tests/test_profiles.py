@@ -1,0 +1,182 @@
+"""The profile file: loading, validation errors that point at the key, and from_profile."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from refreshing_session import LoginRequired, RefreshingSession
+from refreshing_session.errors import ProfileError
+from refreshing_session.profiles import CONFIG_ENV, config_path, default_token_file, load_profile
+from refreshing_session.testing import LocalAuthServer
+
+from .conftest import write_grant
+
+GOOD = """
+[profiles.prod]
+token_url = "https://auth.example.com/oauth/token"
+client_id = "my-cli"
+prefixes = ["https://api.example.com/", "https://files.example.com/v2/"]
+scope = ["read", "write"]
+client_secret_env = "PROD_SECRET"
+revocation_url = "https://auth.example.com/oauth/revoke"
+token_file = "tokens/prod.json"
+
+[profiles.job]
+token_url = "https://auth.example.com/oauth/token"
+client_id = "job"
+client_secret = "s3cret"
+grant = "client_credentials"
+prefixes = "https://api.example.com/"
+"""
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the profile file and the user state folder into ``tmp_path``; return the file."""
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "config.toml"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "config.toml"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def test_a_profile_loads_with_its_secret_from_the_environment(
+        isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(isolated, GOOD)
+    monkeypatch.setenv("PROD_SECRET", "from-the-env")
+    profile = load_profile("prod")
+    assert profile.client_secret == "from-the-env"
+    assert "from-the-env" not in repr(profile)
+    assert profile.prefixes == ("https://api.example.com/", "https://files.example.com/v2/")
+    assert profile.scope == "read write"
+    assert profile.token_file == str(isolated.parent / "tokens" / "prod.json")
+    refresher = profile.refresher()
+    assert (refresher.client_id, refresher.auth_method) == ("my-cli", "client_secret_basic")
+    job = load_profile("job")
+    assert (job.grant, job.prefixes) == ("client_credentials", ("https://api.example.com/",))
+    assert job.token_file == str(isolated.parent / "state" / "refreshing-session" / "tokens"
+                                 / "job.json")
+
+
+def test_the_config_path_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert config_path() == tmp_path / "refreshing-session" / "config.toml"
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/ignored")
+    assert config_path() == Path.home() / ".config" / "refreshing-session" / "config.toml"
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "elsewhere.toml"))
+    assert config_path() == tmp_path / "elsewhere.toml"
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    ('token_url = 5\nclient_id = "c"\nprefixes = "https://a.test/"', "token_url",
+     "got 5; expected an absolute https URL"),
+    ('token_url = "http://auth.example.com/t"\nclient_id = "c"\nprefixes = "https://a.test/"',
+     "token_url", "plain http"),
+    ('client_id = "c"\nprefixes = "https://a.test/"', "token_url", "is missing"),
+    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = []', "prefixes",
+     "expected a non-empty string or a list of them"),
+    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+     'tokn_file = "x"', "tokn_file", "did you mean 'token_file'?"),
+    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+     'grant = "password"', "grant", "one of 'refresh_token', 'client_credentials'"),
+    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+     'client_secret_env = "SURELY_NOT_SET_ANYWHERE"', "client_secret_env",
+     "SURELY_NOT_SET_ANYWHERE is not set"),
+    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+     'client_secret = "hush-hush"\nclient_secret_env = "X"', "client_secret_env", "not both"),
+])
+def test_bad_keys_are_named_with_what_is_expected(isolated: Path, text: str, key: str,
+                                                  expected: str) -> None:
+    write(isolated, f"[profiles.dev]\n{text}\n")
+    with pytest.raises(ProfileError) as raised:
+        load_profile("dev")
+    message = str(raised.value)
+    assert message.startswith(f"{isolated}, profile 'dev', key {key!r}: ")
+    assert expected in message
+    assert (raised.value.profile, raised.value.key) == ("dev", key)
+    assert "hush-hush" not in message
+
+
+def test_a_secret_with_auth_method_none_is_refused(isolated: Path) -> None:
+    write(isolated, '[profiles.dev]\ntoken_url = "https://a.test/t"\nclient_id = "c"\n'
+                    'prefixes = "https://a.test/"\nclient_secret = "x"\nauth_method = "none"\n')
+    with pytest.raises(ProfileError, match="auth_method 'none' never sends the client_secret"):
+        load_profile("dev")
+
+
+def test_a_missing_profile_lists_the_ones_there(isolated: Path) -> None:
+    write(isolated, GOOD)
+    with pytest.raises(ProfileError, match=r"no profile 'staging'.*are: job, prod"):
+        load_profile("staging")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[prod]\nclient_id = 'c'\n", "a profile goes under [profiles.prod]"),
+    ("profile = 1\n", "did you mean 'profiles'?"),
+    ("[profiles]\nprod = 3\n", "must be a table ([profiles.prod]), got 3"),
+    ("[profiles.'../up']\n", "a profile name must be"),
+    ("[profiles.prod\n", "is not valid TOML"),
+])
+def test_a_malformed_file_says_what_is_wrong(isolated: Path, text: str, expected: str) -> None:
+    write(isolated, text)
+    with pytest.raises(ProfileError) as raised:
+        load_profile("prod")
+    assert str(raised.value).startswith(str(isolated))
+    assert expected in str(raised.value)
+
+
+def test_a_missing_file_names_the_environment_variable(isolated: Path) -> None:
+    with pytest.raises(ProfileError, match=rf"no profile file here.*{CONFIG_ENV}"):
+        load_profile("prod")
+
+
+def test_a_shared_file_with_a_secret_is_warned_about(
+        isolated: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write(isolated, GOOD).chmod(0o644)
+    load_profile("job")
+    assert "readable by other users" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+def server_profile(path: Path, server: LocalAuthServer, name: str = "local", **keys: str) -> Path:
+    lines = [f"[profiles.{name}]", f'token_url = "{server.token_url}"', 'client_id = "client"',
+             'client_secret_env = "LOCAL_SECRET"', f'prefixes = "{server.api_url}"',
+             *(f'{key} = "{value}"' for key, value in keys.items())]
+    return write(path, "\n".join(lines) + "\n")
+
+
+def test_from_profile_builds_a_working_session_in_a_private_folder(
+        isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCAL_SECRET", "secret")
+    server_profile(isolated, server)
+    token_file = default_token_file("local")
+    with RefreshingSession.from_profile("local") as session:
+        assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+        with pytest.raises(LoginRequired, match="refreshing-session login --profile local`"):
+            session.get(server.api_url + "items")
+        write_grant(token_file, server)
+        assert session.get(server.api_url + "items").json()["client_id"] == "client"
+
+
+def test_from_profile_options_override_the_profile(
+        isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    monkeypatch.setenv("LOCAL_SECRET", "secret")
+    elsewhere = tmp_path / "other.toml"
+    server_profile(elsewhere, server)
+    mine = write_grant(tmp_path / "mine.json", server)
+    with RefreshingSession.from_profile("local", config=elsewhere, token_file=mine,
+                                        prefixes=server.url + "/echo", leeway=5) as session:
+        assert session.keeper.leeway == 5
+        assert session.get(server.url + "/echo").json()["authorization_present"]
+        assert session.get(server.api_url + "items").status_code == 401  # not a prefix now
+        assert f"{CONFIG_ENV}={elsewhere} refreshing-session login" in session.keeper.login_hint
