@@ -211,8 +211,9 @@ def _logout(arguments: argparse.Namespace) -> int:
     try:
         removed = keeper.remove(before=revoke_first)
     except TokenError as error:
-        raise type(error)(f"{error}; the token file was kept. Run the logout again later, or "
-                          "with --no-revoke to only remove the file") from None
+        print(f"error: {error}\nThe token file was kept. Run the logout again later, or with "
+              "--no-revoke to only remove the file.", file=sys.stderr)
+        return 2
     if removed is None:
         print(f"nothing to do: there is no token in {keeper.store.location}")
     elif url is None:

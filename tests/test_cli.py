@@ -240,7 +240,7 @@ def test_a_failed_revocation_keeps_the_file_and_says_how_to_go_on(
     assert main(["logout", "--profile", "local"]) == 2
     err = capsys.readouterr().err
     assert "answered 404" in err
-    assert "the token file was kept" in err
+    assert "The token file was kept" in err
     assert "--no-revoke" in err
     assert token_file.exists()
     assert main(["logout", "--profile", "local", "--no-revoke"]) == 0
