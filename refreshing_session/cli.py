@@ -115,7 +115,7 @@ def _positive(kind: type[int] | type[float]) -> Any:
     return parse
 
 
-# --- status -------------------------------------------------------------------------------------
+# --- which token file -------------------------------------------------------------------------
 
 def _profile(arguments: argparse.Namespace) -> Profile | None:
     if arguments.token_file and arguments.profile:
@@ -228,6 +228,8 @@ def _summary(token: Token) -> str:
     described = _describe(token, time.time())
     return f"fingerprint {described['fingerprint']}, expires {described['expires'] or 'unknown'}"
 
+
+# --- which token file -------------------------------------------------------------------------
 
 # --- status -------------------------------------------------------------------------------------
 
