@@ -229,8 +229,6 @@ def _summary(token: Token) -> str:
     return f"fingerprint {described['fingerprint']}, expires {described['expires'] or 'unknown'}"
 
 
-# --- which token file -------------------------------------------------------------------------
-
 # --- status -------------------------------------------------------------------------------------
 
 def _status(arguments: argparse.Namespace) -> int:
