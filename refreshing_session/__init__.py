@@ -25,12 +25,23 @@ from .session import RefreshingSession
 from .store import Snapshot, TokenFile, TokenStore
 from .token import Token
 
+
+def __getattr__(name: str) -> object:
+    # RedisTokenStore needs the optional redis package: imported only when asked for.
+    if name == "RedisTokenStore":
+        from .redis_store import RedisTokenStore
+
+        return RedisTokenStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ClientCredentialsRefresher",
     "ClientRejected",
     "LockTimeout",
     "LoginRequired",
     "OAuth2Refresher",
+    "RedisTokenStore",
     "RefreshFailed",
     "Refresher",
     "RefreshingSession",

@@ -61,7 +61,11 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-import redis
+try:
+    import redis
+except ModuleNotFoundError as missing:  # pragma: no cover - depends on the installation
+    raise ModuleNotFoundError("RedisTokenStore needs the redis package: "
+                              "pip install 'refreshing-session[redis]'") from missing
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
