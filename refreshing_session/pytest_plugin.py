@@ -1,8 +1,9 @@
 """pytest fixtures for testing code that uses a RefreshingSession, against a real local server.
 
 Installing the package enables this plugin (entry point ``pytest11``) in every pytest run, so it
-defines no hooks, starts nothing at import, imports the library only when a test asks for it,
-and names every fixture ``refreshing_...`` so as not to take a name from anyone's conftest:
+defines no hooks, starts nothing at import, loads the local server's module only when a test
+asks for it, and names every fixture ``refreshing_...`` so as not to take a name from anyone's
+conftest:
 
 ``refreshing_auth_server``
     A started :class:`~refreshing_session.testing.LocalAuthServer` on 127.0.0.1, stopped after
