@@ -41,14 +41,18 @@ _T = TypeVar("_T")
 class Refresher(Protocol):
     """The refresher contract: given the current token, return the new one."""
 
-    def __call__(self, token: Token, /) -> Token | Mapping[str, Any]: ...
+    def __call__(self, token: Token, /) -> Token | Mapping[str, Any]:
+        """Return the token that replaces ``token``: a Token, or a token endpoint's answer."""
+        ...
 
 
 @runtime_checkable
 class TokenSource(Protocol):
     """A refresher that can also get a first token from nothing (so no login is needed)."""
 
-    def new_token(self) -> Token: ...
+    def new_token(self) -> Token:
+        """Return a first token, obtained with the client's own credentials."""
+        ...
 
 
 class TokenEndpoint:
