@@ -256,8 +256,9 @@ class TokenKeeper:
 
     def _first_token(self) -> Token:
         if not isinstance(self.refresher, TokenSource):
-            raise LoginRequired(f"there is no token in {self.store.location}; {self.login_hint}"
-                                "; or use a ClientCredentialsRefresher")
+            machine = "; or use a ClientCredentialsRefresher" if self.refresher is None else ""
+            raise LoginRequired(f"there is no token in {self.store.location}; "
+                                f"{self.login_hint}{machine}")
         token = self.refresher.new_token()
         logger.info("storing a new grant in %s", self.store.location)
         return self._announce(token, self._save(token, None, replacing=None))
@@ -413,7 +414,8 @@ class TokenKeeper:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"store": self.store, "refresher": self.refresher, "leeway": self.leeway,
-                "lock_timeout": self.lock_timeout, "on_refresh": self.on_refresh}
+                "lock_timeout": self.lock_timeout, "on_refresh": self.on_refresh,
+                "login_hint": self.login_hint}
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         self.__dict__.update(state)

@@ -69,6 +69,7 @@ except ModuleNotFoundError as missing:  # pragma: no cover - depends on the inst
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from .arguments import seconds
 from .errors import TokenStoreError, redact
 from .store import MAX_FILE_SIZE, Snapshot, Version, decode, encode
 from .token import Token
@@ -140,8 +141,8 @@ class RedisTokenStore:
                 "key must be a non-empty string, the Redis key of the token, such as "
                 "'refreshing-session:my-api'")
         self.key = key
-        self.lock_ttl = _seconds("lock_ttl", lock_ttl, minimum=0.001)
-        self.check_interval = _seconds("check_interval", check_interval, minimum=0.0)
+        self.lock_ttl = seconds("lock_ttl", lock_ttl, allow_zero=False)
+        self.check_interval = seconds("check_interval", check_interval, allow_zero=True)
         self._url: str | None = None
         if isinstance(url_or_client, str):
             self._url = url_or_client
@@ -422,10 +423,3 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
-def _seconds(name: str, value: object, *, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value) or value < minimum:
-        bound = "0 or more" if minimum == 0 else "more than 0"
-        raise ValueError(f"{name} must be a finite number of seconds, {bound}; got {value!r}")
-    return float(value)

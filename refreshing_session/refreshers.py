@@ -20,6 +20,7 @@ from urllib.parse import quote_plus, urlsplit
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from .arguments import seconds
 from .errors import ClientRejected, LoginRequired, RefreshFailed, TokenError, excerpt
 from .token import Token
 
@@ -91,8 +92,6 @@ class TokenEndpoint:
         if method == "none" and client_secret:
             raise ValueError("auth_method 'none' never sends the client_secret given; choose "
                              "client_secret_basic or client_secret_post, or drop the secret")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, got {retries!r}")
         self.token_url = token_url
@@ -100,7 +99,7 @@ class TokenEndpoint:
         self._client_secret = client_secret
         self.auth_method = method
         self.scope = scope
-        self.timeout = float(timeout)
+        self.timeout = seconds("timeout", timeout, allow_zero=False)
         self.retries = retries
         self.allow_insecure_http = allow_insecure_http
         # The HTTP Basic credentials, sent with client_secret_basic and redacted from errors.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ import requests
 from urllib3.util.retry import Retry
 
 from .adapter import BearerAdapter, Prefixes, mark_caller_auth, shallow_copy
+from .arguments import seconds
 from .keeper import TokenKeeper
 from .profiles import load_profile
 from .refreshers import Refresher, skip_netrc
@@ -65,8 +65,8 @@ class RefreshingSession(requests.Session):
         self.keeper = TokenKeeper(
             _store(token_file, store),
             refresher,
-            leeway=_seconds("leeway", leeway, allow_zero=True),
-            lock_timeout=_seconds("lock_timeout", lock_timeout, allow_zero=False),
+            leeway=seconds("leeway", leeway, allow_zero=True),
+            lock_timeout=seconds("lock_timeout", lock_timeout, allow_zero=False),
             on_refresh=on_refresh,
         )
         adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries)
@@ -147,10 +147,3 @@ def _check_arguments(refresher: object, on_refresh: object) -> None:
                         f"{type(on_refresh).__name__}")
 
 
-def _seconds(name: str, value: object, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = "0 or more" if allow_zero else "more than 0"
-        raise ValueError(f"{name} must be a finite number of seconds, {bound}; got {value!r}")
-    return float(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -89,8 +90,9 @@ def test_refresh_now_without_a_token_asks_for_a_login(server: LocalAuthServer,
                                                        tmp_path: Path) -> None:
     keeper = keeper_for(server, TokenFile(tmp_path / "none.json"))
     keeper.login_hint = "log in first with `refreshing-session login --profile prod`"
-    with pytest.raises(LoginRequired, match="--profile prod"):
-        keeper.refresh_now()
+    for copy in (keeper, pickle.loads(pickle.dumps(keeper))):  # a pool's worker too
+        with pytest.raises(LoginRequired, match="--profile prod"):
+            copy.refresh_now()
     assert server.stats().token_requests == 0
 
 
