@@ -1,7 +1,11 @@
 """refreshing_session: a drop-in requests.Session that keeps an OAuth2 bearer token fresh.
 
-One token file is shared by every thread and process; a file lock makes sure each token is
-refreshed once, so identity providers that rotate refresh tokens never see one presented twice.
+Every thread and process that uses a grant shares one token store: a token file on one
+machine (:class:`TokenFile`, with a file lock beside it), or a Redis key for a fleet of
+machines (``RedisTokenStore``, in ``refreshing_session.redis_store``; ``pip install
+refreshing-session[redis]``). A refresh runs under the store's lock, and whoever takes it
+first refreshes for everyone, so identity providers that rotate refresh tokens never see one
+presented twice.
 
 >>> session = RefreshingSession(                                    # doctest: +SKIP
 ...     "https://api.example.com/",
@@ -9,17 +13,27 @@ refreshed once, so identity providers that rotate refresh tokens never see one p
 ...     refresher=OAuth2Refresher("https://auth.example.com/oauth/token", client_id="my-client"),
 ... )
 >>> session.get("https://api.example.com/v1/items")               # doctest: +SKIP
+
+Or, with a profile that ``refreshing-session login --profile prod`` logged in to:
+
+>>> session = RefreshingSession.from_profile("prod")                # doctest: +SKIP
+
+Errors are :class:`TokenError` subclasses (and so ``requests.RequestException``): log in
+again on :class:`LoginRequired`, try later on :class:`RefreshFailed`, fix the configuration on
+:class:`ClientRejected`. The command line: ``refreshing-session --help``.
 """
 
 from .errors import (
     ClientRejected,
     LockTimeout,
     LoginRequired,
+    ProfileError,
     RefreshFailed,
     TokenError,
     TokenFileError,
     TokenStoreError,
 )
+from .profiles import Profile, load_profile
 from .refreshers import ClientCredentialsRefresher, OAuth2Refresher, Refresher, TokenSource
 from .session import RefreshingSession
 from .store import Snapshot, TokenFile, TokenStore
@@ -41,7 +55,8 @@ __all__ = [
     "LockTimeout",
     "LoginRequired",
     "OAuth2Refresher",
-    "RedisTokenStore",
+    "Profile",
+    "ProfileError",
     "RefreshFailed",
     "Refresher",
     "RefreshingSession",
@@ -53,4 +68,5 @@ __all__ = [
     "TokenSource",
     "TokenStore",
     "TokenStoreError",
+    "load_profile",
 ]

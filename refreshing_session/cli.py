@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="a JSON token dict saved by requests-oauthlib, Authlib or an "
                             "identity provider's tool; - reads standard input")
     login.set_defaults(run=_login)
-    status = commands.add_parser("status", help="describe a token file without showing secrets")
+    status = commands.add_parser("status", help="describe the stored token without showing "
+                                                "secrets")
     _target(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(run=_status)
@@ -233,16 +234,16 @@ def _summary(token: Token) -> str:
 
 def _status(arguments: argparse.Namespace) -> int:
     profile = _profile(arguments)
-    store = TokenFile(profile.token_file if profile else arguments.token_file)
+    store = profile.token_store() if profile else TokenFile(arguments.token_file)
     snapshot = store.read()
     if snapshot is None:
         hint = profile.login_hint if profile else "log in first"
-        print(f"error: there is no token file at {store.path}; {hint}", file=sys.stderr)
+        print(f"error: there is no token in {store.location}; {hint}", file=sys.stderr)
         return 1
-    mode = stat.S_IMODE(os.stat(store.path).st_mode)
     report = _describe(snapshot.token, time.time())
-    report.update(path=store.path, mode=f"{mode:04o}",
-                  refresh_refused=snapshot.notes.get(REFUSED))
+    report.update(location=store.location, refresh_refused=snapshot.notes.get(REFUSED))
+    if isinstance(store, TokenFile):
+        report.update(path=store.path, mode=f"{stat.S_IMODE(os.stat(store.path).st_mode):04o}")
     if arguments.json:
         print(json.dumps(report, sort_keys=True))
     else:

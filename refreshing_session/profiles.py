@@ -12,6 +12,12 @@ The file lives in the user's config folder (``$XDG_CONFIG_HOME`` or ``~/.config`
     device_authorization_url = "https://auth.example.com/oauth/device"
     revocation_url = "https://auth.example.com/oauth/revoke"
     client_secret_env = "PROD_CLIENT_SECRET"   # or client_secret = "..." in the file
+
+A fleet on several machines keeps its token in Redis instead of a token file (this needs
+``pip install refreshing-session[redis]``)::
+
+    redis_url_env = "PROD_REDIS_URL"          # or redis_url = "redis://host:6379/0"
+    redis_key = "refreshing-session:prod"     # the default: refreshing-session:PROFILE
 """
 
 from __future__ import annotations
@@ -35,13 +41,14 @@ from .refreshers import (
     OAuth2Refresher,
     check_endpoint_url,
 )
-from .store import TokenFile
+from .store import TokenFile, TokenStore
 
 logger = logging.getLogger(__name__)
 
 CONFIG_ENV = "REFRESHING_SESSION_CONFIG"
 GRANTS = ("refresh_token", "client_credentials")
 _APP = "refreshing-session"
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # Profile names become file names: nothing that could climb out of the folder.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _T = TypeVar("_T")
@@ -65,6 +72,8 @@ class Profile:
     device_authorization_url: str | None = None
     revocation_url: str | None = None
     default_token_file: bool = False
+    redis_url: str | None = field(default=None, repr=False)
+    redis_key: str | None = None
 
     def refresher(self) -> OAuth2Refresher | ClientCredentialsRefresher:
         """Return the refresher of this profile's grant, with its client credentials."""
@@ -73,8 +82,13 @@ class Profile:
         return kind(self.token_url, self.client_id, self.client_secret,
                     auth_method=self.auth_method, scope=self.scope)
 
-    def token_store(self) -> TokenFile:
-        """Return the profile's token file, creating its default folder (0700) if needed."""
+    def token_store(self) -> TokenStore:
+        """Return the profile's token store: its Redis key when it names a Redis server, else
+        its token file, creating the default folder (0700) if needed."""
+        if self.redis_url is not None:
+            from .redis_store import RedisTokenStore  # the optional extra, only when used
+
+            return RedisTokenStore(self.redis_url, self.redis_key or f"{_APP}:{self.name}")
         if self.default_token_file:
             folder = os.path.dirname(self.token_file)
             os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -118,7 +132,7 @@ def load_profile(name: str, path: str | os.PathLike[str] | None = None) -> Profi
                            f"{known}", path=str(file))
     profile = _Reader(table, str(file), name).profile()
     _check_client(profile)
-    if profile.client_secret and "client_secret" in table:
+    if "client_secret" in table or "redis_url" in table:
         _warn_if_shared(file)
     return profile
 
@@ -171,6 +185,15 @@ class _Reader:
             raise self.error(unknown[0], f"unknown key{_did_you_mean(unknown[0], _KEYS)}; "
                                          f"the keys are: {', '.join(_KEYS)}")
         token_file = self.optional("token_file", _text)
+        redis_url = self._from_file_or_env("redis_url")
+        if token_file is not None and redis_url is not None:
+            raise self.error("redis_url", "give token_file or a Redis server, not both: the "
+                                          "token lives in one place")
+        if redis_url is not None and not redis_url.startswith(_REDIS_SCHEMES):
+            raise self.error("redis_url", "must start with redis://, rediss:// or unix://, as "
+                                          "in redis://user:password@host:6379/0")
+        if redis_url is None and "redis_key" in self.table:
+            raise self.error("redis_key", "needs redis_url or redis_url_env")
         return Profile(
             name=self.name,
             token_url=self.required("token_url", _url),
@@ -178,13 +201,15 @@ class _Reader:
             prefixes=tuple(self.required("prefixes", _words)),
             token_file=self._token_file(token_file),
             config_path=self.path,
-            client_secret=self._secret(),
+            client_secret=self._from_file_or_env("client_secret"),
             auth_method=self.optional("auth_method", _AUTH_METHOD),
             scope=_joined(self.optional("scope", _words)),
             grant=self.optional("grant", _GRANT) or "refresh_token",
             device_authorization_url=self.optional("device_authorization_url", _url),
             revocation_url=self.optional("revocation_url", _url),
-            default_token_file=token_file is None,
+            default_token_file=token_file is None and redis_url is None,
+            redis_url=redis_url,
+            redis_key=self.optional("redis_key", _text),
         )
 
     def required(self, key: str, parse: Callable[[object], _T]) -> _T:
@@ -213,18 +238,19 @@ class _Reader:
         # Relative to the profile file, not to wherever the script happens to run.
         return str(path if path.is_absolute() else Path(self.path).parent / path)
 
-    def _secret(self) -> str | None:
-        secret = self.optional("client_secret", _text)
-        variable = self.optional("client_secret_env", _text)
-        if secret is not None and variable is not None:
-            raise self.error("client_secret_env", "give client_secret or client_secret_env, "
-                                                  "not both")
+    def _from_file_or_env(self, key: str) -> str | None:
+        """The value of ``key``, or of the environment variable that ``key_env`` names: for
+        secrets, which need not sit in the file."""
+        given = self.optional(key, _text)
+        variable = self.optional(f"{key}_env", _text)
+        if given is not None and variable is not None:
+            raise self.error(f"{key}_env", f"give {key} or {key}_env, not both")
         if variable is None:
-            return secret
+            return given
         value = os.environ.get(variable)
         if not value:
-            raise self.error("client_secret_env", f"the environment variable {variable} is "
-                                                  "not set; set it to the client secret")
+            raise self.error(f"{key}_env", f"the environment variable {variable} is not set; "
+                                           f"set it to the {key.replace('_', ' ')}")
         return value
 
 
@@ -266,7 +292,7 @@ _AUTH_METHOD = _choice(AUTH_METHODS)
 _GRANT = _choice(GRANTS)
 _KEYS = ("token_url", "client_id", "prefixes", "token_file", "client_secret",
          "client_secret_env", "auth_method", "scope", "grant", "device_authorization_url",
-         "revocation_url")
+         "revocation_url", "redis_url", "redis_url_env", "redis_key")
 
 
 def _joined(words: list[str] | None) -> str | None:
@@ -297,8 +323,9 @@ def _kind(value: object) -> str:
 def _warn_if_shared(file: Path) -> None:
     mode = stat.S_IMODE(file.stat().st_mode)
     if mode & 0o077:
-        logger.warning("the profile file %s holds a client secret and is readable by other "
-                       "users (mode %04o); chmod 600 it, or use client_secret_env", file, mode)
+        logger.warning("the profile file %s holds a client secret or a Redis URL and is "
+                       "readable by other users (mode %04o); chmod 600 it, or use "
+                       "client_secret_env and redis_url_env", file, mode)
 
 
 def _user_folder(*, config: bool) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import requests
 from urllib3.util.retry import Retry
@@ -75,16 +75,16 @@ class RefreshingSession(requests.Session):
 
     @classmethod
     def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
-                     **options: Any) -> RefreshingSession:
+                     **options: Any) -> Self:
         """Return a session for profile ``name`` of the profile file (``config``, or the
-        default one): its prefixes, token file and refresher. ``options`` are passed on to the
+        default one): its prefixes, token store and refresher. ``options`` are passed on to the
         constructor and win over the profile's (``prefixes=``, ``store=``, ``leeway=``, ...).
         A missing or refused login says which ``refreshing-session login`` command to run.
         Raises ProfileError when the profile cannot be used."""
         profile = load_profile(name, config)
         options.setdefault("refresher", profile.refresher())
         if "store" not in options and "token_file" not in options:
-            options["token_file"] = profile.token_store().path
+            options["store"] = profile.token_store()
         session = cls(options.pop("prefixes", profile.prefixes), **options)
         session.keeper.login_hint = profile.login_hint
         return session

@@ -51,5 +51,16 @@ def test_help_on_the_package_shows_every_exported_name_with_its_summary() -> Non
     assert "RefreshingSession(" in text.split("CLASSES")[0]  # the package's own example
     for name in PUBLIC:
         summary = own_docstring(getattr(refreshing_session, name)).strip().splitlines()[0]
-        assert f"class {name}" in text
+        exported = getattr(refreshing_session, name)
+        assert f"{'class ' if inspect.isclass(exported) else ''}{name}" in text
         assert summary.strip() in text
+
+
+def test_the_redis_store_is_documented_without_being_imported_by_a_star() -> None:
+    """It needs the optional redis package, so ``from refreshing_session import *`` must not
+    import it; it is reached by name, and the package's help says where."""
+    assert "RedisTokenStore" not in refreshing_session.__all__
+    store = refreshing_session.RedisTokenStore
+    assert own_docstring(store).strip()
+    assert all(own_docstring(member).strip() for _, member in public_members(store))
+    assert "RedisTokenStore" in (refreshing_session.__doc__ or "")

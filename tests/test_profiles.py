@@ -93,6 +93,16 @@ def test_the_config_path_follows_the_environment(monkeypatch: pytest.MonkeyPatch
      "SURELY_NOT_SET_ANYWHERE is not set"),
     ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
      'client_secret = "hush-hush"\nclient_secret_env = "X"', "client_secret_env", "not both"),
+    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+     'token_file = "t.json"\nredis_url = "redis://u:hush-hush@redis.test:6379/0"', "redis_url",
+     "not both"),
+    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+     'redis_url = "http://u:hush-hush@redis.test:6379/0"', "redis_url",
+     "must start with redis://"),
+    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+     'redis_key = "k"', "redis_key", "needs redis_url"),
+    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+     'redis_url_env = "SURELY_NOT_SET_ANYWHERE"', "redis_url_env", "is not set"),
 ])
 def test_bad_keys_are_named_with_what_is_expected(isolated: Path, text: str, key: str,
                                                   expected: str) -> None:

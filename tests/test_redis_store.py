@@ -20,6 +20,8 @@ import pytest
 import redis
 
 from refreshing_session import RefreshingSession, Token, TokenStore, TokenStoreError
+from refreshing_session.cli import main
+from refreshing_session.profiles import CONFIG_ENV
 from refreshing_session.redis_store import RedisTokenStore
 from refreshing_session.store import MAX_FILE_SIZE
 from refreshing_session.testing import LocalAuthServer
@@ -44,6 +46,8 @@ WORKER = """
 import collections, os, threading, time
 from pathlib import Path
 from refreshing_session import OAuth2Refresher, RefreshingSession
+from refreshing_session.cli import main
+from refreshing_session.profiles import CONFIG_ENV
 from refreshing_session.redis_store import RedisTokenStore
 store = RedisTokenStore(job["redis"], job["key"], lock_ttl=job["lock_ttl"])
 session = RefreshingSession(job["api"], store=store,
@@ -600,3 +604,33 @@ def test_a_token_refreshed_while_redis_went_down_is_used_and_stored_later(
     wait_for(saved, timeout=TIMEOUT)
     assert server.stats().token_requests == 1
     assert server.stats().reuse_detections == 0
+
+
+# ------------------------------------------------------------------ a profile naming Redis
+
+def test_a_profile_naming_redis_logs_in_serves_sessions_and_logs_out(
+        redis_server: RedisServer, server: LocalAuthServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[profiles.fleet]\ntoken_url = "{server.token_url}"\n'
+                      f'client_id = "client"\nclient_secret_env = "FLEET_SECRET"\n'
+                      f'prefixes = "{server.api_url}"\nredis_url_env = "FLEET_REDIS"\n'
+                      'redis_key = "fleet:api"\n')
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    monkeypatch.setenv("FLEET_SECRET", "secret")
+    monkeypatch.setenv("FLEET_REDIS", redis_server.url)
+    saved = tmp_path / "saved-by-another-tool.json"
+    saved.write_text(json.dumps(server.issue_token()))
+
+    assert main(["login", "--profile", "fleet", "--import", str(saved)]) == 0
+    assert "logged in: the Redis key 'fleet:api'" in capsys.readouterr().out
+    assert main(["status", "--json", "--profile", "fleet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["location"].startswith("the Redis key 'fleet:api' at redis://127.0.0.1:")
+    assert "mode" not in report
+    with RefreshingSession.from_profile("fleet") as session:
+        assert isinstance(session.keeper.store, RedisTokenStore)
+        assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    assert main(["logout", "--profile", "fleet", "--no-revoke"]) == 0
+    assert RedisTokenStore(redis_server.url, "fleet:api").read() is None
+    assert not list(tmp_path.glob("**/fleet.json"))  # no token file was made on the side
