@@ -241,9 +241,11 @@ def _status(arguments: argparse.Namespace) -> int:
         print(f"error: there is no token in {store.location}; {hint}", file=sys.stderr)
         return 1
     report = _describe(snapshot.token, time.time())
-    report.update(location=store.location, refresh_refused=snapshot.notes.get(REFUSED))
     if isinstance(store, TokenFile):
         report.update(path=store.path, mode=f"{stat.S_IMODE(os.stat(store.path).st_mode):04o}")
+    else:
+        report.update(location=store.location)
+    report.update(refresh_refused=snapshot.notes.get(REFUSED))
     if arguments.json:
         print(json.dumps(report, sort_keys=True))
     else:
