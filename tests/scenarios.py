@@ -114,6 +114,40 @@ SCENARIOS: dict[str, Scenario] = {
         "no caller error, no reuse detection, calls within the expiries plus injected retries, "
         "the file valid at the end",
         ("test_a_storm_with_random_faults_loses_nothing_and_leaks_no_reuse",)),
+    "Redis store: processes sharing only Redis, 1-second tokens": Scenario(
+        "no caller error, token-endpoint calls within the tokens that came due, no reuse; "
+        "fork, spawn and pickling keep sharing",
+        ("test_processes_sharing_only_redis_refresh_once_per_due_token",
+         "test_sessions_keep_sharing_redis_in_child_processes")),
+    "Redis store: lock holder SIGKILLed mid-refresh, or stalled past its lock": Scenario(
+        "the others proceed once lock_ttl passes; a stalled holder's write is refused (fencing) "
+        "and the newer token stays; a late release never frees the next holder's lock",
+        ("test_a_holder_killed_mid_refresh_blocks_the_others_only_until_lock_ttl",
+         "test_a_holder_whose_lock_expired_cannot_overwrite_the_newer_token",
+         "test_a_late_release_never_frees_the_next_holders_lock",
+         "test_an_abandoned_lock_expires_after_lock_ttl")),
+    "Redis store: Redis restarted, unreachable, or lost mid-refresh": Scenario(
+        "callers succeed or get a TokenStoreError soon; a persisted token survives; a token "
+        "refreshed meanwhile is used and stored once Redis is back",
+        ("test_requests_go_on_while_redis_restarts_and_the_token_survives",
+         "test_an_unreachable_redis_is_a_clear_error_soon",
+         "test_a_token_refreshed_while_redis_went_down_is_used_and_stored_later")),
+    "Redis store: an ACL user, wrong credentials, bad stored data": Scenario(
+        "works with the right password; a clear TokenStoreError otherwise, never showing the "
+        "password",
+        ("test_an_acl_user_works_and_wrong_credentials_are_a_clear_error",
+         "test_bad_stored_data_is_a_token_store_error",
+         "test_a_session_on_bad_stored_data_raises_a_token_store_error")),
+    "Device login: pending, slow_down, denied, expired code; bad profile files": Scenario(
+        "the client waits as the server asks (5 s more after each slow_down), stops at denial "
+        "or expiry with a clear error; profile errors name the file, profile and key",
+        ("test_device_login_shows_the_code_and_returns_the_token_once_approved",
+         "test_slow_down_adds_five_seconds_to_every_later_wait", "test_a_denied_login_says_so",
+         "test_an_expired_code_says_to_log_in_again",
+         "test_the_client_gives_up_at_the_codes_expiry_on_its_own_clock",
+         "test_bad_keys_are_named_with_what_is_expected",
+         "test_a_malformed_file_says_what_is_wrong",
+         "test_a_missing_profile_lists_the_ones_there")),
 }
 
 
