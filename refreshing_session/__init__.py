@@ -23,6 +23,8 @@ again on :class:`LoginRequired`, try later on :class:`RefreshFailed`, fix the co
 :class:`ClientRejected`. The command line: ``refreshing-session --help``.
 """
 
+from typing import TYPE_CHECKING
+
 from .errors import (
     ClientRejected,
     LockTimeout,
@@ -38,6 +40,9 @@ from .refreshers import ClientCredentialsRefresher, OAuth2Refresher, Refresher, 
 from .session import RefreshingSession
 from .store import Snapshot, TokenFile, TokenStore
 from .token import Token
+
+if TYPE_CHECKING:  # so that type checkers see the class the lazy import below returns
+    from .redis_store import RedisTokenStore as RedisTokenStore
 
 
 def __getattr__(name: str) -> object:

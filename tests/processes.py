@@ -29,18 +29,24 @@ print(" ".join(outcomes))
 """
 
 # Runs job["threads"] threads on one shared session, each calling job["url"] until job["until"]
-# (epoch seconds), or once with job["once"]. With job["go"], each worker first touches a file in
-# job["ready"] and waits for the deadline to be written to job["go"], so that all start
-# together. Prints what the callers saw, as JSON: a status code or an exception's name, counted.
+# (epoch seconds), or once with job["once"]. The session shares job["file"], or with
+# job["redis"] only the Redis key job["key"]. With job["go"], each worker first touches a file
+# in job["ready"] and waits (30 s at most) for the deadline to be written to job["go"], so that
+# all start together. Prints what the callers saw, as JSON: a status code or an exception's
+# name, counted.
 STORM = """
 import collections, os, threading, time
 from pathlib import Path
-from refreshing_session import OAuth2Refresher, RefreshingSession
-session = RefreshingSession(job["api"], token_file=job["file"], refresher=OAuth2Refresher(
-    job["token_url"], job["client_id"], job["client_secret"], auth_method=job["auth_method"]))
+import refreshing_session as rs
+store = (rs.RedisTokenStore(job["redis"], job["key"], lock_ttl=job["lock_ttl"])
+         if "redis" in job else rs.TokenFile(job["file"]))
+session = rs.RefreshingSession(job["api"], store=store, refresher=rs.OAuth2Refresher(
+    job["token_url"], job.get("client_id", "client"), job.get("client_secret", "secret"),
+    auth_method=job.get("auth_method")))
 if "go" in job:
     Path(job["ready"], str(os.getpid())).touch()
-    while not Path(job["go"]).exists():
+    give_up = time.monotonic() + 30
+    while not Path(job["go"]).exists() and time.monotonic() < give_up:
         time.sleep(0.005)
     job["until"] = float(Path(job["go"]).read_text())
 outcomes = collections.Counter()

@@ -8,6 +8,7 @@ import pydoc
 import pytest
 
 import refreshing_session
+from refreshing_session.redis_store import RedisTokenStore
 
 PUBLIC = sorted(refreshing_session.__all__)
 # Methods a user calls without naming them; other dunders are documented by their class.
@@ -61,6 +62,7 @@ def test_the_redis_store_is_documented_without_being_imported_by_a_star() -> Non
     import it; it is reached by name, and the package's help says where."""
     assert "RedisTokenStore" not in refreshing_session.__all__
     store = refreshing_session.RedisTokenStore
+    assert store is RedisTokenStore
     assert own_docstring(store).strip()
     assert all(own_docstring(member).strip() for _, member in public_members(store))
     assert "RedisTokenStore" in (refreshing_session.__doc__ or "")

@@ -27,7 +27,7 @@ from refreshing_session.store import MAX_FILE_SIZE
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import refresher_for
-from .processes import start_process, wait_for
+from .processes import STORM, start_process, wait_for
 from .redis_servers import RedisServer, RedisUser
 
 KEY = "refreshing-session:test"
@@ -38,46 +38,6 @@ TOKEN = Token("at-Hs82Jd7Qp", refresh_token="rt-Wn4Bv9Xc1", expires_at=NOW + 360
               lifetime=3600.0, scope="read")
 OTHER = Token("at-Mz5Tg3Lr8", refresh_token="rt-Ck6Yf2Np0", expires_at=NOW + 3600)
 
-# Runs job["threads"] threads on one session whose only shared state is Redis. With job["go"],
-# each process first touches a file in job["ready"], then waits for the end time to appear in
-# job["go"] and calls the API until then; without, each thread makes one request. Prints what
-# the callers saw, counted, as JSON: a status code or an exception's name.
-WORKER = """
-import collections, os, threading, time
-from pathlib import Path
-from refreshing_session import OAuth2Refresher, RefreshingSession
-from refreshing_session.cli import main
-from refreshing_session.profiles import CONFIG_ENV
-from refreshing_session.redis_store import RedisTokenStore
-store = RedisTokenStore(job["redis"], job["key"], lock_ttl=job["lock_ttl"])
-session = RefreshingSession(job["api"], store=store,
-                            refresher=OAuth2Refresher(job["token_url"], "client", "secret"))
-until = 0.0
-if "go" in job:
-    Path(job["ready"], str(os.getpid())).touch()
-    give_up = time.monotonic() + 30
-    while not Path(job["go"]).exists() and time.monotonic() < give_up:
-        time.sleep(0.005)
-    until = float(Path(job["go"]).read_text())
-outcomes = collections.Counter()
-lock = threading.Lock()
-def work():
-    while True:
-        try:
-            outcome = str(session.get(job["api"] + "items", timeout=10).status_code)
-        except Exception as error:
-            outcome = type(error).__name__
-        with lock:
-            outcomes[outcome] += 1
-        if time.time() >= until:
-            return
-threads = [threading.Thread(target=work) for _ in range(job["threads"])]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-print(json.dumps(outcomes))
-"""
 
 
 @pytest.fixture
@@ -447,10 +407,10 @@ def test_processes_sharing_only_redis_refresh_once_per_due_token(
         try:
             ready, go = tmp_path / "ready", tmp_path / "go"
             ready.mkdir()
-            job = {"api": auth.api_url, "token_url": auth.token_url, "redis": redis_server.url,
-                   "key": KEY, "lock_ttl": 10.0, "threads": 2, "ready": str(ready),
-                   "go": str(go)}
-            workers = [start_process(WORKER, job) for _ in range(processes)]
+            job = {"api": auth.api_url, "url": auth.api_url + "items",
+                   "token_url": auth.token_url, "redis": redis_server.url, "key": KEY,
+                   "lock_ttl": 10.0, "threads": 2, "ready": str(ready), "go": str(go)}
+            workers = [start_process(STORM, job) for _ in range(processes)]
             wait_for(lambda: len(list(ready.iterdir())) == processes, timeout=30)
             logged_in = time.time()
             log_in(RedisTokenStore(redis_server.url, KEY), auth)
@@ -490,9 +450,10 @@ def test_a_holder_killed_mid_refresh_blocks_the_others_only_until_lock_ttl(
     log_in(store, server)
     expired = expire(store)
     server.slow_token_endpoint(60)
-    job = {"api": server.api_url, "token_url": server.token_url, "redis": redis_server.url,
-           "key": KEY, "lock_ttl": lock_ttl, "threads": 1}
-    victim = start_process(WORKER, job)
+    job = {"api": server.api_url, "url": server.api_url + "items",
+           "token_url": server.token_url, "redis": redis_server.url, "key": KEY,
+           "lock_ttl": lock_ttl, "threads": 1, "once": True, "until": time.time() + 60}
+    victim = start_process(STORM, job)
     wait_for(lambda: server.stats().token_requests == 1, timeout=30)  # it holds the lock
     killed_at = time.monotonic()
     os.kill(victim.pid, signal.SIGKILL)
@@ -500,7 +461,7 @@ def test_a_holder_killed_mid_refresh_blocks_the_others_only_until_lock_ttl(
     assert raw_client(redis_server).exists(store.lock_key) == 1  # nobody released it
     assert stored_token(redis_server) == expired
     server.slow_token_endpoint(0)
-    others = [start_process(WORKER, job) for _ in range(2)]
+    others = [start_process(STORM, job) for _ in range(2)]
     outcomes = [json.loads(other.communicate(timeout=30)[0]) for other in others]
     assert outcomes == [{"200": 1}, {"200": 1}]
     assert time.monotonic() - killed_at < lock_ttl + 10
