@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from refreshing_session import RefreshingSession
 from refreshing_session.testing import LocalAuthServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +77,19 @@ def job_for(server: LocalAuthServer, token_file: Path, **extra: object) -> dict[
     """The job the REQUESTS program expects, for ``server`` and ``token_file``."""
     return {"api": server.api_url, "file": str(token_file), "token_url": server.token_url,
             **extra}
+
+
+def use_session(session: RefreshingSession, url: str) -> int:
+    """GET ``url`` with ``session`` and return the status: a task for a process pool."""
+    return session.get(url, timeout=10).status_code
+
+
+def use_in_child_processes(session: RefreshingSession, url: str, method: str) -> list[int]:
+    """Send ``session`` to a pool of 2 processes started with ``method`` and GET ``url`` 4
+    times there; return the statuses."""
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        return list(pool.map(use_session, [session] * 4, [url] * 4, timeout=60))
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -111,35 +111,40 @@ def decide_when_asked(decide: Callable[[str], None], server: LocalAuthServer) ->
     return thread
 
 
-def test_device_login_writes_a_private_token_file_and_prints_no_secret(
-        local: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def device_server(local: Path) -> Iterator[LocalAuthServer]:
+    """A server that wants device polls every 50 ms, which the "local" profile now names."""
     with LocalAuthServer(device_interval=0.05) as server:
         profile_file(Path(os.environ[CONFIG_ENV]), server,
                      device_authorization_url=server.device_authorization_url)
-        approver = decide_when_asked(server.approve, server)
-        assert main(["login", "--profile", "local"]) == 0
-        approver.join(5)
-        out = capsys.readouterr().out
-        token = stored(local)
-        assert f"open {server.verification_url} and enter the code " in out
-        assert f"logged in: the token file {local} (fingerprint {token.fingerprint}" in out
-        assert stat.S_IMODE(local.stat().st_mode) == 0o600
-        assert token.refresh_token
-        for secret in (token.access_token, token.refresh_token, "secret"):
-            assert secret not in out
-        assert server.stats().device_grants == 1
+        yield server
+
+
+def test_device_login_writes_a_private_token_file_and_prints_no_secret(
+        local: Path, device_server: LocalAuthServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    approver = decide_when_asked(device_server.approve, device_server)
+    assert main(["login", "--profile", "local"]) == 0
+    approver.join(5)
+    out = capsys.readouterr().out
+    token = stored(local)
+    assert f"open {device_server.verification_url} and enter the code " in out
+    assert f"logged in: the token file {local} (fingerprint {token.fingerprint}" in out
+    assert stat.S_IMODE(local.stat().st_mode) == 0o600
+    assert token.refresh_token
+    for secret in (token.access_token, token.refresh_token, "secret"):
+        assert secret not in out
+    assert device_server.stats().device_grants == 1
 
 
 def test_a_denied_device_login_exits_2_and_writes_nothing(
-        local: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with LocalAuthServer(device_interval=0.05) as server:
-        profile_file(Path(os.environ[CONFIG_ENV]), server,
-                     device_authorization_url=server.device_authorization_url)
-        denier = decide_when_asked(server.deny, server)
-        assert main(["login", "--profile", "local"]) == 2
-        assert "refused on the verification page" in capsys.readouterr().err
-        assert not local.exists()
-        denier.join(5)
+        local: Path, device_server: LocalAuthServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    denier = decide_when_asked(device_server.deny, device_server)
+    assert main(["login", "--profile", "local"]) == 2
+    assert "refused on the verification page" in capsys.readouterr().err
+    assert not local.exists()
+    denier.join(5)
 
 
 def test_client_credentials_login(tmp_path: Path, server: LocalAuthServer,

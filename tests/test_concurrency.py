@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import pickle
 import signal
@@ -12,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,16 @@ from refreshing_session import RefreshingSession
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import SessionFactory, expire, stored
-from .processes import REQUESTS, ROOT, job_for, run_in_processes, start_process, wait_for
+from .processes import (
+    REQUESTS,
+    ROOT,
+    job_for,
+    run_in_processes,
+    start_process,
+    use_in_child_processes,
+    use_session,
+    wait_for,
+)
 
 TIMEOUT = 10
 
@@ -122,10 +129,6 @@ def test_a_process_killed_while_refreshing_leaves_no_stale_lock(
     assert server.stats().reuse_detections == 0
 
 
-def use_session(session: RefreshingSession, url: str) -> int:
-    return session.get(url, timeout=TIMEOUT).status_code
-
-
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_sessions_keep_sharing_the_file_in_child_processes(
         method: str, make_session: SessionFactory, server: LocalAuthServer,
@@ -134,10 +137,7 @@ def test_sessions_keep_sharing_the_file_in_child_processes(
     url = server.api_url + "items"
     assert use_session(session, url) == 200  # used before the child starts
     expire(token_file)
-    context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(2, mp_context=context) as pool:
-        statuses = list(pool.map(use_session, [session] * 4, [url] * 4, timeout=60))
-    assert statuses == [200] * 4
+    assert use_in_child_processes(session, url, method) == [200] * 4
     assert use_session(session, url) == 200
     assert server.stats().token_requests == 1
 

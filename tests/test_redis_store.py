@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import pickle
 import signal
@@ -12,7 +11,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from refreshing_session.store import MAX_FILE_SIZE
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import refresher_for
-from .processes import STORM, start_process, wait_for
+from .processes import STORM, start_process, use_in_child_processes, use_session, wait_for
 from .redis_servers import RedisServer, RedisUser
 
 KEY = "refreshing-session:test"
@@ -470,10 +468,6 @@ def test_a_holder_killed_mid_refresh_blocks_the_others_only_until_lock_ttl(
     assert stored_token(redis_server) != expired
 
 
-def use_session(session: RefreshingSession, url: str) -> int:
-    return session.get(url, timeout=TIMEOUT).status_code
-
-
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_sessions_keep_sharing_redis_in_child_processes(
         method: str, redis_server: RedisServer, store: RedisTokenStore,
@@ -483,10 +477,7 @@ def test_sessions_keep_sharing_redis_in_child_processes(
     url = server.api_url + "items"
     assert use_session(session, url) == 200  # connected before the fork
     expire(store)
-    context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(2, mp_context=context) as pool:
-        statuses = list(pool.map(use_session, [session] * 4, [url] * 4, timeout=60))
-    assert statuses == [200] * 4
+    assert use_in_child_processes(session, url, method) == [200] * 4
     assert use_session(session, url) == 200
     assert server.stats().token_requests == 1
     assert server.stats().reuse_detections == 0
