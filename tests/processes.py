@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 from refreshing_session import RefreshingSession
 from refreshing_session.testing import LocalAuthServer
@@ -90,6 +94,15 @@ def use_in_child_processes(session: RefreshingSession, url: str, method: str) ->
     context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(2, mp_context=context) as pool:
         return list(pool.map(use_session, [session] * 4, [url] * 4, timeout=60))
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the test because a tool it needs is missing, except in CI, where that must fail
+    the run instead."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{message} (the CI environment variable is set, so this fails instead of "
+                    "skipping)", pytrace=False)
+    pytest.skip(message)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:

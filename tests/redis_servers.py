@@ -8,16 +8,16 @@ need one are skipped, or fail when the ``CI`` environment variable is set.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
+
+from .processes import unavailable
 
 START_TIMEOUT = 10.0  # seconds for a server to answer PING
 STOP_TIMEOUT = 10.0
@@ -117,11 +117,3 @@ def _executable() -> str:
         unavailable("the Redis tests need redis-server on PATH (Debian: apt-get install "
                     "redis-server)")
     return found
-
-
-def unavailable(message: str) -> NoReturn:
-    """Skip, except in CI, where a missing redis-server must fail the run."""
-    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-        pytest.fail(f"{message} (the CI environment variable is set, so this fails instead of "
-                    "skipping)", pytrace=False)
-    pytest.skip(message)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
@@ -30,6 +29,7 @@ from filelock import FileLock
 
 from refreshing_session import OAuth2Refresher, Token, TokenFile
 
+from ..processes import unavailable
 from .servers import RealServer, start_server, stop_server
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
@@ -163,24 +163,16 @@ class OidcProvider(RealServer):
         return response.status_code == 200
 
 
-def _unavailable(message: str) -> NoReturn:
-    """Skip, except in CI, where a missing toolchain must fail the run."""
-    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-        pytest.fail(f"{message} (the CI environment variable is set, so this fails instead of "
-                    "skipping)", pytrace=False)
-    pytest.skip(message)
-
-
 def _toolchain() -> tuple[str, str]:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        _unavailable("the interop tests need Node.js and npm on PATH "
+        unavailable("the interop tests need Node.js and npm on PATH "
                      f"(node: {node or 'missing'}, npm: {npm or 'missing'})")
     version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30,
                              check=False).stdout.strip()
     major = re.match(r"v(\d+)\.", version)
     if major is None or int(major.group(1)) < MINIMUM_NODE:
-        _unavailable(f"the interop tests need Node.js {MINIMUM_NODE} or newer, found "
+        unavailable(f"the interop tests need Node.js {MINIMUM_NODE} or newer, found "
                      f"{version or 'an unknown version'} at {node}")
     return node, npm
 
