@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 
-from refreshing_session import Token, TokenFile
+from refreshing_session import Token, TokenStore
 from refreshing_session.testing import LocalAuthServer
 
 # The server process stops by itself after this long, even if the benchmark died.
@@ -23,10 +22,10 @@ _SERVE_LIMIT = 900.0
 _STOP_TIMEOUT = 5.0
 
 
-def write_grant(token_file: str | Path, grant: dict[str, object]) -> Token:
-    """Log in: write the server's token response ``grant`` to ``token_file`` as our token file."""
+def write_grant(store: TokenStore, grant: dict[str, object]) -> Token:
+    """Log in: write the server's token response ``grant`` to ``store``; return the token."""
     token = Token.from_response(grant, requested_at=time.time())
-    TokenFile(token_file).write(token)
+    store.write(token)
     return token
 
 

@@ -18,14 +18,15 @@ from typing import Any, cast
 
 import requests
 
-from refreshing_session import OAuth2Refresher, RefreshingSession
+from refreshing_session import OAuth2Refresher, RefreshingSession, TokenFile, TokenStore
 
 _TIMEOUT = 10.0
+REDIS_KEY = "refreshing-session:bench"
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """The local server and the shared token file a client works against."""
+    """The local server and the shared token file (or Redis) a client works against."""
 
     api_url: str
     token_url: str
@@ -35,6 +36,17 @@ class Endpoint:
     margin: float
     client_id: str = "client"
     client_secret: str = "secret"
+    redis_url: str | None = None  # set: RefreshingSession keeps the token in Redis instead
+
+    def store(self) -> TokenStore:
+        """Where RefreshingSession keeps the token: :data:`REDIS_KEY` on ``redis_url`` when
+        that is set (the processes then share only Redis), else ``token_file``."""
+        if self.redis_url is None:
+            return TokenFile(self.token_file)
+        # Imported here: only the Redis storm needs the redis extra.
+        from refreshing_session.redis_store import RedisTokenStore
+
+        return RedisTokenStore(self.redis_url, REDIS_KEY)
 
 
 Factory = Callable[[Endpoint], requests.Session]
@@ -50,6 +62,7 @@ class Library:
     modules: tuple[str, ...]  # imported before a measurement starts
     refreshes_early: bool  # refreshes ``margin`` seconds before expiry, else at or after it
     usage: str  # how the benchmark uses it, for the report
+    on_redis: bool = False  # keeps the token in Redis: the storm starts a redis-server for it
 
 
 def load_token(path: str) -> dict[str, Any]:
@@ -68,17 +81,17 @@ def save_token(path: str, token: dict[str, Any], *_: Any, **__: Any) -> None:
 
 
 def ours(endpoint: Endpoint) -> requests.Session:
-    """RefreshingSession with its defaults (it refreshes at half the token's life here)."""
+    """RefreshingSession with its defaults (it refreshes at half the token's life here), on
+    the endpoint's store."""
     refresher = OAuth2Refresher(endpoint.token_url, endpoint.client_id, endpoint.client_secret)
-    return RefreshingSession(endpoint.api_url, token_file=endpoint.token_file,
-                             refresher=refresher)
+    return RefreshingSession(endpoint.api_url, store=endpoint.store(), refresher=refresher)
 
 
 def ours_at_expiry(endpoint: Endpoint) -> requests.Session:
     """RefreshingSession with ``leeway=0``: no early refresh, so every caller waits for it."""
     refresher = OAuth2Refresher(endpoint.token_url, endpoint.client_id, endpoint.client_secret)
-    return RefreshingSession(endpoint.api_url, token_file=endpoint.token_file,
-                             refresher=refresher, leeway=0.0)
+    return RefreshingSession(endpoint.api_url, store=endpoint.store(), refresher=refresher,
+                             leeway=0.0)
 
 
 def plain(endpoint: Endpoint) -> requests.Session:
@@ -209,4 +222,10 @@ AT_EXPIRY = Library("ours_at_expiry", "RefreshingSession, leeway=0", ours_at_exp
                     "`leeway=0`: refreshes only once the token has expired, so every request "
                     "that arrives meanwhile waits for the refresh (storm latency only)")
 
-BY_KEY = {library.key: library for library in (PLAIN, *LIBRARIES, AT_EXPIRY)}
+OURS_ON_REDIS = Library("ours_redis", "RefreshingSession, Redis store", ours,
+                        ("refreshing_session.redis_store",), True,
+                        "defaults, `store=RedisTokenStore(url, key)` on a local redis-server "
+                        "started for each cell: the processes share no file (Redis storm only)",
+                        on_redis=True)
+
+BY_KEY = {library.key: library for library in (PLAIN, *LIBRARIES, AT_EXPIRY, OURS_ON_REDIS)}

@@ -82,7 +82,7 @@ def run_overhead(plan: Plan, progress: Callable[[str], None]) -> OverheadResult:
             api_server(_TOKEN_TTL) as server:
         endpoint = Endpoint(server.api_url, server.token_url,
                             os.path.join(folder, "token.json"), margin=60.0)
-        write_grant(endpoint.token_file, server.grant)
+        write_grant(endpoint.store(), server.grant)
         url = server.api_url + "items"
         sessions = {library.key: library.factory(endpoint) for library in clients}
         try:

@@ -6,7 +6,7 @@ here, in a temporary folder), with a token valid for the whole run, it compares 
 RedisTokenStore with its default ``check_interval``, and on one that asks Redis on every request
 (``check_interval=0``). Clients take turns in every round, as in the common-path benchmark; the
 figures are medians over the rounds, with each round's ratio to the plain session of that round.
-It needs ``redis-server`` on PATH and the test extra (it starts Redis with the tests' helper).
+It needs ``redis-server`` on PATH and the test extra (see :mod:`benchmarks.local_redis`).
 """
 
 from __future__ import annotations
@@ -25,15 +25,14 @@ import requests
 
 from refreshing_session import OAuth2Refresher, RefreshingSession
 from refreshing_session.redis_store import DEFAULT_CHECK_INTERVAL, RedisTokenStore
-from tests.redis_servers import RedisServer
 
 from .authserver import api_server, write_grant
-from .clients import Endpoint, ours, plain
+from .clients import REDIS_KEY, Endpoint, ours, plain
+from .local_redis import local_redis
 from .overhead import Batch, measure
 from .stats import Spread
 
 _TOKEN_TTL = 3600.0  # no refresh during the measurement
-_KEY = "refreshing-session:bench"
 _WARMUP_REQUESTS = 50
 
 
@@ -62,24 +61,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(rounds: int, count: int, progress: Callable[[str], None]) -> list[HotPathCost]:
     """Measure every client for ``rounds`` interleaved rounds of ``count`` requests."""
     with tempfile.TemporaryDirectory(prefix="refreshing-session-redis-bench-") as folder, \
-            api_server(_TOKEN_TTL) as server:
-        redis_server = RedisServer(Path(folder) / "redis")
-        redis_server.start()
+            api_server(_TOKEN_TTL) as server, local_redis(Path(folder) / "redis") as url:
+        endpoint = Endpoint(server.api_url, server.token_url, f"{folder}/token.json",
+                            margin=60.0)
+        token = write_grant(endpoint.store(), server.grant)
+        RedisTokenStore(url, REDIS_KEY).write(token)
+        sessions = _sessions(endpoint, url)
+        counter = redis.Redis.from_url(url)
         try:
-            endpoint = Endpoint(server.api_url, server.token_url, f"{folder}/token.json",
-                                margin=60.0)
-            token = write_grant(endpoint.token_file, server.grant)
-            RedisTokenStore(redis_server.url, _KEY).write(token)
-            sessions = _sessions(endpoint, redis_server.url)
-            counter = redis.Redis(port=redis_server.port)
-            try:
-                batches, commands = _interleaved(sessions, server.api_url + "items", rounds,
-                                                 count, counter, progress)
-            finally:
-                for session in sessions.values():
-                    session.close()
+            batches, commands = _interleaved(sessions, server.api_url + "items", rounds,
+                                             count, counter, progress)
         finally:
-            redis_server.stop()
+            for session in sessions.values():
+                session.close()
     return [_cost(label, batches[label], batches[_PLAIN], commands[label])
             for label in sessions]
 
@@ -91,7 +85,7 @@ def _sessions(endpoint: Endpoint, url: str) -> dict[str, requests.Session]:
     def on_redis(check_interval: float) -> requests.Session:
         refresher = OAuth2Refresher(endpoint.token_url, endpoint.client_id,
                                     endpoint.client_secret)
-        store = RedisTokenStore(url, _KEY, check_interval=check_interval)
+        store = RedisTokenStore(url, REDIS_KEY, check_interval=check_interval)
         return RefreshingSession(endpoint.api_url, store=store, refresher=refresher)
 
     return {

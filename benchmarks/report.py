@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .clients import AT_EXPIRY, BY_KEY, LIBRARIES, PLAIN
+from .clients import AT_EXPIRY, BY_KEY, LIBRARIES, OURS_ON_REDIS, PLAIN
 from .targets import check
 
 Results = Mapping[str, Any]
@@ -30,8 +30,11 @@ def markdown(results: Results, charts: str, level: int = 2) -> str:
     if "scaling" in results:
         parts += [f"{head}# Scaling with processes", _scaling(results),
                   f"![scaling]({charts}scaling.svg)"]
+    if "redis_storm" in results:
+        parts += [f"{head}# Refresh storm with the token in Redis", _redis_storm_intro(results),
+                  _storm(results["redis_storm"])]
     parts += [f"{head}# Targets", _targets(results), f"{head}# How each library is used",
-              _usage()]
+              _usage(results)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -58,6 +61,8 @@ def _summary(results: Results) -> str:
         bullets.append(_latency_summary(results["storm_latency"]))
     if "scaling" in results:
         bullets.append(_scaling_summary(results["scaling"]))
+    if "redis_storm" in results:
+        bullets.append(_storm_summary(results["redis_storm"], OURS_ON_REDIS.key))
     return "In short:\n\n" + "\n".join(f"- {bullet}" for bullet in bullets)
 
 
@@ -158,6 +163,17 @@ def _storm_intro(results: Results) -> str:
             "detection). Latency is over successful requests.")
 
 
+def _redis_storm_intro(results: Results) -> str:
+    plan = results["meta"]["plan"]
+    return (f"The storm's shapes, tokens ({plan['storm_ttl']:g} s, single-use refresh tokens), "
+            f"token endpoint ({1000 * plan['token_delay']:.0f} ms) and duration "
+            f"({plan['storm_seconds']:g} s), for RefreshingSession alone: at each shape once "
+            "sharing a token file, then once with `store=RedisTokenStore(url, key)` on a "
+            "redis-server of its own (on loopback, started for the cell), so that the processes "
+            "share nothing but Redis. *Due* is the tokens that came due at half their life. "
+            "Latency is over successful requests.")
+
+
 def _storm(cells: Sequence[Mapping[str, Any]]) -> str:
     rows = [(f"{c['processes']}{TIMES}{c['threads']}", BY_KEY[c["library"]].label,
              str(c["successes"]), _errors(c["errors"]),
@@ -236,8 +252,9 @@ def _targets(results: Results) -> str:
     return _table(("target", "result", "figures"), rows)
 
 
-def _usage() -> str:
-    rows = [(lib.label, lib.usage) for lib in (PLAIN, *LIBRARIES, AT_EXPIRY)]
+def _usage(results: Results) -> str:
+    on_redis = (OURS_ON_REDIS,) if "redis_storm" in results else ()
+    rows = [(lib.label, lib.usage) for lib in (PLAIN, *LIBRARIES, AT_EXPIRY, *on_redis)]
     return ("Peers load the shared token file when they are built and save each new token "
             "through their documented token-update hook; none of them re-reads the file.\n\n"
             + _table(("library", "used as"), rows))

@@ -1,4 +1,8 @@
-"""The entry point: ``python -m benchmarks [--quick] [--parts ...] [--out DIR]``."""
+"""The entry point: ``python -m benchmarks [--quick] [--parts ...] [--out DIR]``.
+
+The ``redis_storm`` part runs only when named: it needs ``redis-server``, which the other parts
+(and CI's smoke) do without.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from .charts import write_charts
-from .clients import AT_EXPIRY, LIBRARIES, OURS
+from .clients import AT_EXPIRY, LIBRARIES, OURS, OURS_ON_REDIS
+from .local_redis import MISSING, redis_server_found
 from .overhead import PROFILED, run_overhead
 from .report import markdown
 from .settings import FULL, QUICK, Plan
 from .storm import Cell, as_dict, describe, run_cell
 from .targets import check
 
-PARTS = ("overhead", "storm", "storm_latency", "scaling")
+DEFAULT_PARTS = ("overhead", "storm", "storm_latency", "scaling")
+PARTS = (*DEFAULT_PARTS, "redis_storm")
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK_RESULTS = Path(tempfile.gettempdir()) / "refreshing-session-bench-quick"
 README_CHARTS = "benchmarks/results/"
@@ -47,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing:
             print(f"missing {', '.join(missing)}: pip install -e '.[bench]'", file=sys.stderr)
             return 2
+        if "redis_storm" in arguments.parts and not redis_server_found():
+            print(MISSING, file=sys.stderr)
+            return 2
         plan = QUICK if arguments.quick else FULL
         results = run(plan, arguments.parts, _command(arguments), _progress)
     _write(results, folder)
@@ -61,8 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run of about 10 seconds, for CI")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
-                        help="run only these parts (default: all)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS),
+                        help="run only these parts (default: all but redis_storm, the storm "
+                             "with the file and with the Redis store, which needs "
+                             "redis-server)")
     parser.add_argument("--out", help=f"results folder (default: {RESULTS}; with --quick, "
                         f"{QUICK_RESULTS}, so that a smoke run never replaces real results)")
     parser.add_argument("--from-json", metavar="PATH",
@@ -75,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _command(arguments: argparse.Namespace) -> str:
     command = "python -m benchmarks" + (" --quick" if arguments.quick else "")
-    if list(arguments.parts) != list(PARTS):
+    if list(arguments.parts) != list(DEFAULT_PARTS):
         command += " --parts " + " ".join(arguments.parts)
     return command
 
@@ -109,6 +120,9 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
     if "scaling" in parts:
         results["scaling"] = _run_cells(_scaling_cells(plan), plan, plan.storm_seconds,
                                         progress)
+    if "redis_storm" in parts:
+        results["redis_storm"] = _run_cells(_redis_storm_cells(plan), plan, plan.storm_seconds,
+                                            progress)
     results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
     results["meta"]["load_after"] = _load_average()
     plain: dict[str, Any] = _plain(results)
@@ -118,6 +132,13 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
 def _storm_cells(plan: Plan) -> list[Cell]:
     return [Cell(library.key, processes, threads)
             for processes, threads in plan.storm_shapes for library in LIBRARIES]
+
+
+def _redis_storm_cells(plan: Plan) -> list[Cell]:
+    """The storm's shapes for RefreshingSession on the token file, then on Redis, side by
+    side."""
+    return [Cell(library.key, processes, threads)
+            for processes, threads in plan.storm_shapes for library in (OURS, OURS_ON_REDIS)]
 
 
 def _latency_cells(plan: Plan) -> list[Cell]:

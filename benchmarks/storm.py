@@ -1,5 +1,8 @@
 """The refresh storm: P processes x T threads share one token file for a fixed time.
 
+A client that keeps its token in Redis instead (:data:`~benchmarks.clients.OURS_ON_REDIS`)
+gets a ``redis-server`` of its own for each cell, and the processes share only that.
+
 One runner serves every library: each worker process builds its client with the library's
 factory (see :mod:`benchmarks.clients`) and its threads call the API back to back until the
 deadline. The server counts token-endpoint calls and reuse detections, and times every token
@@ -19,8 +22,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from multiprocessing.context import SpawnProcess
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -30,6 +35,7 @@ from refreshing_session.testing import LocalAuthServer
 from .authserver import write_grant
 from .clients import BY_KEY, Endpoint
 from .latency import StormLatency, storm_latency
+from .local_redis import local_redis
 from .stats import Latency
 
 _READY = "ready"
@@ -132,19 +138,29 @@ def run_cell(cell: Cell, ttl: float, seconds: float, token_delay: float) -> Cell
     """Run ``cell`` against a fresh server and grant with ``ttl``-second tokens; the token
     endpoint takes ``token_delay`` seconds to answer, as a remote one would."""
     server = LocalAuthServer(access_ttl=ttl)
-    with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, server:
+    with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, server, \
+            _redis_for(cell, Path(folder)) as redis_url:
         server.slow_token_endpoint(token_delay)
         endpoint = Endpoint(server.api_url, server.token_url,
-                            os.path.join(folder, "token.json"), margin=ttl / 2)
+                            os.path.join(folder, "token.json"), margin=ttl / 2,
+                            redis_url=redis_url)
         job = _Job(cell.library, endpoint, server.api_url + "items", cell.threads,
                    interval=1 / cell.rate if cell.rate else 0.0)
         with _Crew(job, cell.processes) as crew:
             crew.wait_ready()
-            write_grant(endpoint.token_file, server.issue_token())
+            write_grant(endpoint.store(), server.issue_token())
             issued = time.perf_counter()
             crew.start(issued + seconds)
             log, lost = crew.collect(issued + seconds + _GRACE)
         return _result(cell, log, lost, server, ttl, run=seconds)
+
+
+def _redis_for(cell: Cell, folder: Path) -> AbstractContextManager[str | None]:
+    """A redis-server's URL while the cell runs if its client keeps the token in Redis, else
+    None."""
+    if BY_KEY[cell.library].on_redis:
+        return local_redis(folder / "redis")
+    return nullcontext()
 
 
 def _result(cell: Cell, log: RequestLog, lost: int, server: LocalAuthServer, ttl: float,

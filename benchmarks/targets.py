@@ -10,6 +10,7 @@ Results = Mapping[str, Any]
 
 EXTRA_LIMIT_MS = 10.0
 _PEERS_ON_COMMON_PATH = ("requests_oauthlib", "authlib")
+_VARIANT = {"ours_at_expiry": " leeway=0", "ours_redis": " Redis"}
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def check(results: Results) -> list[Target]:
     if "overhead" in results:
         found += _common_path(results["overhead"]["clients"], results["overhead"]["stubbed"])
     for part, label in (("storm", "storm"), ("storm_latency", "storm latency"),
-                        ("scaling", "scaling")):
+                        ("scaling", "scaling"), ("redis_storm", "Redis storm")):
         cells = [c for c in results.get(part, []) if c["library"].startswith("ours")]
         if cells:
             found.append(_refresh_once(cells, label))
@@ -69,8 +70,7 @@ def _refresh_once(cells: Iterable[Mapping[str, Any]], part: str) -> Target:
 
 
 def _shape(cell: Mapping[str, Any]) -> str:
-    suffix = " leeway=0" if cell["library"] == "ours_at_expiry" else ""
-    return f"{cell['processes']}x{cell['threads']}{suffix}"
+    return f"{cell['processes']}x{cell['threads']}{_VARIANT.get(cell['library'], '')}"
 
 
 def _storm_latency(cells: Iterable[Mapping[str, Any]]) -> Target:
