@@ -42,6 +42,8 @@ REFUSED = "refresh_refused"  # the stored refresh token was refused: siblings gi
 FOR_A_401 = "obtained_for_a_401"  # this token replaced one refused with a 401
 _LONGEST_COOL_DOWN = 30.0
 _SAVE_RETRY = 1.0
+# A refresh the command line asked for: store the new token now, or say it could not be.
+_STORE_NOW_TRIES = 4
 
 # A fork copies each thread lock in whatever state another thread held it: children get new
 # ones. (The store's lock is taken afresh for each refresh.)
@@ -145,22 +147,35 @@ class TokenKeeper:
         return token
 
     def refresh_now(self) -> Token:
-        """Refresh the stored token now, due or not, under the locks; return the new token.
+        """Refresh the stored token now, due or not, under the locks (or get a first one from
+        a TokenSource refresher); return the new token, once stored.
 
-        Raises LoginRequired when there is no token, or the refresh token is refused."""
+        Raises LoginRequired when there is no token, or the refresh token is refused; and
+        TokenStoreError when the new token cannot be stored even after a few tries: its
+        predecessor's refresh token is spent then, and this process is about to end."""
         with self._exclusive():
             snapshot = self._read_locked()
-            if snapshot is None:
-                raise LoginRequired(f"there is no token in {self.store.location}; "
-                                    f"{self.login_hint}")
-            return self._redeem(snapshot, after_401=False)
+            token = self._redeem(snapshot, after_401=False)
+            for _ in range(_STORE_NOW_TRIES):
+                if self._unsaved is None:
+                    return token
+                time.sleep(_SAVE_RETRY / _STORE_NOW_TRIES)
+                self._read_locked()  # stores the kept token if the store still allows it
+        raise TokenStoreError(f"the new token could not be stored in {self.store.location} "
+                              f"(see the log); {self._log_in_again} once it works")
 
     def remove(self, before: Callable[[Token], object] | None = None) -> Token | None:
         """Under the locks, pass the stored token to ``before`` (a revocation, say), then
-        remove it from the store; return it, or None when there was none. When ``before``
-        raises, the token stays."""
+        remove it from the store; return it, or None when there was none or it was unreadable.
+        When ``before`` raises, the token stays; without ``before``, an unreadable token is
+        removed too."""
         with self._exclusive():
-            snapshot = self._read_locked()
+            try:
+                snapshot = self._read_locked()
+            except TokenStoreError:
+                if before is not None:
+                    raise
+                snapshot = None  # unreadable: removing it is what the caller wants
             if snapshot is not None and before is not None:
                 before(snapshot.token)
             self.store.delete()
@@ -186,6 +201,8 @@ class TokenKeeper:
         except _Busy:
             return token  # another thread or process is refreshing it right now
         except TokenError as error:
+            if self._cooling_down(token) is None:  # a store or lock failure: pause all the same
+                self._cool_down(token, error)
             logger.warning("early refresh failed, going on with the current token (valid "
                            "%.1f s more): %s", (token.expires_at or 0) - time.time(), error)
             return token

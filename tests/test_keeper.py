@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,13 +13,16 @@ from typing import Any
 import pytest
 
 from refreshing_session import (
+    ClientCredentialsRefresher,
     LockTimeout,
     LoginRequired,
     RefreshingSession,
     Snapshot,
     Token,
     TokenFile,
+    TokenFileError,
     TokenStore,
+    TokenStoreError,
 )
 from refreshing_session.keeper import TokenKeeper
 from refreshing_session.store import Version
@@ -191,3 +195,80 @@ def test_a_refreshed_token_written_over_by_a_login_gives_way(
 def test_a_session_rejects_a_store_of_the_wrong_kind(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="TokenStore"):
         RefreshingSession("https://api.example.com/", store=object())  # type: ignore[arg-type]
+
+
+# --- a store that fails ------------------------------------------------------------------------
+
+class FailingFile(TokenFile):
+    """A token file whose writes fail ``failures`` times (a full disk, say), then work."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    def replace(self, token: Token, notes: Mapping[str, Any] | None,
+                replacing: Version | None) -> Snapshot | None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise TokenFileError("cannot write the token file (No space left on device)",
+                                 path=self.path)
+        return super().replace(token, notes, replacing)
+
+
+def test_refresh_now_stores_the_new_token_once_the_store_recovers(
+        server: LocalAuthServer, token_file: Path) -> None:
+    new = keeper_for(server, FailingFile(token_file, failures=2)).refresh_now()
+    assert stored(token_file) == new
+
+
+def test_refresh_now_says_so_when_the_new_token_cannot_be_stored(
+        server: LocalAuthServer, token_file: Path) -> None:
+    """A command line's process ends after the refresh: a token kept only in its memory
+    would be lost silently, with the stored refresh token spent."""
+    before = stored(token_file)
+    with pytest.raises(TokenStoreError, match=r"could not be stored.*log in again"):
+        keeper_for(server, FailingFile(token_file, failures=100)).refresh_now()
+    assert stored(token_file) == before
+    assert server.stats().refreshes == 1
+
+
+def test_refresh_now_gets_a_first_token_from_a_token_source(
+        server: LocalAuthServer, tmp_path: Path) -> None:
+    path = tmp_path / "machine.json"
+    keeper = TokenKeeper(TokenFile(path), ClientCredentialsRefresher(
+        server.token_url, "client", "secret"), leeway=30, lock_timeout=5)
+    assert keeper.refresh_now() == stored(path)
+
+
+def test_remove_without_a_step_before_removes_an_unreadable_token(
+        server: LocalAuthServer, token_file: Path) -> None:
+    token_file.write_text("{ not json")
+    with pytest.raises(TokenFileError):
+        keeper_for(server, TokenFile(token_file)).remove(lambda token: None)
+    assert token_file.exists()
+    assert keeper_for(server, TokenFile(token_file)).remove() is None
+    assert not token_file.exists()
+
+
+class UnreachableLock(TokenFile):
+    """A token file whose lock cannot be had: the store is down, as a Redis can be."""
+
+    attempts = 0
+
+    @contextmanager
+    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
+        self.attempts += 1
+        raise TokenStoreError("cannot lock: the store is unreachable")
+        yield False  # never reached; makes this the generator that contextmanager wants
+
+
+def test_an_early_refresh_that_cannot_lock_pauses_instead_of_retrying_per_request(
+        server: LocalAuthServer, token_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = {**stored(token_file).to_dict(), "expires_at": time.time() + 20, "expires_in": 60}
+    TokenFile(token_file).write(Token.from_file(data, written_at=time.time()))
+    store = UnreachableLock(token_file)
+    keeper = keeper_for(server, store)
+    for _ in range(20):
+        assert keeper.current() == stored(token_file)  # the valid token goes on serving
+    assert store.attempts == 1
+    assert caplog.text.count("early refresh failed") == 1
