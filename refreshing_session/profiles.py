@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .arguments import check_redis_url
 from .errors import ProfileError
 from .refreshers import (
     AUTH_METHODS,
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 CONFIG_ENV = "REFRESHING_SESSION_CONFIG"
 GRANTS = ("refresh_token", "client_credentials")
 _APP = "refreshing-session"
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # Profile names become file names: nothing that could climb out of the folder.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _T = TypeVar("_T")
@@ -189,9 +189,11 @@ class _Reader:
         if token_file is not None and redis_url is not None:
             raise self.error("redis_url", "give token_file or a Redis server, not both: the "
                                           "token lives in one place")
-        if redis_url is not None and not redis_url.startswith(_REDIS_SCHEMES):
-            raise self.error("redis_url", "must start with redis://, rediss:// or unix://, as "
-                                          "in redis://user:password@host:6379/0")
+        if redis_url is not None:
+            try:
+                check_redis_url(redis_url)
+            except ValueError as error:
+                raise self.error("redis_url", str(error)) from None
         if redis_url is None and "redis_key" in self.table:
             raise self.error("redis_key", "needs redis_url or redis_url_env")
         return Profile(

@@ -23,9 +23,12 @@ Install with ``pip install refreshing-session[redis]``. Every process of the fle
   is thus noticed up to ``check_interval`` later. That is harmless: siblings refresh early, so
   the old token is still valid then; a token that is due makes the process try the lock, which
   reads Redis afresh; and a 401 always goes through the lock, which reads afresh too.
-- **Outages.** When Redis cannot be reached, :meth:`RedisTokenStore.version` keeps answering
-  with the version it last saw (logging a warning at most once a minute), so requests with a
-  still-valid token keep working; reading, writing and locking raise
+- **Outages.** When Redis cannot be reached, or hangs, :meth:`RedisTokenStore.version` keeps
+  answering with the version it last saw and looks again only every 5 seconds (logging a
+  warning at most once a minute), so requests with a still-valid token keep working, held up
+  by one timeout (about a second, for a store built from a URL) per 5 seconds at most. An
+  early refresh that fails that way pauses as a failed refresh does. Reading, writing and
+  locking raise
   :class:`~refreshing_session.errors.TokenStoreError`, whose message never contains the
   password. The keeper keeps a token it refreshed but could not store, uses it, and stores it
   once Redis is back: no refreshed token is lost.
@@ -53,13 +56,11 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 try:
     import redis
@@ -69,7 +70,7 @@ except ModuleNotFoundError as missing:  # pragma: no cover - depends on the inst
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .arguments import seconds
+from .arguments import check_redis_url, seconds
 from .errors import TokenStoreError, redact
 from .store import MAX_FILE_SIZE, Snapshot, Version, decode, encode
 from .token import Token
@@ -81,14 +82,16 @@ DEFAULT_LOCK_TTL = 60.0
 # serves, and a second is far less than the time an early-refreshed token still has to live.
 DEFAULT_CHECK_INTERVAL = 1.0
 
-_SCHEMES = ("redis", "rediss", "unix")
 _FIRST_PAUSE = 0.002
 _LONGEST_PAUSE = 0.05
 _OUTAGE_WARNING_INTERVAL = 60.0
-# For clients built from a URL: a dead server is reported within seconds, and one quick retry
-# reconnects a pooled connection that a Redis restart closed.
-_CONNECT_TIMEOUT = 2.0
-_SOCKET_TIMEOUT = 5.0
+# For clients built from a URL: a dead or hung server is reported within about a second (Redis
+# answers these commands in well under a millisecond), and one quick retry reconnects a pooled
+# connection that a Redis restart closed.
+_CONNECT_TIMEOUT = 1.0
+_SOCKET_TIMEOUT = 1.0
+# While Redis cannot be reached, the hot path looks again this often, not at every request.
+_OUTAGE_RECHECK = 5.0
 _RETRY = Retry(ExponentialBackoff(cap=0.05, base=0.01), 1)
 # Connection settings that are plain data and can be carried to another process.
 _PLAIN = (type(None), bool, int, float, str, bytes)
@@ -121,7 +124,9 @@ class RedisTokenStore:
     """The token of one grant in Redis, shared by every process on every machine that uses it.
 
     :param url_or_client: a ``redis://[user:password@]host:port/db`` URL (``rediss://`` for
-        TLS, ``unix://`` for a socket) or a ``redis.Redis`` client.
+        TLS, ``unix://`` for a socket) or a ``redis.Redis`` client. A store built from a URL
+        waits at most a second for Redis (and retries once); give a client of your own a
+        ``socket_timeout``, or a hung Redis holds requests up as long as its timeout.
     :param key: the Redis key of the token; the lock is ``key + ":lock"``.
     :param lock_ttl: seconds after which the refresh lock expires by itself; must exceed the
         longest refresh (see the module's documentation).
@@ -149,6 +154,9 @@ class RedisTokenStore:
             self._client = _client_from_url(url_or_client)
         elif isinstance(url_or_client, redis.Redis):
             self._client = url_or_client
+            if url_or_client.connection_pool.connection_kwargs.get("socket_timeout") is None:
+                logger.warning("the Redis client for %r has no socket_timeout: a hung Redis "
+                               "would hold up requests without limit; set one (1 s, say)", key)
         else:
             raise TypeError("pass a redis:// URL or a redis.Redis client, got "
                             f"{type(url_or_client).__name__}")
@@ -165,7 +173,6 @@ class RedisTokenStore:
         self._seen_version = False
         self._recheck_at = -math.inf
         self._warned_at = -math.inf
-        self._cache_lock = threading.Lock()
 
     @property
     def location(self) -> str:
@@ -181,18 +188,20 @@ class RedisTokenStore:
         """Return the stored token's version, or None when there is none: from memory within
         ``check_interval`` of the last look, else from Redis. While Redis cannot be reached,
         return the version last seen (with a warning); raise TokenStoreError if none was."""
-        with self._cache_lock:
-            now = time.monotonic()
-            if now < self._recheck_at:
-                return self._version
-            # Claimed before the round trip: the other threads keep answering from memory.
-            self._recheck_at = now + self.check_interval
+        # No lock here: a fork must never copy one held, and two threads that both look at
+        # Redis at the same moment do no harm.
+        now = time.monotonic()
+        if self._seen_version and now < self._recheck_at:
+            return self._version
+        # Claimed before the round trip: the other threads keep answering from memory.
+        self._recheck_at = now + self.check_interval
         try:
             with self._talking("read the token version of"):
                 raw = self._client.hget(self.key, "version")
         except TokenStoreError as error:
             if not self._seen_version:
                 raise
+            self._recheck_at = time.monotonic() + max(self.check_interval, _OUTAGE_RECHECK)
             self._warn_of_outage(error)
             return self._version
         version = _text(raw)
@@ -252,9 +261,13 @@ class RedisTokenStore:
         pause = _FIRST_PAUSE
         ttl_ms = max(1, round(self.lock_ttl * 1000))
         while True:
-            with self._talking("lock"):
-                if self._acquire(keys=[self.lock_key], args=[holder, ttl_ms]) == 1:
-                    return True
+            try:
+                with self._talking("lock"):
+                    if self._acquire(keys=[self.lock_key], args=[holder, ttl_ms]) == 1:
+                        return True
+            except TokenStoreError:
+                self._unlock(holder)  # the lock may have been taken and only the reply lost
+                raise
             left = deadline - time.monotonic()
             if left <= 0 or stop_waiting():
                 return False
@@ -321,14 +334,12 @@ class RedisTokenStore:
                                   f"({type(error).__name__}); {_advice(error)}") from None
 
     def _remember(self, version: Version | None) -> None:
-        with self._cache_lock:
-            self._version = version
-            self._seen_version = True
-            self._recheck_at = time.monotonic() + self.check_interval
+        self._version = version
+        self._seen_version = True
+        self._recheck_at = time.monotonic() + self.check_interval
 
     def _forget(self) -> None:
-        with self._cache_lock:
-            self._recheck_at = -math.inf
+        self._recheck_at = -math.inf
 
     def _warn_of_outage(self, error: TokenStoreError) -> None:
         now = time.monotonic()
@@ -361,10 +372,7 @@ class RedisTokenStore:
 
 
 def _client_from_url(url: str) -> redis.Redis:
-    scheme = urlsplit(url).scheme if "://" in url else ""
-    if scheme not in _SCHEMES:
-        raise ValueError("the Redis URL must start with redis://, rediss:// or unix://, as in "
-                         f"redis://user:password@host:6379/0; got a URL starting {scheme!r}")
+    check_redis_url(url)
     try:
         return redis.Redis.from_url(url, socket_connect_timeout=_CONNECT_TIMEOUT,
                                     socket_timeout=_SOCKET_TIMEOUT, retry=_RETRY)
@@ -405,7 +413,8 @@ def _advice(error: redis.RedisError) -> str:
     if isinstance(error, redis.AuthenticationError):
         return "check the user name and password of the Redis URL or client"
     if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
-        return "check that Redis is running and reachable; a refreshed token is kept meanwhile"
+        return ("check that Redis is running and reachable (sessions keep a token they refreshed "
+                "meanwhile, and store it when Redis is back)")
     if isinstance(error, redis.exceptions.NoPermissionError):
         return ("grant the Redis user the commands HGET, HMGET, HSET, HDEL, HINCRBY, SET, GET, "
                 "DEL, EVALSHA and SCRIPT on the key and its ':lock' key")

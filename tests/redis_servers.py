@@ -8,10 +8,14 @@ need one are skipped, or fail when the ``CI`` environment variable is set.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +84,17 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=STOP_TIMEOUT)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Freeze the server (SIGSTOP) for the block: it keeps its connections open and
+        answers nothing, as a hung server does; then let it go on (SIGCONT)."""
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self._process.pid, signal.SIGCONT)
 
     def _options(self) -> list[str]:
         options = ["--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "no",

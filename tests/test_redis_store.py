@@ -189,6 +189,53 @@ def test_a_siblings_write_is_seen_after_check_interval(redis_server: RedisServer
     assert time.monotonic() - looked >= interval * 0.9
 
 
+def test_threads_of_a_fresh_store_never_take_a_stored_token_for_none(
+        redis_server: RedisServer) -> None:
+    """Until its first answer from Redis, a store has nothing to answer from memory."""
+    RedisTokenStore(redis_server.url, KEY).write(TOKEN)
+    fresh = RedisTokenStore(redis_server.url, KEY)
+    start = threading.Barrier(8)
+    seen: list[object] = []
+
+    def look() -> None:
+        start.wait(TIMEOUT)
+        seen.extend(fresh.version() for _ in range(20))
+
+    threads = [threading.Thread(target=look) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert len(seen) == 160
+    assert None not in seen
+
+
+@pytest.mark.timeout(30)
+def test_a_hung_redis_holds_up_a_valid_tokens_requests_once_per_outage_interval(
+        redis_server: RedisServer, server: LocalAuthServer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = RedisTokenStore(redis_server.url, KEY, check_interval=0)
+    log_in(store, server)
+    session = session_on(store, server)
+    assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    with redis_server.paused():
+        started = time.monotonic()
+        statuses = [session.get(server.api_url + "items", timeout=TIMEOUT).status_code
+                    for _ in range(10)]
+        took = time.monotonic() - started
+    assert statuses == [200] * 10
+    assert took < 4  # one look at the hung Redis (its timeouts), then the token in memory
+    assert caplog.text.count("going on with the token last read") == 1
+
+
+def test_a_client_without_a_socket_timeout_is_warned_about(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    RedisTokenStore(raw_client(redis_server), KEY)
+    assert "no socket_timeout" not in caplog.text
+    RedisTokenStore(redis.Redis(port=redis_server.port, socket_timeout=None), KEY)
+    assert "no socket_timeout" in caplog.text
+
+
 def test_a_zero_check_interval_asks_redis_every_time(redis_server: RedisServer) -> None:
     reader = RedisTokenStore(redis_server.url, KEY, check_interval=0)
     writer = RedisTokenStore(redis_server.url, KEY)
@@ -281,7 +328,8 @@ def test_a_late_release_never_frees_the_next_holders_lock(redis_server: RedisSer
     ((123, KEY), {}, TypeError, "redis:// URL or a redis.Redis client"),
     (("http://127.0.0.1:6379/0", KEY), {}, ValueError, "must start with redis://"),
     (("127.0.0.1:6379", KEY), {}, ValueError, "must start with redis://"),
-    (("redis://user:pw-SECRET@127.0.0.1:port/0", KEY), {}, ValueError, "cannot be parsed"),
+    (("redis://user:pw-SECRET@127.0.0.1:port/0", KEY), {}, ValueError, "port must be a number"),
+    (("redis://user:pw-SECRET@127.0.0.1:6379/zero", KEY), {}, ValueError, "database"),
     (("redis://127.0.0.1:6379/0", ""), {}, ValueError, "non-empty string"),
     (("redis://127.0.0.1:6379/0", b"key"), {}, TypeError, "non-empty string"),
     (("redis://127.0.0.1:6379/0", KEY), {"lock_ttl": 0}, ValueError, "more than 0"),
