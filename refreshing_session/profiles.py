@@ -26,6 +26,7 @@ import difflib
 import logging
 import os
 import re
+import shlex
 import stat
 import sys
 import tomllib
@@ -57,13 +58,14 @@ _T = TypeVar("_T")
 @dataclass(frozen=True)
 class Profile:
     """One client configuration: where its token endpoint is, who it is, which API URLs get
-    its token, and the token file its processes share. Its repr shows no secret."""
+    its token, and where its processes share it: a token file, or (``token_file`` None) a
+    Redis key. Its repr shows no secret."""
 
     name: str
     token_url: str
     client_id: str
     prefixes: tuple[str, ...]
-    token_file: str
+    token_file: str | None
     config_path: str
     client_secret: str | None = field(default=None, repr=False)
     auth_method: str | None = None
@@ -83,24 +85,32 @@ class Profile:
                     auth_method=self.auth_method, scope=self.scope)
 
     def token_store(self) -> TokenStore:
-        """Return the profile's token store: its Redis key when it names a Redis server, else
-        its token file, creating the default folder (0700) if needed."""
-        if self.redis_url is not None:
-            from .redis_store import RedisTokenStore  # the optional extra, only when used
+        """Return the profile's token store: its token file (creating the default folder,
+        0700, if needed), or its Redis key. Raises ProfileError when it cannot be had: a
+        folder that cannot be made, the redis package missing."""
+        key = "token_file" if self.token_file is not None else "redis_url"
+        try:
+            if self.token_file is None:
+                from .redis_store import RedisTokenStore  # the optional extra, only when used
 
-            return RedisTokenStore(self.redis_url, self.redis_key or f"{_APP}:{self.name}")
-        if self.default_token_file:
-            folder = os.path.dirname(self.token_file)
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            os.chmod(folder, 0o700)  # it holds secrets, whatever the umask made of it
-        return TokenFile(self.token_file)
+                assert self.redis_url is not None  # load_profile sets both with no token_file
+                assert self.redis_key is not None
+                return RedisTokenStore(self.redis_url, self.redis_key)
+            if self.default_token_file:
+                folder = os.path.dirname(self.token_file)
+                os.makedirs(folder, mode=0o700, exist_ok=True)
+                os.chmod(folder, 0o700)  # it holds secrets, whatever the umask made of it
+            return TokenFile(self.token_file)
+        except (ImportError, OSError, ValueError) as error:
+            raise ProfileError(f"cannot be used ({error})", path=self.config_path,
+                               profile=self.name, key=key) from None
 
     @property
     def login_hint(self) -> str:
         """How a message tells the user to log in to this profile."""
         command = f"refreshing-session login --profile {self.name}"
         if Path(self.config_path) != config_path():
-            command = f"{CONFIG_ENV}={self.config_path} {command}"
+            command = f"{CONFIG_ENV}={shlex.quote(self.config_path)} {command}"
         return f"log in first with `{command}`"
 
 
@@ -201,7 +211,7 @@ class _Reader:
             token_url=self.required("token_url", _url),
             client_id=self.required("client_id", _text),
             prefixes=tuple(self.required("prefixes", _words)),
-            token_file=self._token_file(token_file),
+            token_file=None if redis_url is not None else self._token_file(token_file),
             config_path=self.path,
             client_secret=self._from_file_or_env("client_secret"),
             auth_method=self.optional("auth_method", _AUTH_METHOD),
@@ -211,7 +221,8 @@ class _Reader:
             revocation_url=self.optional("revocation_url", _url),
             default_token_file=token_file is None and redis_url is None,
             redis_url=redis_url,
-            redis_key=self.optional("redis_key", _text),
+            redis_key=None if redis_url is None
+            else self.optional("redis_key", _text) or f"{_APP}:{self.name}",
         )
 
     def required(self, key: str, parse: Callable[[object], _T]) -> _T:

@@ -190,3 +190,27 @@ def test_from_profile_options_override_the_profile(
         assert session.get(server.url + "/echo").json()["authorization_present"]
         assert session.get(server.api_url + "items").status_code == 401  # not a prefix now
         assert f"{CONFIG_ENV}={elsewhere} refreshing-session login" in session.keeper.login_hint
+
+
+def test_an_unusable_token_folder_is_a_profile_error(
+        isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    monkeypatch.setenv("LOCAL_SECRET", "secret")
+    server_profile(isolated, server)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker))
+    with pytest.raises(ProfileError) as raised:
+        RefreshingSession.from_profile("local")
+    assert (raised.value.profile, raised.value.key) == ("local", "token_file")
+    assert "cannot be used" in str(raised.value)
+
+
+def test_the_login_hint_quotes_a_profile_path_for_the_shell(
+        isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    monkeypatch.setenv("LOCAL_SECRET", "secret")
+    elsewhere = tmp_path / "my profiles.toml"
+    server_profile(elsewhere, server)
+    hint = load_profile("local", elsewhere).login_hint
+    assert f"{CONFIG_ENV}='{elsewhere}' refreshing-session login --profile local" in hint
