@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from .demo import DemoOptions, run_demo
@@ -73,11 +74,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="print the report as one JSON object (progress goes to stderr)")
     demo.set_defaults(run=_demo)
     login = commands.add_parser(
-        "login", help="create the token file: device login, client credentials, or import",
-        description="Create the token file of a profile: with the device authorization grant "
-                    "(the profile has a device_authorization_url), with client credentials "
-                    "(grant = \"client_credentials\"), or from a token saved by another tool "
-                    "(--import). Writes under the token lock, atomically, mode 0600.")
+        "login", help="store a first token: device login, client credentials, or import",
+        description="Store the first token of a profile (in its token file, or its Redis key): "
+                    "with the device authorization grant (the profile has a "
+                    "device_authorization_url), with client credentials (grant = "
+                    "\"client_credentials\"), or from a token saved by another tool (--import). "
+                    "Writes under the token lock, atomically (a token file: mode 0600).")
     _target(login)
     login.add_argument("--import", dest="import_from", metavar="FILE",
                        help="a JSON token dict saved by requests-oauthlib, Authlib or an "
@@ -93,10 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     refresh.set_defaults(run=_refresh, token_file=None)
     logout = commands.add_parser(
         "logout", help="revoke the grant (if the profile has a revocation_url) and remove "
-                       "the token file")
+                       "the stored token")
     _target(logout)
     logout.add_argument("--no-revoke", action="store_true",
-                        help="only remove the token file; the grant stays valid on the server")
+                        help="only remove the stored token (an unreadable one too); the grant "
+                             "stays valid on the server")
     logout.set_defaults(run=_logout)
     return parser
 
@@ -204,24 +207,23 @@ def _logout(arguments: argparse.Namespace) -> int:
     keeper, profile = _keeper(arguments)
     url = None if profile is None or arguments.no_revoke else profile.revocation_url
     client = None if profile is None or url is None else profile.refresher()
-
-    def revoke_first(token: Token) -> None:
-        if client is not None and url is not None:
-            revoke(client, url, token)
-
+    before = None if client is None or url is None else partial(revoke, client, url)
+    stored = keeper.store.version() is not None
     try:
-        removed = keeper.remove(before=revoke_first)
+        removed = keeper.remove(before=before)
     except TokenError as error:
-        print(f"error: {error}\nThe token file was kept. Run the logout again later, or with "
-              "--no-revoke to only remove the file.", file=sys.stderr)
+        print(f"error: {error}\nThe token was kept. Run the logout again later, or with "
+              "--no-revoke to only remove it.", file=sys.stderr)
         return 2
+    where = keeper.store.location
     if removed is None:
-        print(f"nothing to do: there is no token in {keeper.store.location}")
+        print(f"removed an unreadable token from {where}" if stored
+              else f"nothing to do: there is no token in {where}")
     elif url is None:
-        print(f"logged out: removed {keeper.store.location} (the grant was not revoked: "
+        print(f"logged out: removed {where} (the grant was not revoked: "
               f"{'--no-revoke' if profile else 'no profile, so no revocation_url'})")
     else:
-        print(f"logged out: revoked the grant and removed {keeper.store.location}")
+        print(f"logged out: revoked the grant and removed {where}")
     return 0
 
 

@@ -7,8 +7,8 @@ client authentication, timeouts, retries, typed errors and redaction are the ref
 
 from __future__ import annotations
 
+import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +16,8 @@ from typing import Any
 
 import requests
 
-from .errors import LoginRequired, RefreshFailed
+from .arguments import seconds
+from .errors import ClientRejected, LoginRequired, RefreshFailed
 from .refreshers import TokenEndpoint, check_endpoint_url, error_code
 from .store import decode
 from .token import Token
@@ -88,7 +89,7 @@ class DeviceLogin:
         interval = authorization.interval
         form = {"grant_type": DEVICE_GRANT, "device_code": authorization.device_code}
         while self._clock() < deadline:
-            self._sleep(interval)
+            self._sleep(min(interval, max(0.0, deadline - self._clock())))
             outcome = self.client.retrying(lambda: self._poll(form), resend_safe=True)
             if isinstance(outcome, Token):
                 return outcome
@@ -126,12 +127,13 @@ def _authorization(response: requests.Response, url: str) -> DeviceAuthorization
             user_code=_field(data, "user_code"),
             # Google's endpoint says verification_url.
             verification_uri=_field(data, "verification_uri", "verification_url"),
-            verification_uri_complete=data.get("verification_uri_complete") or None,
-            expires_in=_seconds(data, "expires_in", None),
-            interval=_seconds(data, "interval", _DEFAULT_INTERVAL),
+            verification_uri_complete=_optional_field(data, "verification_uri_complete"),
+            expires_in=seconds("expires_in", data.get("expires_in"), allow_zero=False),
+            interval=seconds("interval", data.get("interval", _DEFAULT_INTERVAL),
+                             allow_zero=False),
             device_code=_field(data, "device_code"),
         )
-    except ValueError as error:
+    except (TypeError, ValueError) as error:
         raise RefreshFailed(f"the device authorization endpoint {url} answered without a "
                             f"usable code ({error})", response=response) from None
 
@@ -144,12 +146,11 @@ def _field(data: Mapping[str, Any], *names: str) -> str:
     raise ValueError(f"no {names[0]!r}")
 
 
-def _seconds(data: Mapping[str, Any], name: str, default: float | None) -> float:
-    value = data.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name!r} is not a number of seconds")
-    return float(value)
+def _optional_field(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name!r} is not a string")
+    return value or None
 
 
 def import_token(raw: bytes, *, source: str, written_at: float | None) -> tuple[Token, list[str]]:
@@ -164,8 +165,7 @@ def import_token(raw: bytes, *, source: str, written_at: float | None) -> tuple[
     except ValueError as error:
         raise ValueError(f"{source} {error}") from None
     warnings = []
-    if written_at is None and token.lifetime is not None and \
-            token.expires_at == now + token.lifetime:
+    if written_at is None and "expires_at" not in json.loads(raw) and token.lifetime is not None:
         warnings.append("it says how long it lives (expires_in) but not since when; its "
                         "expiry is counted from now, so it may have expired already: a 401 "
                         "then triggers a refresh")
@@ -179,15 +179,30 @@ def import_token(raw: bytes, *, source: str, written_at: float | None) -> tuple[
 
 def revoke(client: TokenEndpoint, revocation_url: str, token: Token) -> None:
     """Ask the server to revoke ``token`` (RFC 7009): its refresh token, which ends the whole
-    grant, or else its access token. Raises ClientRejected or RefreshFailed when the server
-    did not confirm it."""
+    grant, or else (or when the server revokes no refresh tokens) its access token. Raises
+    ClientRejected or RefreshFailed when the server did not confirm it."""
     check_endpoint_url("revocation_url", revocation_url, client.allow_insecure_http)
-    hint = "refresh_token" if token.refresh_token else "access_token"
-    form = {"token": token.refresh_token or token.access_token, "token_type_hint": hint}
+    for hint, value in (("refresh_token", token.refresh_token),
+                        ("access_token", token.access_token)):
+        if value and _revoked(client, revocation_url, {"token": value, "token_type_hint": hint}):
+            logger.info("revoked the %s of token %s", hint.replace("_", " "), token.fingerprint)
+            return
+    raise ClientRejected(f"{revocation_url} revokes none of this token's kinds "
+                         "(unsupported_token_type); log out without revoking",
+                         error="unsupported_token_type")
 
+
+def _revoked(client: TokenEndpoint, url: str, form: Mapping[str, str]) -> bool:
+    """Revoke one token; return False when the server revokes no tokens of its kind."""
     def attempt() -> None:
-        response = client.post(form, revocation_url)
+        response = client.post(form, url)
         if not response.ok:
             raise client.refusal(response, form)
-    client.retrying(attempt, resend_safe=True)
-    logger.info("revoked the %s of token %s", hint.replace("_", " "), token.fingerprint)
+    try:
+        client.retrying(attempt, resend_safe=True)
+    except RefreshFailed as error:
+        if error.response is None or error_code(error.response) != "unsupported_token_type":
+            raise
+        logger.info("%s revokes no %ss", url, form["token_type_hint"])
+        return False
+    return True

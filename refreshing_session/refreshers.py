@@ -168,7 +168,7 @@ class TokenEndpoint:
         ClientRejected for a bad client configuration, else RefreshFailed. Its message quotes
         the server's error and never a secret."""
         data = _json_object(response)
-        code = str(data.get("error", "")) if data else ""
+        code = error_code(response)
         description = str(data.get("error_description", "")) if data else ""
         said = excerpt(f"{code}: {description}" if description else code, self._secrets(form))
         if code == "invalid_grant":

@@ -452,6 +452,7 @@ class LocalAuthServer:
         host: str = "127.0.0.1",
         device_interval: float = 5.0,
         device_code_ttl: float = 600.0,
+        revokes_refresh_tokens: bool = True,
     ) -> None:
         """Configure the server without starting it.
 
@@ -464,7 +465,9 @@ class LocalAuthServer:
         ``device_interval`` is the polling interval, in seconds, the device
         authorization endpoint asks for (a poll sooner than that after the
         previous one is answered ``slow_down``); ``device_code_ttl`` is how long
-        a device code lives.
+        a device code lives. With ``revokes_refresh_tokens`` False, the
+        revocation endpoint answers ``unsupported_token_type`` for a refresh
+        token, as servers that revoke only access tokens do.
         """
         for name, value in (
             ("access_ttl", access_ttl),
@@ -482,6 +485,7 @@ class LocalAuthServer:
         self._grace_period = grace_period
         self._host = host
         self._device_interval = device_interval
+        self._revokes_refresh_tokens = revokes_refresh_tokens
         self._device_code_ttl = device_code_ttl
         self._device_codes: dict[str, _DeviceCode] = {}
         self._lock = threading.Lock()
@@ -860,6 +864,9 @@ class LocalAuthServer:
         if not token:
             raise _OAuthError(400, "invalid_request", "missing token parameter")
         refresh = self._refresh_tokens.get(token)
+        if refresh is not None and not self._revokes_refresh_tokens:
+            raise _OAuthError(400, "unsupported_token_type",
+                              "this server revokes access tokens only")
         access = self._access_tokens.get(token)
         grant = refresh.grant if refresh is not None else access.grant if access else None
         if grant is not None:

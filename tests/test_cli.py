@@ -235,6 +235,17 @@ def test_logout_without_revocation_only_removes_the_file(
     assert api_status(server, token) == 200
 
 
+def test_logout_no_revoke_removes_an_unreadable_token(
+        local: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    local.write_text("{ truncated")
+    assert main(["logout", "--profile", "local"]) == 2
+    assert "--no-revoke" in capsys.readouterr().err
+    assert local.exists()
+    assert main(["logout", "--profile", "local", "--no-revoke"]) == 0
+    assert "removed an unreadable token" in capsys.readouterr().out
+    assert not local.exists()
+
+
 def test_a_failed_revocation_keeps_the_file_and_says_how_to_go_on(
         tmp_path: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -245,7 +256,7 @@ def test_a_failed_revocation_keeps_the_file_and_says_how_to_go_on(
     assert main(["logout", "--profile", "local"]) == 2
     err = capsys.readouterr().err
     assert "answered 404" in err
-    assert "The token file was kept" in err
+    assert "The token was kept" in err
     assert "--no-revoke" in err
     assert token_file.exists()
     assert main(["logout", "--profile", "local", "--no-revoke"]) == 0

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import requests
 
 from refreshing_session import (
     ClientRejected,
@@ -99,7 +100,8 @@ def test_an_expired_code_says_to_log_in_again() -> None:
 
 def test_the_client_gives_up_at_the_codes_expiry_on_its_own_clock() -> None:
     now = [0.0]
-    # Each real poll comes too soon for the server's 1 s interval: the waits grow 1, 6, 11, 16.
+    # Each real poll comes too soon for the server's 1 s interval: the waits grow 1, 6, 11, and
+    # the last one (16 s) is cut short at the code's expiry (30 s), where the last poll goes.
     with LocalAuthServer(device_interval=1, device_code_ttl=30) as server:
         def sleep(seconds: float) -> None:
             now[0] += seconds
@@ -107,7 +109,7 @@ def test_the_client_gives_up_at_the_codes_expiry_on_its_own_clock() -> None:
                             sleep=sleep, clock=lambda: now[0])
         with pytest.raises(LoginRequired, match="code expired"):
             login(lambda authorization: None)
-        assert now[0] == 1 + 6 + 11 + 16
+        assert now[0] == 30
         assert server.stats().slow_downs == 4
 
 
@@ -187,6 +189,17 @@ def test_revoke_ends_the_grant() -> None:
         assert server.stats().revocations == 1
         with pytest.raises(LoginRequired, match="grant has been revoked"):
             refresher(token)
+
+
+def test_a_server_that_revokes_no_refresh_tokens_gets_the_access_token() -> None:
+    with LocalAuthServer(revokes_refresh_tokens=False) as server:
+        refresher = refresher_for(server)
+        token = refresher(_fresh(server))
+        revoke(refresher, server.revocation_url, token)
+        assert server.stats().revocations == 1
+        headers = {"Authorization": token.authorization}
+        assert requests.get(server.api_url + "items", headers=headers, timeout=5).status_code \
+            == 401
 
 
 def test_a_failed_revocation_is_an_error_without_the_token() -> None:
