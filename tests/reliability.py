@@ -73,7 +73,7 @@ def _render(results: dict[str, Counter[str]], figures: dict[str, Any], runs: int
         skipped = f", {counts['skipped']} skipped (as root)" if counts["skipped"] else ""
         verdict = f"{counts['passed']} passed{skipped}" if not failed else f"**{failed} FAILED**"
         lines.append(f"| {name} | {scenario.holds} | {run} | {verdict} |")
-    lines += ["", "Figures of the last run's storm and soak:", "",
+    lines += ["", "Figures of the last run's storms and soak:", "",
               "| run | requests | caller failures | token-endpoint calls (allowed) | "
               "reuse detections | faults injected |", "|---|---|---|---|---|---|"]
     for name, report in figures.items():
