@@ -181,7 +181,7 @@ def test_from_profile_options_override_the_profile(
         isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
     monkeypatch.setenv("LOCAL_SECRET", "secret")
-    elsewhere = tmp_path / "other.toml"
+    elsewhere = tmp_path / "other profiles.toml"
     server_profile(elsewhere, server)
     mine = write_grant(tmp_path / "mine.json", server)
     with RefreshingSession.from_profile("local", config=elsewhere, token_file=mine,
@@ -189,7 +189,8 @@ def test_from_profile_options_override_the_profile(
         assert session.keeper.leeway == 5
         assert session.get(server.url + "/echo").json()["authorization_present"]
         assert session.get(server.api_url + "items").status_code == 401  # not a prefix now
-        assert f"{CONFIG_ENV}={elsewhere} refreshing-session login" in session.keeper.login_hint
+        hint = session.keeper.login_hint  # the path quoted for the shell
+        assert f"{CONFIG_ENV}='{elsewhere}' refreshing-session login --profile local" in hint
 
 
 def test_an_unusable_token_folder_is_a_profile_error(
@@ -205,12 +206,3 @@ def test_an_unusable_token_folder_is_a_profile_error(
     assert (raised.value.profile, raised.value.key) == ("local", "token_file")
     assert "cannot be used" in str(raised.value)
 
-
-def test_the_login_hint_quotes_a_profile_path_for_the_shell(
-        isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> None:
-    monkeypatch.setenv("LOCAL_SECRET", "secret")
-    elsewhere = tmp_path / "my profiles.toml"
-    server_profile(elsewhere, server)
-    hint = load_profile("local", elsewhere).login_hint
-    assert f"{CONFIG_ENV}='{elsewhere}' refreshing-session login --profile local" in hint
