@@ -147,16 +147,20 @@ def _overhead(overhead: Mapping[str, Any]) -> str:
             f"parsing.\n\n{stubbed}")
 
 
+def _storm_setup(plan: dict[str, Any]) -> str:
+    """The storm's conditions, which the Redis storm shares."""
+    return (f"Tokens live {plan['storm_ttl']:g} s; the refresh tokens are single-use and rotate, "
+            "and presenting one twice revokes the grant. The token endpoint answers in "
+            f"{1000 * plan['token_delay']:.0f} ms, as a remote one would. Each cell runs "
+            f"{plan['storm_seconds']:g} s.")
+
+
 def _storm_intro(results: Results) -> str:
     plan = results["meta"]["plan"]
-    return (f"P processes {TIMES} T threads call the API back to back for "
-            f"{plan['storm_seconds']:g} s, sharing one token file. Tokens live "
-            f"{plan['storm_ttl']:g} s; the refresh "
-            "tokens are single-use and rotate, and presenting one twice revokes the grant. The "
-            f"token endpoint answers in {1000 * plan['token_delay']:.0f} ms, as a remote one "
-            "would. *Due* is the number of tokens that came due under each library's own "
-            "refresh policy (half the token's life for RefreshingSession, Authlib and "
-            "google-auth as configured here; expiry for requests-oauthlib and the "
+    return (f"P processes {TIMES} T threads call the API back to back, sharing one token file. "
+            f"{_storm_setup(plan)} *Due* is the number of tokens that came due under each "
+            "library's own refresh policy (half the token's life for RefreshingSession, "
+            "Authlib and google-auth as configured here; expiry for requests-oauthlib and the "
             "interceptor), so one call per due token is the ideal. Authlib keeps `expires_at` "
             "in whole seconds and so refreshes on whole-second boundaries: it may make one call "
             "more than the due count without any duplicate (a duplicate shows as a reuse "
@@ -164,14 +168,12 @@ def _storm_intro(results: Results) -> str:
 
 
 def _redis_storm_intro(results: Results) -> str:
-    plan = results["meta"]["plan"]
-    return (f"The storm's shapes, tokens ({plan['storm_ttl']:g} s, single-use refresh tokens), "
-            f"token endpoint ({1000 * plan['token_delay']:.0f} ms) and duration "
-            f"({plan['storm_seconds']:g} s), for RefreshingSession alone: at each shape once "
-            "sharing a token file, then once with `store=RedisTokenStore(url, key)` on a "
-            "redis-server of its own (on loopback, started for the cell), so that the processes "
-            "share nothing but Redis. *Due* is the tokens that came due at half their life. "
-            "Latency is over successful requests.")
+    setup = _storm_setup(results["meta"]["plan"])
+    return (f"The storm's shapes, for RefreshingSession alone. {setup} At each shape the "
+            "processes run once sharing a token file, then once with "
+            "`store=RedisTokenStore(url, key)` on a redis-server of its own (on loopback, "
+            "started for the cell), so that the processes share nothing but Redis. *Due* is the "
+            "tokens that came due at half their life. Latency is over successful requests.")
 
 
 def _storm(cells: Sequence[Mapping[str, Any]]) -> str:
