@@ -7,7 +7,6 @@ API prefixes. Only then does the token go out; the caller's own Authorization al
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from requests.utils import rewind_body
 
+from .guard import refresh_may_cure
 from .keeper import TokenKeeper
 from .token import Token
 
@@ -28,10 +28,6 @@ _T = TypeVar("_T")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CALLER_AUTH = "_refreshing_session_caller_auth"
-_BEARER = re.compile(r"\bbearer\b", re.IGNORECASE)
-_CHALLENGE_ERROR = re.compile(r'\berror\s*=\s*"?([\w.-]+)', re.IGNORECASE)
-# RFC 6750 section 3.1: a new token cannot help a request that lacks scope or is malformed.
-_NOT_CURED_BY_REFRESH = frozenset({"insufficient_scope", "invalid_request"})
 
 
 class Prefixes:
@@ -103,10 +99,11 @@ class BearerAdapter(HTTPAdapter):
             return super().send(request, *settings)
         token = self.keeper.current()
         response = super().send(_with_token(request, token), *settings)
-        if response.status_code != 401 or not _refresh_may_cure(response):
+        if not _refused(response):
             return response
+        path = urlsplit(request.url or "").path
         try:
-            replacement = self.keeper.after_unauthorized(token)
+            replacement = self.keeper.after_unauthorized(token, path)
         except BaseException:
             _release(response)
             raise
@@ -118,7 +115,9 @@ class BearerAdapter(HTTPAdapter):
         _release(response)
         if _is_stream(request):
             rewind_body(request)
-        return super().send(_with_token(request, replacement), *settings)
+        replay = super().send(_with_token(request, replacement), *settings)
+        self.keeper.replayed(replacement, path, refused=_refused(replay))
+        return replay
 
 
 def mark_caller_auth(request: PreparedRequest) -> None:
@@ -142,14 +141,10 @@ def _with_token(request: PreparedRequest, token: Token) -> PreparedRequest:
     return authorized
 
 
-def _refresh_may_cure(response: Response) -> bool:
-    """A 401 may be cured by a new token unless its challenge says otherwise: one that is not
-    a Bearer challenge (Basic, Digest), or a Bearer error that a token cannot fix."""
-    challenge = response.headers.get("WWW-Authenticate", "")
-    if challenge and not _BEARER.search(challenge):
-        return False
-    error = _CHALLENGE_ERROR.search(challenge)
-    return error is None or error.group(1).lower() not in _NOT_CURED_BY_REFRESH
+def _refused(response: Response) -> bool:
+    """Was the token refused in a way that a new token may cure?"""
+    return refresh_may_cure(response.status_code,
+                            response.headers.get("WWW-Authenticate", ""))
 
 
 def _is_stream(request: PreparedRequest) -> bool:

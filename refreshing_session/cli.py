@@ -136,8 +136,7 @@ def _keeper(arguments: argparse.Namespace) -> tuple[TokenKeeper, Profile | None]
         return TokenKeeper(TokenFile(arguments.token_file), None, leeway=0.0,
                            lock_timeout=_LOCK_TIMEOUT), None
     keeper = TokenKeeper(profile.token_store(), profile.refresher(), leeway=0.0,
-                         lock_timeout=_LOCK_TIMEOUT)
-    keeper.login_hint = profile.login_hint
+                         lock_timeout=_LOCK_TIMEOUT, login_command=profile.login_command)
     return keeper, profile
 
 
@@ -239,7 +238,7 @@ def _status(arguments: argparse.Namespace) -> int:
     store = profile.token_store() if profile else TokenFile(arguments.token_file)
     snapshot = store.read()
     if snapshot is None:
-        hint = profile.login_hint if profile else "log in first"
+        hint = f"log in first with `{profile.login_command}`" if profile else "log in first"
         print(f"error: there is no token in {store.location}; {hint}", file=sys.stderr)
         return 1
     report = _describe(snapshot.token, time.time())

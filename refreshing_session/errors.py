@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Self, TypeVar
 from urllib.parse import quote, quote_plus
 
 import requests
 
 REDACTED = "[redacted]"
+_E = TypeVar("_E", bound=BaseException)
 
 # Token-shaped values under well-known keys, in JSON or in a form body, whoever sent them.
 _SECRET_FIELDS = re.compile(
@@ -51,7 +52,28 @@ def _escaped_forms(secret: str) -> set[str]:
             quote_plus(secret), quote(secret, safe="")}
 
 
-class TokenError(requests.exceptions.RequestException):
+def _rebuilt(kind: type[_E], args: tuple[Any, ...], state: dict[str, Any]) -> _E:
+    """An error of ``kind`` with these ``args`` and attributes, made without calling its
+    constructor (whose parameters differ from one error to the next)."""
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class _Travels(BaseException):
+    """An error that survives ``pickle`` and ``copy`` with its message and fields, whatever its
+    constructor's parameters (process pools and error trackers pickle errors)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuilt, (type(self), self.args, dict(self.__dict__))
+
+    def restated(self, message: str) -> Self:
+        """Return an error of the same type and fields, with ``message`` instead."""
+        return _rebuilt(type(self), (message,), dict(self.__dict__))
+
+
+class TokenError(_Travels, requests.exceptions.RequestException):
     """Base class: anything that kept the session from getting a usable access token."""
 
 
@@ -115,7 +137,7 @@ class LockTimeout(TokenError, requests.exceptions.Timeout):
     """
 
 
-class ProfileError(ValueError):
+class ProfileError(_Travels, ValueError):
     """The profile config file cannot be used: it is missing or not TOML, the profile does not
     exist, or a key is unknown, missing or of the wrong kind. The message names the file, the
     profile and the key, says what is wrong and what is expected.

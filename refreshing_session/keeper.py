@@ -3,15 +3,19 @@
 The keeper holds the last token it read and hands it out while it is valid, noticing a
 sibling's new token through the store's cheap version check (one ``stat`` for a token file).
 When the token is due (or was refused with a 401), the keeper takes a thread lock, then the
-store's lock, re-reads the store, and refreshes only if it still holds the token that was due:
-otherwise someone else already refreshed it, and that token is adopted without calling the
-token endpoint. The new token is stored only over the version it replaces, so a token written
-meanwhile (a login, or a refresh by a holder whose lock had expired) is never overwritten.
+store's lock, re-reads the store, and *renews* the token only if the store still holds the
+*stale* one that was due: otherwise someone else already renewed it, and the keeper *adopts*
+that token without calling the token endpoint. The new token is stored only over the version it
+replaces (the store's compare-and-swap), so a token written meanwhile (a login, or a refresh by
+a holder whose lock had expired) is never overwritten.
+
+Its state is three small values: the snapshot last read, a :class:`KeptToken` (a renewed token
+the store could not take yet) and a :class:`CoolDown` (the last failed renewal, which later
+attempts wait out).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
@@ -32,6 +36,7 @@ from .errors import (
     TokenError,
     TokenStoreError,
 )
+from .guard import Guard, path_key
 from .refreshers import Refresher, TokenSource
 from .store import Snapshot, TokenStore, Version
 from .token import Token
@@ -39,11 +44,11 @@ from .token import Token
 logger = logging.getLogger(__name__)
 
 REFUSED = "refresh_refused"  # the stored refresh token was refused: siblings give up at once
-FOR_A_401 = "obtained_for_a_401"  # this token replaced one refused with a 401
 _LONGEST_COOL_DOWN = 30.0
 _SAVE_RETRY = 1.0
 # A refresh the command line asked for: store the new token now, or say it could not be.
 _STORE_NOW_TRIES = 4
+_HOW_TO_LOG_IN = "(`refreshing-session login --help` says how), or write a token there"
 
 # A fork copies each thread lock in whatever state another thread held it: children get new
 # ones. (The store's lock is taken afresh for each refresh.)
@@ -64,20 +69,58 @@ class _Busy(LockTimeout):
 
 
 @dataclass(frozen=True)
-class _Failure:
-    """The last failed refresh of a token, and when the next attempt may be made."""
+class CoolDown:
+    """The last failed renewal of the ``stale`` token, and when the next may be tried.
+
+    A still-valid token waits half the time it has left; an expired one a pause that doubles
+    with each failure up to 30 s; a rejected client 30 s at once.
+    """
 
     stale: Token | None
     error: TokenError
+    failed_at: float
     retry_at: float
-    count: int
+    failures: int = 1
+
+    def after(self, stale: Token | None, error: TokenError, now: float) -> CoolDown:
+        """The cool-down after another failure to renew ``stale`` at ``now``."""
+        failures = self.failures + 1 if stale == self.stale else 1
+        return CoolDown(stale, error, now, now + _pause(stale, error, failures, now), failures)
+
+    def holds(self, stale: Token | None, now: float) -> bool:
+        """True while a renewal of ``stale`` must still wait."""
+        return stale == self.stale and now < self.retry_at
+
+
+def _pause(stale: Token | None, error: TokenError, failures: int, now: float) -> float:
+    if stale is not None and stale.expires_at is not None and stale.expires_at > now:
+        return (stale.expires_at - now) / 2
+    if isinstance(error, ClientRejected):
+        return _LONGEST_COOL_DOWN
+    return min(_LONGEST_COOL_DOWN, 0.5 * 2.0 ** (failures - 1))
+
+
+_NO_COOL_DOWN = CoolDown(None, TokenError(), float("-inf"), float("-inf"), failures=0)
+
+
+@dataclass(frozen=True)
+class KeptToken:
+    """A renewed token the store could not take: ``snapshot`` holds it, its notes and the
+    store version it replaces. The keeper uses it, and stores it at ``retry_at`` or later,
+    as long as the store still holds that version (its predecessor's refresh token is spent,
+    so it must not be dropped)."""
+
+    snapshot: Snapshot
+    retry_at: float
 
 
 class TokenKeeper:
-    """Gives out a valid access token from one token store, refreshing it under the locks."""
+    """Gives out a valid access token from one token store, refreshing it under the locks.
 
-    # How a missing or refused grant's message says to log in; a profile names its command.
-    login_hint = "log in first (`refreshing-session login --help` says how), or write a token there"
+    :param login_command: the command that logs in, named in the messages that say to log in
+        (None: general advice).
+    :param clock: the wall clock (seconds since the epoch), replaceable in tests.
+    """
 
     def __init__(
         self,
@@ -87,20 +130,22 @@ class TokenKeeper:
         leeway: float,
         lock_timeout: float,
         on_refresh: Callable[[Token], object] | None = None,
+        login_command: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.refresher = refresher
         self.leeway = leeway
         self.lock_timeout = lock_timeout
         self.on_refresh = on_refresh
+        self.login_command = login_command
+        self.clock = clock
         self._reset_process_state()
 
     def _reset_process_state(self) -> None:
         self._snapshot: Snapshot | None = None
-        # A refreshed token the file could not take yet, and the file version it replaces.
-        self._unsaved: Snapshot | None = None
-        self._save_retry_at = 0.0
-        self._failure: _Failure | None = None
+        self._kept: KeptToken | None = None
+        self._cool_down = _NO_COOL_DOWN
         self._thread_lock = threading.Lock()
         _KEEPERS.add(self)
 
@@ -111,39 +156,57 @@ class TokenKeeper:
         and the valid token returned. Raises LoginRequired, RefreshFailed, ClientRejected,
         TokenStoreError or LockTimeout when no usable token can be had.
         """
-        if self._unsaved is not None and time.time() >= self._save_retry_at:
-            self._retry_saving()
+        now = self.clock()
+        if self._kept is not None and now >= self._kept.retry_at:
+            self._retry_keeping()
         snapshot = self._load()
         if snapshot is None:
-            return self._replace(None)
+            return self._renew_or_adopt(None, "there is no token yet")
         token = snapshot.token
         due = token.refresh_due_at(self.leeway)
-        if due is None or time.time() < due:
+        if due is None or now < due:
             return token
-        if token.expires_at is not None and time.time() >= token.expires_at:
-            return self._replace(token)
+        if token.expires_at is not None and now >= token.expires_at:
+            return self._renew_or_adopt(token, f"it expired {now - token.expires_at:.1f} s ago")
         return self._refresh_early(token)
 
-    def after_unauthorized(self, sent: Token) -> Token | None:
-        """A request sent with ``sent`` got a 401: return the token to replay it with, or None
-        when a refresh cannot cure this (then the 401 goes back to the caller).
+    def after_unauthorized(self, sent: Token, path: str) -> Token | None:
+        """A request for ``path`` sent with ``sent`` got a 401 that a new token may cure:
+        return the token to replay it with, or None when the 401 goes back to the caller.
 
-        A token that was itself obtained because of a 401 is not refreshed because of another:
-        if a fresh token is refused too, the endpoint's problem is not the token, and a flood
-        of such 401s must not become a flood of refreshes. Its scheduled refresh starts over.
+        A sibling's newer token is adopted; otherwise the token is renewed, unless the guard
+        (see :mod:`refreshing_session.guard`) says a refresh did not help at this path.
         """
+        key = path_key(path)
         snapshot = self._load()
-        if snapshot is not None and snapshot.token == sent and snapshot.notes.get(FOR_A_401):
+        if snapshot is not None and snapshot.token == sent \
+                and not Guard.of(snapshot.notes).may_refresh(key):
+            logger.debug("holding a 401 back: refreshing did not help at this path (guard)")
             return None
-        replacement = self._replace(sent, after_401=True)
+        replacement = self._renew_or_adopt(sent, "a 401 refused it", for_401=key)
         return None if replacement == sent else replacement
+
+    def replayed(self, token: Token, path: str, *, refused: bool) -> None:
+        """Record how the replay with ``token`` (after a 401 at ``path``) was answered: when
+        not refused, the refresh cured that path, and later 401s there may refresh again."""
+        key = path_key(path)
+        snapshot = self._load()
+        if refused or snapshot is None or snapshot.token != token \
+                or Guard.of(snapshot.notes).pending != key:
+            return
+        try:
+            with self._exclusive():
+                self._mark_cured(token, key)
+        except TokenError as error:
+            logger.warning("could not record that a refresh cured a 401: %s", error)
 
     def install(self, token: Token) -> Token:
         """Store ``token`` as the grant's token, whatever is stored now (a login), under the
         locks, so no refresh in flight can overwrite it; return it."""
         with self._exclusive():
             self._snapshot = self.store.write(token)
-            self._unsaved = self._failure = None
+            self._kept = None
+            self._cool_down = _NO_COOL_DOWN
         return token
 
     def refresh_now(self) -> Token:
@@ -154,15 +217,14 @@ class TokenKeeper:
         TokenStoreError when the new token cannot be stored even after a few tries: its
         predecessor's refresh token is spent then, and this process is about to end."""
         with self._exclusive():
-            snapshot = self._read_locked()
-            token = self._redeem(snapshot, after_401=False)
+            token = self._redeem(self._latest_locked(), Guard())
             for _ in range(_STORE_NOW_TRIES):
-                if self._unsaved is None:
+                if self._kept is None:
                     return token
                 time.sleep(_SAVE_RETRY / _STORE_NOW_TRIES)
-                self._read_locked()  # stores the kept token if the store still allows it
+                self._latest_locked()
         raise TokenStoreError(f"the new token could not be stored in {self.store.location} "
-                              f"(see the log); {self._log_in_again} once it works")
+                              f"(see the log); {self._log_in('again')} once it works")
 
     def remove(self, before: Callable[[Token], object] | None = None) -> Token | None:
         """Under the locks, pass the stored token to ``before`` (a revocation, say), then
@@ -171,7 +233,7 @@ class TokenKeeper:
         removed too."""
         with self._exclusive():
             try:
-                snapshot = self._read_locked()
+                snapshot = self._latest_locked()
             except TokenStoreError:
                 if before is not None:
                     raise
@@ -179,37 +241,32 @@ class TokenKeeper:
             if snapshot is not None and before is not None:
                 before(snapshot.token)
             self.store.delete()
-            self._snapshot = self._unsaved = None
+            self._snapshot = self._kept = None
         return None if snapshot is None else snapshot.token
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Hold the thread lock and the store's lock, waiting up to ``lock_timeout``."""
-        deadline = time.monotonic() + self.lock_timeout
-        with self._thread_locked(wait=True), \
-                self.store.lock(deadline - time.monotonic(), lambda: False) as held:
-            if not held:
-                raise self._timeout("another process", wait=True)
-            yield
+    # --- renewing or adopting -------------------------------------------------------------------
 
     def _refresh_early(self, token: Token) -> Token:
         """Refresh a token that is due but still valid; on any trouble, keep using it."""
-        if self._cooling_down(token):
+        if self._cool_down.holds(token, self.clock()):
             return token
         try:
-            return self._replace(token, wait=False)
+            return self._renew_or_adopt(token, "it is due", wait=False)
         except _Busy:
-            return token  # another thread or process is refreshing it right now
+            logger.debug("skipping the early refresh: another thread or process holds the lock")
+            return token
         except TokenError as error:
-            if self._cooling_down(token) is None:  # a store or lock failure: pause all the same
-                self._cool_down(token, error)
+            if not self._cool_down.holds(token, self.clock()):  # a store or lock failure
+                self._cool_down = self._cool_down.after(token, error, self.clock())
             logger.warning("early refresh failed, going on with the current token (valid "
-                           "%.1f s more): %s", (token.expires_at or 0) - time.time(), error)
+                           "%.1f s more): %s", (token.expires_at or 0) - self.clock(), error)
             return token
 
-    def _replace(self, stale: Token | None, *, after_401: bool = False, wait: bool = True) -> Token:
-        """Replace ``stale`` (None: there is no token file) unless someone already did, and
-        return the token to use: ``stale`` itself after a 401 that a refresh cannot cure."""
+    def _renew_or_adopt(self, stale: Token | None, reason: str, *, for_401: str | None = None,
+                        wait: bool = True) -> Token:
+        """Renew ``stale`` (None: there is no token) unless someone already did, and return the
+        token to use: a sibling's, a new one, or ``stale`` itself when the guard holds a 401
+        back. ``for_401`` is the key of the path whose 401 asks for the renewal."""
         self._raise_while_cooling_down(stale)
         deadline = time.monotonic() + (self.lock_timeout if wait else 0.0)
         with self._thread_locked(wait):
@@ -218,48 +275,61 @@ class TokenKeeper:
             if adopted is not None:
                 return adopted
 
-            def replaced() -> bool:
+            def renewed_meanwhile() -> bool:
                 return self._adoptable(stale) is not None
 
-            with self.store.lock(deadline - time.monotonic(), replaced) as held:
+            with self.store.lock(deadline - time.monotonic(), renewed_meanwhile) as held:
                 if held:
-                    return self._replace_locked(stale, after_401)
+                    return self._renew_or_adopt_locked(stale, reason, for_401)
             adopted = self._adoptable(stale)
             if adopted is None:
                 raise self._timeout("another process", wait)
             return adopted
 
-    def _replace_locked(self, stale: Token | None, after_401: bool) -> Token:
-        snapshot = self._read_locked()
+    def _renew_or_adopt_locked(self, stale: Token | None, reason: str,
+                               for_401: str | None) -> Token:
+        snapshot = self._latest_locked()
         if snapshot is not None and snapshot.token != stale:
+            logger.debug("adopting token %s renewed by another thread or process",
+                         snapshot.token.fingerprint)
             return snapshot.token
-        if after_401 and snapshot is not None and snapshot.notes.get(FOR_A_401):
+        guard = Guard() if snapshot is None else Guard.of(snapshot.notes)
+        if for_401 is None:
+            guard = Guard()  # a scheduled renewal starts the guard's count afresh
+        elif guard.may_refresh(for_401):
+            guard = guard.successor(for_401)
+        else:
+            assert snapshot is not None  # a fresh guard lets every 401 refresh
+            logger.debug("holding a 401 back: refreshing did not help at this path (guard)")
             return snapshot.token
+        logger.debug("refreshing the token in %s: %s", self.store.location, reason)
         try:
-            return self._redeem(snapshot, after_401=after_401)
+            return self._redeem(snapshot, guard)
         except (RefreshFailed, ClientRejected) as error:
-            self._cool_down(stale, error)
+            self._cool_down = self._cool_down.after(stale, error, self.clock())
             raise
 
     def _adoptable(self, stale: Token | None) -> Token | None:
-        """The stored token, if it is no longer ``stale``: someone else replaced it."""
+        """The stored token, if it is no longer ``stale``: someone else renewed it."""
         snapshot = self._load()
         if snapshot is None or snapshot.token == stale:
             return None
-        logger.debug("adopting token %s written by another process", snapshot.token.fingerprint)
+        logger.debug("adopting token %s written by another thread or process",
+                     snapshot.token.fingerprint)
         return snapshot.token
 
-    def _redeem(self, snapshot: Snapshot | None, *, after_401: bool) -> Token:
-        """Call the refresher for the stored token (or for a first token) and store the result."""
+    def _redeem(self, snapshot: Snapshot | None, guard: Guard) -> Token:
+        """Call the refresher for the stored token (or for a first token), store the result
+        with ``guard`` in its notes, and return the token to use."""
         if snapshot is None:
             return self._first_token()
         refused = snapshot.notes.get(REFUSED)
         if refused:
             raise LoginRequired(f"the refresh token in {self.store.location} was refused "
-                                f"earlier ({refused}); {self._log_in_again}")
+                                f"earlier ({refused}); {self._log_in('again')}")
         if self.refresher is None:
             raise LoginRequired(f"the token in {self.store.location} has expired and this "
-                                f"session has no refresher; {self._log_in_again}, or pass "
+                                f"session has no refresher; {self._log_in('again')}, or pass "
                                 "refresher=")
         old = snapshot.token
         try:
@@ -268,21 +338,21 @@ class TokenKeeper:
             return self._after_refusal(snapshot, error)
         logger.info("refreshed the access token in %s (%s -> %s)", self.store.location,
                     old.fingerprint, new.fingerprint)
-        return self._announce(
-            new, self._save(new, {FOR_A_401: True} if after_401 else None, snapshot.version))
+        return self._announce(new, self._save(new, guard.notes(), snapshot.version).token)
 
     def _first_token(self) -> Token:
         if not isinstance(self.refresher, TokenSource):
             machine = "; or use a ClientCredentialsRefresher" if self.refresher is None else ""
             raise LoginRequired(f"there is no token in {self.store.location}; "
-                                f"{self.login_hint}{machine}")
+                                f"{self._log_in('first')}{machine}")
         token = self.refresher.new_token()
         logger.info("storing a new grant in %s", self.store.location)
-        return self._announce(token, self._save(token, None, replacing=None))
+        return self._announce(token, self._save(token, None, replacing=None).token)
 
-    @property
-    def _log_in_again(self) -> str:
-        return "log in again" + self.login_hint.removeprefix("log in first")
+    def _log_in(self, when: str) -> str:
+        """``log in first`` or ``log in again``, and how."""
+        how = _HOW_TO_LOG_IN if self.login_command is None else f"with `{self.login_command}`"
+        return f"log in {when} {how}"
 
     def _announce(self, new: Token, kept: Token) -> Token:
         """Tell ``on_refresh`` about ``new`` if it is the token kept; return the token kept."""
@@ -295,7 +365,7 @@ class TokenKeeper:
 
     def _call_refresher(self, old: Token) -> Token:
         assert self.refresher is not None
-        requested_at = time.time()
+        requested_at = self.clock()
         try:
             answer = self.refresher(old)
         except TokenError:
@@ -307,7 +377,7 @@ class TokenKeeper:
 
     def _after_refusal(self, refused: Snapshot, error: LoginRequired) -> Token:
         """Adopt a token written meanwhile (by a login, say); else record the refusal for the
-        siblings and raise. A file that changed since it was read is never overwritten."""
+        siblings and raise. A store that changed since it was read is never overwritten."""
         latest = self.store.read()
         if latest is not None and latest.token != refused.token:
             self._snapshot = latest
@@ -317,13 +387,24 @@ class TokenKeeper:
         raise LoginRequired(f"{error} ({self.store.location})",
                             response=error.response) from None
 
+    def _mark_cured(self, token: Token, key: str) -> None:
+        """Under the locks: clear the pending path ``key`` from the stored ``token``'s guard."""
+        snapshot = self._latest_locked()
+        if snapshot is None or snapshot.token != token:
+            return
+        guard = Guard.of(snapshot.notes)
+        if guard.pending == key:
+            self._save(token, guard.cured(key).notes(snapshot.notes), snapshot.version)
+
+    # --- the store ------------------------------------------------------------------------------
+
     def _save(self, token: Token, notes: Mapping[str, Any] | None,
-              replacing: Version | None) -> Token:
-        """Store ``token`` over the version ``replacing``, and return the token to use.
+              replacing: Version | None) -> Snapshot:
+        """Store ``token`` over the version ``replacing``, and return the snapshot to use.
 
         A token stored meanwhile (a login by hand, say) wins and is adopted. If the store
-        fails, the token is kept in memory, used, and stored again later: a refreshed token
-        is never dropped, since its predecessor's refresh token is spent.
+        fails, the token is kept in memory, used, and stored again later: a renewed token is
+        never dropped, since its predecessor's refresh token is spent.
         """
         try:
             saved = self.store.replace(token, notes, replacing)
@@ -332,82 +413,77 @@ class TokenKeeper:
                 if latest is not None:
                     logger.info("%s changed during the refresh; using its token",
                                 self.store.location)
-                    self._snapshot = latest
-                    return latest.token
+                    self._snapshot, self._kept = latest, None
+                    return latest
                 saved = self.store.write(token, notes)  # removed meanwhile: ours is the grant
-            self._snapshot = saved
-            self._unsaved = None
         except TokenStoreError as error:
-            self._unsaved = Snapshot(token, replacing, notes or {})
-            self._save_retry_at = time.time() + _SAVE_RETRY
             logger.error("could not save the refreshed token, keeping it in memory and trying "
                          "again: %s", error)
-        return token
+            self._kept = KeptToken(Snapshot(token, replacing, dict(notes or {})),
+                                   self.clock() + _SAVE_RETRY)
+            return self._kept.snapshot
+        self._snapshot, self._kept = saved, None
+        return saved
 
-    def _retry_saving(self) -> None:
-        self._save_retry_at = time.time() + _SAVE_RETRY
+    def _retry_keeping(self) -> None:
+        """Try to store the kept token now, if no one holds the locks."""
+        assert self._kept is not None
+        self._kept = replace(self._kept, retry_at=self.clock() + _SAVE_RETRY)
         try:
             with self._thread_locked(wait=False), \
                     self.store.lock(0.0, lambda: False) as held:
                 if held:
-                    self._read_locked()
+                    self._latest_locked()
         except TokenError as error:
             logger.debug("could not save the kept token yet: %s", error)
 
-    def _read_locked(self) -> Snapshot | None:
-        """Under the locks: the file's snapshot, or the token this process could not save yet
-        (then saved now, if possible), when the file still holds what that token replaces."""
+    def _latest_locked(self) -> Snapshot | None:
+        """Under the locks: the token to work from. That is the kept token when the store
+        still holds the version it replaces (then it is stored now, if the store allows),
+        else the store's own."""
         snapshot = self.store.read()
-        unsaved = self._unsaved
-        if unsaved is not None and (snapshot.version if snapshot else None) == unsaved.version:
-            self._save(unsaved.token, unsaved.notes, unsaved.version)
-            return self._unsaved or self._snapshot
-        self._unsaved = None
-        self._snapshot = snapshot
+        kept = self._kept
+        if kept is not None and _version(snapshot) == kept.snapshot.version:
+            return self._save(kept.snapshot.token, kept.snapshot.notes, kept.snapshot.version)
+        self._snapshot, self._kept = snapshot, None
         return snapshot
 
     def _load(self) -> Snapshot | None:
-        """Return the stored token, re-reading the store only when its version changed."""
+        """Return the token to use now: the kept one while the store still holds what it
+        replaces, else the stored one, re-read only when the store's version changed."""
         version = self.store.version()
-        if self._unsaved is not None:
-            if self._unsaved.version == version:
-                return self._unsaved
-            self._unsaved = None  # someone stored a token since: theirs is newer
-        snapshot = self._snapshot
+        kept = self._kept
+        if kept is not None:
+            if kept.snapshot.version == version:
+                return kept.snapshot
+            self._kept = None  # someone stored a token since: theirs is newer
         if version is None:
             return None
+        snapshot = self._snapshot
         if snapshot is None or snapshot.version != version:
             snapshot = self._snapshot = self.store.read()
         return snapshot
 
-    def _cool_down(self, stale: Token | None, error: TokenError) -> None:
-        """After a failed refresh, let the next attempt for the same token wait: half the time
-        it has left if it is still valid, else a doubling pause; longer for a bad client."""
-        previous = self._failure
-        count = previous.count + 1 if previous is not None and previous.stale == stale else 0
-        now = time.time()
-        if stale is not None and stale.expires_at is not None and stale.expires_at > now:
-            pause = (stale.expires_at - now) / 2
-        elif isinstance(error, ClientRejected):
-            pause = _LONGEST_COOL_DOWN
-        else:
-            pause = min(_LONGEST_COOL_DOWN, 0.5 * 2 ** count)
-        self._failure = _Failure(stale, error, now + pause, count)
-
-    def _cooling_down(self, stale: Token | None) -> _Failure | None:
-        """The last failure for ``stale``, while the next attempt must still wait."""
-        failure = self._failure
-        if failure is None or failure.stale != stale or time.time() >= failure.retry_at:
-            return None
-        return failure
+    # --- waiting --------------------------------------------------------------------------------
 
     def _raise_while_cooling_down(self, stale: Token | None) -> None:
-        failure = self._cooling_down(stale)
-        if failure is not None:
-            again = copy.copy(failure.error)
-            wait = failure.retry_at - time.time()
-            again.args = (f"{failure.error} (not retried for another {wait:.1f} s)",)
-            raise again
+        cool_down = self._cool_down
+        now = self.clock()
+        if cool_down.holds(stale, now):
+            logger.debug("re-raising the renewal failure of %.1f s ago during its back-off",
+                         now - cool_down.failed_at)
+            raise cool_down.error.restated(
+                f"{cool_down.error} (not retried for another {cool_down.retry_at - now:.1f} s)")
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the thread lock and the store's lock, waiting up to ``lock_timeout``."""
+        deadline = time.monotonic() + self.lock_timeout
+        with self._thread_locked(wait=True), \
+                self.store.lock(deadline - time.monotonic(), lambda: False) as held:
+            if not held:
+                raise self._timeout("another process", wait=True)
+            yield
 
     @contextmanager
     def _thread_locked(self, wait: bool) -> Iterator[None]:
@@ -432,11 +508,15 @@ class TokenKeeper:
     def __getstate__(self) -> dict[str, Any]:
         return {"store": self.store, "refresher": self.refresher, "leeway": self.leeway,
                 "lock_timeout": self.lock_timeout, "on_refresh": self.on_refresh,
-                "login_hint": self.login_hint}
+                "login_command": self.login_command, "clock": self.clock}
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         self.__dict__.update(state)
         self._reset_process_state()
+
+
+def _version(snapshot: Snapshot | None) -> Version | None:
+    return None if snapshot is None else snapshot.version
 
 
 def _as_token(answer: Token | Mapping[str, Any], old: Token, requested_at: float) -> Token:

@@ -106,12 +106,12 @@ class Profile:
                                profile=self.name, key=key) from None
 
     @property
-    def login_hint(self) -> str:
-        """How a message tells the user to log in to this profile."""
+    def login_command(self) -> str:
+        """The shell command that logs in to this profile."""
         command = f"refreshing-session login --profile {self.name}"
         if Path(self.config_path) != config_path():
             command = f"{CONFIG_ENV}={shlex.quote(self.config_path)} {command}"
-        return f"log in first with `{command}`"
+        return command
 
 
 def config_path() -> Path:

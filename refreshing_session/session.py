@@ -39,6 +39,9 @@ class RefreshingSession(requests.Session):
     :param on_refresh: called with each new token this process obtains (not with tokens
         adopted from siblings), under the token lock: keep it quick. Exceptions are logged and
         ignored. For users who also keep the token elsewhere, or count refreshes.
+    :param login_command: the command your users run to log in (``myapp login``, say), named
+        by the errors that ask for a login; without it they point at ``refreshing-session
+        login``. :meth:`from_profile` names the profile's own.
 
     The token is first read at the first request, so a session may be built before anyone
     has logged in. Everything else behaves as in :class:`requests.Session`: for URLs outside the
@@ -58,6 +61,7 @@ class RefreshingSession(requests.Session):
         lock_timeout: float = 30.0,
         max_retries: int | Retry = 0,
         on_refresh: Callable[[Token], object] | None = None,
+        login_command: str | None = None,
     ) -> None:
         super().__init__()
         _check_arguments(refresher, on_refresh)
@@ -68,6 +72,7 @@ class RefreshingSession(requests.Session):
             leeway=seconds("leeway", leeway, allow_zero=True),
             lock_timeout=seconds("lock_timeout", lock_timeout, allow_zero=False),
             on_refresh=on_refresh,
+            login_command=login_command,
         )
         adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries)
         for url in self.prefixes.mount_points:
@@ -83,11 +88,10 @@ class RefreshingSession(requests.Session):
         Raises ProfileError when the profile cannot be used."""
         profile = load_profile(name, config)
         options.setdefault("refresher", profile.refresher())
+        options.setdefault("login_command", profile.login_command)
         if "store" not in options and "token_file" not in options:
             options["store"] = profile.token_store()
-        session = cls(options.pop("prefixes", profile.prefixes), **options)
-        session.keeper.login_hint = profile.login_hint
-        return session
+        return cls(options.pop("prefixes", profile.prefixes), **options)
 
     @property
     def token(self) -> Token:

@@ -94,7 +94,7 @@ def test_a_401_after_a_siblings_refresh_adopts_its_token_without_a_call(
     expire(token_file)
     assert sibling.get(server.api_url + "items", timeout=TIMEOUT).ok  # ...the sibling refreshes
     calls = server.stats().token_requests
-    adopted = late.keeper.after_unauthorized(sent)  # ...and the late one's request got a 401
+    adopted = late.keeper.after_unauthorized(sent, "/api/items")  # ...and the late one's request got a 401
     assert adopted == stored(token_file)
     assert server.stats().token_requests == calls
 

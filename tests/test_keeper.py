@@ -92,8 +92,8 @@ def test_refresh_now_refreshes_a_token_that_is_not_due(server: LocalAuthServer,
 
 def test_refresh_now_without_a_token_asks_for_a_login(server: LocalAuthServer,
                                                        tmp_path: Path) -> None:
-    keeper = keeper_for(server, TokenFile(tmp_path / "none.json"))
-    keeper.login_hint = "log in first with `refreshing-session login --profile prod`"
+    keeper = keeper_for(server, TokenFile(tmp_path / "none.json"),
+                        login_command="refreshing-session login --profile prod")
     for copy in (keeper, pickle.loads(pickle.dumps(keeper))):  # a pool's worker too
         with pytest.raises(LoginRequired, match="--profile prod"):
             copy.refresh_now()

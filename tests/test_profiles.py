@@ -189,8 +189,8 @@ def test_from_profile_options_override_the_profile(
         assert session.keeper.leeway == 5
         assert session.get(server.url + "/echo").json()["authorization_present"]
         assert session.get(server.api_url + "items").status_code == 401  # not a prefix now
-        hint = session.keeper.login_hint  # the path quoted for the shell
-        assert f"{CONFIG_ENV}='{elsewhere}' refreshing-session login --profile local" in hint
+        command = session.keeper.login_command  # the path quoted for the shell
+        assert command == f"{CONFIG_ENV}='{elsewhere}' refreshing-session login --profile local"
 
 
 def test_an_unusable_token_folder_is_a_profile_error(

@@ -1,0 +1,96 @@
+"""The 401 rules: which 401 answers a refresh may cure, and the guard against refreshing for
+401s that it cannot.
+
+A 401 usually means the token died: it expired early (servers round lifetimes down to whole
+seconds, clocks disagree) or was revoked. A new token cures that. But some endpoints answer 401
+to every token (a missing permission reported as a 401), and refreshing for each of those calls
+would turn a flood of refused calls into a flood of refreshes. The guard tells the two apart by
+the path: a token obtained because of a 401 at a path remembers that path as *pending* until
+its replay there answers; if the replay is refused too, the path is *wasted* (a refresh did not
+help there), and later 401s at a wasted path go back to the caller without a refresh. 401s at
+other paths still refresh, so a token that dies early is always renewed, but at most
+``MAX_WASTED`` refreshes may be wasted before the token's scheduled refresh starts the count
+afresh.
+
+The guard travels with the token in the store's notes, so every process sharing the token
+applies the same rules. It is transport-neutral: every front end uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+# Refreshes for 401s that did not help, allowed per scheduled token; then 401s go back.
+MAX_WASTED = 2
+_NOTE = "guard_401"
+
+_BEARER = re.compile(r"\bbearer\b", re.IGNORECASE)
+_CHALLENGE_ERROR = re.compile(r'\berror\s*=\s*"?([\w.-]+)', re.IGNORECASE)
+# RFC 6750 section 3.1: a new token cannot help a request that lacks scope or is malformed.
+_NOT_CURED_BY_REFRESH = frozenset({"insufficient_scope", "invalid_request"})
+
+
+def refresh_may_cure(status: int, challenge: str) -> bool:
+    """Return True when an answer with ``status`` and this ``WWW-Authenticate`` header may be
+    cured by a new token: a 401 whose challenge is absent, or a Bearer challenge without an
+    error that a token cannot fix (a Basic or Digest challenge is not about our token)."""
+    if status != 401:
+        return False
+    if challenge and not _BEARER.search(challenge):
+        return False
+    error = _CHALLENGE_ERROR.search(challenge)
+    return error is None or error.group(1).lower() not in _NOT_CURED_BY_REFRESH
+
+
+def path_key(path: str) -> str:
+    """A short, fixed-size key for a request path, as the guard stores it (the path itself may
+    be long or hold data that the token file need not keep)."""
+    return hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What the token's own history says about 401s: the paths where refreshing for a 401 was
+    wasted since the last scheduled refresh, and the path whose 401 obtained this token, while
+    its replay has not answered. An immutable value: each change returns a new one."""
+
+    wasted: tuple[str, ...] = ()
+    pending: str | None = None
+
+    @classmethod
+    def of(cls, notes: Mapping[str, Any]) -> Guard:
+        """Read the guard from a stored token's notes (a fresh guard when there is none or it
+        is malformed: the guard only ever holds refreshes back, so forgetting it is safe)."""
+        raw = notes.get(_NOTE)
+        if not isinstance(raw, Mapping):
+            return cls()
+        wasted, pending = raw.get("wasted"), raw.get("pending")
+        if not isinstance(wasted, list) or not all(isinstance(key, str) for key in wasted):
+            wasted = []
+        return cls(tuple(wasted[:MAX_WASTED]), pending if isinstance(pending, str) else None)
+
+    def notes(self, notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Return ``notes`` with this guard in them (without it, when the guard is fresh)."""
+        merged = {key: value for key, value in (notes or {}).items() if key != _NOTE}
+        if self != Guard():
+            merged[_NOTE] = {"wasted": list(self.wasted), "pending": self.pending}
+        return merged
+
+    def may_refresh(self, key: str) -> bool:
+        """May a 401 at the path ``key`` be answered with a refresh?"""
+        doubtful = (*self.wasted, *((self.pending,) if self.pending else ()))
+        return key not in doubtful and len(doubtful) < MAX_WASTED
+
+    def successor(self, key: str) -> Guard:
+        """The guard of the token obtained because of a 401 at ``key``: an unresolved pending
+        path counts as wasted, since its replay never proved otherwise."""
+        wasted = self.wasted + ((self.pending,) if self.pending else ())
+        return Guard(wasted[-MAX_WASTED:], key)
+
+    def cured(self, key: str) -> Guard:
+        """The guard once the replay at ``key`` was not refused: the refresh helped there."""
+        return replace(self, pending=None) if self.pending == key else self
