@@ -148,6 +148,58 @@ SCENARIOS: dict[str, Scenario] = {
          "test_bad_keys_are_named_with_what_is_expected",
          "test_a_malformed_file_says_what_is_wrong",
          "test_a_missing_profile_lists_the_ones_there")),
+    # Issue 12, items 1, 7, 8, 9: the token stays on its prefixes (tests/test_attack_prefixes.py).
+    "Dot segments in caller URLs and redirect Locations: ../, %2e%2e, %2E%2E, .%2e, %2e., ..%2F":
+    Scenario(
+        "no token to a path a normalising server routes outside the prefix, on any hop; what "
+        "stays inside keeps it",
+        ("test_a_caller_url_climbing_out_of_the_prefix_gets_no_token",
+         "test_a_redirect_climbing_out_of_the_prefix_gets_no_token",
+         "test_encoded_slashes_and_dot_segments_inside_the_prefix_keep_their_answer",
+         "test_prefixes_match_after_dot_segment_removal")),
+    "Plain http prefix on a remote host, in code or in a profile": Scenario(
+        "refused (ValueError; ProfileError naming the key) unless allow_insecure_http is set; "
+        "http on the loopback interface works",
+        ("test_a_plain_http_prefix_on_a_remote_host_is_refused",
+         "test_a_plain_http_prefix_on_the_loopback_interface_is_allowed",
+         "test_a_profile_with_a_plain_http_prefix_is_refused_unless_allowed")),
+    "POST, PUT, PATCH, DELETE steered into the API by a 307/308 from another origin or from "
+    "outside the prefix": Scenario(
+        "sent without the token, so the API refuses it; GET and HEAD redirected in keep the "
+        "token, and so do redirects within the prefixes",
+        ("test_an_unsafe_request_steered_into_the_api_by_another_origin_gets_no_token",
+         "test_an_unsafe_request_steered_into_the_api_from_outside_the_prefix_gets_no_token",
+         "test_a_safe_request_redirected_into_the_api_by_another_origin_gets_the_token",
+         "test_an_unsafe_request_redirected_within_the_prefixes_keeps_the_token")),
+    "Caller's own credentials (auth=, session.auth, Authorization header) dropped by a "
+    "cross-origin redirect that leads into the API": Scenario(
+        "the bearer token never takes their place, on any hop",
+        ("test_a_caller_authenticated_request_bounced_into_the_api_gets_no_token",
+         "test_a_caller_authenticated_api_request_bounced_back_through_another_origin_gets_no_token")),
+    # Issue 11: real-IdP timing, the guard, errors that travel.
+    "Token revoked or expired early after a 401 refresh (revocation, server clock ahead)": Scenario(
+        "refreshed once more and the request replayed, in this process and its siblings; no "
+        "curable 401 reaches a caller",
+        ("test_a_token_revoked_after_a_401_refresh_is_refreshed_again",
+         "test_a_sibling_process_refreshes_a_token_that_died_after_a_401_refresh",
+         "test_a_server_clock_ahead_kills_tokens_early_and_no_401_reaches_the_caller",
+         "test_early_deaths_between_refused_calls_are_all_cured")),
+    "Always-401 path mixed with working calls, from threads and processes": Scenario(
+        "one wasted refresh per token for the refusing path, at most two for many such paths; "
+        "working calls never see a 401",
+        ("test_an_always_401_path_mixed_with_working_calls_costs_one_wasted_refresh_per_token",
+         "test_paths_that_refuse_every_token_cost_at_most_two_refreshes_per_token",
+         "test_threads_mixing_refused_and_working_calls_cost_a_bounded_number_of_refreshes",
+         "test_the_guard_travels_with_the_token_to_sibling_processes")),
+    "Model-based: sibling keepers, rotating tokens, early deaths, outages (hypothesis)": Scenario(
+        "no refresh token redeemed twice, no newer token overwritten, no refreshed token lost, "
+        "no curable 401 returned, refreshes for incurable 401s bounded",
+        ("test_keeper_model",)),
+    "Errors pickled and copied (process pools, error trackers, the back-off)": Scenario(
+        "every exported error keeps its type, message and fields",
+        ("test_every_error_survives_pickle_and_copy",
+         "test_a_token_file_error_comes_back_from_a_process_pool_intact",
+         "test_a_401_after_an_early_refresh_failed_on_the_lock_raises_the_lock_error")),
 }
 
 
