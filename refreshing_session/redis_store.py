@@ -72,7 +72,7 @@ from redis.retry import Retry
 
 from .arguments import check_redis_url, seconds
 from .errors import TokenStoreError, redact
-from .store import MAX_FILE_SIZE, Snapshot, Version, decode, encode
+from .store import MAX_FILE_SIZE, Snapshot, Version, decode, storable
 from .token import Token
 
 logger = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ class RedisTokenStore:
 
     def _put(self, token: Token, notes: Mapping[str, Any] | None,
              expected: str) -> Snapshot | None:
-        payload = encode(token, notes)
+        token, payload = storable(token, notes)
         written_at = time.time()
         with self._talking("write the token to"):
             stored = self._store(keys=[self.key],

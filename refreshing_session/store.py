@@ -17,13 +17,13 @@ import stat
 import tempfile
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import filelock
 
-from .errors import TokenFileError
+from .errors import TokenFileError, TokenStoreError
 from .token import Token
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,10 @@ NOTES_KEY = "refreshing_session"
 
 # Waiting processes poll the lock this often; short, because a refresh is a round trip.
 _LOCK_POLL = 0.002
+
+# As the kernel allows (Linux's MAXSYMLINKS).
+_MOST_LINKS = 40
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 # What identifies one stored version of the token; opaque to everyone but its store.
 Version = Hashable
@@ -89,7 +93,13 @@ class TokenStore(Protocol):
 class TokenFile:
     """The token file at ``path``, with its lock file beside it: the :class:`TokenStore` a
     session builds for ``token_file=``. Use it to write a first token (a login) or to read the
-    current one. A symlink is followed: its target is read and replaced."""
+    current one.
+
+    As OpenSSH does with its files, the token file must belong to the current user, and a
+    symlink is followed (its target read and replaced) only when the link belongs to the
+    current user or root: another user's file or link in a shared folder is refused with a
+    TokenFileError, never read or written through.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -102,7 +112,7 @@ class TokenFile:
     @property
     def lock_path(self) -> str:
         """The lock file beside the real token file. It holds no secret."""
-        return os.path.realpath(self.path) + ".lock"
+        return os.path.realpath(self._resolved()) + ".lock"
 
     def version(self) -> Version | None:
         """Return what identifies the current version of the file (one ``stat`` call), or None
@@ -120,9 +130,11 @@ class TokenFile:
 
         Raises TokenFileError when it exists but does not hold a usable token.
         """
+        resolved = self._resolved()
         try:
-            # O_NONBLOCK: a FIFO planted at the path must not hang the reader.
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            # O_NONBLOCK: a FIFO planted at the path must not hang the reader. O_NOFOLLOW: a
+            # link swapped in after the checks is refused, not followed.
+            fd = os.open(resolved, os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return None
         except OSError as error:
@@ -131,6 +143,7 @@ class TokenFile:
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):
                 raise self._error("the token file is not a regular file")
+            self._check_owner(status)
             raw = _read_up_to(fd, MAX_FILE_SIZE + 1)
         except TokenFileError:
             raise
@@ -148,8 +161,11 @@ class TokenFile:
 
     def write(self, token: Token, notes: Mapping[str, Any] | None = None) -> Snapshot:
         """Atomically replace the file with ``token`` (and ``notes``); return the new snapshot."""
-        payload = encode(token, notes)
-        target = os.path.realpath(self.path)
+        token, payload = storable(token, notes)
+        target = self._resolved()
+        existing = self._lstat(target)
+        if existing is not None:
+            self._check_owner(existing)
         try:
             _replace_atomically(target, payload)
             status = os.stat(target)
@@ -197,6 +213,41 @@ class TokenFile:
         finally:
             lock.release()
 
+    def _resolved(self) -> str:
+        """The path of the real token file: ``path``, or where its symlinks lead when each
+        link belongs to the current user or root. Raises TokenFileError otherwise."""
+        path = self.path
+        for _ in range(_MOST_LINKS):
+            status = self._lstat(path)
+            if status is None or not stat.S_ISLNK(status.st_mode):
+                return path
+            if status.st_uid not in (os.geteuid(), 0):
+                raise TokenFileError(
+                    f"the token file is a symbolic link that belongs to another user (uid "
+                    f"{status.st_uid}), so it is not followed; remove it, and keep token files "
+                    "in a folder of your own", path=path)
+            # Relative to the link's folder, as the kernel does; not normalised, so that ".."
+            # after a linked folder means what it means to the kernel.
+            path = os.path.join(os.path.dirname(path), os.readlink(path))
+        raise self._error("the token file's symbolic links go round in circles")
+
+    def _lstat(self, path: str) -> os.stat_result | None:
+        """``path``'s own status (a link's, not its target's), or None when it is missing."""
+        try:
+            return os.lstat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise self._error(f"cannot inspect the token file ({error.strerror})") from None
+
+    def _check_owner(self, status: os.stat_result) -> None:
+        """Refuse a token file of another user: its token is not ours to send or replace."""
+        if status.st_uid != os.geteuid():
+            raise self._error(
+                f"the token file belongs to another user (uid {status.st_uid}); a token file "
+                "must be your own: remove it (or ask its owner to) and log in again, in a "
+                "folder of your own")
+
     def _parse(self, raw: bytes, status: os.stat_result) -> Snapshot:
         try:
             token, notes = decode(raw, written_at=status.st_mtime)
@@ -211,18 +262,57 @@ class TokenFile:
         return f"TokenFile({self.path!r})"
 
 
-def encode(token: Token, notes: Mapping[str, Any] | None = None) -> bytes:
-    """Return the stored form of ``token`` and its ``notes``: a JSON object, as in a token file."""
+def storable(token: Token, notes: Mapping[str, Any] | None = None) -> tuple[Token, bytes]:
+    """Return ``token`` as it is stored, and its stored form with ``notes``: a JSON object, as
+    in a token file, of at most MAX_FILE_SIZE bytes, so that every reader accepts it.
+
+    When the whole token would be larger, its largest extra fields (an ``id_token``, say; not
+    what a session needs) are dropped with a warning. Raises TokenStoreError when even the
+    token without them is too large."""
+    payload = _encoded(token, notes)
+    while len(payload) > MAX_FILE_SIZE and token.extra:
+        token = _without_largest_extras(token, len(payload) - MAX_FILE_SIZE)
+        payload = _encoded(token, notes)
+    if len(payload) > MAX_FILE_SIZE:
+        raise TokenStoreError(f"the token cannot be stored: it takes {len(payload)} bytes "
+                              f"without its extra fields, and a store holds {MAX_FILE_SIZE} "
+                              "at most; the token endpoint's answer is not a usable token")
+    return token, payload
+
+
+def _encoded(token: Token, notes: Mapping[str, Any] | None) -> bytes:
     data = token.to_dict()
     data.pop(NOTES_KEY, None)  # a token field of that name must not pass for notes
     if notes:
         data[NOTES_KEY] = dict(notes)
+    return _json(data)
+
+
+def _json(data: Mapping[str, Any]) -> bytes:
     # default=str: an odd value in an extra field must not stop a refreshed token's write.
     return json.dumps(data, indent=2, sort_keys=True, default=str).encode() + b"\n"
 
 
+def _without_largest_extras(token: Token, excess: int) -> Token:
+    """``token`` without the largest extra fields whose stored size makes up ``excess`` bytes
+    (measured field by field: a server may send thousands of them)."""
+    sizes = sorted(((len(_json({key: value})), key) for key, value in token.extra.items()),
+                   reverse=True)
+    dropped: list[str] = []
+    for size, key in sizes:
+        if excess <= 0:
+            break
+        dropped.append(key)
+        excess -= size
+    logger.warning("dropped the token's extra fields %s from the stored token: with them it "
+                   "would exceed the %d bytes a token store holds",
+                   ", ".join(repr(key[:40]) for key in dropped), MAX_FILE_SIZE)
+    kept = {key: value for key, value in token.extra.items() if key not in dropped}
+    return replace(token, extra=kept)
+
+
 def decode(raw: bytes, *, written_at: float) -> tuple[Token, Mapping[str, Any]]:
-    """Parse what :func:`encode` wrote (or a token dict saved by another tool). ``written_at``
+    """Parse what :func:`storable` wrote (or a token dict saved by another tool). ``written_at``
     is when it was stored. Raises ValueError, whose text completes "the token file ...", when
     ``raw`` does not hold a usable token."""
     try:

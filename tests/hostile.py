@@ -1,0 +1,73 @@
+"""A hostile token endpoint on 127.0.0.1 for the attack tests: it answers every request with
+the status and body it is told to, and counts the requests. A real HTTP server, so the client's
+whole stack (requests, urllib3, the refresher) reads what a hostile server would send."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TIMEOUT = 5.0
+
+
+class HostileTokenEndpoint:
+    """Answers every POST (and GET) with ``status`` and ``body``, as JSON unless it is bytes."""
+
+    def __init__(self, status: int = 200, body: Any = None) -> None:
+        self.status = status
+        self.body: Any = body
+        self.calls = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The token endpoint's URL."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+
+    def answer(self, status: int, body: Any) -> None:
+        """Answer the next requests with ``status`` and ``body``."""
+        with self._lock:
+            self.status, self.body = status, body
+
+    def next_answer(self) -> tuple[int, bytes]:
+        with self._lock:
+            self.calls += 1
+            body = self.body
+            status = self.status
+        raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        return status, raw
+
+    def __enter__(self) -> HostileTokenEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(TIMEOUT)
+
+
+def _handler_for(endpoint: HostileTokenEndpoint) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Silent: requests carry the client's secrets."""
+
+        def reply(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, raw = endpoint.next_answer()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        do_GET = do_POST = reply
+
+    return Handler
