@@ -6,6 +6,13 @@ single-use refresh tokens with reuse detection, RFC 6749 client
 authentication, RFC 6750 bearer challenges, the RFC 8628 device authorization
 grant, RFC 7009 revocation, plus fault injection for the token endpoint.
 
+It is as harsh about time as real servers are: by default an access token's
+expiry is counted from the whole second it was issued in (as oidc-provider
+does), so a token answered with ``expires_in`` 2 may die 1.01 s after it was
+issued; access tokens can be revoked early, all at once; the server's clock
+can run ahead of or behind the caller's; and every access token can be made to
+die at a random moment of its lifetime.
+
 This module deliberately imports nothing from the rest of
 ``refreshing_session``: a bug in the client must not be able to hide the same
 bug here.
@@ -17,6 +24,8 @@ import base64
 import contextlib
 import dataclasses
 import json
+import math
+import random
 import secrets
 import socket
 import sys
@@ -74,7 +83,8 @@ class ServerStats:
     ``device_authorizations`` counts device codes issued, ``device_grants``
     device codes redeemed for a token, ``slow_downs`` polls answered
     ``slow_down``; ``revocations`` counts known tokens revoked at the
-    revocation endpoint.
+    revocation endpoint; ``revoked_access_tokens`` counts live access tokens
+    killed by :meth:`LocalAuthServer.revoke_access_tokens`.
     """
 
     token_requests: int = 0
@@ -92,6 +102,7 @@ class ServerStats:
     device_grants: int = 0
     slow_downs: int = 0
     revocations: int = 0
+    revoked_access_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,10 +148,11 @@ class _RefreshToken:
     grace_used: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass
 class _AccessToken:
     grant: _Grant
-    expires_at: float
+    expires_at: float  # on the server's clock
+    revoked: bool = False
 
 
 @dataclass
@@ -157,6 +169,21 @@ class _DeviceCode:
 class _Fault:
     response: _Response | None  # None: drop the connection without answering
     remaining: int
+
+
+@dataclass
+class _RandomFailures:
+    """Fail each token request with probability ``share``, but never two in a row."""
+
+    response: _Response
+    share: float
+    draw: random.Random
+    failed_last: bool = False
+
+    def next_fault(self) -> _Fault | None:
+        failing = not self.failed_last and self.draw.random() < self.share
+        self.failed_last = failing
+        return _Fault(self.response, 0) if failing else None
 
 
 class _HTTPError(Exception):
@@ -210,6 +237,11 @@ def _normal_user_code(user_code: str) -> str:
 def _check_non_negative(name: str, value: float | None) -> None:
     if value is not None and value < 0:
         raise ValueError(f"{name} must be >= 0")
+
+
+def _check_finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds")
 
 
 # ---------------------------------------------------------------- HTTP framing
@@ -453,6 +485,10 @@ class LocalAuthServer:
         device_interval: float = 5.0,
         device_code_ttl: float = 600.0,
         revokes_refresh_tokens: bool = True,
+        whole_second_expiry: bool = True,
+        clock_offset: float = 0.0,
+        early_death: bool = False,
+        seed: int | None = None,
     ) -> None:
         """Configure the server without starting it.
 
@@ -468,6 +504,30 @@ class LocalAuthServer:
         a device code lives. With ``revokes_refresh_tokens`` False, the
         revocation endpoint answers ``unsupported_token_type`` for a refresh
         token, as servers that revoke only access tokens do.
+
+        Time, as harsh as real servers make it:
+
+        - ``whole_second_expiry`` (the default) counts an access token's
+          lifetime from the whole second it was issued in, as oidc-provider
+          does (``exp = floor(iat) + ttl``): ``expires_in`` still says
+          ``access_ttl``, but the token dies up to a second sooner than a
+          client counting from its request expects. False counts from the
+          exact moment of issue, as does a lifetime under a second (rounded,
+          it would often be dead on arrival). Refresh tokens and device codes
+          are never rounded.
+        - ``clock_offset`` is how many seconds the server's clock runs ahead
+          of ``time.time()`` (negative: behind). It is the server's idea of now
+          (:meth:`now`) for issuing and checking every token and device code;
+          :meth:`set_clock_offset` moves it while the server runs, so a jump
+          ahead kills live tokens early, as a resource server whose clock is
+          ahead of the client's would.
+        - ``early_death`` makes every access token die at a moment drawn
+          uniformly within its lifetime, after whole-second rounding;
+          ``expires_in`` still announces the full lifetime. ``seed`` seeds
+          those draws, so that a test can reproduce a run.
+
+        Raises ValueError for a negative duration or a clock offset that is
+        not a finite number.
         """
         for name, value in (
             ("access_ttl", access_ttl),
@@ -477,6 +537,7 @@ class LocalAuthServer:
             ("device_code_ttl", device_code_ttl),
         ):
             _check_non_negative(name, value)
+        _check_finite("clock_offset", clock_offset)
         self._access_ttl = access_ttl
         self._refresh_ttl = refresh_ttl
         self._clients: dict[str, str | None] = dict(
@@ -495,8 +556,12 @@ class LocalAuthServer:
         self._access_tokens: dict[str, _AccessToken] = {}
         self._refresh_tokens: dict[str, _RefreshToken] = {}
         self._faults: deque[_Fault] = deque()
+        self._random_failures: _RandomFailures | None = None
         self._token_calls: list[TokenCall] = []
         self._token_delay = 0.0
+        self._whole_second_expiry = whole_second_expiry
+        self._clock_offset = clock_offset
+        self._early_death = random.Random(seed) if early_death else None
         self._http: _Server | None = None
         self._thread: threading.Thread | None = None
         self._url: str | None = None
@@ -577,7 +642,10 @@ class LocalAuthServer:
 
     @property
     def api_url(self) -> str:
-        """Base URL of the protected API (``url + "/api/"``)."""
+        """Base URL of the protected API (``url + "/api/"``). Any path under it answers a live
+        token with an echo of the request, except ``always401`` (and paths below it), which
+        refuses every token with a 401, and ``forbidden-scope``, which answers 401
+        ``insufficient_scope``."""
         return self.url + _API_PREFIX
 
     # ------------------------------------------------------------ public controls
@@ -604,7 +672,7 @@ class LocalAuthServer:
         with self._lock:
             grant = _Grant(client_id, scope)
             self._grants.append(grant)
-            refresh_token = self._new_refresh_token(grant, time.time())
+            refresh_token = self._new_refresh_token(grant, self._now())
             return self._mint(grant, scope, refresh_token, ttl)
 
     def stats(self) -> ServerStats:
@@ -633,6 +701,28 @@ class LocalAuthServer:
         """
         response = _Response(status, body, content_type, tuple((headers or {}).items()))
         self._add_fault(response, times)
+
+    def fail_token_endpoint_at_random(
+        self,
+        share: float,
+        status: int = 503,
+        *,
+        headers: Mapping[str, str] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """From now on, answer each token request with ``status`` (an empty body and
+        ``headers``) with probability ``share``, drawn per request, but never two requests in a
+        row: the one after a failed request is processed, so a client that retries once always
+        gets through. Faults scheduled with :meth:`fail_token_endpoint` or
+        :meth:`reset_token_endpoint` come first. ``seed`` makes the draws repeatable;
+        ``share`` 0 stops the failures. Raises ValueError unless 0 <= share <= 1."""
+        if not 0 <= share <= 1:
+            raise ValueError("share must be between 0 and 1")
+        response = _Response(status, b"", "text/plain", tuple((headers or {}).items()))
+        with self._lock:
+            self._random_failures = (
+                _RandomFailures(response, share, random.Random(seed)) if share else None
+            )
 
     def reset_token_endpoint(self, *, times: int = 1) -> None:
         """Close the connection without any response for the next ``times`` token requests."""
@@ -666,12 +756,61 @@ class LocalAuthServer:
             for grant in self._grants:
                 self._revoke(grant)
 
+    def revoke_access_tokens(self) -> int:
+        """Kill every live access token of every grant, as a password change or a signing-key
+        rotation does; refresh tokens and grants stay valid, so a refresh cures the 401s that
+        follow. Returns how many tokens were revoked."""
+        with self._lock:
+            now = self._now()
+            live = [record for record in self._access_tokens.values()
+                    if not record.revoked and now < record.expires_at]
+            for record in live:
+                record.revoked = True
+            self._bump("revoked_access_tokens", len(live))
+            return len(live)
+
+    def expiry_of(self, access_token: str) -> float | None:
+        """When the server starts refusing ``access_token`` as expired, in epoch seconds on
+        its own clock (:meth:`now`); None for a token it never issued. Revocation is not
+        reflected here."""
+        with self._lock:
+            record = self._access_tokens.get(access_token)
+            return None if record is None else record.expires_at
+
+    def now(self) -> float:
+        """The server's idea of now, in epoch seconds: ``time.time()`` plus the clock offset."""
+        with self._lock:
+            return self._now()
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Set the server's clock to run ``seconds`` ahead of ``time.time()`` (negative:
+        behind), from now on. Tokens already issued keep their expiry on the server's clock,
+        so moving it ahead by N kills them N seconds early. Raises ValueError for a value that
+        is not a finite number."""
+        _check_finite("clock_offset", seconds)
+        with self._lock:
+            self._clock_offset = seconds
+
     # ------------------------------------------------------------ state helpers (lock held)
 
-    def _bump(self, counter: str) -> None:
+    def _now(self) -> float:
+        return time.time() + self._clock_offset
+
+    def _bump(self, counter: str, by: int = 1) -> None:
         self._stats = dataclasses.replace(
-            self._stats, **{counter: getattr(self._stats, counter) + 1}
+            self._stats, **{counter: getattr(self._stats, counter) + by}
         )
+
+    def _access_expiry(self, ttl: float) -> float:
+        """When an access token issued now with lifetime ``ttl`` dies, on the server's clock."""
+        now = self._now()
+        # Real servers' lifetimes are whole seconds; a sub-second one rounded so would often
+        # be dead on arrival, so it is counted exactly.
+        rounded = self._whole_second_expiry and ttl >= 1
+        expires_at = (math.floor(now) if rounded else now) + ttl
+        if self._early_death is None or expires_at <= now:
+            return expires_at
+        return self._early_death.uniform(now, expires_at)
 
     def _revoke(self, grant: _Grant) -> None:
         if not grant.revoked:
@@ -689,7 +828,7 @@ class LocalAuthServer:
         self, grant: _Grant, scope: str | None, refresh_token: str | None, ttl: float
     ) -> dict[str, object]:
         access_token = _new_token()
-        self._access_tokens[access_token] = _AccessToken(grant, time.time() + ttl)
+        self._access_tokens[access_token] = _AccessToken(grant, self._access_expiry(ttl))
         payload: dict[str, object] = {
             "access_token": access_token,
             "token_type": "Bearer",
@@ -718,7 +857,7 @@ class LocalAuthServer:
 
     def _take_fault(self) -> _Fault | None:
         if not self._faults:
-            return None
+            return None if self._random_failures is None else self._random_failures.next_fault()
         fault = self._faults[0]
         fault.remaining -= 1
         if not fault.remaining:
@@ -784,7 +923,7 @@ class LocalAuthServer:
             if scheme.lower() == "bearer"
             else "authorization scheme must be Bearer"
         )
-        if problem is None and request.path == "/api/always401":
+        if problem is None and (request.path + "/").startswith("/api/always401/"):
             problem = "this endpoint rejects every token"
         if problem is not None:
             return _unauthorized("invalid_token", problem), None
@@ -797,9 +936,9 @@ class LocalAuthServer:
         record = self._access_tokens.get(token)
         if record is None:
             return "unknown access token"
-        if record.grant.revoked:
+        if record.grant.revoked or record.revoked:
             return "access token revoked"
-        if time.time() >= record.expires_at:
+        if self._now() >= record.expires_at:
             return "access token expired"
         return None
 
@@ -842,7 +981,7 @@ class LocalAuthServer:
         """RFC 8628 section 3.2: a device code for the client to poll with, and a user code."""
         device_code = _new_token()
         user_code = _new_user_code()
-        now = time.time()
+        now = self._now()
         self._device_codes[device_code] = _DeviceCode(
             client_id, form.get("scope") or None, user_code, now + self._device_code_ttl, now
         )
@@ -958,7 +1097,7 @@ class LocalAuthServer:
         code = self._device_codes.get(device_code)
         if code is None or code.client_id != client_id or code.decision == "used":
             raise _OAuthError(400, "invalid_grant", "unknown or already used device code")
-        now = time.time()
+        now = self._now()
         if now >= code.expires_at:
             raise _OAuthError(400, "expired_token", "the device code has expired")
         if code.decision == "denied":
@@ -980,7 +1119,7 @@ class LocalAuthServer:
         presented = form.get("refresh_token")
         if not presented:
             raise _OAuthError(400, "invalid_request", "missing refresh_token parameter")
-        now = time.time()
+        now = self._now()
         record = self._usable_refresh_token(presented, client_id, now)
         if record.consumed_at is not None and not self._in_grace(record, now):
             self._bump("reuse_detections")

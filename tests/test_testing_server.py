@@ -7,6 +7,8 @@ yardstick the client is measured against, so it is checked independently.
 from __future__ import annotations
 
 import base64
+import itertools
+import math
 import re
 import threading
 import time
@@ -236,7 +238,7 @@ def test_client_credentials() -> None:
 
 
 def test_access_token_expires() -> None:
-    with LocalAuthServer(access_ttl=0.2) as server:
+    with LocalAuthServer(access_ttl=0.2, whole_second_expiry=False) as server:
         grant = server.issue_token()
         assert grant["expires_in"] == 0.2
         assert api(server, text(grant, "access_token")).status_code == 200
@@ -264,6 +266,45 @@ def test_fail_token_endpoint_does_not_consume_the_token() -> None:
             assert failed.headers["Retry-After"] == "1"
         assert refresh(server, token).status_code == 200
         assert server.stats().token_requests == 3
+
+
+def random_failure_statuses(seed: int, calls: int = 200) -> list[int]:
+    """The statuses of ``calls`` client_credentials requests to a server that fails a third of
+    token requests at random, with ``seed``."""
+    with LocalAuthServer() as server:
+        server.fail_token_endpoint_at_random(1 / 3, 503, headers={"Retry-After": "0"}, seed=seed)
+        statuses = []
+        for _ in range(calls):
+            answer = requests.post(server.token_url, data={"grant_type": "client_credentials"},
+                                   auth=("client", "secret"), timeout=TIMEOUT)
+            if answer.status_code == 503:
+                assert answer.headers["Retry-After"] == "0"
+            statuses.append(answer.status_code)
+        return statuses
+
+
+def test_random_token_failures_are_per_call_never_twice_in_a_row_and_seeded() -> None:
+    statuses = random_failure_statuses(seed=3)
+    assert set(statuses) == {200, 503}
+    assert 30 <= statuses.count(503) <= 90, statuses.count(503)
+    assert all(not (a == b == 503) for a, b in itertools.pairwise(statuses))
+    assert random_failure_statuses(seed=3) == statuses
+    assert random_failure_statuses(seed=4) != statuses
+
+
+def test_random_token_failures_come_after_scheduled_ones_and_stop_at_zero() -> None:
+    with LocalAuthServer() as server:
+        token = text(server.issue_token(), "refresh_token")
+        server.fail_token_endpoint_at_random(1.0, 502)
+        server.fail_token_endpoint(429)
+        assert refresh(server, token).status_code == 429
+        assert refresh(server, token).status_code == 502
+        assert refresh(server, token).status_code == 200  # never twice in a row
+        server.fail_token_endpoint_at_random(0)
+        assert all(refresh(server, text(server.issue_token(), "refresh_token")).ok
+                   for _ in range(3))
+        with pytest.raises(ValueError, match="share"):
+            server.fail_token_endpoint_at_random(1.5)
 
 
 def test_reset_token_endpoint_drops_the_connection() -> None:
@@ -527,3 +568,153 @@ def test_revocation_answers_200_for_unknown_tokens_and_authenticates_the_client(
                                       timeout=TIMEOUT)) == "invalid_request"
         assert requests.get(server.revocation_url, timeout=TIMEOUT).status_code == 405
         assert refresh(server, text(grant, "refresh_token")).status_code == 200
+
+
+# ---------------------------------------------------------------- time, as harsh as real servers
+
+
+def issued_late_in_a_second(server: LocalAuthServer, ttl: float) -> tuple[str, int]:
+    """Issue an access token of lifetime ``ttl`` once the server's clock is past the middle of
+    a second; return it and the whole second (server clock) it was issued in."""
+    while True:
+        wait_until(lambda: server.now() % 1 >= 0.5)
+        before = server.now()
+        token = text(server.issue_token(access_ttl=ttl), "access_token")
+        if math.floor(server.now()) == math.floor(before):
+            return token, math.floor(before)
+
+
+def jump_to(server: LocalAuthServer, moment: float) -> None:
+    """Move the server's clock so that its now is ``moment`` (epoch seconds)."""
+    server.set_clock_offset(moment - time.time())
+
+
+def problem(response: requests.Response) -> str:
+    """Why the API refused a token (the bearer challenge's error_description)."""
+    assert response.status_code == 401
+    found = re.search(r'error_description="([^"]*)"', response.headers["WWW-Authenticate"])
+    assert found is not None
+    return found.group(1)
+
+
+@pytest.mark.parametrize("clock_offset", [0.0, 0.5, -3600.25])
+def test_an_access_token_dies_at_its_issue_second_plus_its_lifetime(clock_offset: float) -> None:
+    """As oidc-provider: exp = floor(iat) + ttl, on the server's own clock (which may run
+    ahead or behind from the start), while expires_in announces the whole ttl."""
+    with LocalAuthServer(clock_offset=clock_offset) as server:
+        assert abs(server.now() - time.time() - clock_offset) < 1
+        token, second = issued_late_in_a_second(server, 60)
+        assert server.expiry_of(token) == second + 60
+        jump_to(server, second + 55)
+        assert api(server, token).status_code == 200
+        # Half a second or more before a client counting from its request expects it.
+        jump_to(server, second + 60)
+        assert problem(api(server, token)) == "access token expired"
+
+
+def test_exact_expiry_counts_from_the_moment_of_issue() -> None:
+    with LocalAuthServer(whole_second_expiry=False) as server:
+        before = server.now()
+        token = text(server.issue_token(access_ttl=60), "access_token")
+        after = server.now()
+        expiry = server.expiry_of(token)
+        assert expiry is not None
+        assert before + 60 <= expiry <= after + 60
+        jump_to(server, expiry - 5)
+        assert api(server, token).status_code == 200
+        jump_to(server, expiry)
+        assert problem(api(server, token)) == "access token expired"
+
+
+def test_a_lifetime_under_a_second_is_not_rounded() -> None:
+    """Rounded to the issue second, it would often be dead on arrival."""
+    with LocalAuthServer() as server:
+        token, second = issued_late_in_a_second(server, 0.9)
+        expiry = server.expiry_of(token)
+        assert expiry is not None
+        assert expiry > second + 0.9 + 0.5 - 0.01
+
+
+def test_expiry_of_an_unknown_token_is_none() -> None:
+    with LocalAuthServer() as server:
+        assert server.expiry_of("never-issued") is None
+
+
+def test_revoke_access_tokens_kills_every_live_one_and_keeps_refresh_tokens() -> None:
+    with LocalAuthServer() as server:
+        first, second = server.issue_token(), server.issue_token()
+        rotated = refresh(server, text(first, "refresh_token")).json()
+        server.issue_token(access_ttl=0)  # already dead: not counted
+        assert server.revoke_access_tokens() == 3
+        for grant in (first, second, rotated):
+            assert problem(api(server, text(grant, "access_token"))) == "access token revoked"
+        # The grants live on: a refresh cures the 401, for each of them.
+        for grant in (second, rotated):
+            renewed = refresh(server, text(grant, "refresh_token"))
+            assert renewed.status_code == 200
+            assert api(server, renewed.json()["access_token"]).status_code == 200
+        stats = server.stats()
+        assert (stats.revoked_access_tokens, stats.revoked_grants, stats.reuse_detections) == (
+            3, 0, 0)
+        assert server.revoke_access_tokens() == 2  # the two renewed ones
+        assert server.stats().revoked_access_tokens == 5
+
+
+def test_a_clock_moved_at_run_time_ends_tokens_early_or_late() -> None:
+    with LocalAuthServer(access_ttl=60, refresh_ttl=120, whole_second_expiry=False) as server:
+        grant = server.issue_token()
+        token = text(grant, "access_token")
+        server.set_clock_offset(61)  # the server's clock is now a minute ahead of ours
+        assert abs(server.now() - time.time() - 61) < 1
+        assert problem(api(server, token)) == "access token expired"
+        server.set_clock_offset(-3600)  # behind: the token has an hour more to live
+        assert api(server, token).status_code == 200
+        server.set_clock_offset(121)
+        answer = refresh(server, text(grant, "refresh_token"))
+        assert answer.json()["error_description"] == "refresh token expired"
+
+
+@pytest.mark.parametrize("offset", [math.nan, math.inf])
+def test_a_clock_offset_must_be_finite(offset: float) -> None:
+    with pytest.raises(ValueError, match="clock_offset must be a finite number"):
+        LocalAuthServer(clock_offset=offset)
+    with LocalAuthServer() as server, pytest.raises(ValueError, match="clock_offset"):
+        server.set_clock_offset(offset)
+
+
+def death_moments(seed: int, count: int = 50, ttl: float = 1000) -> list[float]:
+    """Issue ``count`` tokens from a server with random early death and ``seed``; return when
+    each dies, as a share of its lifetime (1.0: at the announced expiry)."""
+    with LocalAuthServer(early_death=True, seed=seed, whole_second_expiry=False) as server:
+        shares = []
+        for _ in range(count):
+            issued = server.now()
+            grant = server.issue_token(access_ttl=ttl)
+            assert grant["expires_in"] == ttl  # the server does not announce the early death
+            expiry = server.expiry_of(text(grant, "access_token"))
+            assert expiry is not None
+            shares.append((expiry - issued) / ttl)
+        return shares
+
+
+def test_random_early_death_spreads_over_the_lifetime_and_repeats_with_its_seed() -> None:
+    shares = death_moments(seed=7)
+    assert all(0 <= share <= 1.001 for share in shares)
+    assert min(shares) < 0.2, shares
+    assert max(shares) > 0.8, shares
+    again = death_moments(seed=7)
+    # Only the moments of issue differ between the runs (by well under a second of 1000).
+    assert all(abs(a - b) < 0.005 for a, b in zip(shares, again, strict=True))
+    assert death_moments(seed=8) != pytest.approx(shares, abs=0.005)
+
+
+def test_an_early_death_is_enforced_by_the_api() -> None:
+    with LocalAuthServer(early_death=True, seed=1) as server:
+        token = text(server.issue_token(access_ttl=1000), "access_token")
+        expiry = server.expiry_of(token)
+        assert expiry is not None
+        assert expiry < server.now() + 1000
+        jump_to(server, expiry - 5)
+        assert api(server, token).status_code == 200
+        jump_to(server, expiry)
+        assert problem(api(server, token)) == "access token expired"
