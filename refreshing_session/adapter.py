@@ -1,12 +1,14 @@
 """BearerAdapter: the transport that adds the token, and replays a request once after a 401.
 
 The adapter decides on every send, redirect hops included, whether the URL is under one of the
-API prefixes. Only then does the token go out; the caller's own Authorization always wins.
+API prefixes. Only then does the token go out; the caller's own Authorization always wins, and a
+request marked with :func:`withhold_token` never gets it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -18,6 +20,7 @@ from requests.utils import rewind_body
 
 from .guard import refresh_may_cure
 from .keeper import TokenKeeper
+from .refreshers import check_endpoint_url
 from .token import Token
 
 if TYPE_CHECKING:
@@ -27,22 +30,30 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_CALLER_AUTH = "_refreshing_session_caller_auth"
+_NO_TOKEN = "_refreshing_session_no_token"
+_TOKEN_COPY = "_refreshing_session_token_copy"
+# Percent-encoded slashes, which lenient servers read as "/".
+_ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
 
 
 class Prefixes:
     """The URL prefixes that receive the token.
 
     A URL matches when its scheme, host and port equal a prefix's, and its path is the
-    prefix's path or lies below it at a ``/`` boundary. Text tricks such as
-    ``https://api.example.com.evil.test/`` or ``https://api.example.com@evil.test/`` never match.
+    prefix's path or lies below it at a ``/`` boundary, however a server reads the path: with
+    its dot segments removed (``%2e`` read as ``.``), and also with ``%2F`` read as ``/`` and
+    empty segments merged. Text tricks such as ``https://api.example.com.evil.test/``,
+    ``https://api.example.com@evil.test/`` or ``https://api.example.com/v1/%2e%2e/pub/`` never
+    match. Plain http prefixes are refused unless on the loopback interface or
+    ``allow_insecure_http`` is set.
     """
 
-    def __init__(self, prefixes: str | Iterable[str]) -> None:
+    def __init__(self, prefixes: str | Iterable[str], *,
+                 allow_insecure_http: bool = False) -> None:
         items = [prefixes] if isinstance(prefixes, str) else list(prefixes)
         if not items:
             raise ValueError("give at least one API prefix, such as 'https://api.example.com/'")
-        self._rules = tuple(_rule(prefix) for prefix in items)
+        self._rules = tuple(_rule(prefix, allow_insecure_http) for prefix in items)
         self.urls = tuple(dict.fromkeys(prefix.strip() for prefix in items))
         self.mount_points = tuple(dict.fromkeys(
             point for origin, base in self._rules for point in _mount_points(origin, base)))
@@ -51,14 +62,17 @@ class Prefixes:
 
     def match(self, url: str) -> bool:
         """Return True when ``url`` may receive the token."""
-        if url.startswith(self._plainly_under):
+        # Only ".." segments (also written with %2e) can climb out of a prefix.
+        if url.startswith(self._plainly_under) and ".." not in url \
+                and "%2e" not in url and "%2E" not in url:
             return True
         try:
             origin, path = _origin_and_path(url)
         except ValueError:
             return False
+        views = _server_views(path)
         return any(
-            origin == rule_origin and (path == base or path.startswith(base + "/"))
+            origin == rule_origin and all(_is_below(view, base) for view in views)
             for rule_origin, base in self._rules
         )
 
@@ -94,8 +108,7 @@ class BearerAdapter(HTTPAdapter):
     ) -> Response:
         """Send ``request``, with the token when its URL is under a prefix; return the response."""
         settings = (stream, timeout, verify, cert, proxies)
-        if "Authorization" in request.headers or getattr(request, _CALLER_AUTH, False) \
-                or not self.prefixes.match(request.url or ""):
+        if token_withheld(request) or not self.prefixes.match(request.url or ""):
             return super().send(request, *settings)
         token = self.keeper.current()
         response = super().send(_with_token(request, token), *settings)
@@ -120,9 +133,16 @@ class BearerAdapter(HTTPAdapter):
         return replay
 
 
-def mark_caller_auth(request: PreparedRequest) -> None:
-    """Record that the caller authenticates ``request`` (with ``auth=``): no token for it."""
-    setattr(request, _CALLER_AUTH, True)
+def withhold_token(request: PreparedRequest) -> None:
+    """Mark ``request`` as one that gets no token, wherever it goes."""
+    setattr(request, _NO_TOKEN, True)
+
+
+def token_withheld(request: PreparedRequest) -> bool:
+    """Whether ``request`` gets no token: it was marked with :func:`withhold_token`, or it
+    carries an Authorization of the caller's own (one the adapter did not add)."""
+    return getattr(request, _NO_TOKEN, False) is True or (
+        "Authorization" in request.headers and not getattr(request, _TOKEN_COPY, False))
 
 
 def shallow_copy(thing: _T) -> _T:
@@ -138,6 +158,7 @@ def _with_token(request: PreparedRequest, token: Token) -> PreparedRequest:
     authorized = shallow_copy(request)
     authorized.headers = request.headers.copy()
     authorized.headers["Authorization"] = token.authorization
+    setattr(authorized, _TOKEN_COPY, True)
     return authorized
 
 
@@ -166,7 +187,7 @@ def _release(response: Response) -> None:
     response.close()
 
 
-def _rule(prefix: str) -> tuple[tuple[str, str, int], str]:
+def _rule(prefix: str, allow_insecure_http: bool) -> tuple[tuple[str, str, int], str]:
     """Return a prefix's origin and its path without the trailing slash."""
     if not isinstance(prefix, str):
         raise TypeError(f"an API prefix must be a string, got {type(prefix).__name__}")
@@ -176,7 +197,8 @@ def _rule(prefix: str) -> tuple[tuple[str, str, int], str]:
         raise ValueError(
             f"API prefix {prefix!r} must be an absolute http(s) URL such as "
             "'https://api.example.com/v1/'") from None
-    return origin, path.rstrip("/")
+    check_endpoint_url("API prefix", prefix.strip(), allow_insecure_http)
+    return origin, _server_views(path)[0].rstrip("/")
 
 
 def _mount_points(origin: tuple[str, str, int], base: str) -> tuple[str, ...]:
@@ -186,6 +208,36 @@ def _mount_points(origin: tuple[str, str, int], base: str) -> tuple[str, ...]:
     host = f"[{host}]" if ":" in host else host
     explicit = f"{scheme}://{host}:{port}{base}"
     return (f"{scheme}://{host}{base}", explicit) if port == _DEFAULT_PORTS[scheme] else (explicit,)
+
+
+def _is_below(path: str, base: str) -> bool:
+    return path == base or path.startswith(base + "/")
+
+
+def _server_views(path: str) -> tuple[str, ...]:
+    """The ways a server may read ``path``: as RFC 3986 section 5.2.4 says (dot segments
+    removed, with ``%2e`` read as ``.``), and, when the path holds an encoded slash or an empty
+    segment, as lenient servers do (``%2F`` read as ``/``, empty segments merged)."""
+    strict = _remove_dot_segments(path.split("/")[1:])
+    if "//" not in path and not _ENCODED_SLASH.search(path):
+        return (strict,)
+    lenient = [segment for segment in _ENCODED_SLASH.sub("/", path).split("/") if segment]
+    return strict, _remove_dot_segments(lenient)
+
+
+def _remove_dot_segments(segments: list[str]) -> str:
+    """The absolute path made of ``segments`` after removing its "." and ".." segments."""
+    kept: list[str] = []
+    ends_in_dots = False
+    for segment in segments:
+        dots = segment.replace("%2e", ".").replace("%2E", ".")
+        ends_in_dots = dots in (".", "..")
+        if dots == "..":
+            if kept:
+                kept.pop()
+        elif dots != ".":
+            kept.append(segment)
+    return "/" + "/".join([*kept, ""] if ends_in_dots else kept)
 
 
 def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str]:

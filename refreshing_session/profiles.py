@@ -32,9 +32,11 @@ import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .adapter import Prefixes
 from .arguments import check_redis_url
 from .errors import ProfileError
 from .refreshers import (
@@ -76,13 +78,15 @@ class Profile:
     default_token_file: bool = False
     redis_url: str | None = field(default=None, repr=False)
     redis_key: str | None = None
+    allow_insecure_http: bool = False
 
     def refresher(self) -> OAuth2Refresher | ClientCredentialsRefresher:
         """Return the refresher of this profile's grant, with its client credentials."""
         kind = ClientCredentialsRefresher if self.grant == "client_credentials" \
             else OAuth2Refresher
         return kind(self.token_url, self.client_id, self.client_secret,
-                    auth_method=self.auth_method, scope=self.scope)
+                    auth_method=self.auth_method, scope=self.scope,
+                    allow_insecure_http=self.allow_insecure_http)
 
     def token_store(self) -> TokenStore:
         """Return the profile's token store: its token file (creating the default folder,
@@ -206,7 +210,7 @@ class _Reader:
                 raise self.error("redis_url", str(error)) from None
         if redis_url is None and "redis_key" in self.table:
             raise self.error("redis_key", "needs redis_url or redis_url_env")
-        return Profile(
+        profile = Profile(
             name=self.name,
             token_url=self.required("token_url", _url),
             client_id=self.required("client_id", _text),
@@ -223,7 +227,26 @@ class _Reader:
             redis_url=redis_url,
             redis_key=None if redis_url is None
             else self.optional("redis_key", _text) or f"{_APP}:{self.name}",
+            allow_insecure_http=self.optional("allow_insecure_http", _flag) or False,
         )
+        self._check_plain_http(profile)
+        return profile
+
+    def _check_plain_http(self, profile: Profile) -> None:
+        """Plain http only on the loopback interface, unless allow_insecure_http is set."""
+        allowed = profile.allow_insecure_http
+        checks: list[tuple[str, Callable[[], object]]] = [
+            (key, partial(check_endpoint_url, key, getattr(profile, key), allowed))
+            for key in _URL_KEYS if getattr(profile, key) is not None]
+        checks.append(("prefixes", partial(Prefixes, profile.prefixes,
+                                           allow_insecure_http=allowed)))
+        for key, check in checks:
+            try:
+                check()
+            except ValueError as error:
+                problem = str(error).replace("pass allow_insecure_http=True",
+                                             "set allow_insecure_http = true")
+                raise self.error(key, problem) from None
 
     def required(self, key: str, parse: Callable[[object], _T]) -> _T:
         if key not in self.table:
@@ -267,6 +290,12 @@ class _Reader:
         return value
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"got {_kind(value)}")
+    return value
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError(f"got {_kind(value)}")
@@ -275,7 +304,8 @@ def _text(value: object) -> str:
 
 def _url(value: object) -> str:
     text = _text(value)
-    check_endpoint_url("the URL", text, allow_insecure_http=False)
+    # Plain http is checked with the whole profile, whose allow_insecure_http may permit it.
+    check_endpoint_url("the URL", text, allow_insecure_http=True)
     return text
 
 
@@ -300,12 +330,14 @@ _EXPECTED: dict[Callable[[object], Any], str] = {
     _text: "a non-empty string",
     _url: "an absolute https URL (http only on the loopback interface)",
     _words: "a non-empty string or a list of them",
+    _flag: "true or false",
 }
 _AUTH_METHOD = _choice(AUTH_METHODS)
 _GRANT = _choice(GRANTS)
 _KEYS = ("token_url", "client_id", "prefixes", "token_file", "client_secret",
          "client_secret_env", "auth_method", "scope", "grant", "device_authorization_url",
-         "revocation_url", "redis_url", "redis_url_env", "redis_key")
+         "revocation_url", "redis_url", "redis_url_env", "redis_key", "allow_insecure_http")
+_URL_KEYS = ("token_url", "device_authorization_url", "revocation_url")
 
 
 def _joined(words: list[str] | None) -> str | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Self
 import requests
 from urllib3.util.retry import Retry
 
-from .adapter import BearerAdapter, Prefixes, mark_caller_auth, shallow_copy
+from .adapter import BearerAdapter, Prefixes, shallow_copy, token_withheld, withhold_token
 from .arguments import seconds
 from .keeper import TokenKeeper
 from .profiles import load_profile
@@ -19,6 +19,9 @@ from .token import Token
 
 if TYPE_CHECKING:
     from requests.models import Request
+
+# Methods a redirect from outside the prefixes may carry into them with the token.
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 class RefreshingSession(requests.Session):
@@ -39,6 +42,8 @@ class RefreshingSession(requests.Session):
     :param on_refresh: called with each new token this process obtains (not with tokens
         adopted from siblings), under the token lock: keep it quick. Exceptions are logged and
         ignored. For users who also keep the token elsewhere, or count refreshes.
+    :param allow_insecure_http: accept plain http prefixes on hosts other than the loopback
+        interface, where anyone on the network path can read the token.
     :param login_command: the command your users run to log in (``myapp login``, say), named
         by the errors that ask for a login; without it they point at ``refreshing-session
         login``. :meth:`from_profile` names the profile's own.
@@ -46,6 +51,11 @@ class RefreshingSession(requests.Session):
     The token is first read at the first request, so a session may be built before anyone
     has logged in. Everything else behaves as in :class:`requests.Session`: for URLs outside the
     prefixes nothing changes, and an Authorization the caller sets always wins.
+
+    Redirects: each hop gets the token only if its URL is under a prefix. A request the caller
+    authenticates (``auth=``, ``session.auth``, an Authorization header) gets no token on any
+    hop, and neither does one that a redirect brings into the prefixes, from outside them or
+    from another origin, with a method other than GET or HEAD.
     """
 
     __attrs__: list[str] = [*requests.Session.__attrs__, "prefixes", "keeper"]  # noqa: RUF012 (typed as in requests)
@@ -62,10 +72,11 @@ class RefreshingSession(requests.Session):
         max_retries: int | Retry = 0,
         on_refresh: Callable[[Token], object] | None = None,
         login_command: str | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         super().__init__()
         _check_arguments(refresher, on_refresh)
-        self.prefixes = Prefixes(prefixes)
+        self.prefixes = Prefixes(prefixes, allow_insecure_http=allow_insecure_http)
         self.keeper = TokenKeeper(
             _store(token_file, store),
             refresher,
@@ -89,6 +100,7 @@ class RefreshingSession(requests.Session):
         profile = load_profile(name, config)
         options.setdefault("refresher", profile.refresher())
         options.setdefault("login_command", profile.login_command)
+        options.setdefault("allow_insecure_http", profile.allow_insecure_http)
         if "store" not in options and "token_file" not in options:
             options["store"] = profile.token_store()
         return cls(options.pop("prefixes", profile.prefixes), **options)
@@ -101,10 +113,11 @@ class RefreshingSession(requests.Session):
     def prepare_request(self, request: Request) -> requests.PreparedRequest:
         """As in requests, except that ``~/.netrc`` is not consulted for URLs under a prefix:
         there the bearer token, not a netrc password, is the credential. A request the caller
-        authenticates with ``auth=`` (or ``session.auth``) gets no token."""
+        authenticates (``auth=``, ``session.auth``, or an Authorization header, which the
+        adapter sees for itself) gets no token, on any hop."""
         if request.auth or self.auth:
             prepared = super().prepare_request(request)
-            mark_caller_auth(prepared)
+            withhold_token(prepared)
             return prepared
         url = request.url
         if self.trust_env and isinstance(url, str) and self.prefixes.match(url):
@@ -115,14 +128,27 @@ class RefreshingSession(requests.Session):
     def rebuild_auth(
         self, prepared_request: requests.PreparedRequest, response: requests.Response
     ) -> None:
-        """As in requests, except that a hop under a prefix gets no ``~/.netrc`` credentials."""
+        """As in requests, except that a hop under a prefix gets no ``~/.netrc`` credentials, and
+        no hop gets the token when the hop before it got none for good (its caller
+        authenticates it, say), or when the redirect brings an unsafe method in from outside the
+        prefixes or from another origin."""
         url = prepared_request.url or ""
+        previous = response.request
+        origin = (previous.url if previous is not None else None) or ""
+        if (previous is not None and token_withheld(previous)) \
+                or self._steered_in(prepared_request.method, origin, url):
+            withhold_token(prepared_request)
         if not self.prefixes.match(url):
             super().rebuild_auth(prepared_request, response)
             return
-        origin = (response.request.url if response.request is not None else None) or ""
         if "Authorization" in prepared_request.headers and self.should_strip_auth(origin, url):
             del prepared_request.headers["Authorization"]
+
+    def _steered_in(self, method: str | None, origin: str, url: str) -> bool:
+        """Whether a redirect from ``origin`` brings a method that may change something to
+        ``url`` from outside the prefixes or from another origin."""
+        return (method or "GET").upper() not in _SAFE_METHODS and (
+            not self.prefixes.match(origin) or self.should_strip_auth(origin, url))
 
     def __repr__(self) -> str:
         return f"<RefreshingSession {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
