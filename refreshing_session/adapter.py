@@ -57,7 +57,7 @@ class Prefixes:
         self.urls = tuple(dict.fromkeys(prefix.strip() for prefix in items))
         self.mount_points = tuple(dict.fromkeys(
             point for origin, base in self._rules for point in _mount_points(origin, base)))
-        # A URL that starts with one of these is under a prefix without further ado.
+        # A URL that starts with one of these, and has no ".." to climb with, is under a prefix.
         self._plainly_under = tuple(point + "/" for point in self.mount_points)
 
     def match(self, url: str) -> bool:
