@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from .demo import DemoOptions, run_demo
-from .errors import ProfileError, TokenError
+from .errors import ProfileError, TokenError, printable
 from .keeper import REFUSED, TokenKeeper
 from .login import DeviceAuthorization, DeviceLogin, import_token, revoke
 from .profiles import Profile, load_profile
@@ -29,6 +29,8 @@ from .store import MAX_FILE_SIZE, TokenFile
 from .token import Token
 
 _LOCK_TIMEOUT = 30.0
+# Seconds shown in full up to this many (about 30,000 years); beyond it, in 1e+12 style.
+_LONGEST_SHOWN = 1e12
 
 
 class _BadInput(Exception):
@@ -42,10 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(arguments.run(arguments))
     except TokenError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(str(error))}", file=sys.stderr)
         return 2
     except (ProfileError, _BadInput) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(str(error))}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -166,10 +168,10 @@ def _obtained(profile: Profile) -> Token:
 
 
 def _show_code(authorization: DeviceAuthorization) -> None:
-    print(f"To sign in, open {authorization.verification_uri} and enter the code "
-          f"{authorization.user_code}")
+    print(f"To sign in, open {printable(authorization.verification_uri)} and enter the code "
+          f"{printable(authorization.user_code)}")
     if authorization.verification_uri_complete:
-        print(f"(or open {authorization.verification_uri_complete})")
+        print(f"(or open {printable(authorization.verification_uri_complete)})")
     print(f"Waiting for the approval; the code expires in {authorization.expires_in:.0f} s...",
           flush=True)
 
@@ -191,7 +193,7 @@ def _imported(source: str) -> Token:
     except ValueError as error:
         raise _BadInput(str(error)) from None
     for warning in warnings:
-        print(f"warning: the imported token: {warning}", file=sys.stderr)
+        print(f"warning: the imported token: {printable(warning)}", file=sys.stderr)
     return token
 
 
@@ -211,7 +213,8 @@ def _logout(arguments: argparse.Namespace) -> int:
     try:
         removed = keeper.remove(before=before)
     except TokenError as error:
-        print(f"error: {error}\nThe token was kept. Run the logout again later, or with "
+        print(f"error: {printable(str(error))}\nThe token was kept. Run the logout again "
+              "later, or with "
               "--no-revoke to only remove it.", file=sys.stderr)
         return 2
     where = keeper.store.location
@@ -251,20 +254,28 @@ def _status(arguments: argparse.Namespace) -> int:
         print(json.dumps(report, sort_keys=True))
     else:
         for key, value in report.items():
-            print(f"{key:>16}: {'-' if value is None else value}")
+            print(f"{key:>16}: {'-' if value is None else printable(str(value))}")
     return 0
 
 
 def _describe(token: Token, now: float) -> dict[str, Any]:
-    expires = None
-    if token.expires_at is not None:
-        moment = datetime.fromtimestamp(token.expires_at, UTC)
-        left = token.expires_at - now
-        relative = f"in {left:.0f} s" if left >= 0 else f"{-left:.0f} s ago"
-        expires = f"{moment.isoformat(timespec='seconds')} ({relative})"
     return {"token_type": token.token_type, "fingerprint": token.fingerprint,
-            "expires": expires, "refresh_token": "present" if token.refresh_token else "absent",
+            "expires": None if token.expires_at is None else _expiry(token.expires_at, now),
+            "refresh_token": "present" if token.refresh_token else "absent",
             "scope": token.scope}
+
+
+def _expiry(expires_at: float, now: float) -> str:
+    """``2030-01-01T00:00:00+00:00 (in 42 s)``; an expiry past what a date can show (any finite
+    number is a valid expiry) is shown as such."""
+    left = expires_at - now
+    seconds = f"{abs(left):.0f}" if abs(left) < _LONGEST_SHOWN else f"{abs(left):.3g}"
+    relative = f"in {seconds} s" if left >= 0 else f"{seconds} s ago"
+    try:
+        moment = datetime.fromtimestamp(expires_at, UTC).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):  # past the year 9999, or the platform's time_t
+        moment = "after the year 9999" if left >= 0 else "before the year 1"
+    return f"{moment} ({relative})"
 
 
 # --- demo ---------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ import requests
 REDACTED = "[redacted]"
 _E = TypeVar("_E", bound=BaseException)
 
+# An excerpt looks at this many times its length (whitespace runs shrink to one space).
+_WINDOW = 4
+_UTF8_MOST = 4  # bytes to a character
 # Token-shaped values under well-known keys, in JSON or in a form body, whoever sent them.
 _SECRET_FIELDS = re.compile(
     r"""(?P<key>["']?(?:access_token|refresh_token|id_token|client_secret|password|assertion)["']?"""
@@ -29,18 +32,58 @@ _SECRET_FIELDS = re.compile(
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     """Return ``text`` with every known secret (also as a server may have escaped it) and every
     token-shaped field value replaced."""
+    return _redacted(text, _forms(secrets))
+
+
+def excerpt(body: bytes | str, secrets: Iterable[str | None] = (), limit: int = 200) -> str:
+    """Return a short, single-line, redacted excerpt of a response body for an error message,
+    its control characters escaped. Only the body's start is looked at: a huge body costs no
+    more than a small one."""
+    forms = _forms(secrets)
+    window = _WINDOW * limit
+    # Enough for `window` characters and one secret after them, whatever their UTF-8 size.
+    head = body[: _UTF8_MOST * (window + max(map(len, forms), default=0))]
+    text = head.decode("utf-8", "replace") if isinstance(head, bytes) else head
+    cut = len(text) > window
+    if cut:
+        text = text[: _before_secrets(text, forms, window)]
+    text = printable(" ".join(_redacted(text, forms).split()))
+    return text[: limit - 3] + "..." if cut or len(text) > limit else text
+
+
+def printable(text: str) -> str:
+    r"""Return ``text`` with every character a terminal would act on or hide (control
+    characters, escapes, bidirectional overrides) written as an escape such as ``\x1b``."""
+    if text.isprintable():
+        return text
+    return "".join(character if character.isprintable()
+                   else character.encode("unicode_escape").decode("ascii") for character in text)
+
+
+def _forms(secrets: Iterable[str | None]) -> list[str]:
+    """Every form of ``secrets`` to redact, longest first, so that a secret contained in another
+    cannot leave part of it behind."""
     forms = {form for secret in secrets if secret for form in _escaped_forms(secret)}
-    # Longest first, so that a secret contained in another cannot leave part of it behind.
-    for form in sorted(forms, key=len, reverse=True):
+    return sorted(forms, key=len, reverse=True)
+
+
+def _redacted(text: str, forms: Iterable[str]) -> str:
+    for form in forms:
         text = text.replace(form, REDACTED)
     return _SECRET_FIELDS.sub(lambda m: m.group("key") + REDACTED, text)
 
 
-def excerpt(body: bytes | str, secrets: Iterable[str | None] = (), limit: int = 200) -> str:
-    """Return a short, single-line, redacted excerpt of a response body for an error message."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = " ".join(redact(text, secrets).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _before_secrets(text: str, forms: Iterable[str], cut: int) -> int:
+    """``cut``, moved back before any secret that straddles it, so that cutting ``text`` there
+    leaves no part of a secret that redaction would no longer recognise."""
+    moved = True
+    while moved:
+        moved = False
+        for form in forms:
+            start = text.find(form, max(0, cut - len(form) + 1), cut + len(form) - 1)
+            if 0 <= start < cut:
+                cut, moved = start, True
+    return cut
 
 
 def _escaped_forms(secret: str) -> set[str]:

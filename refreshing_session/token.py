@@ -30,7 +30,9 @@ class Token:
     """An access token and what is known about it. Immutable; its repr shows no secret.
 
     ``expires_at`` is absolute epoch seconds, or None when the expiry is unknown (then only a
-    401 triggers a refresh). ``lifetime`` is the seconds the server granted, when known; it
+    401 triggers a refresh; so is an ``expires_in`` of 0 or less, or a server's answer that
+    expired before it arrived, which would otherwise cost a refresh per request).
+    ``lifetime`` is the seconds the server granted, when known; it
     caps how early a refresh may happen. ``refresh_expires_at`` is when the refresh token
     expires, when the server said so (Keycloak's ``refresh_expires_in``; 0 there means never).
     ``extra`` holds every other field of the token.
@@ -65,7 +67,7 @@ class Token:
         never makes a token look fresher than it is. Without a new refresh token, the
         previous one is kept. Raises ValueError when ``data`` is not a usable token.
         """
-        lifetime = _number(data, "expires_in")
+        lifetime = _lifetime(data)
         expires_at = _number(data, "expires_at")
         if lifetime is not None:
             expires_at = requested_at + lifetime
@@ -73,6 +75,10 @@ class Token:
             lifetime = expires_at - requested_at
         else:
             expires_at = _jwt_expiry(data.get("access_token"))
+        if expires_at is not None and expires_at <= requested_at:
+            # Dead on arrival: a server's mistake (or a clock far off). Taken at its word, it
+            # would cost a refresh per request; as an unknown expiry, a 401 refreshes it.
+            expires_at = lifetime = None
         refresh_expires_at = _refresh_expiry(data, since=requested_at)
         if previous is not None and not data.get("refresh_token"):
             return cls._parse(data, expires_at, lifetime, default_refresh=previous.refresh_token,
@@ -89,7 +95,7 @@ class Token:
         disk must not look fresh again. With neither, a JWT's ``exp`` claim is used.
         Raises ValueError when ``data`` is not a usable token.
         """
-        lifetime = _number(data, "expires_in")
+        lifetime = _lifetime(data)
         expires_at = _number(data, "expires_at")
         if expires_at is None:
             expires_at = (
@@ -184,6 +190,12 @@ def _number(data: Mapping[str, Any], key: str) -> float | None:
     if number is None:
         raise ValueError(f"{key!r} is not a finite number: {_shown(value)}")
     return number
+
+
+def _lifetime(data: Mapping[str, Any]) -> float | None:
+    """``expires_in``, or None when it is missing, zero or less (a lifetime no token has)."""
+    lifetime = _number(data, "expires_in")
+    return lifetime if lifetime is not None and lifetime > 0 else None
 
 
 def _finite(value: float) -> float | None:
