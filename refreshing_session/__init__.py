@@ -25,6 +25,9 @@ again on :class:`LoginRequired`, try later on :class:`RefreshFailed`, fix the co
 
 from typing import TYPE_CHECKING
 
+# The one place the version is written: setup.cfg reads it (version = attr: ...).
+__version__ = "0.1.0"
+
 from .errors import (
     ClientRejected,
     LockTimeout,

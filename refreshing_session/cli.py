@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from .demo import DemoOptions, run_demo
+from . import __version__
 from .errors import ProfileError, TokenError, printable
 from .keeper import REFUSED, TokenKeeper
 from .login import DeviceAuthorization, DeviceLogin, import_token, revoke
@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="refreshing-session",
         description="A requests.Session that refreshes one shared OAuth2 token across processes.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo", help="run worker processes against a local authorization server",
@@ -281,6 +282,9 @@ def _expiry(expires_at: float, now: float) -> str:
 # --- demo ---------------------------------------------------------------------------------------
 
 def _demo(arguments: argparse.Namespace) -> int:
+    # Imported here: the demo brings the local authorization server, which no other command needs.
+    from .demo import DemoOptions, run_demo
+
     options = DemoOptions(arguments.processes, arguments.threads, arguments.seconds,
                           arguments.ttl, arguments.chaos, arguments.seed)
     report = run_demo(options, sys.stderr if arguments.json else sys.stdout)
