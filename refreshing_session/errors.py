@@ -23,8 +23,8 @@ _WINDOW = 4
 _UTF8_MOST = 4  # bytes to a character
 # Token-shaped values under well-known keys, in JSON or in a form body, whoever sent them.
 _SECRET_FIELDS = re.compile(
-    r"""(?P<key>["']?(?:access_token|refresh_token|id_token|client_secret|password|assertion)["']?"""
-    r"""\s*[:=]\s*["']?)(?P<value>[^"'&\s,}]+)""",
+    r"""(?P<key>["']?(?:access_token|refresh_token|id_token|device_code|client_secret|password|"""
+    r"""assertion)["']?\s*[:=]\s*["']?)(?P<value>[^"'&\s,}]+)""",
     re.IGNORECASE,
 )
 
@@ -133,7 +133,9 @@ class RefreshFailed(TokenError):
     """The refresh did not complete but may work later: network error, timeout, 5xx, 429,
     or a response that is not a usable token. The token file was left untouched.
 
-    ``response`` is the token endpoint's response when there was one.
+    ``response`` is a copy of the token endpoint's answer when there was one: status, URL,
+    headers and the start of the body, with every secret redacted; its request names only the
+    method and URL.
     """
 
     @property

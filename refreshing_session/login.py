@@ -18,7 +18,7 @@ import requests
 
 from .arguments import seconds
 from .errors import ClientRejected, LoginRequired, RefreshFailed
-from .refreshers import TokenEndpoint, check_endpoint_url, error_code
+from .refreshers import TokenEndpoint, check_endpoint_url, error_code, json_object
 from .store import decode
 from .token import Token
 
@@ -78,7 +78,7 @@ class DeviceLogin:
             response = self.client.post(form, self.url)
             if not response.ok:
                 raise self.client.refusal(response, form)
-            return _authorization(response, self.url)
+            return _authorization(response, self.url, self.client)
         return self.client.retrying(attempt, resend_safe=True)
 
     def wait(self, authorization: DeviceAuthorization) -> Token:
@@ -107,7 +107,8 @@ class DeviceLogin:
             return code
         if code == "access_denied":
             raise LoginRequired("the sign-in was refused on the verification page; run the "
-                                "login again to get a new code", response=response)
+                                "login again to get a new code",
+                                response=self.client.kept_for_error(response, form))
         if code == "expired_token":
             raise _expired()
         return self.client.token_answer(response, requested_at, form)
@@ -118,10 +119,11 @@ def _expired() -> LoginRequired:
                          "get a new code")
 
 
-def _authorization(response: requests.Response, url: str) -> DeviceAuthorization:
+def _authorization(response: requests.Response, url: str,
+                   client: TokenEndpoint) -> DeviceAuthorization:
+    data = json_object(response)
     try:
-        data = response.json()
-        if not isinstance(data, dict):
+        if data is None:
             raise ValueError("not a JSON object")
         return DeviceAuthorization(
             user_code=_field(data, "user_code"),
@@ -134,8 +136,10 @@ def _authorization(response: requests.Response, url: str) -> DeviceAuthorization
             device_code=_field(data, "device_code"),
         )
     except (TypeError, ValueError) as error:
-        raise RefreshFailed(f"the device authorization endpoint {url} answered without a "
-                            f"usable code ({error})", response=response) from None
+        problem = str(error)
+    # Raised outside the except clause, so that the error keeps no context.
+    raise RefreshFailed(f"the device authorization endpoint {url} answered without a usable "
+                        f"code ({problem})", response=client.kept_for_error(response, {}))
 
 
 def _field(data: Mapping[str, Any], *names: str) -> str:

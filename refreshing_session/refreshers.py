@@ -18,10 +18,11 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote_plus, urlsplit
 
 import requests
-from urllib3.exceptions import NewConnectionError
 
+from . import exchange
 from .arguments import seconds
 from .errors import ClientRejected, LoginRequired, RefreshFailed, TokenError, excerpt
+from .exchange import skip_netrc as skip_netrc  # session.py uses it too
 from .token import Token
 
 logger = logging.getLogger(__name__)
@@ -130,8 +131,9 @@ class TokenEndpoint:
 
     def post(self, form: Mapping[str, str], url: str | None = None) -> requests.Response:
         """POST ``form`` to ``url`` (the token endpoint by default) with the client's
-        authentication, no redirects and the timeout; return the answer, whatever its status.
-        Raises RefreshFailed when no answer came."""
+        authentication and no redirects; return the answer, whatever its status, read within
+        the timeout in all and at most 1 MiB (see :func:`exchange.post`). Raises RefreshFailed
+        when no complete answer came. The answer's request holds only the method and URL."""
         url = url or self.token_url
         form = dict(form)
         headers = {"Accept": "application/json"}
@@ -141,15 +143,8 @@ class TokenEndpoint:
             form["client_id"] = self.client_id
         if self.auth_method == "client_secret_post":
             form["client_secret"] = self._client_secret or ""
-        try:
-            with requests.Session() as http:
-                return http.post(url, data=form, headers=headers, timeout=self.timeout,
-                                 auth=skip_netrc, allow_redirects=False)
-        except requests.RequestException as error:
-            raise RefreshFailed(
-                f"could not reach {self._endpoint(url)} ({type(error).__name__}); "
-                "try again later",
-            ) from error
+        return exchange.post(url, form, headers, timeout=self.timeout,
+                             endpoint=self._endpoint(url), secrets=self._secrets(form))
 
     def token_answer(self, response: requests.Response, requested_at: float,
                      form: Mapping[str, str], previous: Token | None = None) -> Token:
@@ -158,16 +153,24 @@ class TokenEndpoint:
         if not response.ok:
             raise self.refusal(response, form)
         try:
-            return Token.from_response(_json_object(response) or {}, requested_at=requested_at,
+            return Token.from_response(json_object(response) or {}, requested_at=requested_at,
                                        previous=previous)
         except ValueError as error:
-            raise self._failure(response, f"no usable token: {error}", form) from None
+            problem = str(error)
+        # Raised outside the except clause, so that the error keeps no context.
+        raise self._failure(response, f"no usable token: {problem}", form)
+
+    def kept_for_error(self, response: requests.Response,
+                       form: Mapping[str, str]) -> requests.Response:
+        """The copy of ``response`` (the answer to ``form``) that an error may keep: no
+        credential, token or code in it (see :func:`exchange.kept_for_error`)."""
+        return exchange.kept_for_error(response, self._secrets(form))
 
     def refusal(self, response: requests.Response, form: Mapping[str, str]) -> TokenError:
         """The typed error for an error answer to ``form``: LoginRequired for invalid_grant,
         ClientRejected for a bad client configuration, else RefreshFailed. Its message quotes
         the server's error and never a secret."""
-        data = _json_object(response)
+        data = json_object(response)
         code = error_code(response)
         description = str(data.get("error_description", "")) if data else ""
         said = excerpt(f"{code}: {description}" if description else code, self._secrets(form))
@@ -175,12 +178,13 @@ class TokenEndpoint:
             grant = "the refresh token" if "refresh_token" in form else "the grant"
             return LoginRequired(
                 f"the authorization server rejected {grant} ({said}); log in again",
-                response=response)
+                response=self.kept_for_error(response, form))
         if code in _CLIENT_ERRORS or (response.status_code == 401 and not code):
             return ClientRejected(
                 f"{self._endpoint(response.url)} rejected the client {self.client_id!r} "
                 f"({said or response.status_code}); check client_id, client_secret, "
-                f"auth_method and scope", response=response, error=code)
+                f"auth_method and scope", response=self.kept_for_error(response, form),
+                error=code)
         return self._failure(response, said, form)
 
     def _failure(self, response: requests.Response, said: str,
@@ -189,7 +193,8 @@ class TokenEndpoint:
         reason = f"{said}; " if said else ""
         return RefreshFailed(
             f"{self._endpoint(response.url)} answered {response.status_code} "
-            f"({reason}body: {body}); try again later", response=response)
+            f"({reason}body: {body}); try again later",
+            response=self.kept_for_error(response, form))
 
     def _secrets(self, form: Mapping[str, str]) -> tuple[str | None, ...]:
         """What must never appear in an error: the client's credentials (the Basic ones too:
@@ -225,9 +230,10 @@ class OAuth2Refresher(TokenEndpoint):
     ``temporarily_unavailable``, a connection that could not be opened) are retried ``retries``
     times with backoff; a request that may have been processed (a 500, 502 or 504, a reset or
     a read timeout) is never sent again, since the server may have spent the refresh token.
-    Each attempt waits at most ``timeout`` seconds for each of connecting and reading, while
-    holding the token lock. A plain-http token URL is refused unless it is on the loopback
-    interface or ``allow_insecure_http`` is set.
+    Each attempt ends within ``timeout`` seconds in all (connecting, sending and reading,
+    however slowly the server answers), while holding the token lock, and reads at most 1 MiB.
+    A plain-http token URL is refused unless it is on the loopback interface or
+    ``allow_insecure_http`` is set.
     """
 
     _resend_safe = False
@@ -270,21 +276,18 @@ class ClientCredentialsRefresher(TokenEndpoint):
         return self._grant(form)
 
 
-def skip_netrc(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """A no-op auth: passing it keeps requests from adding ~/.netrc credentials."""
-    return request
-
-
 def _basic_credentials(client_id: str, client_secret: str) -> str:
     # RFC 6749 section 2.3.1: each part is form-urlencoded before it is joined and encoded.
     pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
     return "Basic " + base64.b64encode(pair.encode()).decode()
 
 
-def _json_object(response: requests.Response) -> dict[str, Any] | None:
+def json_object(response: requests.Response) -> dict[str, Any] | None:
+    """The JSON object ``response`` holds, or None when it holds anything else (not JSON, not
+    an object, or nested too deeply to parse)."""
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -296,23 +299,15 @@ def _transient(failure: RefreshFailed, resend_safe: bool) -> bool:
     processed; a 500, 502 or 504 (from a gateway) does not."""
     response = failure.response
     if response is None:
-        return resend_safe or _never_sent(failure.__cause__)
+        return resend_safe or isinstance(failure.__cause__, exchange.NotConnected)
     if response.status_code in (429, 503) or error_code(response) in _TRANSIENT_ERRORS:
         return True
     return resend_safe and response.status_code >= 500
 
 
-def _never_sent(error: BaseException | None) -> bool:
-    """True when the request failed before any byte of it could reach the server."""
-    if isinstance(error, requests.exceptions.ConnectTimeout):
-        return True
-    reason = getattr(error.args[0], "reason", None) if error is not None and error.args else None
-    return isinstance(reason, NewConnectionError)
-
-
 def error_code(response: requests.Response) -> str:
     """The OAuth error code of an error answer (RFC 6749 section 5.2), or "" when it has none."""
-    data = _json_object(response)
+    data = json_object(response)
     return str(data.get("error", "")) if data else ""
 
 

@@ -22,6 +22,7 @@ from refreshing_session import (
     Token,
     TokenSource,
 )
+from refreshing_session.exchange import NotConnected
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import refresher_for
@@ -277,7 +278,7 @@ def test_a_connection_that_cannot_be_opened_fails_after_the_retries() -> None:
     refresher = OAuth2Refresher(token_url, "client", "secret", retries=1)
     failure = refused(refresher, Token("access", refresh_token="refresh"))
     assert "could not reach the token endpoint" in str(failure)
-    assert failure.__cause__ is not None
+    assert isinstance(failure.__cause__, NotConnected), "nothing was sent: safe to retry"
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -336,7 +337,7 @@ def test_hung_endpoint_times_out(server: LocalAuthServer) -> None:
     failure = refused(refresher_for(server, timeout=0.2, retries=0), login(server))
     assert time.monotonic() - started < 1.0
     assert failure.status_code is None
-    assert "Timeout" in str(failure)
+    assert "too slow: no complete answer within 0.2 s" in str(failure)
 
 
 # ---------------------------------------------------------------- secrets stay out of errors
