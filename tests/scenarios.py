@@ -200,6 +200,32 @@ SCENARIOS: dict[str, Scenario] = {
         ("test_every_error_survives_pickle_and_copy",
          "test_a_token_file_error_comes_back_from_a_process_pool_intact",
          "test_a_401_after_an_early_refresh_failed_on_the_lock_raises_the_lock_error")),
+    # Issue 12, items 2, 4 (the deadline), 5, 10: a hostile token endpoint
+    # (tests/test_attack_token_endpoint.py).
+    "Errors from the token, device and revocation endpoints: refused grant, bad client, 503, a "
+    "page echoing the request, an unusable answer, no connection": Scenario(
+        "no error (its pickled bytes, request, response, cause, context, or the back-off's copy) "
+        "holds the client secret, Basic credentials, a token or a device code; status, URL, "
+        "error code and a redacted excerpt stay",
+        ("test_errors_from_a_refresh_hold_no_credential", "test_errors_keep_what_helps_a_user",
+         "test_a_client_credentials_error_holds_no_credential",
+         "test_a_failed_revocation_holds_no_token",
+         "test_device_login_errors_hold_no_device_code",
+         "test_an_unreachable_endpoint_error_holds_no_credential")),
+    "Token endpoint trickling its answer a byte at a time over 8 s (timeout=1)": Scenario(
+        "the exchange ends within its timeout in all, headers trickled or body (RefreshFailed: "
+        "too slow)",
+        ("test_a_trickled_answer_cannot_hold_a_refresh_past_its_timeout",
+         "test_a_trickled_device_authorization_is_bounded_too")),
+    "Token endpoint answering 40 MiB, or 100 KB of gzip inflating to 96 MiB": Scenario(
+        "RefreshFailed after at most 1 MiB read, decompressed size included; the client's "
+        "memory grows by less than 16 MiB",
+        ("test_a_huge_answer_is_refused_without_growing_memory",
+         "test_an_answer_of_just_under_1_mib_is_read")),
+    "Deeply nested JSON ([ x 100000) from the token or device authorization endpoint": Scenario(
+        "RefreshFailed, not RecursionError; the CLI exits 2 without a traceback",
+        ("test_deeply_nested_json_from_the_token_endpoint_is_refresh_failed",
+         "test_deeply_nested_json_from_the_device_endpoint_exits_2")),
 }
 
 
