@@ -19,7 +19,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import HTTPError, NewConnectionError, ReadTimeoutError
 
-from .errors import RefreshFailed, redact
+from .errors import RefreshFailed, excerpt, redact
 
 MAX_ANSWER = 1024 * 1024  # bytes, decompressed: a token answer is a few KiB
 _CHUNK = 16 * 1024
@@ -117,11 +117,11 @@ class _Call:
 
 def kept_for_error(response: requests.Response,
                    secrets: Iterable[str | None]) -> requests.Response:
-    """A copy of ``response`` for an error to keep: its status, reason, URL, headers and the
-    start of its body, with ``secrets`` and token-shaped fields redacted and cookies dropped.
-    Its request says only the method and the URL."""
+    """A copy of ``response`` for an error to keep: its status, reason, URL, headers and an
+    excerpt of its body (its start, on one line), with ``secrets`` and token-shaped fields
+    redacted and cookies dropped. Its request says only the method and the URL."""
     secrets = tuple(secrets)
-    body = redact(response.content.decode("utf-8", "replace"), secrets)[:_KEPT_BODY]
+    body = excerpt(response.content, secrets, limit=_KEPT_BODY)
     headers = {name: redact(value, secrets) for name, value in response.headers.items()
                if name.lower() != "set-cookie"}
     kept = _copy(response, headers, body.encode(), redact(response.url, secrets))
