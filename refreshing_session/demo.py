@@ -1,9 +1,13 @@
 """The demo: worker processes sharing one token file against a local authorization server.
 
 Each worker process runs threads that call the server's API through a RefreshingSession until
-the deadline. With ``chaos``, faults are injected while they run: a slow token endpoint, 5xx
-answers, and workers killed with SIGKILL (and replaced). The report says what callers saw and
-what the authorization server saw.
+the deadline. With tokens living 2 s or more, the server is as strict about time as
+oidc-provider: an access token dies at the whole second it was issued in plus its lifetime
+(never before half its life, when it is refreshed). With ``chaos``, faults are injected while
+they run: 503 answers to token calls, drawn per call (never two in a row, so one retry gets
+through however slow the machine), and, twice a second, a slow token endpoint or a worker
+killed with SIGKILL (and replaced). The report says what callers saw, in every worker (killed
+ones too), and what the authorization server saw.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import RawArray
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import requests
@@ -32,6 +37,8 @@ LEEWAY = 30.0
 # Like the reuse interval Auth0 and Okta offer: it makes a worker killed between the server's
 # rotation and the file write survivable. Without chaos the server allows no reuse at all.
 CHAOS_GRACE_PERIOD = 2.0
+# The share of token calls answered 503 under chaos (never two in a row).
+CHAOS_503_SHARE = 0.25
 _OK, _REFUSED, _RAISED = range(3)  # slots of a worker's shared counters
 
 
@@ -71,11 +78,11 @@ def run_demo(options: DemoOptions, progress: TextIO) -> dict[str, Any]:
         TokenFile(token_file).write(Token.from_response(server.issue_token(), requested_at=started))
         job = _Job(server.api_url, server.token_url, token_file, options.threads,
                    deadline=started + options.seconds)
-        fleet = _Fleet(job, options.processes)
-        chaos = _Chaos(server, fleet, random.Random(options.seed)) if options.chaos else None
+        fleet = _Fleet(job, options.processes, Path(folder))
+        chaos = _Chaos(server, fleet, options.seed) if options.chaos else None
         _watch(fleet, chaos, job.deadline, options.seconds, progress)
-        details = fleet.finish()
-        report = _report(options, fleet, details, server, chaos, time.time() - started)
+        failure_kinds = fleet.finish()
+        report = _report(options, fleet, failure_kinds, server, chaos, started)
         report["token_file_intact"] = _intact(token_file)
         report["ok"] = report["ok"] and report["token_file_intact"]
         return report
@@ -89,29 +96,37 @@ def _intact(token_file: str) -> bool:
 
 
 class _Fleet:
-    """The worker processes, each with counters in shared memory that outlive a SIGKILL."""
+    """The worker processes. Each counts its outcomes in shared memory and logs the kind of
+    each failure to a file of its own, as it happens, so a SIGKILL loses neither."""
 
-    def __init__(self, job: _Job, processes: int) -> None:
+    def __init__(self, job: _Job, processes: int, folder: Path) -> None:
         self._job = job
+        self._folder = folder
         self._context = multiprocessing.get_context("spawn")
-        self._details: multiprocessing.Queue[Counter[str]] = self._context.Queue()
         self._counters: list[_Counters] = []
         self.workers: list[Any] = []
+        self._killed: set[int] = set()  # indexes into workers
         for _ in range(processes):
             self.start_worker()
 
+    def _failure_log(self, index: int) -> Path:
+        return self._folder / f"failures-{index}.log"
+
     def start_worker(self) -> None:
         counters: _Counters = RawArray("q", 3)
-        worker = self._context.Process(target=_work, args=(self._job, counters, self._details))
+        log = self._failure_log(len(self.workers))
+        worker = self._context.Process(target=_work, args=(self._job, counters, str(log)))
         worker.start()
         self._counters.append(counters)
         self.workers.append(worker)
 
     def kill_one(self, chosen: random.Random) -> None:
         """SIGKILL a live worker and start another in its place."""
-        alive = [worker for worker in self.workers if worker.is_alive()]
+        alive = [index for index, worker in enumerate(self.workers) if worker.is_alive()]
         if alive:
-            chosen.choice(alive).kill()
+            victim = chosen.choice(alive)
+            self.workers[victim].kill()
+            self._killed.add(victim)
             self.start_worker()
 
     def done(self) -> bool:
@@ -121,28 +136,35 @@ class _Fleet:
         return [sum(counters[slot] for counters in self._counters) for slot in range(3)]
 
     def finish(self) -> Counter[str]:
-        """Wait for the workers; return the outcome details of those that were not killed."""
-        details: Counter[str] = Counter()
+        """Wait for the workers; return the kinds of failure every worker's callers saw,
+        killed workers' included. A worker that died on its own counts as a failure too."""
+        kinds: Counter[str] = Counter()
         for worker in self.workers:
             worker.join(timeout=30)
-        for worker in self.workers:
-            if worker.exitcode == 0:
-                details.update(self._details.get(timeout=30))
-        return details
+        for index, worker in enumerate(self.workers):
+            log = self._failure_log(index)
+            if log.exists():
+                kinds.update(log.read_text().splitlines())
+            if index not in self._killed and worker.exitcode != 0:
+                kinds[f"worker died (exit code {worker.exitcode})"] += 1
+                self._counters[index][_RAISED] += 1
+        return kinds
 
 
-def _work(job: _Job, counters: _Counters, details: multiprocessing.Queue[Counter[str]]) -> None:
+def _work(job: _Job, counters: _Counters, failure_log: str) -> None:
     session = RefreshingSession(
         job.api_url, token_file=job.token_file, leeway=LEEWAY,
         refresher=OAuth2Refresher(job.token_url, client_id="client", client_secret="secret"))
-    outcomes: Counter[str] = Counter()
     lock = threading.Lock()
+    log = os.open(failure_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def loop() -> None:
         while time.time() < job.deadline:
             outcome = _call(session, job.api_url + "items")
             with lock:
-                outcomes[outcome] += 1
+                if outcome != "ok":
+                    # Logged before it is counted: a SIGKILL in between loses no failure's kind.
+                    os.write(log, f"{outcome}\n".encode())
                 slot = _OK if outcome == "ok" else _RAISED if outcome.startswith("error") \
                     else _REFUSED
                 counters[slot] += 1
@@ -152,7 +174,7 @@ def _work(job: _Job, counters: _Counters, details: multiprocessing.Queue[Counter
         thread.start()
     for thread in threads:
         thread.join()
-    details.put(outcomes)
+    os.close(log)
 
 
 def _call(session: requests.Session, url: str) -> str:
@@ -164,15 +186,23 @@ def _call(session: requests.Session, url: str) -> str:
 
 
 class _Chaos:
-    """Injects one fault about every half second: a slow endpoint, a 503, or a killed worker."""
+    """Answers a share of token calls 503, drawn per call, and injects one more fault about
+    every half second: a slow token endpoint or a killed worker."""
 
-    def __init__(self, server: LocalAuthServer, fleet: _Fleet, chosen: random.Random) -> None:
+    def __init__(self, server: LocalAuthServer, fleet: _Fleet, seed: int | None) -> None:
         self._server = server
         self._fleet = fleet
-        self._random = chosen
+        self._random = random.Random(seed)
         self._next_at = time.time() + 0.5
         self._slow_until = 0.0
-        self.injected: Counter[str] = Counter()
+        self._ticks: Counter[str] = Counter()
+        server.fail_token_endpoint_at_random(CHAOS_503_SHARE, 503, headers={"Retry-After": "0"},
+                                             seed=seed)
+
+    def injected(self) -> dict[str, int]:
+        """The faults injected so far, by kind."""
+        answered_503 = sum(call.status == 503 for call in self._server.token_calls())
+        return dict(sorted({**self._ticks, "503 answer": answered_503}.items()))
 
     def step(self, now: float) -> None:
         if self._slow_until and now >= self._slow_until:
@@ -181,13 +211,11 @@ class _Chaos:
         if now < self._next_at:
             return
         self._next_at = now + 0.5
-        fault = self._random.choice(["slow endpoint", "503 answer", "worker killed"])
-        self.injected[fault] += 1
+        fault = self._random.choice(["slow endpoint", "worker killed"])
+        self._ticks[fault] += 1
         if fault == "slow endpoint":
             self._server.slow_token_endpoint(0.3)
             self._slow_until = now + 1.0
-        elif fault == "503 answer":
-            self._server.fail_token_endpoint(503, headers={"Retry-After": "0"})
         else:
             self._fleet.kill_one(self._random)
 
@@ -233,22 +261,23 @@ def _columns(out: TextIO) -> int:
         return 80
 
 
-def _report(options: DemoOptions, fleet: _Fleet, details: Counter[str], server: LocalAuthServer,
-            chaos: _Chaos | None, elapsed: float) -> dict[str, Any]:
+def _report(options: DemoOptions, fleet: _Fleet, failure_kinds: Counter[str],
+            server: LocalAuthServer, chaos: _Chaos | None, started: float) -> dict[str, Any]:
+    elapsed = time.time() - started
     stats = server.stats()
-    # Each token is due once, and a new token is not due before this many seconds.
     lifetime = options.ttl
     refresh_interval = Token("-", expires_at=lifetime, lifetime=lifetime).refresh_due_at(LEEWAY)
+    # Each token is due once, and a new token is not due before this many seconds.
     due = int(elapsed // (refresh_interval or lifetime))
     ok, refused, raised = fleet.totals()
-    injected = dict(chaos.injected) if chaos is not None else {}
+    injected = chaos.injected() if chaos is not None else {}
     # Each injected 503 costs one more call (its retry); a kill may cost the call it interrupted.
     allowed_calls = due + injected.get("503 answer", 0) + injected.get("worker killed", 0)
     return {
         "processes": options.processes, "threads": options.threads,
         "seconds": round(elapsed, 2), "ttl": options.ttl,
         "requests": ok + refused + raised, "successes": ok, "caller_failures": refused + raised,
-        "failure_kinds": {kind: count for kind, count in sorted(details.items()) if kind != "ok"},
+        "failure_kinds": dict(sorted(failure_kinds.items())),
         "token_endpoint_calls": stats.token_requests, "tokens_due": due,
         "allowed_calls": allowed_calls,
         "reuse_detections": stats.reuse_detections, "grace_reuses": stats.grace_reuses,
