@@ -1,21 +1,33 @@
-"""examples/typed_usage.py runs as a user would run it, against a local authorization server."""
+"""Every example under examples/ (the code the documentation shows) runs as a user would run it,
+against a local authorization server.
+
+The examples name the addresses a reader would have (``https://api.example.com/``, ...); each test
+runs a copy in which only those addresses are replaced by the local servers' ones."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
+from refreshing_session import Token, load_profile
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import stored, write_grant
 from .processes import ROOT
 
-EXAMPLE = ROOT / "examples" / "typed_usage.py"
+EXAMPLES = ROOT / "examples"
+EXAMPLE = EXAMPLES / "typed_usage.py"
 CLIENT = "example-client"
 SECRET = "example-client-secret-that-must-never-show"
 
@@ -94,3 +106,222 @@ def test_the_example_says_what_to_do_when_the_refresh_fails(
     assert result.stdout == ""
     assert example_server.stats().api_ok == 0
     assert_no_secret(result, expired.access_token, expired.refresh_token)
+
+
+# --- the examples the documentation includes -----------------------------------------------------
+
+API, TOKEN_URL = "https://api.example.com/", "https://auth.example.com/oauth/token"
+DOC_CLIENTS = {"my-client": "s3cret", "my-job": "s3cret"}
+# The peers' examples talk to a plain-http server on loopback, which both refuse unless told.
+PEERS_ON_LOOPBACK = {"OAUTHLIB_INSECURE_TRANSPORT": "1", "AUTHLIB_INSECURE_TRANSPORT": "1"}
+
+
+@pytest.fixture
+def doc_server() -> Iterator[LocalAuthServer]:
+    with LocalAuthServer(access_ttl=60.0, clients=DOC_CLIENTS) as running:
+        yield running
+
+
+def aimed_at(example: str, folder: Path, addresses: dict[str, str]) -> Path:
+    """Copy ``example`` into ``folder`` with each address replaced by its local stand-in."""
+    text = (EXAMPLES / example).read_text()
+    for address, local in addresses.items():
+        assert address in text, f"{example} no longer names {address}: update this test"
+        text = text.replace(address, local)
+    copy = folder / Path(example).name
+    copy.write_text(text)
+    return copy
+
+
+def local_addresses(server: LocalAuthServer) -> dict[str, str]:
+    return {API: server.api_url, TOKEN_URL: server.token_url}
+
+
+def run_python(script: Path, folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=30, cwd=folder, env={**os.environ, **env}, check=False)
+
+
+@pytest.mark.parametrize("example", ["quickstart.py", "migrating/after.py"])
+def test_the_quickstart_refreshes_an_expired_token_and_reaches_the_api(
+        example: str, doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
+
+    result = run_python(aimed_at(example, tmp_path, local_addresses(doc_server)), tmp_path)
+
+    assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
+    stats = doc_server.stats()
+    assert (stats.refreshes, stats.api_ok, stats.reuse_detections) == (1, 1, 0)
+
+
+def test_the_machine_client_gets_its_first_token_without_a_login(
+        doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    script = aimed_at("machine_client.py", tmp_path, local_addresses(doc_server))
+
+    result = run_python(script, tmp_path)
+
+    assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
+    assert doc_server.stats().client_credentials == 1
+    assert stored(tmp_path / "job-token.json").access_token
+
+
+@pytest.mark.parametrize(("example", "peer"), [
+    ("migrating/before_requests_oauthlib.py", "requests_oauthlib"),
+    ("migrating/before_authlib.py", "authlib"),
+    ("migrating/before_interceptor.py", "requests"),
+])
+def test_the_code_a_migration_starts_from_works_in_one_process(
+        example: str, peer: str, doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    """The "before" code of the migration guide is a fair picture: alone, it works."""
+    pytest.importorskip(peer, reason=f"{peer} is in the bench extra: pip install -e '.[bench]'")
+    expired = doc_server.issue_token(client_id="my-client", access_ttl=0)
+    # oauthlib counts expires_in from when it reads the file: only expires_at says "expired".
+    del expired["expires_in"]
+    (tmp_path / "token.json").write_text(json.dumps({**expired, "expires_at": time.time() - 10}))
+
+    result = run_python(aimed_at(example, tmp_path, local_addresses(doc_server)), tmp_path,
+                        **PEERS_ON_LOOPBACK)
+
+    assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
+    assert doc_server.stats().refreshes == 1
+
+
+def test_an_in_house_refresh_endpoint_is_a_refresher_function(
+        doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
+    with InHouseRefreshEndpoint(doc_server) as endpoint:
+        script = aimed_at("in_house_refresh.py", tmp_path, {
+            API: doc_server.api_url, "https://auth.example.com/auth/refresh": endpoint.url})
+
+        result = run_python(script, tmp_path)
+
+    assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
+    assert (endpoint.calls, doc_server.stats().refreshes) == (1, 1)
+
+
+class InHouseRefreshEndpoint:
+    """``POST /auth/refresh {"token": REFRESH_TOKEN}`` on loopback, as an in-house service
+    might offer; it redeems the token at the local server's token endpoint for "my-client"."""
+
+    def __init__(self, server: LocalAuthServer) -> None:
+        self.calls = 0
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                endpoint.calls += 1
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                answer = requests.post(server.token_url, auth=("my-client", "s3cret"), timeout=10,
+                                       data={"grant_type": "refresh_token",
+                                             "refresh_token": body["token"]})
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: object) -> None:
+                """Quiet: the test's output is the example's."""
+
+        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/auth/refresh"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+
+    def __enter__(self) -> InHouseRefreshEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+def test_the_redis_example_shares_the_token_through_redis(
+        doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    from refreshing_session.redis_store import RedisTokenStore
+
+    from .redis_servers import RedisServer
+
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        key = "refreshing-session:api.example.com"
+        expired = doc_server.issue_token(client_id="my-client", access_ttl=0)
+        RedisTokenStore(redis.url, key).write(Token.from_response(expired,
+                                                                  requested_at=time.time()))
+        addresses = {**local_addresses(doc_server),
+                     "redis://my-app:s3cret@redis.internal:6379/0": redis.url}
+        script = aimed_at("redis_store.py", tmp_path, addresses)
+
+        result = run_python(script, tmp_path)
+
+        assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
+        snapshot = RedisTokenStore(redis.url, key).read()
+        assert snapshot is not None
+        assert snapshot.token.access_token != expired["access_token"]
+        assert doc_server.stats().refreshes == 1
+    finally:
+        redis.stop()
+
+
+def test_the_testing_example_runs_on_its_own_server(tmp_path: Path) -> None:
+    result = run_python(EXAMPLES / "local_server.py", tmp_path)
+
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+
+
+def test_the_pytest_plugin_example_passes_with_the_installed_plugin() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(EXAMPLES / "pytest_plugin")], capture_output=True, text=True, timeout=60,
+        cwd=EXAMPLES / "pytest_plugin", check=False)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+def test_the_profiles_example_is_a_valid_profile_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NIGHTLY_CLIENT_SECRET", "from-the-environment")
+
+    prod = load_profile("prod", EXAMPLES / "profiles.toml")
+    nightly = load_profile("nightly", EXAMPLES / "profiles.toml")
+
+    assert (prod.client_id, prod.scope) == ("my-cli", "openid offline_access api")
+    assert (nightly.grant, nightly.client_secret) == ("client_credentials",
+                                                      "from-the-environment")
+
+
+def test_the_walk_through_from_nothing_to_a_working_script(tmp_path: Path) -> None:
+    """The tutorial's session, command by command: log in with the device flow, look, call the
+    API, refresh, log out, and the app then asks for a login."""
+    for name in ("server.py", "app.py"):
+        shutil.copy(EXAMPLES / "walkthrough" / name, tmp_path)
+    env = {**os.environ, "REFRESHING_SESSION_CONFIG": str(tmp_path / "config.toml"),
+           "XDG_STATE_HOME": str(tmp_path / "state"), "LOCAL_SECRET": "secret"}
+    server = subprocess.Popen([sys.executable, "server.py"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith("ready http://127.0.0.1:")
+
+        def run(*command: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(command, capture_output=True, text=True, timeout=45,
+                                  cwd=tmp_path, env=env, check=False)
+
+        cli = (sys.executable, "-m", "refreshing_session")
+        login = run(*cli, "login", "--profile", "local")
+        assert login.returncode == 0, login.stderr
+        assert "enter the code" in login.stdout
+        assert "logged in: the token file" in login.stdout
+        status = run(*cli, "status", "--profile", "local")
+        assert "mode: 0600" in status.stdout
+        assert "'path': '/api/items'" in run(sys.executable, "app.py").stdout
+        assert run(*cli, "refresh", "--profile", "local").stdout.startswith("refreshed:")
+        assert run(*cli, "logout", "--profile", "local").stdout.startswith(
+            "logged out: revoked the grant")
+        after = run(sys.executable, "app.py")
+        assert after.returncode == 1
+        assert "log in first with `refreshing-session login --profile local`" in after.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
