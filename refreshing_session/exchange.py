@@ -24,6 +24,7 @@ from .errors import RefreshFailed, excerpt, redact
 MAX_ANSWER = 1024 * 1024  # bytes, decompressed: a token answer is a few KiB
 _CHUNK = 16 * 1024
 _KEPT_BODY = 4096  # characters of the answer an error keeps: enough for any OAuth error JSON
+_TRANSPORT_ERRORS = (requests.RequestException, HTTPError, OSError)
 # A read that timed out ends as the deadline does, whichever came first.
 _READ_TIMEOUTS = (requests.exceptions.ReadTimeout, ReadTimeoutError)
 
@@ -61,6 +62,8 @@ def post(url: str, form: Mapping[str, str], headers: Mapping[str, str], *, timeo
                             f"{MAX_ANSWER // 1024 // 1024} MiB, which no token answer needs; "
                             "refused, try again later")
     assert call.failure is not None
+    if not isinstance(call.failure, _TRANSPORT_ERRORS):
+        raise call.failure  # a bug, not the server's doing: as if the call were not threaded
     raise RefreshFailed(f"could not reach {endpoint} ({type(call.failure).__name__}); try "
                         "again later") from _clean_cause(call.failure, secrets)
 
@@ -85,7 +88,7 @@ class _Call:
                     allow_redirects=False, stream=True) as response:
                 self._stream = response.raw
                 body = self._read(response.raw)
-        except (requests.RequestException, HTTPError, OSError) as error:
+        except Exception as error:  # handed to the caller's thread, which decides
             self.failure = error
             return
         if body is None:
