@@ -9,10 +9,14 @@ Install with ``pip install refreshing-session[redis]``. Every process of the fle
   counter plus a random part, so that a version is never reused, even if someone deletes the
   key by hand and writing starts over).
 - **The refresh lock** is a separate key, ``key + ":lock"``, set with ``SET NX PX``: its value
-  names the holder, and it expires by itself after ``lock_ttl`` seconds, so a holder that
-  crashed blocks the others for at most that long. Only the holder deletes it (an owner-checked
-  Lua script). Waiters retry after 2 ms, then 4, 8, ... up to 50 ms, so they do not flood Redis,
-  and stop as soon as the keeper says a new token has arrived, or the timeout passes.
+  names the holder. While the holder works, a daemon thread of its own renews the lock every
+  third of ``lock_ttl`` (an owner-checked Lua script, so a lock lost is never taken back), however
+  slow the token endpoint; when the holder finishes, the renewal stops and the lock is released.
+  A holder that crashed (or froze, or was cut off from Redis) renews no more, and its lock
+  expires ``lock_ttl`` seconds later: that is all ``lock_ttl`` bounds. Only the holder deletes
+  it (an owner-checked Lua script). Waiters retry after 2 ms, then 4, 8, ... up to 50 ms, so
+  they do not flood Redis, and stop as soon as the keeper says a new token has arrived, or the
+  timeout passes.
 - **Fencing.** A refreshed token is stored only if the stored version is still the one the
   refresh started from, checked and written in one Lua script, so atomically. A holder that
   stalled past its lock's expiry (a long pause, a partition) can therefore never overwrite the
@@ -41,13 +45,13 @@ Limits, honestly:
   (the second write over the same version is refused), but both holders may already have
   presented the same refresh token to the authorization server, which a provider with reuse
   detection answers by revoking the grant. Redlock-style schemes do not remove this either.
-- The same goes for a holder whose lock expired while it was still refreshing: the fencing
-  check refuses its write, but it may already have redeemed the refresh token. So ``lock_ttl``
-  must exceed the refresher's worst-case time: with :class:`OAuth2Refresher`'s defaults (10 s
-  timeouts, 2 retries of grants that were not processed, a ``Retry-After`` of up to 10 s) that
-  is about a minute, the default. A crashed holder makes the others wait that long at most
-  (waiters give up after the session's ``lock_timeout`` with ``LockTimeout``; early refreshes
-  never wait).
+- The same goes for a holder whose lock expired while it was still refreshing (its process was
+  paused, by SIGSTOP, a debugger or a VM's freeze, or cut off from Redis, for over
+  ``lock_ttl``): the fencing check refuses its write, but it may already have redeemed the
+  refresh token. So ``lock_ttl`` must exceed the longest pause a holder may suffer; a slow token
+  endpoint no longer counts, since the lock is renewed meanwhile. A crashed holder makes the
+  others wait ``lock_ttl`` at most (the default, a minute; waiters give up after the session's
+  ``lock_timeout`` with ``LockTimeout``; early refreshes never wait).
 - Expiry times are absolute: the machines' clocks must agree (NTP) to well within the leeway.
 """
 
@@ -56,6 +60,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -85,6 +90,9 @@ DEFAULT_CHECK_INTERVAL = 1.0
 _FIRST_PAUSE = 0.002
 _LONGEST_PAUSE = 0.05
 _OUTAGE_WARNING_INTERVAL = 60.0
+# A held lock is renewed every third of lock_ttl: two renewals may fail (a Redis hiccup)
+# before it expires under a live holder.
+_RENEWALS_PER_TTL = 3
 # For clients built from a URL: a dead or hung server is reported within about a second (Redis
 # answers these commands in well under a millisecond), and one quick retry reconnects a pooled
 # connection that a Redis restart closed.
@@ -102,6 +110,12 @@ _NOT_CARRIED = ("credential_provider", "redis_connect_func")
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
+# Extends the lock to ARGV[2] ms from now only if ARGV[1] still holds it: a lock that expired
+# (or that another holder took since) is never taken back.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
 # Deletes the lock only if ARGV[1] still holds it: 0 tells that it had expired meanwhile.
@@ -128,8 +142,9 @@ class RedisTokenStore:
         waits at most a second for Redis (and retries once); give a client of your own a
         ``socket_timeout``, or a hung Redis holds requests up as long as its timeout.
     :param key: the Redis key of the token; the lock is ``key + ":lock"``.
-    :param lock_ttl: seconds after which the refresh lock expires by itself; must exceed the
-        longest refresh (see the module's documentation).
+    :param lock_ttl: seconds after which the lock of a holder that crashed or froze expires
+        by itself (a live holder's lock is renewed); must exceed the longest pause a process
+        may suffer (see the module's documentation).
     :param check_interval: seconds during which the stored version is answered from memory
         (0: ask Redis on every request).
 
@@ -168,6 +183,7 @@ class RedisTokenStore:
         self._password = pool.connection_kwargs.get("password")
         self._acquire = self._client.register_script(_ACQUIRE)
         self._release = self._client.register_script(_RELEASE)
+        self._renew = self._client.register_script(_RENEW)
         self._store = self._client.register_script(_STORE)
         self._version: Version | None = None
         self._seen_version = False
@@ -245,21 +261,44 @@ class RedisTokenStore:
     @contextmanager
     def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
         """Hold the refresh lock (yield True), or yield False after ``timeout`` seconds or as
-        soon as ``stop_waiting()`` is true. The lock expires by itself after ``lock_ttl``."""
+        soon as ``stop_waiting()`` is true. While held, a daemon thread renews the lock every
+        third of ``lock_ttl``; when this process dies or freezes, it expires ``lock_ttl``
+        later."""
         holder = secrets.token_hex(16)
         if not self._wait_for_lock(holder, timeout, stop_waiting):
             yield False
             return
+        done = threading.Event()
+        threading.Thread(target=self._keep_alive, args=(holder, done), daemon=True,
+                         name=f"refresh lock of {self.key}").start()
         try:
             yield True
         finally:
+            done.set()
             self._unlock(holder)
+
+    def _keep_alive(self, holder: str, done: threading.Event) -> None:
+        """Renew ``holder``'s lock until ``done`` is set or the lock is found lost."""
+        ttl_ms = self._ttl_ms()
+        while not done.wait(self.lock_ttl / _RENEWALS_PER_TTL):
+            try:
+                with self._talking("renew the refresh lock of"):
+                    renewed = self._renew(keys=[self.lock_key], args=[holder, ttl_ms])
+            except TokenStoreError as error:
+                logger.warning("%s; the lock expires by itself unless a renewal gets through",
+                               error)
+                continue
+            if renewed != 1 and not done.is_set():
+                logger.warning("the refresh lock of %s was lost (this process paused for over "
+                               "lock_ttl=%s s, or Redis lost the key)", self.location,
+                               self.lock_ttl)
+                return
 
     def _wait_for_lock(self, holder: str, timeout: float,
                        stop_waiting: Callable[[], bool]) -> bool:
         deadline = time.monotonic() + max(0.0, timeout)
         pause = _FIRST_PAUSE
-        ttl_ms = max(1, round(self.lock_ttl * 1000))
+        ttl_ms = self._ttl_ms()
         while True:
             try:
                 with self._talking("lock"):
@@ -274,6 +313,9 @@ class RedisTokenStore:
             time.sleep(min(pause, left))
             pause = min(2 * pause, _LONGEST_PAUSE)
 
+    def _ttl_ms(self) -> int:
+        return max(1, round(self.lock_ttl * 1000))
+
     def _unlock(self, holder: str) -> None:
         """Release the lock; never raise, since the lock expires by itself anyway."""
         try:
@@ -284,8 +326,9 @@ class RedisTokenStore:
             return
         if released != 1:
             logger.warning("the refresh lock of %s expired after lock_ttl=%s s, before its "
-                           "holder released it; raise lock_ttl above the refresher's worst-case "
-                           "time", self.location, self.lock_ttl)
+                           "holder released it: the process paused for longer, or its renewals "
+                           "did not reach Redis; raise lock_ttl above the longest pause",
+                           self.location, self.lock_ttl)
 
     def _put(self, token: Token, notes: Mapping[str, Any] | None,
              expected: str) -> Snapshot | None:

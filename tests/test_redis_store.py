@@ -275,14 +275,21 @@ def test_a_waiter_backs_off_and_stops_when_told(redis_server: RedisServer) -> No
 
 
 def test_an_abandoned_lock_expires_after_lock_ttl(redis_server: RedisServer) -> None:
-    holder = RedisTokenStore(redis_server.url, KEY, lock_ttl=0.3)
     waiter = RedisTokenStore(redis_server.url, KEY)
-    with holder.lock(TIMEOUT, never) as held:
-        assert held
-        started = time.monotonic()
-        with waiter.lock(TIMEOUT, never) as taken:
-            assert taken
-            assert time.monotonic() - started >= 0.2
+    # As a holder that crashed right after taking it with lock_ttl=0.3 leaves it:
+    raw_client(redis_server).set(waiter.lock_key, "a crashed holder", px=300)
+    started = time.monotonic()
+    with waiter.lock(TIMEOUT, never) as taken:
+        assert taken
+        assert time.monotonic() - started >= 0.2
+
+
+def stall(store: RedisTokenStore, redis_server: RedisServer) -> None:
+    """Let ``store``'s held lock expire now, as it does when its process pauses (SIGSTOP, see
+    test_attack_redis.py) for over lock_ttl: the key expires before a renewal comes."""
+    client = raw_client(redis_server)
+    client.pexpire(store.lock_key, 1)
+    wait_for(lambda: not client.exists(store.lock_key), timeout=TIMEOUT)
 
 
 def test_a_holder_whose_lock_expired_cannot_overwrite_the_newer_token(
@@ -290,12 +297,11 @@ def test_a_holder_whose_lock_expired_cannot_overwrite_the_newer_token(
     stalled = RedisTokenStore(redis_server.url, KEY, lock_ttl=0.2)
     next_holder = RedisTokenStore(redis_server.url, KEY)
     stalled.write(TOKEN)
-    client = raw_client(redis_server)
     with stalled.lock(TIMEOUT, never) as held:
         assert held
         started_from = stalled.read()
         assert started_from is not None
-        wait_for(lambda: not client.exists(stalled.lock_key), timeout=TIMEOUT)  # it stalled
+        stall(stalled, redis_server)
         with next_holder.lock(TIMEOUT, never) as taken:
             assert taken
             snapshot = next_holder.read()
@@ -314,7 +320,7 @@ def test_a_late_release_never_frees_the_next_holders_lock(redis_server: RedisSer
         assert free  # a first holder, gone: its lock is released
     stalled_lock = stalled.lock(TIMEOUT, never)
     assert stalled_lock.__enter__() is True
-    wait_for(lambda: not client.exists(stalled.lock_key), timeout=TIMEOUT)
+    stall(stalled, redis_server)
     with next_holder.lock(TIMEOUT, never) as taken:
         assert taken
         stalled_lock.__exit__(None, None, None)  # the stalled holder wakes and releases
