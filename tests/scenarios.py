@@ -226,6 +226,47 @@ SCENARIOS: dict[str, Scenario] = {
         "RefreshFailed, not RecursionError; the CLI exits 2 without a traceback",
         ("test_deeply_nested_json_from_the_token_endpoint_is_refresh_failed",
          "test_deeply_nested_json_from_the_device_endpoint_exits_2")),
+    # --- files, Redis and output, attacked (issue 12: items 3, 4, 6, 11-14)
+    "Another local user plants a token file or a symlink in a shared (sticky) folder": Scenario(
+        "TokenFileError saying what to do; the victim's file is never overwritten, no lock "
+        "file appears beside it, the planted token is never sent; a lock file another user "
+        "holds costs at most lock_timeout",
+        ("test_a_link_planted_by_another_user_is_never_written_through",
+         "test_login_import_does_not_write_through_a_planted_link",
+         "test_a_link_planted_by_another_user_is_not_read",
+         "test_a_token_file_planted_by_another_user_is_neither_used_nor_replaced",
+         "test_a_session_sends_no_token_from_a_planted_file",
+         "test_a_link_of_ones_own_through_a_link_of_another_user_is_refused",
+         "test_a_victim_in_a_shared_folder_does_not_overwrite_its_own_file_through_a_planted_link",
+         "test_a_victim_follows_links_of_its_own_and_of_root_to_a_file_of_its_own",
+         "test_a_victim_refuses_a_token_file_of_root",
+         "test_a_lock_file_held_by_another_user_costs_at_most_lock_timeout")),
+    "Redis store: token endpoint slower than lock_ttl; holder frozen (SIGSTOP) past lock_ttl":
+    Scenario(
+        "a live holder's lock is renewed: one token call, no reuse; a frozen holder's lock "
+        "expires, the others go on, and the resumed holder cannot overwrite their token",
+        ("test_a_token_endpoint_slower_than_lock_ttl_does_not_let_a_second_host_reuse_the_grant",
+         "test_the_lock_is_released_at_once_and_no_longer_renewed_when_the_holder_finishes",
+         "test_a_frozen_holder_lets_others_go_on_and_cannot_overwrite_their_token")),
+    "Token endpoint answers with a 2 MiB id_token (1.8 MB once stored)": Scenario(
+        "the oversized extra field is dropped with a warning; the file stays readable by all",
+        ("test_an_oversized_extra_field_is_dropped_with_a_warning_and_the_file_stays_readable",
+         "test_a_hostile_server_with_a_huge_id_token_does_not_brick_the_file_for_the_others")),
+    "Token endpoint answers expires_in 0 or negative": Scenario(
+        "an unknown expiry (a 401 refreshes it): one token call for 10 requests",
+        ("test_an_expiry_of_zero_or_less_does_not_refresh_on_every_request",)),
+    "Error page of 96 MiB to redact": Scenario(
+        "costs what a 64 KiB one costs; no part of a secret left at the cut",
+        ("test_redacting_a_96_mib_error_page_costs_what_a_small_one_costs",
+         "test_a_secret_straddling_the_cut_leaves_no_part_of_it_behind")),
+    "Expiry of 1e12 or 1e300 s (status, status --json, login --import)": Scenario(
+        "shown cleanly (after the year 9999), never a crash",
+        ("test_status_shows_a_far_future_expiry_cleanly",
+         "test_importing_a_far_future_expiry_succeeds_cleanly")),
+    "Terminal escapes in a server's error_description or a token's scope": Scenario(
+        "refresh and status print them escaped (\\x1b), never raw",
+        ("test_a_servers_terminal_escapes_reach_refresh_and_status_escaped",
+         "test_an_excerpt_escapes_control_characters")),
 }
 
 

@@ -95,7 +95,7 @@ def test_the_lock_is_released_at_once_and_no_longer_renewed_when_the_holder_fini
     assert client.pttl(store.lock_key) > 50_000
 
 
-def test_a_frozen_holder_lets_the_others_go_on_and_cannot_overwrite_their_token_when_it_resumes(
+def test_a_frozen_holder_lets_others_go_on_and_cannot_overwrite_their_token(
         redis_server: RedisServer) -> None:
     """SIGSTOP freezes the holder and its renewal: the lock expires after lock_ttl, another
     host refreshes, and the resumed holder's write is refused. (The server grants a second
