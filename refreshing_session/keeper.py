@@ -36,6 +36,7 @@ from .errors import (
     TokenError,
     TokenStoreError,
 )
+from .exchange import kept_for_error
 from .guard import Guard, path_key
 from .refreshers import Refresher, TokenSource
 from .store import Snapshot, TokenStore, Version
@@ -371,9 +372,15 @@ class TokenKeeper:
         except TokenError:
             raise
         except requests.RequestException as error:
-            raise RefreshFailed(f"the refresher failed ({type(error).__name__}); try again "
-                                "later", response=error.response) from None
-        return _as_token(answer, old, requested_at)
+            # The refresher's own request may hold its credentials: keep a redacted copy of
+            # the answer only, and raise outside this block, so that no context holds them.
+            kept = None if error.response is None else kept_for_error(
+                error.response, (old.access_token, old.refresh_token))
+            failure = RefreshFailed(f"the refresher failed ({type(error).__name__}); try "
+                                    "again later", response=kept)
+        else:
+            return _as_token(answer, old, requested_at)
+        raise failure
 
     def _after_refusal(self, refused: Snapshot, error: LoginRequired) -> Token:
         """Adopt a token written meanwhile (by a login, say); else record the refusal for the

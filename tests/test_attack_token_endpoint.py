@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from refreshing_session import (
     ClientCredentialsRefresher,
@@ -222,6 +223,27 @@ def test_errors_from_a_refresh_hold_no_credential(
     assert isinstance(first, expected), type(first)
     assert leaks(first, known.named()) == []
     assert leaks(again, known.named()) == []
+
+
+def test_an_error_from_a_custom_refresher_holds_no_credential(
+        hostile: Callable[[Answer], HostileServer], known: Secrets, tmp_path: Path) -> None:
+    endpoint = hostile(echoing(500))
+
+    def refresher(token: Token) -> Token:  # a hand-written refresher, as users write them
+        answer = requests.post(endpoint.url, timeout=5, data={
+            "grant_type": "refresh_token", "refresh_token": token.refresh_token,
+            "client_secret": known.client_secret})
+        answer.raise_for_status()
+        raise AssertionError("the endpoint answered 500")
+
+    path = tmp_path / "token.json"
+    TokenFile(path).write(Token(known.access_token, refresh_token=known.refresh_token,
+                                expires_at=time.time() - 60))
+    session = RefreshingSession("http://127.0.0.1:9/api/", token_file=path, refresher=refresher)
+    error = error_of(lambda: session.get("http://127.0.0.1:9/api/items"))
+    assert isinstance(error, RefreshFailed)
+    assert error.status_code == 500  # what helps stays
+    assert leaks(error, known.named()) == []
 
 
 @pytest.mark.parametrize("answer", list(REFRESH_ANSWERS))
