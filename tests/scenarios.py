@@ -208,7 +208,8 @@ SCENARIOS: dict[str, Scenario] = {
         "holds the client secret, Basic credentials, a token or a device code; status, URL, "
         "error code and a redacted excerpt stay",
         ("test_errors_from_a_refresh_hold_no_credential",
-         "test_an_error_from_a_custom_refresher_holds_no_credential", "test_errors_keep_what_helps_a_user",
+         "test_an_error_from_a_custom_refresher_holds_no_credential",
+         "test_errors_keep_what_helps_a_user",
          "test_a_client_credentials_error_holds_no_credential",
          "test_a_failed_revocation_holds_no_token",
          "test_device_login_errors_hold_no_device_code",
