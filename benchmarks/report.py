@@ -14,26 +14,32 @@ TIMES, DASH = "\u00d7", "\u2013"
 
 
 def markdown(results: Results, charts: str, level: int = 2) -> str:
-    """The whole report; chart links start with ``charts`` (a folder ending in ``/``)."""
+    """The whole report under a heading of ``level``; chart links start with ``charts`` (a
+    folder ending in ``/``)."""
+    return f"{'#' * level} Performance\n\n{sections(results, charts, level + 1)}"
+
+
+def sections(results: Results, charts: str, level: int) -> str:
+    """The report without its title, for a page that has its own: the summary, then one
+    section per part, with headings of ``level``."""
     head = "#" * level
-    parts = [f"{head} Performance", _about(results)]
-    parts.append(_summary(results))
+    parts = [_about(results), _summary(results)]
     if "overhead" in results:
-        parts += [f"{head}# Common path: one request with a valid token",
+        parts += [f"{head} Common path: one request with a valid token",
                   _overhead(results["overhead"]), f"![common path]({charts}overhead.svg)"]
     if "storm" in results:
-        parts += [f"{head}# Refresh storm", _storm_intro(results),
+        parts += [f"{head} Refresh storm", _storm_intro(results),
                   _storm(results["storm"]), f"![refresh storm]({charts}storm.svg)"]
     if "storm_latency" in results:
-        parts += [f"{head}# Storm latency: requests that arrive during a refresh",
+        parts += [f"{head} Storm latency: requests that arrive during a refresh",
                   _latency(results)]
     if "scaling" in results:
-        parts += [f"{head}# Scaling with processes", _scaling(results),
+        parts += [f"{head} Scaling with processes", _scaling(results),
                   f"![scaling]({charts}scaling.svg)"]
     if "redis_storm" in results:
-        parts += [f"{head}# Refresh storm with the token in Redis", _redis_storm_intro(results),
+        parts += [f"{head} Refresh storm with the token in Redis", _redis_storm_intro(results),
                   _storm(results["redis_storm"])]
-    parts += [f"{head}# Targets", _targets(results), f"{head}# How each library is used",
+    parts += [f"{head} Targets", _targets(results), f"{head} How each library is used",
               _usage(results)]
     return "\n\n".join(parts) + "\n"
 

@@ -26,7 +26,8 @@ from .charts import write_charts
 from .clients import AT_EXPIRY, LIBRARIES, OURS, OURS_ON_REDIS
 from .local_redis import MISSING, redis_server_found
 from .overhead import PROFILED, run_overhead
-from .report import markdown
+from .pages import REPORTS, write_between_markers
+from .report import markdown, sections
 from .settings import FULL, QUICK, Plan
 from .storm import Cell, as_dict, describe, run_cell
 from .targets import check
@@ -35,7 +36,9 @@ DEFAULT_PARTS = ("overhead", "storm", "storm_latency", "scaling")
 PARTS = (*DEFAULT_PARTS, "redis_storm")
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK_RESULTS = Path(tempfile.gettempdir()) / "refreshing-session-bench-quick"
-README_CHARTS = "benchmarks/results/"
+# The performance page (docs/reports/performance.md) takes the report of a run into RESULTS;
+# its chart links are relative to the page.
+PAGE, PAGE_CHARTS = REPORTS / "performance.md", "../../benchmarks/results/"
 _VERSIONS = ("refreshing-session", "requests", "urllib3", "filelock", "requests-oauthlib",
              "oauthlib", "Authlib", "google-auth")
 
@@ -43,7 +46,8 @@ Progress = Callable[[str], None]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmarks; write results.json, results.md, the charts and the profile."""
+    """Run the benchmarks; write results.json, results.md, the charts and the profile (and,
+    for a run into the default folder, the performance page of the documentation)."""
     arguments = _parser().parse_args(argv)
     folder = Path(arguments.out or (QUICK_RESULTS if arguments.quick else RESULTS))
     if arguments.from_json:
@@ -214,8 +218,8 @@ def _write(results: dict[str, Any], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     (folder / "results.md").write_text(markdown(results, charts=""), encoding="utf-8")
-    (folder / "readme_section.md").write_text(markdown(results, charts=README_CHARTS),
-                                              encoding="utf-8")
+    if folder.resolve() == RESULTS:
+        write_between_markers(PAGE, "performance", sections(results, PAGE_CHARTS, level=2))
     write_charts(results, folder)
     profiles = results.get("overhead", {}).get("profiles", {})
     if profiles:

@@ -1,9 +1,9 @@
-"""Run every Reliability scenario RUNS times and write the README's Reliability table.
+"""Run every Reliability scenario RUNS times and write the reliability report's table.
 
-    python -m tests.reliability [--runs 3] [--soak-seconds 60] [--readme README.md]
+    python -m tests.reliability [--runs 3] [--soak-seconds 60] [--page docs/reports/reliability.md]
 
 Each run is a full pytest run of the tests marked ``scenario`` (see tests/scenarios.py). The
-table replaces what stands between the reliability markers in the README, and is printed.
+table replaces what stands between the reliability markers of the page, and is printed.
 """
 
 from __future__ import annotations
@@ -19,17 +19,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks.pages import REPORTS, write_between_markers
+
 from .scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parent.parent
-BEGIN, END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--soak-seconds", type=float, default=60.0)
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--page", type=Path, default=REPORTS / "reliability.md")
     arguments = parser.parse_args()
     started = time.monotonic()
     results: dict[str, Counter[str]] = {name: Counter() for name in SCENARIOS}
@@ -41,7 +42,7 @@ def main() -> int:
             results[name].update(counts)
         figures = outcome["figures"]
     table = _render(results, figures, arguments.runs, time.monotonic() - started)
-    _write_into(arguments.readme, table)
+    write_between_markers(arguments.page, "reliability", table)
     print(table)
     return 0 if all(set(counts) <= {"passed", "skipped"} for counts in results.values()) else 1
 
@@ -83,13 +84,6 @@ def _render(results: dict[str, Counter[str]], figures: dict[str, Any], runs: int
                      f"{report['caller_failures']} | {report['token_endpoint_calls']} "
                      f"({allowed}) | {report['reuse_detections']} | {injected or 'none'} |")
     return "\n".join(lines)
-
-
-def _write_into(readme: Path, table: str) -> None:
-    text = readme.read_text()
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        readme.write_text(f"{before}{BEGIN}\n{table}\n{END}{rest.split(END, 1)[1]}")
 
 
 if __name__ == "__main__":
