@@ -460,7 +460,7 @@ def _advice(error: redis.RedisError) -> str:
                 "meanwhile, and store it when Redis is back)")
     if isinstance(error, redis.exceptions.NoPermissionError):
         return ("grant the Redis user the commands HGET, HMGET, HSET, HDEL, HINCRBY, SET, GET, "
-                "DEL, EVALSHA and SCRIPT on the key and its ':lock' key")
+                "DEL, PEXPIRE, EVALSHA and SCRIPT on the key and its ':lock' key")
     if "WRONGTYPE" in str(error):
         return "the key holds another kind of value: choose another key, or delete it"
     return "check the Redis server's configuration"

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refreshing_session import Token, TokenFile, TokenFileError
+from refreshing_session import Token, TokenFile, TokenFileError, TokenStoreError
 from refreshing_session.store import MAX_FILE_SIZE, NOTES_KEY, Snapshot
 
 ACCESS = "at-Q7vXk2Rm9Lp4Wz"
@@ -365,3 +365,13 @@ def test_the_lock_yields_false_on_timeout_or_when_told_to_stop_waiting(path: Pat
             assert not cancelled
     with store.lock(1.0, lambda: False) as again:
         assert again
+
+
+def test_a_token_too_large_even_without_its_extra_fields_is_refused_and_the_file_kept(
+        path: Path) -> None:
+    TokenFile(path).write(TOKEN)
+    before = path.read_bytes()
+    huge = Token("at-" + "x" * MAX_FILE_SIZE, extra={"id_token": "idt"})
+    with pytest.raises(TokenStoreError, match="without its extra fields"):
+        TokenFile(path).write(huge)
+    assert path.read_bytes() == before
