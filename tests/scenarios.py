@@ -242,7 +242,8 @@ SCENARIOS: dict[str, Scenario] = {
          "test_a_victim_in_a_shared_folder_does_not_overwrite_its_own_file_through_a_planted_link",
          "test_a_victim_follows_links_of_its_own_and_of_root_to_a_file_of_its_own",
          "test_a_victim_refuses_a_token_file_of_root",
-         "test_a_lock_file_held_by_another_user_costs_at_most_lock_timeout")),
+         "test_a_lock_file_held_by_another_user_costs_at_most_lock_timeout",
+         "test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched")),
     "Redis store: token endpoint slower than lock_ttl; holder frozen (SIGSTOP) past lock_ttl":
     Scenario(
         "a live holder's lock is renewed: one token call, no reuse; a frozen holder's lock "

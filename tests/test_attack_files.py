@@ -245,6 +245,20 @@ def test_a_lock_file_held_by_another_user_costs_at_most_lock_timeout(
     assert server.stats().token_requests == 0
 
 
+def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched(
+        shared: Path, server: LocalAuthServer) -> None:
+    from refreshing_session.keeper import TokenKeeper
+    home = home_of(shared, 0)
+    token_file = write_grant(shared / "token.json", server)
+    plant_link(shared / "token.json.lock", home / "precious.txt")
+    keeper = TokenKeeper(TokenFile(token_file), refresher_for(server), leeway=0.0,
+                         lock_timeout=0.5)
+    with pytest.raises(TokenFileError, match="cannot lock"):
+        keeper.refresh_now()
+    assert (home / "precious.txt").read_bytes() == PRECIOUS
+    assert server.stats().token_requests == 0
+
+
 # --- one oversized answer must not brick the token file -----------------------------------------
 
 def test_an_oversized_extra_field_is_dropped_with_a_warning_and_the_file_stays_readable(
