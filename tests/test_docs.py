@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import pydoc
+import re
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +68,70 @@ def test_the_redis_store_is_documented_without_being_imported_by_a_star() -> Non
     assert own_docstring(store).strip()
     assert all(own_docstring(member).strip() for _, member in public_members(store))
     assert "RedisTokenStore" in (refreshing_session.__doc__ or "")
+
+
+# --- the README and the documentation site --------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+EXAMPLES = ROOT / "examples"
+MARKDOWN_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+FENCED = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def test_the_readme_is_short_enough_to_read_to_the_end() -> None:
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines; move the detail into docs/"
+
+
+def test_every_relative_link_in_the_readme_resolves() -> None:
+    targets = [link for link in MARKDOWN_LINK.findall(README.read_text())
+               if "://" not in link and not link.startswith("#")]
+    assert targets, "the README links into the documentation"
+    broken = [link for link in targets if not (ROOT / link.split("#")[0]).exists()]
+    assert broken == []
+
+
+def test_the_readme_keeps_the_two_fresh_machine_commands() -> None:
+    text = README.read_text()
+    assert "pip install . && refreshing-session demo" in text
+    assert 'pip install -e ".[test]" && pytest' in text
+
+
+def test_the_readme_quickstart_is_the_tested_example() -> None:
+    blocks = [code for language, code in FENCED.findall(README.read_text())
+              if language == "python"]
+    assert blocks == [(EXAMPLES / "quickstart.py").read_text()]
+
+
+def test_the_site_shows_code_only_from_files_under_examples() -> None:
+    pasted = [page.relative_to(ROOT) for page in DOCS.rglob("*.md")
+              if "_build" not in page.parts
+              and any(language == "python" for language, _ in FENCED.findall(page.read_text()))]
+    assert pasted == [], "include the example with literalinclude instead"
+    included = {match for page in DOCS.rglob("*.md")
+                for match in re.findall(r"literalinclude\} \.\./\.\./examples/(\S+)",
+                                        page.read_text())}
+    assert included, "the site includes the examples"
+    assert all((EXAMPLES / name).is_file() for name in included)
+
+
+def test_every_example_is_run_by_a_test() -> None:
+    runner = (ROOT / "tests" / "test_examples.py").read_text()
+    examples = [path.relative_to(EXAMPLES).as_posix() for path in EXAMPLES.rglob("*")
+                if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts]
+    named = [name for name in examples if name in runner or Path(name).name in runner]
+    # The pytest plugin's example folder runs as a whole.
+    unnamed = [name for name in examples if name not in named
+               and not name.startswith("pytest_plugin/")]
+    assert unnamed == []
+
+
+@pytest.mark.parametrize(("page", "section"), [
+    ("reports/reliability.md", "reliability"), ("reports/performance.md", "performance")])
+def test_the_report_pages_have_the_sections_their_generators_write(page: str,
+                                                                   section: str) -> None:
+    text = (DOCS / page).read_text()
+    assert f"<!-- {section}:begin -->" in text
+    assert f"<!-- {section}:end -->" in text
