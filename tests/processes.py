@@ -38,7 +38,7 @@ print(" ".join(outcomes))
 # Runs job["threads"] threads on one shared session, each calling job["url"] until job["until"]
 # (epoch seconds), or once with job["once"]. The session shares job["file"], or with
 # job["redis"] only the Redis key job["key"]. With job["go"], each worker first touches a file
-# in job["ready"] and waits (30 s at most) for the deadline to be written to job["go"], so that
+# in job["ready"] and waits (60 s at most) for the deadline to be written to job["go"], so that
 # all start together. Prints what the callers saw, as JSON: a status code or an exception's
 # name, counted.
 STORM = """
@@ -52,7 +52,7 @@ session = rs.RefreshingSession(job["api"], store=store, refresher=rs.OAuth2Refre
     auth_method=job.get("auth_method")))
 if "go" in job:
     Path(job["ready"], str(os.getpid())).touch()
-    give_up = time.monotonic() + 30
+    give_up = time.monotonic() + 60
     while not Path(job["go"]).exists() and time.monotonic() < give_up:
         time.sleep(0.005)
     job["until"] = float(Path(job["go"]).read_text())
@@ -118,6 +118,37 @@ def start_process(code: str, job: dict[str, object]) -> subprocess.Popen[str]:
     program = f"import json, sys\njob = json.loads(sys.argv[1])\n{code}"
     return subprocess.Popen([sys.executable, "-c", program, json.dumps(job)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_storm(job: dict[str, object], processes: int, seconds: float, folder: Path,
+              log_in: Callable[[], float]) -> list[str]:
+    """Run the STORM program in ``processes`` processes that start together, however long the
+    machine takes to start them: once every one is ready, ``log_in()`` writes the first token
+    and returns when it was requested, and the storm runs ``seconds`` from that moment.
+    Returns what each process printed; a process that fails or does not start fails the test."""
+    ready, go = folder / "ready", folder / "go"
+    ready.mkdir()
+    job = {**job, "ready": str(ready), "go": str(go)}
+    workers = [start_process(STORM, job) for _ in range(processes)]
+    try:
+        wait_for(lambda: len(list(ready.iterdir())) == processes
+                 or any(worker.poll() is not None for worker in workers), timeout=60)
+        assert all(worker.poll() is None for worker in workers), "a worker did not start"
+        deadline = log_in() + seconds
+        signal = go.with_name("go.tmp")
+        signal.write_text(repr(deadline))
+        signal.replace(go)  # atomic: workers never read a half-written deadline
+        outputs = []
+        for worker in workers:
+            out, err = worker.communicate(timeout=60)
+            assert worker.returncode == 0, err[-3000:]
+            outputs.append(out)
+        return outputs
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
 
 
 def run_in_processes(code: str, count: int, job: dict[str, object]) -> list[str]:

@@ -9,6 +9,7 @@ npm the tests are skipped, or fail when the ``CI`` environment variable is set.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -40,6 +41,9 @@ INSTALL_TIMEOUT = 300.0  # seconds for npm ci
 # sent just before that refresh could meet a 401. With 3, a token lives at least 2 s on the
 # server and is refreshed after 1.5 s.
 ACCESS_TTL = 3
+# Seconds; the storm's provider (storm_oidc_provider) has 2-second tokens, so that the storm
+# meets exactly that: tokens dying early, which the session must cure without a caller seeing it.
+STORM_ACCESS_TTL = 2
 MINIMUM_NODE = 20
 _STAMP = ".refreshing-session-interop-installed"
 
@@ -209,20 +213,37 @@ def _install(npm: str) -> None:
 
 @pytest.fixture(scope="session")
 def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    """node oidc-provider on 127.0.0.1, shared by the whole test session."""
+    """node oidc-provider on 127.0.0.1 with ACCESS_TTL-second tokens, shared by the whole test
+    session."""
+    with _running_provider(tmp_path_factory, ACCESS_TTL) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def storm_oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """A second node oidc-provider, with STORM_ACCESS_TTL-second tokens, for the storms."""
+    with _running_provider(tmp_path_factory, STORM_ACCESS_TTL) as provider:
+        yield provider
+
+
+@contextlib.contextmanager
+def _running_provider(tmp_path_factory: pytest.TempPathFactory,
+                      access_ttl: int) -> Iterator[OidcProvider]:
+    """Install (if needed) and start node oidc-provider whose access tokens live
+    ``access_ttl`` seconds; stop it, by its own pid, on exit."""
     node, npm = _toolchain()
     _install(npm)
     version = _installed_version()
     log = tmp_path_factory.mktemp("oidc-provider") / "server.log"
     process, port = start_server(
         [node, "server.mjs", "0"], name="node oidc-provider", cwd=PROVIDER_DIR, log=log,
-        env={"ACCESS_TOKEN_TTL": str(ACCESS_TTL)})
+        env={"ACCESS_TOKEN_TTL": str(access_ttl)})
     try:
         base_url = f"http://127.0.0.1:{port}"
         answer = requests.get(base_url + "/test/clients", timeout=10)
         answer.raise_for_status()
         clients = {role: Client(**client) for role, client in answer.json().items()}
-        yield OidcProvider(base_url, ACCESS_TTL, clients, version)
+        yield OidcProvider(base_url, access_ttl, clients, version)
     finally:
         stop_server(process)
 

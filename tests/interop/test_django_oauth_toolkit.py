@@ -30,7 +30,7 @@ from refreshing_session import (
     TokenFile,
 )
 
-from ..processes import ROOT, STORM, run_in_processes
+from ..processes import ROOT, STORM, run_in_processes, run_storm
 from .dot_server import clients
 from .servers import RealServer, start_server, stop_server
 
@@ -225,22 +225,29 @@ def _outcomes(outputs: list[str]) -> dict[str, int]:
 def test_storm_of_4_processes_by_2_threads_through_several_expiries(
         dot_server: DotServer, tmp_path: Path,
         record_property: Callable[[str, object], None]) -> None:
-    """4 processes x 2 threads share one token file for 6 s (3 lifetimes): no caller sees an
-    error, DOT is asked at most once per token that came due, and never sees a reuse (which
-    would have revoked the grant) -- with no grace period and with one."""
+    """4 processes x 2 threads share one token file for 6 s (3 lifetimes) from the moment all
+    have started: no caller sees an error, DOT is asked at most once per token that came due,
+    and never sees a reuse (which would have revoked the grant) -- with no grace period and
+    with one. Only counts are asserted, none that depends on how fast the machine is."""
     path = tmp_path / "token.json"
     before = dot_server.stats()
-    first = dot_server.login(path)
-    outputs = run_in_processes(STORM, 4, _job(dot_server, path, threads=2,
-                                               until=time.time() + 3 * TTL))
+    logins: list[Token] = []
+
+    def log_in() -> float:
+        requested_at = time.time()
+        logins.append(dot_server.login(path))
+        return requested_at
+
+    outputs = run_storm(_job(dot_server, path, threads=2), 4, 3 * TTL, tmp_path, log_in)
     grew = dot_server.since(before)
+    [first] = logins
     assert first.refresh_token is not None
     login = dot_server.family(first.refresh_token)
     outcomes = _outcomes(outputs)
     record_property("dot_storm", {"grace": dot_server.grace, "outcomes": outcomes,
                                   "due_tokens": login["due"], **grew})
     assert set(outcomes) == {"200"}, outcomes
-    assert outcomes["200"] >= 100
+    assert all(json.loads(output).get("200", 0) > 0 for output in outputs), outcomes
     assert grew["reuse_detections"] == grew["invalid_grant"] == grew["grants_revoked"] == 0
     assert grew["refresh_calls"] == grew["refresh_successes"] == login["tokens"] - 1
     assert 3 <= grew["refresh_calls"] <= login["due"], (grew, login)
