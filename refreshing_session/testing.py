@@ -9,9 +9,9 @@ grant, RFC 7009 revocation, plus fault injection for the token endpoint.
 It is as harsh about time as real servers are: by default an access token's
 expiry is counted from the whole second it was issued in (as oidc-provider
 does), so a token answered with ``expires_in`` 2 may die 1.01 s after it was
-issued; access tokens can be revoked early, all at once; the server's clock
-can run ahead of or behind the caller's; and every access token can be made to
-die at a random moment of its lifetime.
+issued (lifetimes under 2 s are counted exactly); access tokens can be revoked
+early, all at once; the server's clock can run ahead of or behind the caller's;
+and every access token can be made to die at a random moment of its lifetime.
 
 This module deliberately imports nothing from the rest of
 ``refreshing_session``: a bug in the client must not be able to hide the same
@@ -512,9 +512,11 @@ class LocalAuthServer:
           does (``exp = floor(iat) + ttl``): ``expires_in`` still says
           ``access_ttl``, but the token dies up to a second sooner than a
           client counting from its request expects. False counts from the
-          exact moment of issue, as does a lifetime under a second (rounded,
-          it would often be dead on arrival). Refresh tokens and device codes
-          are never rounded.
+          exact moment of issue. So does a lifetime under 2 s: rounded, a
+          token issued at the end of a second could die before its first use,
+          which no client can tell from a token the API refuses for good
+          (oidc-provider does that to a 1-second token). Refresh tokens and
+          device codes are never rounded.
         - ``clock_offset`` is how many seconds the server's clock runs ahead
           of ``time.time()`` (negative: behind). It is the server's idea of now
           (:meth:`now`) for issuing and checking every token and device code;
@@ -804,9 +806,8 @@ class LocalAuthServer:
     def _access_expiry(self, ttl: float) -> float:
         """When an access token issued now with lifetime ``ttl`` dies, on the server's clock."""
         now = self._now()
-        # Real servers' lifetimes are whole seconds; a sub-second one rounded so would often
-        # be dead on arrival, so it is counted exactly.
-        rounded = self._whole_second_expiry and ttl >= 1
+        # Rounded, a lifetime under 2 s could end before the token's first use.
+        rounded = self._whole_second_expiry and ttl >= 2
         expires_at = (math.floor(now) if rounded else now) + ttl
         if self._early_death is None or expires_at <= now:
             return expires_at
