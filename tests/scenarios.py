@@ -270,6 +270,28 @@ SCENARIOS: dict[str, Scenario] = {
         "refresh and status print them escaped (\\x1b), never raw",
         ("test_a_servers_terminal_escapes_reach_refresh_and_status_escaped",
          "test_an_excerpt_escapes_control_characters")),
+    # Issue 11: a test world as harsh as real servers, and tests that never flake.
+    "Test server as harsh as real ones: lifetimes counted from the whole second of issue, access "
+    "tokens revoked early, clock ahead or behind, random early death, random 503s": Scenario(
+        "each behaves as documented, checked with plain requests rather than the client; the "
+        "random ones repeat with their seed; a random 503 never follows another",
+        ("test_an_access_token_dies_at_its_issue_second_plus_its_lifetime",
+         "test_a_lifetime_under_two_seconds_is_not_rounded",
+         "test_revoke_access_tokens_kills_every_live_one_and_keeps_refresh_tokens",
+         "test_a_clock_moved_at_run_time_ends_tokens_early_or_late",
+         "test_random_early_death_spreads_over_the_lifetime_and_repeats_with_its_seed",
+         "test_an_early_death_is_enforced_by_the_api",
+         "test_random_token_failures_are_per_call_never_twice_in_a_row_and_seeded")),
+    "Storm against node oidc-provider, 2-second tokens it ends up to a second early, 8 x 2 and "
+    "16 x 4": Scenario(
+        "no caller error, token-endpoint calls within the tokens that came due, no refresh "
+        "token presented twice",
+        ("test_a_storm_on_2_second_tokens_shows_no_caller_an_error_and_redeems_each_refresh_once",)),
+    "Workers SIGKILLed, or dying on their own, after their callers saw failures (demo, soak)":
+    Scenario(
+        "the kind of every failure is reported, killed workers' too; an unexpected death is a "
+        "failure of its own",
+        ("test_the_failures_of_killed_workers_keep_their_kinds",)),
 }
 
 
