@@ -113,6 +113,7 @@ class BearerAdapter(HTTPAdapter):
         token = self.keeper.current()
         response = super().send(_with_token(request, token), *settings)
         if not _refused(response):
+            self.keeper.worked(token)
             return response
         path = urlsplit(request.url or "").path
         try:
@@ -124,6 +125,7 @@ class BearerAdapter(HTTPAdapter):
             return response
         if not _replayable(request):
             logger.info("401 for a body that cannot be rewound: token refreshed, 401 returned")
+            self.keeper.replayed(replacement, path, refused=None)
             return response
         _release(response)
         if _is_stream(request):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 # Refreshes for 401s that did not help, allowed per scheduled token; then 401s go back.
@@ -80,10 +80,13 @@ class Guard:
             merged[_NOTE] = {"wasted": list(self.wasted), "pending": self.pending}
         return merged
 
-    def may_refresh(self, key: str) -> bool:
-        """May a 401 at the path ``key`` be answered with a refresh?"""
+    def may_refresh(self, key: str, *, proven: bool = False) -> bool:
+        """May a 401 at the path ``key`` be answered with a refresh? Never at a doubtful path
+        (wasted, or pending); at another one while fewer than ``MAX_WASTED`` paths are
+        doubtful, or always when the token is ``proven`` (it worked since it was obtained):
+        then the 401 means it died."""
         doubtful = (*self.wasted, *((self.pending,) if self.pending else ()))
-        return key not in doubtful and len(doubtful) < MAX_WASTED
+        return key not in doubtful and (proven or len(doubtful) < MAX_WASTED)
 
     def successor(self, key: str) -> Guard:
         """The guard of the token obtained because of a 401 at ``key``: an unresolved pending
@@ -92,5 +95,11 @@ class Guard:
         return Guard(wasted[-MAX_WASTED:], key)
 
     def cured(self, key: str) -> Guard:
-        """The guard once the replay at ``key`` was not refused: the refresh helped there."""
-        return replace(self, pending=None) if self.pending == key else self
+        """The guard once a replay at ``key`` was not refused: a refresh helped there. (Its
+        answer may come after a sibling's refresh has counted ``key`` as wasted.)"""
+        return Guard(tuple(wasted for wasted in self.wasted if wasted != key),
+                     None if self.pending == key else self.pending)
+
+    def doubts(self, key: str) -> bool:
+        """Is ``key`` a path where a refresh is, or may have been, wasted?"""
+        return key == self.pending or key in self.wasted

@@ -49,6 +49,8 @@ _LONGEST_COOL_DOWN = 30.0
 _SAVE_RETRY = 1.0
 # A refresh the command line asked for: store the new token now, or say it could not be.
 _STORE_NOW_TRIES = 4
+# A cure is recorded only if the locks come soon: a caller's answer must not wait for it.
+_BOOKKEEPING_WAIT = 0.5
 _HOW_TO_LOG_IN = "(`refreshing-session login --help` says how), or write a token there"
 
 # A fork copies each thread lock in whatever state another thread held it: children get new
@@ -107,11 +109,12 @@ _NO_COOL_DOWN = CoolDown(None, TokenError(), float("-inf"), float("-inf"), failu
 @dataclass(frozen=True)
 class KeptToken:
     """A renewed token the store could not take: ``snapshot`` holds it, its notes and the
-    store version it replaces. The keeper uses it, and stores it at ``retry_at`` or later,
-    as long as the store still holds that version (its predecessor's refresh token is spent,
-    so it must not be dropped)."""
+    store version it replaces, the version of ``replaces``. The keeper uses it, and stores it
+    at ``retry_at`` or later, as long as the store still holds ``replaces`` (its refresh
+    token is spent, so the renewed token must not be dropped)."""
 
     snapshot: Snapshot
+    replaces: Token | None
     retry_at: float
 
 
@@ -146,6 +149,7 @@ class TokenKeeper:
     def _reset_process_state(self) -> None:
         self._snapshot: Snapshot | None = None
         self._kept: KeptToken | None = None
+        self._proven: Token | None = None  # the last token this process saw working
         self._cool_down = _NO_COOL_DOWN
         self._thread_lock = threading.Lock()
         _KEEPERS.add(self)
@@ -180,24 +184,34 @@ class TokenKeeper:
         """
         key = path_key(path)
         snapshot = self._load()
-        if snapshot is not None and snapshot.token == sent \
-                and not Guard.of(snapshot.notes).may_refresh(key):
+        if snapshot is not None and snapshot.token == sent and not Guard.of(
+                snapshot.notes).may_refresh(key, proven=sent == self._proven):
             logger.debug("holding a 401 back: refreshing did not help at this path (guard)")
             return None
         replacement = self._renew_or_adopt(sent, "a 401 refused it", for_401=key)
         return None if replacement == sent else replacement
 
-    def replayed(self, token: Token, path: str, *, refused: bool) -> None:
-        """Record how the replay with ``token`` (after a 401 at ``path``) was answered: when
-        not refused, the refresh cured that path, and later 401s there may refresh again."""
-        key = path_key(path)
-        snapshot = self._load()
-        if refused or snapshot is None or snapshot.token != token \
-                or Guard.of(snapshot.notes).pending != key:
+    def worked(self, token: Token) -> None:
+        """A request sent with ``token`` got an answer other than a curable 401: from now on
+        a 401 on it means it died (see :meth:`Guard.may_refresh`). Costs one assignment."""
+        self._proven = token
+
+    def replayed(self, token: Token, path: str, *, refused: bool | None) -> None:
+        """Record how the replay with ``token`` after a 401 at ``path`` was answered: when
+        not ``refused``, the refresh cured that path, and later 401s there may refresh again.
+        None: the request could not be replayed, so the path is not held against the token.
+        Never raises: the caller's answer is in hand, and this is bookkeeping."""
+        if refused:
             return
+        if refused is False:
+            self.worked(token)
+        key = path_key(path)
         try:
-            with self._exclusive():
-                self._mark_cured(token, key)
+            snapshot = self._load()
+            if snapshot is None or not Guard.of(snapshot.notes).doubts(key):
+                return
+            with self._exclusive(timeout=_BOOKKEEPING_WAIT):
+                self._mark_cured(key)
         except TokenError as error:
             logger.warning("could not record that a refresh cured a 401: %s", error)
 
@@ -218,12 +232,12 @@ class TokenKeeper:
         TokenStoreError when the new token cannot be stored even after a few tries: its
         predecessor's refresh token is spent then, and this process is about to end."""
         with self._exclusive():
-            token = self._redeem(self._latest_locked(), Guard())
+            token = self._redeem(self._store_kept_and_read_locked(), Guard())
             for _ in range(_STORE_NOW_TRIES):
                 if self._kept is None:
                     return token
                 time.sleep(_SAVE_RETRY / _STORE_NOW_TRIES)
-                self._latest_locked()
+                self._store_kept_and_read_locked()
         raise TokenStoreError(f"the new token could not be stored in {self.store.location} "
                               f"(see the log); {self._log_in('again')} once it works")
 
@@ -234,7 +248,7 @@ class TokenKeeper:
         removed too."""
         with self._exclusive():
             try:
-                snapshot = self._latest_locked()
+                snapshot = self._store_kept_and_read_locked()
             except TokenStoreError:
                 if before is not None:
                     raise
@@ -289,20 +303,15 @@ class TokenKeeper:
 
     def _renew_or_adopt_locked(self, stale: Token | None, reason: str,
                                for_401: str | None) -> Token:
-        snapshot = self._latest_locked()
+        snapshot = self._store_kept_and_read_locked()
         if snapshot is not None and snapshot.token != stale:
             logger.debug("adopting token %s renewed by another thread or process",
                          snapshot.token.fingerprint)
             return snapshot.token
-        guard = Guard() if snapshot is None else Guard.of(snapshot.notes)
-        if for_401 is None:
-            guard = Guard()  # a scheduled renewal starts the guard's count afresh
-        elif guard.may_refresh(for_401):
-            guard = guard.successor(for_401)
-        else:
-            assert snapshot is not None  # a fresh guard lets every 401 refresh
-            logger.debug("holding a 401 back: refreshing did not help at this path (guard)")
-            return snapshot.token
+        # A renewal for a 401 passes the guard on, counting that path as pending; a
+        # scheduled one starts it afresh. (The guard that allowed it only relaxes meanwhile.)
+        guard = Guard() if snapshot is None or for_401 is None \
+            else Guard.of(snapshot.notes).successor(for_401)
         logger.debug("refreshing the token in %s: %s", self.store.location, reason)
         try:
             return self._redeem(snapshot, guard)
@@ -339,7 +348,7 @@ class TokenKeeper:
             return self._after_refusal(snapshot, error)
         logger.info("refreshed the access token in %s (%s -> %s)", self.store.location,
                     old.fingerprint, new.fingerprint)
-        return self._announce(new, self._save(new, guard.notes(), snapshot.version).token)
+        return self._announce(new, self._save(new, guard.notes(), snapshot).token)
 
     def _first_token(self) -> Token:
         if not isinstance(self.refresher, TokenSource):
@@ -390,31 +399,33 @@ class TokenKeeper:
             self._snapshot = latest
             return latest.token
         if latest is not None:
-            self._save(refused.token, {**refused.notes, REFUSED: str(error)}, refused.version)
+            self._save(refused.token, {**refused.notes, REFUSED: str(error)}, refused)
         raise LoginRequired(f"{error} ({self.store.location})",
                             response=error.response) from None
 
-    def _mark_cured(self, token: Token, key: str) -> None:
-        """Under the locks: clear the pending path ``key`` from the stored ``token``'s guard."""
-        snapshot = self._latest_locked()
-        if snapshot is None or snapshot.token != token:
-            return
-        guard = Guard.of(snapshot.notes)
-        if guard.pending == key:
-            self._save(token, guard.cured(key).notes(snapshot.notes), snapshot.version)
+    def _mark_cured(self, key: str) -> None:
+        """Under the locks: clear the path ``key`` from the stored token's guard (the same
+        token, with new notes: a sibling keeping a token that replaces it still does)."""
+        snapshot = self.store.read()
+        guard = None if snapshot is None else Guard.of(snapshot.notes)
+        if snapshot is not None and guard is not None and guard.doubts(key):
+            saved = self.store.replace(snapshot.token, guard.cured(key).notes(snapshot.notes),
+                                       snapshot.version)
+            self._snapshot = saved or self._snapshot
 
     # --- the store ------------------------------------------------------------------------------
 
     def _save(self, token: Token, notes: Mapping[str, Any] | None,
-              replacing: Version | None) -> Snapshot:
-        """Store ``token`` over the version ``replacing``, and return the snapshot to use.
+              replacing: Snapshot | None) -> Snapshot:
+        """Store ``token`` over the snapshot ``replacing`` (None: over no token), and return
+        the snapshot to use.
 
         A token stored meanwhile (a login by hand, say) wins and is adopted. If the store
         fails, the token is kept in memory, used, and stored again later: a renewed token is
         never dropped, since its predecessor's refresh token is spent.
         """
         try:
-            saved = self.store.replace(token, notes, replacing)
+            saved = self.store.replace(token, notes, _version(replacing))
             if saved is None:
                 latest = self.store.read()
                 if latest is not None:
@@ -426,7 +437,8 @@ class TokenKeeper:
         except TokenStoreError as error:
             logger.error("could not save the refreshed token, keeping it in memory and trying "
                          "again: %s", error)
-            self._kept = KeptToken(Snapshot(token, replacing, dict(notes or {})),
+            self._kept = KeptToken(Snapshot(token, _version(replacing), dict(notes or {})),
+                                   None if replacing is None else replacing.token,
                                    self.clock() + _SAVE_RETRY)
             return self._kept.snapshot
         self._snapshot, self._kept = saved, None
@@ -440,30 +452,42 @@ class TokenKeeper:
             with self._thread_locked(wait=False), \
                     self.store.lock(0.0, lambda: False) as held:
                 if held:
-                    self._latest_locked()
+                    self._store_kept_and_read_locked()
         except TokenError as error:
             logger.debug("could not save the kept token yet: %s", error)
 
-    def _latest_locked(self) -> Snapshot | None:
-        """Under the locks: the token to work from. That is the kept token when the store
-        still holds the version it replaces (then it is stored now, if the store allows),
-        else the store's own."""
+    def _store_kept_and_read_locked(self) -> Snapshot | None:
+        """Under the locks: store the kept token if the store still holds what it replaces,
+        and return the token to work from: the kept one (stored now, if the store allows), or
+        the store's own."""
         snapshot = self.store.read()
-        kept = self._kept
-        if kept is not None and _version(snapshot) == kept.snapshot.version:
-            return self._save(kept.snapshot.token, kept.snapshot.notes, kept.snapshot.version)
-        self._snapshot, self._kept = snapshot, None
+        kept = self._still_kept(snapshot)
+        if kept is not None:
+            return self._save(kept.snapshot.token, kept.snapshot.notes, snapshot)
+        self._snapshot = snapshot
         return snapshot
+
+    def _still_kept(self, stored: Snapshot | None) -> KeptToken | None:
+        """The kept token, re-based on ``stored`` when that still holds the token it replaces
+        (perhaps with new notes); else None, and it is dropped: a newer token was stored."""
+        kept = self._kept
+        if kept is None or _version(stored) == kept.snapshot.version:
+            return kept
+        if stored is not None and stored.token == kept.replaces:
+            self._kept = replace(kept, snapshot=replace(kept.snapshot, version=stored.version))
+        else:
+            self._kept = None
+        return self._kept
 
     def _load(self) -> Snapshot | None:
         """Return the token to use now: the kept one while the store still holds what it
         replaces, else the stored one, re-read only when the store's version changed."""
         version = self.store.version()
         kept = self._kept
+        if kept is not None and kept.snapshot.version != version:
+            kept = self._still_kept(self.store.read())  # rare: only while a token is kept
         if kept is not None:
-            if kept.snapshot.version == version:
-                return kept.snapshot
-            self._kept = None  # someone stored a token since: theirs is newer
+            return kept.snapshot
         if version is None:
             return None
         snapshot = self._snapshot
@@ -483,20 +507,23 @@ class TokenKeeper:
                 f"{cool_down.error} (not retried for another {cool_down.retry_at - now:.1f} s)")
 
     @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Hold the thread lock and the store's lock, waiting up to ``lock_timeout``."""
-        deadline = time.monotonic() + self.lock_timeout
-        with self._thread_locked(wait=True), \
+    def _exclusive(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the thread lock and the store's lock, waiting up to ``timeout`` (by default
+        ``lock_timeout``) for both."""
+        deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
+        with self._thread_locked(wait=True, until=deadline), \
                 self.store.lock(deadline - time.monotonic(), lambda: False) as held:
             if not held:
                 raise self._timeout("another process", wait=True)
             yield
 
     @contextmanager
-    def _thread_locked(self, wait: bool) -> Iterator[None]:
-        """Hold this keeper's thread lock, waiting up to ``lock_timeout`` (not at all without
-        ``wait``: then raise _Busy if it is taken)."""
-        acquired = self._thread_lock.acquire(timeout=self.lock_timeout) if wait \
+    def _thread_locked(self, wait: bool, until: float | None = None) -> Iterator[None]:
+        """Hold this keeper's thread lock, waiting until the monotonic time ``until`` (by
+        default ``lock_timeout`` from now; not at all without ``wait``: then raise _Busy if it
+        is taken)."""
+        timeout = self.lock_timeout if until is None else max(0.0, until - time.monotonic())
+        acquired = self._thread_lock.acquire(timeout=timeout) if wait \
             else self._thread_lock.acquire(blocking=False)
         if not acquired:
             raise self._timeout("another thread", wait)

@@ -48,7 +48,8 @@ def test_a_storm_of_8_processes_by_4_threads_refreshes_once_per_expiry(
     assert report["token_file_intact"] is True
     assert report["reuse_detections"] == 0
     assert report["revoked_grants"] == 0
-    assert 4 <= report["token_endpoint_calls"] <= report["tokens_due"]
+    assert report["tokens_due"] >= 2, "the storm did not last through several expiries"
+    assert 0 < report["token_endpoint_calls"] <= report["tokens_due"]
     assert report["successes"] == report["requests"] > 0
     assert result.returncode == 0
 
@@ -94,7 +95,8 @@ def test_a_401_after_a_siblings_refresh_adopts_its_token_without_a_call(
     expire(token_file)
     assert sibling.get(server.api_url + "items", timeout=TIMEOUT).ok  # ...the sibling refreshes
     calls = server.stats().token_requests
-    adopted = late.keeper.after_unauthorized(sent, "/api/items")  # ...and the late one's request got a 401
+    # ...and the late one's request got a 401
+    adopted = late.keeper.after_unauthorized(sent, "/api/items")
     assert adopted == stored(token_file)
     assert server.stats().token_requests == calls
 

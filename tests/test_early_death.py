@@ -83,6 +83,24 @@ def test_paths_that_refuse_every_token_cost_at_most_two_refreshes_per_token(
             response = session.get(server.api_url + f"always401/{index}", timeout=TIMEOUT)
             assert response.status_code == 401
     assert server.stats().refreshes == 2
+    assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    server.revoke_access_tokens()  # the token worked: a 401 now means it died, guard or not
+    for _ in range(3):
+        assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
+    assert server.stats().refreshes == 3
+
+
+def test_a_401_on_a_body_that_could_not_be_replayed_is_not_held_against_its_path(
+        make_session: SessionFactory, server: LocalAuthServer) -> None:
+    session = make_session()
+    server.revoke_access_tokens()
+    upload = session.post(server.api_url + "upload", data=iter([b"part"]), timeout=TIMEOUT)
+    assert upload.status_code == 401  # refreshed, but a generator cannot be sent again
+    for _ in range(2):  # the path is no refusing one: later early deaths there are cured
+        server.revoke_access_tokens()
+        again = session.post(server.api_url + "upload", data=b"part", timeout=TIMEOUT)
+        assert again.status_code == 200
+    assert server.stats().refreshes == 3
 
 
 @pytest.mark.timeout(60)

@@ -134,6 +134,7 @@ def send(keeper: TokenKeeper, server: FakeServer, path: str) -> tuple[int, bool,
     scheduled = server.calls > calls
     status = server.api(token.access_token, path)
     if status != 401:
+        keeper.worked(token)
         return status, scheduled, False
     calls = server.calls
     replacement = keeper.after_unauthorized(token, path)
@@ -222,7 +223,7 @@ def test_the_model_catches_a_keeper_without_the_guard(monkeypatch: Any) -> None:
     refreshes unbounded, and the model says so."""
     from refreshing_session import guard
 
-    monkeypatch.setattr(guard.Guard, "may_refresh", lambda self, key: True)
+    monkeypatch.setattr(guard.Guard, "may_refresh", lambda self, key, proven=False: True)
     machine = KeeperModel()
     machine.start(siblings=1, leeway=0.0)
     for _ in range(MAX_WASTED):
@@ -236,7 +237,8 @@ def test_the_model_catches_a_keeper_that_holds_back_curable_401s(monkeypatch: An
     for another), a token revoked after such a refresh sends its 401 to the caller."""
     from refreshing_session import guard
 
-    monkeypatch.setattr(guard.Guard, "may_refresh", lambda self, key: self == guard.Guard())
+    monkeypatch.setattr(guard.Guard, "may_refresh",
+                        lambda self, key, proven=False: self == guard.Guard())
     monkeypatch.setattr(guard.Guard, "cured", lambda self, key: self)
     machine = KeeperModel()
     machine.start(siblings=1, leeway=0.0)
