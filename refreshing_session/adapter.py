@@ -7,9 +7,9 @@ request marked with :func:`withhold_token` never gets it.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from requests.utils import rewind_body
 
+from .flow import bearer_flow, drive
 from .guard import refresh_may_cure
 from .keeper import TokenKeeper
 from .refreshers import check_endpoint_url
@@ -26,7 +27,6 @@ from .token import Token
 if TYPE_CHECKING:
     from requests._types import CertType, TimeoutType, VerifyType
 
-logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -110,29 +110,15 @@ class BearerAdapter(HTTPAdapter):
         settings = (stream, timeout, verify, cert, proxies)
         if token_withheld(request) or not self.prefixes.match(request.url or ""):
             return super().send(request, *settings)
-        token = self.keeper.current()
-        response = super().send(_with_token(request, token), *settings)
-        if not _refused(response):
-            self.keeper.worked(token)
-            return response
-        path = urlsplit(request.url or "").path
-        try:
-            replacement = self.keeper.after_unauthorized(token, path)
-        except BaseException:
-            _release(response)
-            raise
-        if replacement is None:
-            return response
-        if not _replayable(request):
-            logger.info("401 for a body that cannot be rewound: token refreshed, 401 returned")
-            self.keeper.replayed(replacement, path, refused=None)
-            return response
-        _release(response)
-        if _is_stream(request):
+        flow = bearer_flow(self.keeper, urlsplit(request.url or "").path, _replayable(request))
+        return drive(flow, partial(self._send_with, request, settings), _refused, _release)
+
+    def _send_with(self, request: PreparedRequest, settings: tuple[Any, ...],
+                   token: Token) -> Response:
+        """Send a copy of ``request`` with ``token``, its body from the start."""
+        if _is_stream(request) and _replayable(request):
             rewind_body(request)
-        replay = super().send(_with_token(request, replacement), *settings)
-        self.keeper.replayed(replacement, path, refused=_refused(replay))
-        return replay
+        return super().send(_with_token(request, token), *settings)
 
 
 def withhold_token(request: PreparedRequest) -> None:

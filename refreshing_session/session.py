@@ -13,15 +13,13 @@ from .adapter import BearerAdapter, Prefixes, shallow_copy, token_withheld, with
 from .arguments import seconds
 from .keeper import TokenKeeper
 from .profiles import load_profile
+from .redirects import steered_in
 from .refreshers import Refresher, skip_netrc
 from .store import TokenFile, TokenStore
 from .token import Token
 
 if TYPE_CHECKING:
     from requests.models import Request
-
-# Methods a redirect from outside the prefixes may carry into them with the token.
-_SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 class RefreshingSession(requests.Session):
@@ -136,19 +134,13 @@ class RefreshingSession(requests.Session):
         previous = response.request
         origin = (previous.url if previous is not None else None) or ""
         if (previous is not None and token_withheld(previous)) \
-                or self._steered_in(prepared_request.method, origin, url):
+                or steered_in(self.prefixes, prepared_request.method or "GET", origin, url):
             withhold_token(prepared_request)
         if not self.prefixes.match(url):
             super().rebuild_auth(prepared_request, response)
             return
         if "Authorization" in prepared_request.headers and self.should_strip_auth(origin, url):
             del prepared_request.headers["Authorization"]
-
-    def _steered_in(self, method: str | None, origin: str, url: str) -> bool:
-        """Whether a redirect from ``origin`` brings a method that may change something to
-        ``url`` from outside the prefixes or from another origin."""
-        return (method or "GET").upper() not in _SAFE_METHODS and (
-            not self.prefixes.match(origin) or self.should_strip_auth(origin, url))
 
     def __repr__(self) -> str:
         return f"<RefreshingSession {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
