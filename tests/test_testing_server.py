@@ -10,6 +10,8 @@ import base64
 import itertools
 import math
 import re
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -718,3 +720,30 @@ def test_an_early_death_is_enforced_by_the_api() -> None:
         assert api(server, token).status_code == 200
         jump_to(server, expiry)
         assert problem(api(server, token)) == "access token expired"
+
+
+# Runs with a bare stand-in for the refreshing_session package, whose own __init__ imports the
+# client: any import of a client module from the server then lands in sys.modules (or fails).
+ISOLATION_PROBE = """
+import importlib.util, sys, types
+spec = importlib.util.find_spec("refreshing_session")
+parent = types.ModuleType("refreshing_session")
+parent.__path__ = list(spec.submodule_search_locations)
+sys.modules["refreshing_session"] = parent
+import refreshing_session.testing
+with refreshing_session.testing.LocalAuthServer() as server:
+    server.issue_token()
+print("\\n".join(sorted(name for name in sys.modules if name.startswith("refreshing_session."))))
+"""
+
+
+def test_the_server_imports_nothing_of_the_client() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", ISOLATION_PROBE],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert result.returncode == 0, f"importing the server alone failed: {result.stderr}"
+    loaded = result.stdout.split()
+    assert "refreshing_session.testing.server" in loaded, "the probe did not load the server"
+    borrowed = [name for name in loaded if not name.startswith("refreshing_session.testing")]
+    assert not borrowed, f"the test server must not import the client it measures: {borrowed}"
