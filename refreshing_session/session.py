@@ -73,16 +73,10 @@ class RefreshingSession(requests.Session):
         allow_insecure_http: bool = False,
     ) -> None:
         super().__init__()
-        _check_arguments(refresher, on_refresh)
-        self.prefixes = Prefixes(prefixes, allow_insecure_http=allow_insecure_http)
-        self.keeper = TokenKeeper(
-            _store(token_file, store),
-            refresher,
-            leeway=seconds("leeway", leeway, allow_zero=True),
-            lock_timeout=seconds("lock_timeout", lock_timeout, allow_zero=False),
-            on_refresh=on_refresh,
-            login_command=login_command,
-        )
+        self.prefixes, self.keeper = token_parts(
+            prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
+            lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
+            allow_insecure_http=allow_insecure_http)
         adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries)
         for url in self.prefixes.mount_points:
             self.mount(url, adapter)
@@ -95,13 +89,7 @@ class RefreshingSession(requests.Session):
         constructor and win over the profile's (``prefixes=``, ``store=``, ``leeway=``, ...).
         A missing or refused login says which ``refreshing-session login`` command to run.
         Raises ProfileError when the profile cannot be used."""
-        profile = load_profile(name, config)
-        options.setdefault("refresher", profile.refresher())
-        options.setdefault("login_command", profile.login_command)
-        options.setdefault("allow_insecure_http", profile.allow_insecure_http)
-        if "store" not in options and "token_file" not in options:
-            options["store"] = profile.token_store()
-        return cls(options.pop("prefixes", profile.prefixes), **options)
+        return cls(**profile_arguments(name, config, options))
 
     @property
     def token(self) -> Token:
@@ -144,6 +132,46 @@ class RefreshingSession(requests.Session):
 
     def __repr__(self) -> str:
         return f"<RefreshingSession {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
+
+
+def token_parts(
+    prefixes: str | Iterable[str],
+    *,
+    token_file: str | os.PathLike[str] | None = None,
+    store: TokenStore | None = None,
+    refresher: Refresher | None = None,
+    leeway: float = 30.0,
+    lock_timeout: float = 30.0,
+    on_refresh: Callable[[Token], object] | None = None,
+    login_command: str | None = None,
+    allow_insecure_http: bool = False,
+) -> tuple[Prefixes, TokenKeeper]:
+    """Return the prefixes and the keeper that a front end builds from these arguments (their
+    meaning is :class:`RefreshingSession`'s). Raises TypeError or ValueError for misuse."""
+    _check_arguments(refresher, on_refresh)
+    return Prefixes(prefixes, allow_insecure_http=allow_insecure_http), TokenKeeper(
+        _store(token_file, store),
+        refresher,
+        leeway=seconds("leeway", leeway, allow_zero=True),
+        lock_timeout=seconds("lock_timeout", lock_timeout, allow_zero=False),
+        on_refresh=on_refresh,
+        login_command=login_command,
+    )
+
+
+def profile_arguments(name: str, config: str | os.PathLike[str] | None,
+                      options: dict[str, Any]) -> dict[str, Any]:
+    """Return a front end's arguments for profile ``name`` of the profile file ``config`` (or
+    the default one): its prefixes, token store and refresher, with ``options`` winning.
+    Raises ProfileError when the profile cannot be used."""
+    profile = load_profile(name, config)
+    options.setdefault("prefixes", profile.prefixes)
+    options.setdefault("refresher", profile.refresher())
+    options.setdefault("login_command", profile.login_command)
+    options.setdefault("allow_insecure_http", profile.allow_insecure_http)
+    if "store" not in options and "token_file" not in options:
+        options["store"] = profile.token_store()
+    return options
 
 
 def _store(token_file: object, store: object) -> TokenStore:

@@ -16,6 +16,7 @@ import pytest
 from refreshing_session import OAuth2Refresher, RefreshingSession, Token, TokenFile
 from refreshing_session.testing import LocalAuthServer
 
+from .redis_servers import RedisServer
 from .scenarios import scenario_of
 
 SessionFactory = Callable[..., RefreshingSession]
@@ -69,6 +70,16 @@ def no_token_in_debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 def server() -> Iterator[LocalAuthServer]:
     with LocalAuthServer(access_ttl=60.0) as running:
         yield running
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own on a free loopback port (a skip without one, a failure
+    in CI)."""
+    running = RedisServer(tmp_path / "redis")
+    running.start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture

@@ -7,27 +7,50 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 TIMEOUT = 5.0
 
 
-class HostileTokenEndpoint:
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 with ``handler``, serving while the ``with`` block
+    lasts."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(TIMEOUT)
+
+
+class HostileTokenEndpoint(LoopbackServer):
     """Answers every POST (and GET) with ``status`` and ``body``, as JSON unless it is bytes."""
 
     def __init__(self, status: int = 200, body: Any = None) -> None:
         self.status = status
         self.body: Any = body
         self.calls = 0
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(_handler_for(self))
 
     @property
     def url(self) -> str:
         """The token endpoint's URL."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return self.origin + "/token"
 
     def answer(self, status: int, body: Any) -> None:
         """Answer the next requests with ``status`` and ``body``."""
@@ -41,15 +64,6 @@ class HostileTokenEndpoint:
             status = self.status
         raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
         return status, raw
-
-    def __enter__(self) -> HostileTokenEndpoint:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(TIMEOUT)
 
 
 def _handler_for(endpoint: HostileTokenEndpoint) -> type[BaseHTTPRequestHandler]:

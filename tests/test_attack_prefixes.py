@@ -10,9 +10,8 @@ before routing, so ``/api/../pub/steal`` reaches its ``/pub/`` handler.
 from __future__ import annotations
 
 import posixpath
-import threading
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -27,6 +26,7 @@ from refreshing_session.profiles import CONFIG_ENV
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import SessionFactory
+from .hostile import LoopbackServer
 
 TIMEOUT = 5
 # The ways to write a dot segment that requests sends on as it is (or turns into "..").
@@ -43,22 +43,18 @@ class Seen(NamedTuple):
     scheme: str | None  # of the Authorization header; never its secret, which test output shows
 
 
-class HostileServer:
+class HostileServer(LoopbackServer):
     """A normalising HTTP server on 127.0.0.1 that answers the paths in ``redirects`` with a
     redirect (status, Location) and every other path with 200, and records what it received."""
 
     def __init__(self, redirects: Mapping[str, tuple[int, str]] | None = None) -> None:
         self.redirects = dict(redirects or {})
         self.seen: list[Seen] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        super().__init__(_handler_for(self))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.origin
 
     def record(self, seen: Seen) -> None:
         with self._lock:
@@ -74,15 +70,6 @@ class HostileServer:
         """The wire paths of the requests that carried a bearer token."""
         with self._lock:
             return [s.target for s in self.seen if s.scheme == "bearer"]
-
-    def __enter__(self) -> HostileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(TIMEOUT)
 
 
 def _handler_for(hostile: HostileServer) -> type[BaseHTTPRequestHandler]:

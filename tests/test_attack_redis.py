@@ -13,10 +13,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import redis
 
 from refreshing_session import Token
@@ -29,14 +26,6 @@ from .redis_servers import RedisServer
 KEY = "refreshing-session:attack"
 LOCK_TTL = 1.0
 TIMEOUT = 30
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    running = RedisServer(tmp_path / "redis")
-    running.start()
-    yield running
-    running.stop()
 
 
 def stored_token(redis_server: RedisServer) -> Token:

@@ -39,14 +39,6 @@ OTHER = Token("at-Mz5Tg3Lr8", refresh_token="rt-Ck6Yf2Np0", expires_at=NOW + 360
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    running = RedisServer(tmp_path / "redis")
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
 def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
     running = RedisServer(tmp_path / "redis", persistent=True)
     running.start()

@@ -1,0 +1,367 @@
+"""httpx front ends on the same keeper and stores: one token for requests and httpx, sync and
+async, refreshed once for every client and process that shares the store.
+
+:class:`RefreshingClient` and :class:`RefreshingAsyncClient` are :class:`httpx.Client` and
+:class:`httpx.AsyncClient` subclasses that decide on every hop, redirects included, as
+:class:`~refreshing_session.RefreshingSession` does: the token only under the prefixes, never
+when the caller authenticates the request, never on a hop that a redirect brings into the
+prefixes with a method other than GET or HEAD from outside them or from another origin.
+:class:`RefreshingAuth` is the same token as an :class:`httpx.Auth` for clients of your own;
+there httpx follows redirects itself, and its rule applies to the later hops: the header
+follows a redirect within the origin (under a prefix or not) and is dropped across origins.
+
+In async code every keeper call that may block (the lock, the file, the refresh) runs in a
+worker thread, so the event loop never waits for it; a task cancelled meanwhile is cancelled
+once the call returns, so a refresh it started is always completed and stored, and no lock is
+left held. Works under asyncio and trio.
+
+Install with ``pip install "refreshing-session[httpx]"``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, Self
+
+import anyio.to_thread
+import httpx
+
+from .adapter import Prefixes, shallow_copy
+from .flow import Call, Flow, bearer_flow
+from .guard import refresh_may_cure
+from .keeper import TokenKeeper
+from .redirects import steered_in
+from .refreshers import Refresher
+from .session import profile_arguments, token_parts
+from .store import TokenStore
+from .token import Token
+
+__all__ = ["RefreshingAsyncClient", "RefreshingAuth", "RefreshingClient"]
+
+# The redirect hops of one request share its extensions: they carry the hops' state along.
+_HOPS = "refreshing_session.hops"
+
+
+class RefreshingAuth(httpx.Auth):
+    """An :class:`httpx.Auth` that sends the keeper's bearer token to URLs under ``prefixes``,
+    for sync and async clients alike.
+
+    The arguments, and what they mean, are :class:`~refreshing_session.RefreshingSession`'s. A
+    request that already carries an Authorization header passes as it is. A 401 that a new
+    token may cure gets one refresh (or a sibling's newer token) and one replay, unless the
+    body is a stream, which cannot be sent twice: then the 401 is returned.
+    """
+
+    def __init__(
+        self,
+        prefixes: str | Iterable[str],
+        *,
+        token_file: str | os.PathLike[str] | None = None,
+        store: TokenStore | None = None,
+        refresher: Refresher | None = None,
+        leeway: float = 30.0,
+        lock_timeout: float = 30.0,
+        on_refresh: Callable[[Token], object] | None = None,
+        login_command: str | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self.prefixes, self.keeper = token_parts(
+            prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
+            lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
+            allow_insecure_http=allow_insecure_http)
+
+    @classmethod
+    def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
+                     **options: Any) -> Self:
+        """Return the auth for profile ``name``, as ``RefreshingSession.from_profile`` does."""
+        return cls(**profile_arguments(name, config, options))
+
+    @property
+    def token(self) -> Token:
+        """The token the next API request will carry, refreshed first if it is due. Blocks
+        while it refreshes: in async code, call it in a worker thread."""
+        return self.keeper.current()
+
+    def sync_auth_flow(
+            self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """The httpx auth flow of a sync client: the token under the prefixes, and the 401
+        flow; keeper calls run in this thread."""
+        if "Authorization" in request.headers or not self.prefixes.match(str(request.url)):
+            yield request
+            return
+        yield from self.token_flow(request)
+
+    async def async_auth_flow(
+            self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """The httpx auth flow of an async client: as :meth:`sync_auth_flow`, with the keeper
+        calls in a worker thread."""
+        if "Authorization" in request.headers or not self.prefixes.match(str(request.url)):
+            yield request
+            return
+        async with aclosing(self.async_token_flow(request)) as flow:
+            hop = await anext(flow)
+            while True:
+                response = yield hop
+                try:
+                    hop = await flow.asend(response)
+                except StopAsyncIteration:
+                    return
+
+    def token_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Send ``request`` with the token, and replay it after a curable 401: yield the
+        copies to send (the caller's request never holds the token), receive their answers."""
+        flow = self._flow(request)
+        step = next(flow)
+        while True:
+            if isinstance(step, Call):
+                result = step.function()
+            else:
+                result = _refused((yield _with_token(request, step.token)))
+            try:
+                step = flow.send(result)
+            except StopIteration:
+                return
+
+    async def async_token_flow(
+            self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """:meth:`token_flow` for async code: the keeper calls run in a worker thread, and a
+        cancellation waits for the call to return (a refresh is completed and stored)."""
+        flow = self._flow(request)
+        step = next(flow)
+        while True:
+            if isinstance(step, Call):
+                result = await anyio.to_thread.run_sync(step.function)
+            else:
+                result = _refused((yield _with_token(request, step.token)))
+            try:
+                step = flow.send(result)
+            except StopIteration:
+                return
+
+    def _flow(self, request: httpx.Request) -> Flow:
+        return bearer_flow(self.keeper, request.url.path,
+                           isinstance(request.stream, httpx.ByteStream))
+
+    def hop_gets_token(self, request: httpx.Request) -> bool:
+        """Whether this hop of a request sent by a refreshing client gets the token: it is
+        under a prefix, and neither it nor an earlier hop of the same request was withheld (its
+        caller authenticates it, or a redirect steered an unsafe method into the prefixes)."""
+        hops = request.extensions.get(_HOPS)
+        if not isinstance(hops, _Hops):
+            hops = _Hops(withheld=False)
+        url = str(request.url)
+        previous, hops.url = hops.url, url
+        if "Authorization" in request.headers or (
+                previous is not None and steered_in(self.prefixes, request.method, previous, url)):
+            hops.withheld = True
+        return not hops.withheld and self.prefixes.match(url)
+
+    def __repr__(self) -> str:
+        return f"<RefreshingAuth {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
+
+
+class RefreshingClient(httpx.Client):
+    """An :class:`httpx.Client` that sends a self-refreshing bearer token to URLs under
+    ``prefixes``, deciding on every hop as :class:`~refreshing_session.RefreshingSession` does.
+
+    The token's arguments are :class:`RefreshingAuth`'s; other keyword arguments go to
+    httpx.Client (``timeout=``, ``base_url=``, ``transport=``, ...).
+    """
+
+    def __init__(
+        self,
+        prefixes: str | Iterable[str],
+        *,
+        token_file: str | os.PathLike[str] | None = None,
+        store: TokenStore | None = None,
+        refresher: Refresher | None = None,
+        leeway: float = 30.0,
+        lock_timeout: float = 30.0,
+        on_refresh: Callable[[Token], object] | None = None,
+        login_command: str | None = None,
+        allow_insecure_http: bool = False,
+        **options: Any,
+    ) -> None:
+        self.bearer = RefreshingAuth(
+            prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
+            lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
+            allow_insecure_http=allow_insecure_http)
+        super().__init__(**options)
+
+    @classmethod
+    def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
+                     **options: Any) -> Self:
+        """Return a client for profile ``name``, as ``RefreshingSession.from_profile`` does;
+        ``options`` may also hold httpx.Client's arguments."""
+        return cls(**profile_arguments(name, config, options))
+
+    @property
+    def prefixes(self) -> Prefixes:
+        return self.bearer.prefixes
+
+    @property
+    def keeper(self) -> TokenKeeper:
+        return self.bearer.keeper
+
+    @property
+    def token(self) -> Token:
+        """The token the next API request will carry (refreshed first if it is due)."""
+        return self.bearer.token
+
+    def send(self, request: httpx.Request, *, stream: bool = False,
+             auth: Any = httpx.USE_CLIENT_DEFAULT,
+             follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+        """As in httpx; a request the caller authenticates (``auth=`` here or on the client)
+        gets no token on any hop."""
+        _start_hops(request, self.auth if auth is httpx.USE_CLIENT_DEFAULT else auth)
+        return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+
+    def _transport_for_url(self, url: httpx.URL) -> httpx.BaseTransport:
+        # Every hop passes here, redirects included: each is decided on its own.
+        return _BearerTransport(super()._transport_for_url(url), self.bearer)
+
+    def __repr__(self) -> str:
+        return f"<RefreshingClient {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
+
+
+class RefreshingAsyncClient(httpx.AsyncClient):
+    """An :class:`httpx.AsyncClient` that does what :class:`RefreshingClient` does, without
+    ever blocking the event loop: keeper calls run in a worker thread. Same arguments."""
+
+    def __init__(
+        self,
+        prefixes: str | Iterable[str],
+        *,
+        token_file: str | os.PathLike[str] | None = None,
+        store: TokenStore | None = None,
+        refresher: Refresher | None = None,
+        leeway: float = 30.0,
+        lock_timeout: float = 30.0,
+        on_refresh: Callable[[Token], object] | None = None,
+        login_command: str | None = None,
+        allow_insecure_http: bool = False,
+        **options: Any,
+    ) -> None:
+        self.bearer = RefreshingAuth(
+            prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
+            lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
+            allow_insecure_http=allow_insecure_http)
+        super().__init__(**options)
+
+    @classmethod
+    def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
+                     **options: Any) -> Self:
+        """Return a client for profile ``name``, as ``RefreshingSession.from_profile`` does;
+        ``options`` may also hold httpx.AsyncClient's arguments."""
+        return cls(**profile_arguments(name, config, options))
+
+    @property
+    def prefixes(self) -> Prefixes:
+        return self.bearer.prefixes
+
+    @property
+    def keeper(self) -> TokenKeeper:
+        return self.bearer.keeper
+
+    async def token(self) -> Token:
+        """The token the next API request will carry (refreshed first, off the loop, if it
+        is due)."""
+        result: Token = await anyio.to_thread.run_sync(self.keeper.current)
+        return result
+
+    async def send(self, request: httpx.Request, *, stream: bool = False,
+                   auth: Any = httpx.USE_CLIENT_DEFAULT,
+                   follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+        """As in httpx; a request the caller authenticates (``auth=`` here or on the client)
+        gets no token on any hop."""
+        _start_hops(request, self.auth if auth is httpx.USE_CLIENT_DEFAULT else auth)
+        return await super().send(request, stream=stream, auth=auth,
+                                  follow_redirects=follow_redirects)
+
+    def _transport_for_url(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        return _AsyncBearerTransport(super()._transport_for_url(url), self.bearer)
+
+    def __repr__(self) -> str:
+        return f"<RefreshingAsyncClient {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
+
+
+@dataclass
+class _Hops:
+    """The state of one request's hops: whether the token is withheld from them for good, and
+    the URL of the last hop (where a redirect comes from)."""
+
+    withheld: bool
+    url: str | None = None
+
+
+def _start_hops(request: httpx.Request, callers_auth: object) -> None:
+    # A dict of its own: the caller may have passed the same extensions to other requests.
+    request.extensions = {**request.extensions, _HOPS: _Hops(withheld=callers_auth is not None)}
+
+
+class _BearerTransport(httpx.BaseTransport):
+    """One hop of a RefreshingClient: the inner transport, with the token when the hop gets it.
+    Closing is left to the client, which owns the inner transport."""
+
+    def __init__(self, inner: httpx.BaseTransport, bearer: RefreshingAuth) -> None:
+        self.inner = inner
+        self.bearer = bearer
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.bearer.hop_gets_token(request):
+            return self.inner.handle_request(request)
+        flow = self.bearer.token_flow(request)
+        hop = next(flow)
+        while True:
+            response = self.inner.handle_request(hop)
+            try:
+                hop = flow.send(response)
+            except StopIteration:
+                return response
+            except BaseException:
+                response.close()
+                raise
+            response.read()  # the 401 goes; its connection returns to the pool
+            response.close()
+
+
+class _AsyncBearerTransport(httpx.AsyncBaseTransport):
+    """One hop of a RefreshingAsyncClient, as :class:`_BearerTransport`."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, bearer: RefreshingAuth) -> None:
+        self.inner = inner
+        self.bearer = bearer
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.bearer.hop_gets_token(request):
+            return await self.inner.handle_async_request(request)
+        async with aclosing(self.bearer.async_token_flow(request)) as flow:
+            hop = await anext(flow)
+            while True:
+                response = await self.inner.handle_async_request(hop)
+                try:
+                    hop = await flow.asend(response)
+                except StopAsyncIteration:
+                    return response
+                except BaseException:
+                    await response.aclose()
+                    raise
+                await response.aread()
+                await response.aclose()
+
+
+def _with_token(request: httpx.Request, token: Token) -> httpx.Request:
+    """A copy of ``request`` with ``token``: the caller's request (which httpx reuses for
+    redirects) never holds the token."""
+    authorized = shallow_copy(request)
+    authorized.headers = request.headers.copy()
+    authorized.headers["Authorization"] = token.authorization
+    return authorized
+
+
+def _refused(response: httpx.Response) -> bool:
+    """Was the token refused in a way that a new token may cure?"""
+    return refresh_may_cure(response.status_code, response.headers.get("WWW-Authenticate", ""))
