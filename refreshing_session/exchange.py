@@ -1,7 +1,8 @@
-"""One bounded POST to an authorization server, and the clean copy of its answer that an error
-keeps.
+"""One bounded exchange with an authorization server, and the clean copy of its answer that an
+error keeps.
 
-A POST to a token, device authorization or revocation endpoint ends within its timeout in all
+A POST to a token, device authorization or revocation endpoint (or the GET of a discovery
+document) ends within its timeout in all
 (connecting, sending and every read, whatever pace the server keeps) and reads at most
 :data:`MAX_ANSWER` bytes of answer, decompressed. The answer it returns, and the copies that
 errors keep, hold no part of the request but its method and URL: the client's credentials,
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import requests
 from requests.structures import CaseInsensitiveDict
@@ -35,17 +37,19 @@ class NotConnected(requests.exceptions.ConnectionError):
     the request, credentials included)."""
 
 
-def post(url: str, form: Mapping[str, str], headers: Mapping[str, str], *, timeout: float,
-         endpoint: str, secrets: Iterable[str | None]) -> requests.Response:
-    """POST ``form`` to ``url`` with ``headers``, without redirects or ~/.netrc, and return the
-    answer, its body read, within ``timeout`` seconds in all.
+def send(http: requests.Session, request: requests.Request, *, network: Mapping[str, Any],
+         timeout: float, endpoint: str, secrets: Iterable[str | None]) -> requests.Response:
+    """Send ``request`` (a form POST, or a GET) through the connection pool and adapters of
+    ``http``, with the ``network`` settings (``verify``, ``cert``, ``proxies``), and return the
+    answer, its body read, within ``timeout`` seconds in all. Nothing of ``http``'s own
+    headers, auth or cookies goes with it, nor ~/.netrc; redirects are not followed.
 
     Raises RefreshFailed, naming ``endpoint`` and never showing ``secrets``, when no answer
     came (its cause a clean copy of the transport's error, NotConnected when nothing was
     sent), when the answer was not complete within ``timeout``, or when it was larger than
     MAX_ANSWER.
     """
-    call = _Call(url, form, headers, timeout)
+    call = _Call(http, request, network, timeout)
     # A worker thread, so that the caller stops waiting at the deadline even while requests is
     # inside a read it cannot interrupt (a status line or headers sent a byte at a time).
     worker = threading.Thread(target=call.run, name="token endpoint exchange", daemon=True)
@@ -69,11 +73,14 @@ def post(url: str, form: Mapping[str, str], headers: Mapping[str, str], *, timeo
 
 
 class _Call:
-    """One POST, run in a worker thread: its answer, or why there is none."""
+    """One request, run in a worker thread: its answer, or why there is none."""
 
-    def __init__(self, url: str, form: Mapping[str, str], headers: Mapping[str, str],
-                 timeout: float) -> None:
-        self._request = (url, dict(form), dict(headers), timeout)
+    def __init__(self, http: requests.Session, request: requests.Request,
+                 network: Mapping[str, Any], timeout: float) -> None:
+        self._http = http
+        self._request = request
+        self._network = dict(network)
+        self._timeout = timeout
         self._abandoned = threading.Event()
         self._stream: BaseHTTPResponse | None = None
         self.answer: requests.Response | None = None
@@ -81,11 +88,12 @@ class _Call:
         self.failure: Exception | None = None
 
     def run(self) -> None:
-        url, form, headers, timeout = self._request
         try:
-            with requests.Session() as http, http.post(
-                    url, data=form, headers=headers, timeout=timeout, auth=skip_netrc,
-                    allow_redirects=False, stream=True) as response:
+            # Prepared apart from the session, so that none of its headers, auth or cookies
+            # (which may be an API's credentials) reach the authorization server.
+            prepared = self._request.prepare()
+            with self._http.send(prepared, stream=True, timeout=self._timeout,
+                                 allow_redirects=False, **self._network) as response:
                 self._stream = response.raw
                 body = self._read(response.raw)
         except Exception as error:  # handed to the caller's thread, which decides
@@ -145,8 +153,9 @@ def _copy(source: requests.Response, headers: Mapping[str, str], body: bytes,
     copy.elapsed = source.elapsed
     copy._content = body
     copy._content_consumed = True
+    method = source.request.method if source.request is not None else None
     copy.request = requests.PreparedRequest()
-    copy.request.prepare_method("POST")
+    copy.request.prepare_method(method or "POST")
     copy.request.prepare_url(url, None)
     copy.request.prepare_headers(None)
     return copy

@@ -1,8 +1,9 @@
 """Getting a grant and ending it: the RFC 8628 device authorization grant, the import of a
 token saved by another tool, and RFC 7009 revocation.
 
-Each talks to the server of a profile's refresher through its :class:`TokenEndpoint`, so the
-client authentication, timeouts, retries, typed errors and redaction are the refreshers' own.
+Each talks to the authorization server through an :class:`OAuthClient` (a refresher's own, or
+one built for the login), so the client authentication, network, timeouts, retries, typed errors
+and redaction are the refreshers' own.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
 from .arguments import seconds
 from .errors import ClientRejected, LoginRequired, RefreshFailed
-from .refreshers import TokenEndpoint, check_endpoint_url, error_code, json_object
+from .oauth_client import OAuthClient, check_endpoint_url, error_code, json_object
 from .store import decode
 from .token import Token
 
@@ -29,6 +30,20 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 SLOW_DOWN_STEP = 5.0
 _DEFAULT_INTERVAL = 5.0  # RFC 8628 section 3.2, when the server names none
 _PENDING = frozenset({"authorization_pending", "slow_down"})
+
+
+class HoldsClient(Protocol):
+    """Anything that holds a client of the authorization server, such as a refresher."""
+
+    @property
+    def client(self) -> OAuthClient:
+        """The client of the authorization server."""
+        ...
+
+
+def client_of(given: OAuthClient | HoldsClient) -> OAuthClient:
+    """The client ``given`` is, or holds."""
+    return given if isinstance(given, OAuthClient) else given.client
 
 
 @dataclass(frozen=True)
@@ -46,19 +61,20 @@ class DeviceAuthorization:
 
 
 class DeviceLogin:
-    """The RFC 8628 device authorization grant for the client ``client``: ask for a code,
-    let :meth:`wait` poll the token endpoint until a person approved it.
+    """The RFC 8628 device authorization grant for the client ``client`` (an OAuthClient, or a
+    refresher holding one): ask for a code, let :meth:`wait` poll the token endpoint until a
+    person approved it.
 
     ``sleep`` and ``clock`` (seconds, monotonic) are parameters so that tests can see the
     waits the client chooses without spending them.
     """
 
-    def __init__(self, client: TokenEndpoint, device_authorization_url: str, *,
+    def __init__(self, client: OAuthClient | HoldsClient, device_authorization_url: str, *,
                  sleep: Callable[[float], object] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client_of(client)
         check_endpoint_url("device_authorization_url", device_authorization_url,
-                           client.allow_insecure_http)
-        self.client = client
+                           self.client.allow_insecure_http)
         self.url = device_authorization_url
         self._sleep = sleep
         self._clock = clock
@@ -72,7 +88,9 @@ class DeviceLogin:
 
     def start(self) -> DeviceAuthorization:
         """Ask the device authorization endpoint for a device code and a user code."""
-        form = {"scope": self.client.scope} if self.client.scope else {}
+        form = dict(self.client.extra_params)
+        if self.client.scope:
+            form["scope"] = self.client.scope
 
         def attempt() -> DeviceAuthorization:
             response = self.client.post(form, self.url)
@@ -87,7 +105,8 @@ class DeviceLogin:
         the user refused or the code expired."""
         deadline = self._clock() + authorization.expires_in
         interval = authorization.interval
-        form = {"grant_type": DEVICE_GRANT, "device_code": authorization.device_code}
+        form = {**self.client.extra_params, "grant_type": DEVICE_GRANT,
+                "device_code": authorization.device_code}
         while self._clock() < deadline:
             self._sleep(min(interval, max(0.0, deadline - self._clock())))
             outcome = self.client.retrying(lambda: self._poll(form), resend_safe=True)
@@ -120,7 +139,7 @@ def _expired() -> LoginRequired:
 
 
 def _authorization(response: requests.Response, url: str,
-                   client: TokenEndpoint) -> DeviceAuthorization:
+                   client: OAuthClient) -> DeviceAuthorization:
     data = json_object(response)
     try:
         if data is None:
@@ -181,10 +200,12 @@ def import_token(raw: bytes, *, source: str, written_at: float | None) -> tuple[
     return token, warnings
 
 
-def revoke(client: TokenEndpoint, revocation_url: str, token: Token) -> None:
-    """Ask the server to revoke ``token`` (RFC 7009): its refresh token, which ends the whole
-    grant, or else (or when the server revokes no refresh tokens) its access token. Raises
-    ClientRejected or RefreshFailed when the server did not confirm it."""
+def revoke(given: OAuthClient | HoldsClient, revocation_url: str, token: Token) -> None:
+    """Ask the server to revoke ``token`` (RFC 7009) through the client ``given`` (or the one
+    it holds): its refresh token, which ends the whole grant, or else (or when the server
+    revokes no refresh tokens) its access token. Raises ClientRejected or RefreshFailed when
+    the server did not confirm it."""
+    client = client_of(given)
     check_endpoint_url("revocation_url", revocation_url, client.allow_insecure_http)
     for hint, value in (("refresh_token", token.refresh_token),
                         ("access_token", token.access_token)):
@@ -196,7 +217,7 @@ def revoke(client: TokenEndpoint, revocation_url: str, token: Token) -> None:
                          error="unsupported_token_type")
 
 
-def _revoked(client: TokenEndpoint, url: str, form: Mapping[str, str]) -> bool:
+def _revoked(client: OAuthClient, url: str, form: Mapping[str, str]) -> bool:
     """Revoke one token; return False when the server revokes no tokens of its kind."""
     def attempt() -> None:
         response = client.post(form, url)

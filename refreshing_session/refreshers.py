@@ -9,35 +9,18 @@ provided: :class:`OAuth2Refresher` (the RFC 6749 refresh_token grant) and
 
 from __future__ import annotations
 
-import base64
-import ipaddress
-import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
-from urllib.parse import quote_plus, urlsplit
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import requests
 
-from . import exchange
-from .arguments import seconds
-from .errors import ClientRejected, LoginRequired, RefreshFailed, TokenError, excerpt
-from .exchange import skip_netrc as skip_netrc  # session.py uses it too
+from .client_auth import AUTH_METHODS as AUTH_METHODS  # profiles.py names them
+from .errors import LoginRequired
+from .exchange import skip_netrc as skip_netrc  # session.py uses it
+from .oauth_client import OAuthClient
+from .oauth_client import check_endpoint_url as check_endpoint_url  # adapter.py, profiles.py
 from .token import Token
-
-logger = logging.getLogger(__name__)
-
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
-# RFC 6749 section 5.2 codes that mean the client's configuration is wrong.
-_CLIENT_ERRORS = frozenset(
-    {"invalid_client", "unauthorized_client", "invalid_scope", "unsupported_grant_type",
-     "invalid_request"}
-)
-_TRANSIENT_ERRORS = frozenset({"temporarily_unavailable"})
-_LONGEST_BACKOFF = 10.0
-# Form parameters whose values are secrets: redacted from every error message.
-_SECRET_PARAMETERS = ("refresh_token", "device_code", "token")
-_T = TypeVar("_T")
 
 
 class Refresher(Protocol):
@@ -57,164 +40,104 @@ class TokenSource(Protocol):
         ...
 
 
+@runtime_checkable
+class UsesNetwork(Protocol):
+    """A refresher that can reach its server with a session's network settings."""
+
+    def use_network_of(self, session: requests.Session) -> None:
+        """Use ``session``'s ``verify``, ``cert``, ``proxies`` and ``trust_env`` from now on,
+        as they are at each request."""
+        ...
+
+
 class TokenEndpoint:
-    """A client of one authorization server: its client authentication (RFC 6749 section
-    2.3), timeouts, retries of the failures that are safe to retry, and typed errors with the
-    secrets redacted. The refreshers send their grants to its token endpoint; the command
-    line's login and logout send device authorization and revocation requests through it too.
+    """What the two refreshers share: they hold an :class:`OAuthClient` (``client``), built
+    from the arguments below, and send their grant to its token endpoint.
+
+    :param token_url: the token endpoint.
+    :param client_id: the client's id.
+    :param client_secret: its secret, for ``client_secret_basic`` (the default with a secret),
+        ``client_secret_post`` or ``client_secret_jwt``.
+    :param auth_method: how the client authenticates: one of ``AUTH_METHODS``; by default
+        ``private_key_jwt`` with a ``private_key``, ``tls_client_auth`` with a
+        ``client_cert``, ``client_secret_basic`` with a secret, else ``none``.
+    :param private_key: for ``private_key_jwt``: a PEM text or a ``cryptography`` key object
+        (RSA, or EC on P-256), signed with ``algorithm`` (RS256 by default for RSA, or PS256;
+        ES256 for EC) under the key id ``key_id``. Needs ``pip install
+        refreshing-session[jwt]``.
+    :param client_cert: for ``tls_client_auth`` and ``self_signed_tls_client_auth``: the
+        client certificate, as requests' ``cert=`` (a PEM path, or a (certificate, key) pair).
+    :param scope: the scope asked for with each grant.
+    :param extra_params: form parameters sent with each grant, such as ``{"audience": ...}``
+        or ``{"resource": ...}``.
+    :param headers: extra request headers for the token endpoint.
+    :param session: a :class:`requests.Session` whose pool and network settings carry the
+        requests (see :class:`OAuthClient`). Without it, a RefreshingSession hands its own
+        ``verify``, ``cert``, ``proxies`` and ``trust_env``, as they are at each refresh.
+    :param timeout: the longest one exchange with the token endpoint may take, in seconds.
+    :param retries: how often a failure that is safe to retry is retried.
+    :param allow_insecure_http: accept a plain-http token URL outside the loopback interface.
     """
 
     # Whether a grant that may have been processed can be sent again without harm.
     _resend_safe: ClassVar[bool]
 
-    def __init__(
-        self,
-        token_url: str,
-        client_id: str,
-        client_secret: str | None = None,
-        *,
-        auth_method: str | None = None,
-        scope: str | None = None,
-        timeout: float = 10.0,
-        retries: int = 2,
-        allow_insecure_http: bool = False,
-    ) -> None:
-        """Check and keep the client's configuration; raises ValueError or TypeError saying
-        what to fix. See the class for what each argument means."""
-        check_endpoint_url("token_url", token_url, allow_insecure_http)
-        if not isinstance(client_id, str) or not client_id:
-            raise TypeError("client_id must be a non-empty string")
-        method = auth_method or ("client_secret_basic" if client_secret else "none")
-        if method not in AUTH_METHODS:
-            raise ValueError(
-                f"auth_method must be one of {', '.join(AUTH_METHODS)}, got {method!r}")
-        if method != "none" and not client_secret:
-            raise ValueError(f"auth_method {method!r} needs a client_secret")
-        if method == "none" and client_secret:
-            raise ValueError("auth_method 'none' never sends the client_secret given; choose "
-                             "client_secret_basic or client_secret_post, or drop the secret")
-        if retries < 0:
-            raise ValueError(f"retries must be 0 or more, got {retries!r}")
-        self.token_url = token_url
-        self.client_id = client_id
-        self._client_secret = client_secret
-        self.auth_method = method
-        self.scope = scope
-        self.timeout = seconds("timeout", timeout, allow_zero=False)
-        self.retries = retries
-        self.allow_insecure_http = allow_insecure_http
-        # The HTTP Basic credentials, sent with client_secret_basic and redacted from errors.
-        self._basic = _basic_credentials(client_id, client_secret or "")
+    def __init__(self, token_url: str, client_id: str, client_secret: str | None = None,
+                 **options: Any) -> None:
+        """Build the client (raising ValueError or TypeError saying what to fix)."""
+        self.client = OAuthClient(token_url, client_id, client_secret, **options)
+
+    @classmethod
+    def from_issuer(cls, issuer: str, client_id: str, client_secret: str | None = None,
+                    **options: Any) -> Self:
+        """A refresher for the authorization server ``issuer``, its endpoints read from its
+        discovery document (RFC 8414 or OpenID Connect Discovery), whose ``issuer`` must be
+        the one asked for. Raises RefreshFailed when the document cannot be had or used."""
+        from .discovery import discover
+
+        found = discover(issuer, session=options.get("session"),
+                         timeout=options.get("timeout", 10.0),
+                         allow_insecure_http=options.get("allow_insecure_http", False))
+        return cls(found["token_endpoint"], client_id, client_secret, endpoints=found,
+                   **options)
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint."""
+        return self.client.token_url
+
+    @property
+    def client_id(self) -> str:
+        """The client's id."""
+        return self.client.client_id
+
+    @property
+    def auth_method(self) -> str:
+        """How the client authenticates."""
+        return self.client.auth_method
+
+    @property
+    def scope(self) -> str | None:
+        """The scope asked for with each grant."""
+        return self.client.scope
+
+    @property
+    def timeout(self) -> float:
+        """The longest one exchange may take, in seconds."""
+        return self.client.timeout
+
+    @property
+    def retries(self) -> int:
+        """How often a failure that is safe to retry is retried."""
+        return self.client.retries
+
+    def use_network_of(self, session: requests.Session) -> None:
+        """Reach the token endpoint with ``session``'s network settings (see
+        :meth:`OAuthClient.use_network_of`)."""
+        self.client.use_network_of(session)
 
     def _grant(self, form: dict[str, str], previous: Token | None = None) -> Token:
-        """Post a grant, retrying transient failures; return the token it gave."""
-        def attempt() -> Token:
-            requested_at = time.time()
-            return self.token_answer(self.post(form), requested_at, form, previous)
-        return self.retrying(attempt, resend_safe=self._resend_safe)
-
-    def retrying(self, attempt: Callable[[], _T], *, resend_safe: bool) -> _T:
-        """Return what ``attempt()`` returns, calling it again (up to ``retries`` times, with
-        backoff) after a RefreshFailed that says the request was not processed, or after any
-        transient failure when the request is ``resend_safe``."""
-        count = 0
-        while True:
-            try:
-                return attempt()
-            except RefreshFailed as failure:
-                delay = self._backoff(failure, count, resend_safe)
-                if delay is None:
-                    raise
-                logger.info("%s; retrying in %.1f s", failure, delay)
-                time.sleep(delay)
-                count += 1
-
-    def post(self, form: Mapping[str, str], url: str | None = None) -> requests.Response:
-        """POST ``form`` to ``url`` (the token endpoint by default) with the client's
-        authentication and no redirects; return the answer, whatever its status, read within
-        the timeout in all and at most 1 MiB (see :func:`exchange.post`). Raises RefreshFailed
-        when no complete answer came. The answer's request holds only the method and URL."""
-        url = url or self.token_url
-        form = dict(form)
-        headers = {"Accept": "application/json"}
-        if self.auth_method == "client_secret_basic":
-            headers["Authorization"] = self._basic
-        else:
-            form["client_id"] = self.client_id
-        if self.auth_method == "client_secret_post":
-            form["client_secret"] = self._client_secret or ""
-        return exchange.post(url, form, headers, timeout=self.timeout,
-                             endpoint=self._endpoint(url), secrets=self._secrets(form))
-
-    def token_answer(self, response: requests.Response, requested_at: float,
-                     form: Mapping[str, str], previous: Token | None = None) -> Token:
-        """Return the token in the token endpoint's ``response`` to ``form``, or raise the
-        typed error its refusal means (see :meth:`refusal`)."""
-        if not response.ok:
-            raise self.refusal(response, form)
-        try:
-            return Token.from_response(json_object(response) or {}, requested_at=requested_at,
-                                       previous=previous)
-        except ValueError as error:
-            problem = str(error)
-        # Raised outside the except clause, so that the error keeps no context.
-        raise self._failure(response, f"no usable token: {problem}", form)
-
-    def kept_for_error(self, response: requests.Response,
-                       form: Mapping[str, str]) -> requests.Response:
-        """The copy of ``response`` (the answer to ``form``) that an error may keep: no
-        credential, token or code in it (see :func:`exchange.kept_for_error`)."""
-        return exchange.kept_for_error(response, self._secrets(form))
-
-    def refusal(self, response: requests.Response, form: Mapping[str, str]) -> TokenError:
-        """The typed error for an error answer to ``form``: LoginRequired for invalid_grant,
-        ClientRejected for a bad client configuration, else RefreshFailed. Its message quotes
-        the server's error and never a secret."""
-        data = json_object(response)
-        code = error_code(response)
-        description = str(data.get("error_description", "")) if data else ""
-        said = excerpt(f"{code}: {description}" if description else code, self._secrets(form))
-        if code == "invalid_grant":
-            grant = "the refresh token" if "refresh_token" in form else "the grant"
-            return LoginRequired(
-                f"the authorization server rejected {grant} ({said}); log in again",
-                response=self.kept_for_error(response, form))
-        if code in _CLIENT_ERRORS or (response.status_code == 401 and not code):
-            return ClientRejected(
-                f"{self._endpoint(response.url)} rejected the client {self.client_id!r} "
-                f"({said or response.status_code}); check client_id, client_secret, "
-                f"auth_method and scope", response=self.kept_for_error(response, form),
-                error=code)
-        return self._failure(response, said, form)
-
-    def _failure(self, response: requests.Response, said: str,
-                 form: Mapping[str, str]) -> RefreshFailed:
-        body = excerpt(response.content, self._secrets(form)) or "an empty body"
-        reason = f"{said}; " if said else ""
-        return RefreshFailed(
-            f"{self._endpoint(response.url)} answered {response.status_code} "
-            f"({reason}body: {body}); try again later",
-            response=self.kept_for_error(response, form))
-
-    def _secrets(self, form: Mapping[str, str]) -> tuple[str | None, ...]:
-        """What must never appear in an error: the client's credentials (the Basic ones too:
-        an error page may echo the request's headers) and the form's tokens and codes."""
-        return (self._client_secret, self._basic.split()[-1],
-                *(form.get(name) for name in _SECRET_PARAMETERS))
-
-    def _endpoint(self, url: str) -> str:
-        return f"the token endpoint {url}" if url == self.token_url else f"the endpoint {url}"
-
-    def _backoff(self, failure: RefreshFailed, attempt: int, resend_safe: bool) -> float | None:
-        """Seconds to wait before retrying ``failure``, or None if it is not worth a retry."""
-        if attempt >= self.retries or not _transient(failure, resend_safe):
-            return None
-        delay = 0.2 * 2 ** attempt
-        response = failure.response
-        retry_after = "" if response is None else response.headers.get("Retry-After", "").strip()
-        if retry_after.isascii() and retry_after.isdigit():
-            delay = float(retry_after)
-        return delay if delay <= _LONGEST_BACKOFF else None
+        return self.client.grant(form, resend_safe=self._resend_safe, previous=previous)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.token_url!r}, client_id={self.client_id!r}, "
@@ -249,8 +172,6 @@ class OAuth2Refresher(TokenEndpoint):
             raise LoginRequired("the refresh token expired "
                                 f"{time.time() - token.refresh_expires_at:.0f} s ago; log in again")
         form = {"grant_type": "refresh_token", "refresh_token": token.refresh_token}
-        if self.scope:
-            form["scope"] = self.scope
         return self._grant(form, previous=token)
 
 
@@ -270,66 +191,4 @@ class ClientCredentialsRefresher(TokenEndpoint):
 
     def new_token(self) -> Token:
         """Ask the token endpoint for a new token with the client's own credentials."""
-        form = {"grant_type": "client_credentials"}
-        if self.scope:
-            form["scope"] = self.scope
-        return self._grant(form)
-
-
-def _basic_credentials(client_id: str, client_secret: str) -> str:
-    # RFC 6749 section 2.3.1: each part is form-urlencoded before it is joined and encoded.
-    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
-    return "Basic " + base64.b64encode(pair.encode()).decode()
-
-
-def json_object(response: requests.Response) -> dict[str, Any] | None:
-    """The JSON object ``response`` holds, or None when it holds anything else (not JSON, not
-    an object, or nested too deeply to parse)."""
-    try:
-        data = response.json()
-    except (ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _transient(failure: RefreshFailed, resend_safe: bool) -> bool:
-    """Whether a retry may succeed, and is safe. A refresh grant that may have been processed
-    must not be sent again: the server may have spent the refresh token, and a second
-    redemption revokes the grant. 503, 429 and temporarily_unavailable say the request was not
-    processed; a 500, 502 or 504 (from a gateway) does not."""
-    response = failure.response
-    if response is None:
-        return resend_safe or isinstance(failure.__cause__, exchange.NotConnected)
-    if response.status_code in (429, 503) or error_code(response) in _TRANSIENT_ERRORS:
-        return True
-    return resend_safe and response.status_code >= 500
-
-
-def error_code(response: requests.Response) -> str:
-    """The OAuth error code of an error answer (RFC 6749 section 5.2), or "" when it has none."""
-    data = json_object(response)
-    return str(data.get("error", "")) if data else ""
-
-
-def check_endpoint_url(name: str, url: object, allow_insecure_http: bool) -> None:
-    """Raise TypeError or ValueError, naming ``name``, unless ``url`` is an absolute https URL
-    (or http on the loopback interface, or anywhere with ``allow_insecure_http``)."""
-    if not isinstance(url, str):
-        raise TypeError(f"{name} must be a string, got {type(url).__name__}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{name} must be an absolute http(s) URL, got {url!r}")
-    if parts.scheme == "http" and not (allow_insecure_http or _is_loopback(parts.hostname)):
-        raise ValueError(
-            f"{name} {url!r} is plain http: secrets would cross the network unencrypted. "
-            "Use https, or pass allow_insecure_http=True if this is deliberate")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
+        return self._grant({"grant_type": "client_credentials"})

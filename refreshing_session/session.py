@@ -14,7 +14,7 @@ from .arguments import seconds
 from .keeper import TokenKeeper
 from .profiles import load_profile
 from .redirects import steered_in
-from .refreshers import Refresher, skip_netrc
+from .refreshers import Refresher, UsesNetwork, skip_netrc
 from .store import TokenFile, TokenStore
 from .token import Token
 
@@ -80,6 +80,17 @@ class RefreshingSession(requests.Session):
         adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries)
         for url in self.prefixes.mount_points:
             self.mount(url, adapter)
+        self._hand_network()
+
+    def _hand_network(self) -> None:
+        """Let the refresher reach its token endpoint with this session's ``verify``, ``cert``,
+        ``proxies`` and ``trust_env`` (as they are at each refresh), never its auth or headers."""
+        if isinstance(self.keeper.refresher, UsesNetwork):
+            self.keeper.refresher.use_network_of(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._hand_network()
 
     @classmethod
     def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,

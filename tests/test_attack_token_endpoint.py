@@ -5,6 +5,7 @@ timeout and reads at most 1 MiB; deeply nested JSON is a typed error."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import pickle
@@ -129,8 +130,8 @@ class Secrets:
         self.access_token = "at-" + secrets.token_urlsafe(24)
         self.new_access_token = "nat-" + secrets.token_urlsafe(24)
         self.device_code = "dc-" + secrets.token_urlsafe(24)
-        self.basic = OAuth2Refresher("http://127.0.0.1/t", "client", self.client_secret) \
-            ._basic.split()[-1]
+        # The HTTP Basic credentials (the secret needs no form-encoding: it is URL-safe).
+        self.basic = base64.b64encode(f"client:{self.client_secret}".encode()).decode()
 
     def named(self) -> dict[str, str]:
         return {name: value for name, value in vars(self).items()}

@@ -26,6 +26,7 @@ from refreshing_session.exchange import NotConnected
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import refresher_for
+from .recording import RecordingEndpoint
 
 ODD_SECRET = "s3:cr%t+pä€ss w%41"  # RFC 6749 2.3.1: must be form-encoded inside Basic
 ECHOED_SECRET = "Sup3r-S3cr3t-Value"
@@ -423,7 +424,7 @@ INVALID: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
     "none-url": ({"token_url": None}, TypeError, "token_url must be a string"),
     "empty-client-id": ({"client_id": ""}, TypeError, "client_id"),
     "none-client-id": ({"client_id": None}, TypeError, "client_id"),
-    "unknown-auth-method": ({"auth_method": "private_key_jwt"}, ValueError,
+    "unknown-auth-method": ({"auth_method": "private_key_jwk"}, ValueError,
                             "client_secret_basic, client_secret_post, none"),
     "basic-without-secret": ({"client_secret": None, "auth_method": "client_secret_basic"},
                              ValueError, "needs a client_secret"),
@@ -514,3 +515,52 @@ def test_echoed_basic_credentials_are_redacted(server: LocalAuthServer) -> None:
     failure = refused(refresher_for(server, retries=0), login(server))
     assert basic not in str(failure)
     assert "[redacted]" in str(failure)
+
+
+# ------------------------------------------------------------ extra parameters and headers
+
+def test_extra_params_and_headers_go_with_every_grant() -> None:
+    def issuing(form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return 200, {"access_token": "at", "token_type": "Bearer", "expires_in": 60}
+
+    with RecordingEndpoint(issuing) as endpoint:
+        extra = {"audience": "https://api.example.com", "resource": "urn:api:items"}
+        refresher = OAuth2Refresher(endpoint.url, "client", "secret", scope="read",
+                                    extra_params=extra, headers={"X-Tenant": "t-7"})
+        machine = ClientCredentialsRefresher(endpoint.url, "client", "secret",
+                                             extra_params=extra)
+        refresher(Token("at", refresh_token="rt"))
+        machine.new_token()
+    (refresh_headers, refresh_form), (_, machine_form) = endpoint.requests
+    assert refresh_form == {**extra, "grant_type": "refresh_token", "refresh_token": "rt",
+                            "scope": "read"}
+    assert machine_form == {**extra, "grant_type": "client_credentials"}
+    assert refresh_headers["X-Tenant"] == "t-7"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"extra_params": {"grant_type": "password"}}, "extra_params may not set grant_type"),
+    ({"extra_params": {"refresh_token": "x"}}, "may not set refresh_token"),
+    ({"headers": {"authorization": "Bearer x"}}, "headers may not set authorization"),
+    ({"extra_params": {"audience": 7}}, "mapping of strings to strings"),
+])
+def test_extra_params_and_headers_cannot_replace_what_the_client_sets(
+        options: dict[str, Any], message: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=message):
+        OAuth2Refresher("https://auth.example.com/token", "client", "secret", **options)
+
+
+def test_an_extra_headers_value_never_appears_in_an_error() -> None:
+    api_key = "header-api-key-7f3a9"
+
+    def echoing(form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return 503, {"error": "temporarily_unavailable", "error_description": f"key {api_key}"}
+
+    with RecordingEndpoint(echoing) as endpoint:
+        refresher = ClientCredentialsRefresher(endpoint.url, "client", "secret", retries=0,
+                                               headers={"X-Api-Key": api_key})
+        with pytest.raises(RefreshFailed) as caught:
+            refresher.new_token()
+    assert api_key not in str(caught.value)
+    assert caught.value.response is not None
+    assert api_key not in caught.value.response.text

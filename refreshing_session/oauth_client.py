@@ -1,0 +1,343 @@
+"""The client of one authorization server: its endpoints, the client's authentication, the
+network it is reached through, timeouts, retries of the failures that are safe to retry, and
+typed errors with the secrets redacted.
+
+The refreshers send their grants through one; the login sends device authorization and
+authorization code requests, and the logout its revocation, through the same kind of client
+(held, not inherited). Each request is one bounded exchange (see :mod:`.exchange`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+
+from . import exchange
+from .arguments import seconds
+from .client_auth import ClientAuthentication, ClientCert
+from .errors import ClientRejected, LoginRequired, RefreshFailed, TokenError, excerpt
+from .token import Token
+
+logger = logging.getLogger(__name__)
+
+# RFC 6749 section 5.2 codes that mean the client's configuration is wrong.
+_CLIENT_ERRORS = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_scope", "unsupported_grant_type",
+     "invalid_request", "invalid_target"}
+)
+_TRANSIENT_ERRORS = frozenset({"temporarily_unavailable"})
+_LONGEST_BACKOFF = 10.0
+# Form parameters whose values are secrets: redacted from every error message.
+_SECRET_PARAMETERS = ("refresh_token", "device_code", "token", "code", "code_verifier",
+                      "client_assertion")
+# Parameters the client sets itself: extra_params may not replace them.
+_RESERVED = frozenset({"grant_type", "client_id", "client_secret", "client_assertion",
+                       "client_assertion_type", "refresh_token", "device_code", "code",
+                       "code_verifier", "redirect_uri", "token", "token_type_hint"})
+_T = TypeVar("_T")
+
+
+class OAuthClient:
+    """A client of one authorization server.
+
+    :param token_url: the token endpoint.
+    :param client_id: the client's id; with ``client_secret``, ``auth_method``,
+        ``private_key``, ``key_id``, ``algorithm`` and ``client_cert``, how the client
+        authenticates (see :class:`~refreshing_session.client_auth.ClientAuthentication`).
+    :param scope: the scope asked for (a space-separated string).
+    :param extra_params: form parameters sent with every grant and authorization request,
+        such as ``{"audience": ...}`` (Auth0) or ``{"resource": ...}`` (RFC 8707, Azure v1).
+    :param headers: extra headers sent with every request to the server (their values are
+        redacted from errors). Authorization is the client authentication's own.
+    :param session: the :class:`requests.Session` whose connection pool, adapters and network
+        settings (``verify``, ``cert``, ``proxies``, ``trust_env``) carry the requests. Its
+        headers, auth and cookies are never sent. Without one, a pool of the client's own is
+        used with the network settings of the session handed by :meth:`use_network_of` (as a
+        RefreshingSession does), read at each request, or else requests' defaults.
+    :param timeout: the longest an exchange may take in all, in seconds.
+    :param retries: how often a failure that is safe to retry is retried, with backoff.
+    :param allow_insecure_http: accept plain http endpoints outside the loopback interface.
+    :param endpoints: the server's other endpoints, by their RFC 8414 names
+        (``device_authorization_endpoint``, ``revocation_endpoint``,
+        ``authorization_endpoint``), and ``issuer``, as discovery found them.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        auth_method: str | None = None,
+        private_key: Any = None,
+        key_id: str | None = None,
+        algorithm: str | None = None,
+        client_cert: ClientCert | None = None,
+        scope: str | None = None,
+        extra_params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        session: requests.Session | None = None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        allow_insecure_http: bool = False,
+        endpoints: Mapping[str, str] | None = None,
+    ) -> None:
+        """Check and keep the client's configuration; raises ValueError or TypeError saying
+        what to fix."""
+        check_endpoint_url("token_url", token_url, allow_insecure_http)
+        self.auth = ClientAuthentication(
+            client_id, auth_method, client_secret=client_secret, private_key=private_key,
+            key_id=key_id, algorithm=algorithm, client_cert=client_cert)
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {retries!r}")
+        if session is not None and not isinstance(session, requests.Session):
+            raise TypeError(f"session must be a requests.Session, got {type(session).__name__}")
+        self.token_url = token_url
+        self.scope = scope
+        self.extra_params = _strings("extra_params", extra_params, _RESERVED)
+        self.headers = _strings("headers", headers, frozenset({"authorization"}))
+        self.session = session
+        self.timeout = seconds("timeout", timeout, allow_zero=False)
+        self.retries = retries
+        self.allow_insecure_http = allow_insecure_http
+        self.endpoints = dict(endpoints or {})
+        for name, url in self.endpoints.items():
+            if name != "issuer":
+                check_endpoint_url(name, url, allow_insecure_http)
+        self._pool: requests.Session | None = None
+        self._network_source: weakref.ref[requests.Session] | None = None
+
+    @property
+    def client_id(self) -> str:
+        """The client's id."""
+        return self.auth.client_id
+
+    @property
+    def auth_method(self) -> str:
+        """How the client authenticates (one of ``client_auth.AUTH_METHODS``)."""
+        return self.auth.method
+
+    def endpoint(self, name: str) -> str | None:
+        """The server's endpoint ``name`` (an RFC 8414 name), if known."""
+        return self.endpoints.get(name)
+
+    def use_network_of(self, session: requests.Session) -> None:
+        """Reach the server with ``session``'s ``verify``, ``cert``, ``proxies`` and
+        ``trust_env`` as they are at each request, unless this client was given a session of
+        its own. Keeps only a weak reference: the client does not keep ``session`` alive."""
+        self._network_source = weakref.ref(session)
+
+    def grant(self, form: Mapping[str, str], *, resend_safe: bool,
+              previous: Token | None = None) -> Token:
+        """Post a grant (with ``extra_params`` and ``scope`` when the form names none),
+        retrying transient failures; return the token it gave."""
+        form = {**self.extra_params, **form}
+        if self.scope and "scope" not in form:
+            form["scope"] = self.scope
+
+        def attempt() -> Token:
+            requested_at = time.time()
+            return self.token_answer(self.post(form), requested_at, form, previous)
+        return self.retrying(attempt, resend_safe=resend_safe)
+
+    def retrying(self, attempt: Callable[[], _T], *, resend_safe: bool) -> _T:
+        """Return what ``attempt()`` returns, calling it again (up to ``retries`` times, with
+        backoff) after a RefreshFailed that says the request was not processed, or after any
+        transient failure when the request is ``resend_safe``."""
+        count = 0
+        while True:
+            try:
+                return attempt()
+            except RefreshFailed as failure:
+                delay = self._backoff(failure, count, resend_safe)
+                if delay is None:
+                    raise
+                logger.info("%s; retrying in %.1f s", failure, delay)
+                time.sleep(delay)
+                count += 1
+
+    def post(self, form: Mapping[str, str], url: str | None = None) -> requests.Response:
+        """POST ``form`` to ``url`` (the token endpoint by default) with the client's
+        authentication and no redirects; return the answer, whatever its status, read within
+        the timeout in all and at most 1 MiB (see :func:`exchange.send`). Raises RefreshFailed
+        when no complete answer came. The answer's request holds only the method and URL."""
+        url = url or self.token_url
+        form = dict(form)
+        headers = {**self.headers, "Accept": "application/json"}
+        self.auth.apply(form, headers, audience=self.token_url)
+        http, network = self._network(url)
+        request = requests.Request("POST", url, data=form, headers=headers)
+        return exchange.send(http, request, network=network, timeout=self.timeout,
+                             endpoint=self._endpoint(url), secrets=self._secrets(form))
+
+    def _network(self, url: str) -> tuple[requests.Session, dict[str, Any]]:
+        """The session that carries a request to ``url``, and the settings it goes with: the
+        given session's, or the handed session's as they are now, or requests' defaults; the
+        client certificate of TLS client authentication wins."""
+        if self._pool is None:
+            self._pool = self.session or requests.Session()
+        handed = self._network_source() if self._network_source is not None else None
+        network = network_settings(self.session or handed or self._pool, url)
+        if self.auth.cert is not None:
+            network["cert"] = self.auth.cert
+        return self._pool, network
+
+    def token_answer(self, response: requests.Response, requested_at: float,
+                     form: Mapping[str, str], previous: Token | None = None) -> Token:
+        """Return the token in the token endpoint's ``response`` to ``form``, or raise the
+        typed error its refusal means (see :meth:`refusal`)."""
+        if not response.ok:
+            raise self.refusal(response, form)
+        try:
+            return Token.from_response(json_object(response) or {}, requested_at=requested_at,
+                                       previous=previous)
+        except ValueError as error:
+            problem = str(error)
+        # Raised outside the except clause, so that the error keeps no context.
+        raise self._failure(response, f"no usable token: {problem}", form)
+
+    def kept_for_error(self, response: requests.Response,
+                       form: Mapping[str, str]) -> requests.Response:
+        """The copy of ``response`` (the answer to ``form``) that an error may keep: no
+        credential, token or code in it (see :func:`exchange.kept_for_error`)."""
+        return exchange.kept_for_error(response, self._secrets(form))
+
+    def refusal(self, response: requests.Response, form: Mapping[str, str]) -> TokenError:
+        """The typed error for an error answer to ``form``: LoginRequired for invalid_grant,
+        ClientRejected for a bad client configuration, else RefreshFailed. Its message quotes
+        the server's error and never a secret."""
+        data = json_object(response)
+        code = error_code(response)
+        description = str(data.get("error_description", "")) if data else ""
+        said = excerpt(f"{code}: {description}" if description else code, self._secrets(form))
+        if code == "invalid_grant":
+            grant = "the refresh token" if "refresh_token" in form else "the grant"
+            return LoginRequired(
+                f"the authorization server rejected {grant} ({said}); log in again",
+                response=self.kept_for_error(response, form))
+        if code in _CLIENT_ERRORS or (response.status_code == 401 and not code):
+            return ClientRejected(
+                f"{self._endpoint(response.url)} rejected the client {self.client_id!r} "
+                f"({said or response.status_code}); check client_id, client_secret (or "
+                f"key), auth_method, scope and extra_params",
+                response=self.kept_for_error(response, form), error=code)
+        return self._failure(response, said, form)
+
+    def _failure(self, response: requests.Response, said: str,
+                 form: Mapping[str, str]) -> RefreshFailed:
+        body = excerpt(response.content, self._secrets(form)) or "an empty body"
+        reason = f"{said}; " if said else ""
+        return RefreshFailed(
+            f"{self._endpoint(response.url)} answered {response.status_code} "
+            f"({reason}body: {body}); try again later",
+            response=self.kept_for_error(response, form))
+
+    def _secrets(self, form: Mapping[str, str]) -> tuple[str | None, ...]:
+        """What must never appear in an error: the client's credentials (the Basic ones too:
+        an error page may echo the request's headers), the extra headers' values and the
+        form's tokens, codes and assertions."""
+        return (*self.auth.secrets(), *self.headers.values(),
+                *(form.get(name) for name in _SECRET_PARAMETERS))
+
+    def _endpoint(self, url: str) -> str:
+        return f"the token endpoint {url}" if url == self.token_url else f"the endpoint {url}"
+
+    def _backoff(self, failure: RefreshFailed, attempt: int, resend_safe: bool) -> float | None:
+        """Seconds to wait before retrying ``failure``, or None if it is not worth a retry."""
+        if attempt >= self.retries or not _transient(failure, resend_safe):
+            return None
+        delay = 0.2 * 2 ** attempt
+        response = failure.response
+        retry_after = "" if response is None else response.headers.get("Retry-After", "").strip()
+        if retry_after.isascii() and retry_after.isdigit():
+            delay = float(retry_after)
+        return delay if delay <= _LONGEST_BACKOFF else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The pool is rebuilt where the copy lands; the handed session is handed again there.
+        return {**self.__dict__, "_pool": None, "_network_source": None}
+
+    def __repr__(self) -> str:
+        return (f"OAuthClient({self.token_url!r}, client_id={self.client_id!r}, "
+                f"auth_method={self.auth_method!r})")
+
+
+def network_settings(session: requests.Session, url: str) -> dict[str, Any]:
+    """The ``verify``, ``cert`` and ``proxies`` that ``session`` would use for ``url`` now
+    (with the environment's, when its ``trust_env`` says so)."""
+    settings = session.merge_environment_settings(url, {}, None, None, None)
+    return {key: settings[key] for key in ("verify", "cert", "proxies")}
+
+
+def _strings(name: str, given: Mapping[str, str] | None,
+             reserved: frozenset[str]) -> dict[str, str]:
+    """``given`` as a dict of strings; raises TypeError or ValueError naming ``name``."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in given.items()):
+        raise TypeError(f"{name} must be a mapping of strings to strings")
+    taken = sorted(key for key in given if key.lower() in reserved)
+    if taken:
+        raise ValueError(f"{name} may not set {', '.join(taken)}: the client sets it itself")
+    return dict(given)
+
+
+def json_object(response: requests.Response) -> dict[str, Any] | None:
+    """The JSON object ``response`` holds, or None when it holds anything else (not JSON, not
+    an object, or nested too deeply to parse)."""
+    try:
+        data = response.json()
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _transient(failure: RefreshFailed, resend_safe: bool) -> bool:
+    """Whether a retry may succeed, and is safe. A refresh grant that may have been processed
+    must not be sent again: the server may have spent the refresh token, and a second
+    redemption revokes the grant. 503, 429 and temporarily_unavailable say the request was not
+    processed; a 500, 502 or 504 (from a gateway) does not."""
+    response = failure.response
+    if response is None:
+        return resend_safe or isinstance(failure.__cause__, exchange.NotConnected)
+    if response.status_code in (429, 503) or error_code(response) in _TRANSIENT_ERRORS:
+        return True
+    return resend_safe and response.status_code >= 500
+
+
+def error_code(response: requests.Response) -> str:
+    """The OAuth error code of an error answer (RFC 6749 section 5.2), or "" when it has none."""
+    data = json_object(response)
+    return str(data.get("error", "")) if data else ""
+
+
+def check_endpoint_url(name: str, url: object, allow_insecure_http: bool) -> None:
+    """Raise TypeError or ValueError, naming ``name``, unless ``url`` is an absolute https URL
+    (or http on the loopback interface, or anywhere with ``allow_insecure_http``)."""
+    if not isinstance(url, str):
+        raise TypeError(f"{name} must be a string, got {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} must be an absolute http(s) URL, got {url!r}")
+    if parts.scheme == "http" and not (allow_insecure_http or is_loopback(parts.hostname)):
+        raise ValueError(
+            f"{name} {url!r} is plain http: secrets would cross the network unencrypted. "
+            "Use https, or pass allow_insecure_http=True if this is deliberate")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names the loopback interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
