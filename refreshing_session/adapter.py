@@ -19,7 +19,7 @@ from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from requests.utils import rewind_body
 
 from .flow import bearer_flow, drive
-from .guard import refresh_may_cure
+from .guard import refresh_may_cure, refresh_statuses
 from .keeper import TokenKeeper
 from .refreshers import check_endpoint_url
 from .token import Token
@@ -83,19 +83,22 @@ class Prefixes:
 class BearerAdapter(HTTPAdapter):
     """An HTTPAdapter that sends the keeper's token to URLs under ``prefixes``.
 
-    A 401 answer to a request that carried the token triggers one refresh (or adoption of a
-    sibling's newer token) and one replay; the replay's answer is returned whatever it is.
+    A 401 answer (or one of another status of ``refresh_on``) to a request that carried the
+    token triggers one refresh (or adoption of a sibling's newer token) and one replay; the
+    replay's answer is returned whatever it is.
     A body that cannot be rewound is not replayed: the refresh happens, and the 401 is returned
     with its body intact. Other URLs, and requests that already carry an Authorization header,
     pass through as with a plain HTTPAdapter.
     """
 
-    __attrs__: list[str] = [*HTTPAdapter.__attrs__, "prefixes", "keeper"]  # noqa: RUF012 (typed as in requests)
+    __attrs__: list[str] = [*HTTPAdapter.__attrs__, "prefixes", "keeper", "refresh_on"]  # noqa: RUF012 (typed as in requests)
 
-    def __init__(self, prefixes: Prefixes, keeper: TokenKeeper, **kwargs: Any) -> None:
+    def __init__(self, prefixes: Prefixes, keeper: TokenKeeper, *,
+                 refresh_on: Iterable[int] = (401,), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prefixes = prefixes
         self.keeper = keeper
+        self.refresh_on = refresh_statuses(refresh_on)
 
     def send(
         self,
@@ -111,7 +114,7 @@ class BearerAdapter(HTTPAdapter):
         if token_withheld(request) or not self.prefixes.match(request.url or ""):
             return super().send(request, *settings)
         flow = bearer_flow(self.keeper, urlsplit(request.url or "").path, _replayable(request))
-        return drive(flow, partial(self._send_with, request, settings), _refused, _release)
+        return drive(flow, partial(self._send_with, request, settings), self._refused, _release)
 
     def _send_with(self, request: PreparedRequest, settings: tuple[Any, ...],
                    token: Token) -> Response:
@@ -119,6 +122,11 @@ class BearerAdapter(HTTPAdapter):
         if _is_stream(request) and _replayable(request):
             rewind_body(request)
         return super().send(_with_token(request, token), *settings)
+
+    def _refused(self, response: Response) -> bool:
+        """Was the token refused in a way that a new token may cure?"""
+        return refresh_may_cure(response.status_code,
+                                response.headers.get("WWW-Authenticate", ""), self.refresh_on)
 
 
 def withhold_token(request: PreparedRequest) -> None:
@@ -149,11 +157,6 @@ def _with_token(request: PreparedRequest, token: Token) -> PreparedRequest:
     setattr(authorized, _TOKEN_COPY, True)
     return authorized
 
-
-def _refused(response: Response) -> bool:
-    """Was the token refused in a way that a new token may cure?"""
-    return refresh_may_cure(response.status_code,
-                            response.headers.get("WWW-Authenticate", ""))
 
 
 def _is_stream(request: PreparedRequest) -> bool:

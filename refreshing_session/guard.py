@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,16 +34,31 @@ _CHALLENGE_ERROR = re.compile(r'\berror\s*=\s*"?([\w.-]+)', re.IGNORECASE)
 _NOT_CURED_BY_REFRESH = frozenset({"insufficient_scope", "invalid_request"})
 
 
-def refresh_may_cure(status: int, challenge: str) -> bool:
+def refresh_may_cure(status: int, challenge: str, statuses: Collection[int] = (401,)) -> bool:
     """Return True when an answer with ``status`` and this ``WWW-Authenticate`` header may be
-    cured by a new token: a 401 whose challenge is absent, or a Bearer challenge without an
-    error that a token cannot fix (a Basic or Digest challenge is not about our token)."""
-    if status != 401:
+    cured by a new token: a status of ``statuses`` (401 unless the API also answers 403, say,
+    to an expired token) whose challenge is absent, or a Bearer challenge without an error
+    that a token cannot fix (a Basic or Digest challenge is not about our token)."""
+    if status not in statuses:
         return False
     if challenge and not _BEARER.search(challenge):
         return False
     error = _CHALLENGE_ERROR.search(challenge)
     return error is None or error.group(1).lower() not in _NOT_CURED_BY_REFRESH
+
+
+def refresh_statuses(statuses: object) -> frozenset[int]:
+    """``statuses`` (the ``refresh_on`` of a front end) as a set of 4xx status codes; raises
+    TypeError or ValueError saying what is wrong."""
+    if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
+        raise TypeError(f"refresh_on must be a tuple of status codes such as (401, 403), got "
+                        f"{type(statuses).__name__}")
+    items = tuple(statuses)
+    if not items or not all(isinstance(code, int) and not isinstance(code, bool)
+                            and 400 <= code <= 499 for code in items):
+        raise ValueError(f"refresh_on must hold 4xx status codes, such as (401, 403); got "
+                         f"{items!r}")
+    return frozenset(items)
 
 
 def path_key(path: str) -> str:

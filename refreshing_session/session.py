@@ -37,6 +37,10 @@ class RefreshingSession(requests.Session):
     :param lock_timeout: the longest wait, in seconds, for another thread or process to finish
         a refresh.
     :param max_retries: passed to the adapter mounted on the prefixes, as with HTTPAdapter.
+    :param refresh_on: the statuses that mean the token may have died, answered with a refresh
+        and one replay: ``(401,)``; ``(401, 403)`` for APIs that answer 403 to an expired
+        token. The 401 rules apply to each (a Bearer challenge's insufficient_scope is never
+        refreshed for; a path where a refresh did not help gets no more).
     :param on_refresh: called with each new token this process obtains (not with tokens
         adopted from siblings), under the token lock: keep it quick. Exceptions are logged and
         ignored. For users who also keep the token elsewhere, or count refreshes.
@@ -68,6 +72,7 @@ class RefreshingSession(requests.Session):
         leeway: float = 30.0,
         lock_timeout: float = 30.0,
         max_retries: int | Retry = 0,
+        refresh_on: Iterable[int] = (401,),
         on_refresh: Callable[[Token], object] | None = None,
         login_command: str | None = None,
         allow_insecure_http: bool = False,
@@ -77,7 +82,8 @@ class RefreshingSession(requests.Session):
             prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
             lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
             allow_insecure_http=allow_insecure_http)
-        adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries)
+        adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries,
+                                refresh_on=refresh_on)
         for url in self.prefixes.mount_points:
             self.mount(url, adapter)
         self._hand_network()
