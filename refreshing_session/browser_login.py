@@ -57,12 +57,12 @@ class BrowserLogin:
     """The authorization code grant with PKCE for ``client`` (an OAuthClient, or a refresher
     holding one), at the authorization endpoint ``authorization_url``.
 
-    ``open_browser`` opens a URL (``webbrowser.open`` by default); ``timeout`` is how long the
-    user has to sign in, in seconds.
+    ``open_browser`` opens a URL (``webbrowser.open``, as it is when the login starts, by
+    default); ``timeout`` is how long the user has to sign in, in seconds.
     """
 
     def __init__(self, client: OAuthClient | HoldsClient, authorization_url: str, *,
-                 open_browser: Callable[[str], object] = webbrowser.open,
+                 open_browser: Callable[[str], object] | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.client = client_of(client)
         check_endpoint_url("authorization_url", authorization_url,
@@ -94,7 +94,7 @@ class BrowserLogin:
             listener.expect(request.state)
             show(request.url)
             try:
-                self._open_browser(request.url)
+                (self._open_browser or webbrowser.open)(request.url)
             except Exception as error:  # a missing browser must not end the login: the URL is shown
                 logger.info("could not open a browser (%s)", type(error).__name__)
             query = listener.wait()

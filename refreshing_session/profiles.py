@@ -13,6 +13,12 @@ The file lives in the user's config folder (``$XDG_CONFIG_HOME`` or ``~/.config`
     revocation_url = "https://auth.example.com/oauth/revoke"
     client_secret_env = "PROD_CLIENT_SECRET"   # or client_secret = "..." in the file
 
+Instead of ``token_url`` (and the other endpoints), ``issuer = "https://auth.example.com"``
+reads them from the issuer's discovery document when the refresher is built. Providers that
+want more say so with ``extra_params = { audience = "..." }``, ``auth_method =
+"private_key_jwt"`` with ``private_key_file`` (and ``key_id``, ``algorithm``), or
+``auth_method = "tls_client_auth"`` with ``client_cert`` (a PEM path, or [certificate, key]).
+
 A fleet on several machines keeps its token in Redis instead of a token file (this needs
 ``pip install refreshing-session[redis]``)::
 
@@ -39,6 +45,7 @@ from typing import Any, TypeVar
 from .adapter import Prefixes
 from .arguments import check_redis_url
 from .errors import ProfileError
+from .oauth_client import OAuthClient
 from .refreshers import (
     AUTH_METHODS,
     ClientCredentialsRefresher,
@@ -64,7 +71,7 @@ class Profile:
     Redis key. Its repr shows no secret."""
 
     name: str
-    token_url: str
+    token_url: str | None
     client_id: str
     prefixes: tuple[str, ...]
     token_file: str | None
@@ -79,14 +86,50 @@ class Profile:
     redis_url: str | None = field(default=None, repr=False)
     redis_key: str | None = None
     allow_insecure_http: bool = False
+    issuer: str | None = None
+    authorization_url: str | None = None
+    extra_params: dict[str, str] = field(default_factory=dict)
+    private_key_file: str | None = None
+    key_id: str | None = None
+    algorithm: str | None = None
+    client_cert: str | tuple[str, str] | None = None
 
     def refresher(self) -> OAuth2Refresher | ClientCredentialsRefresher:
-        """Return the refresher of this profile's grant, with its client credentials."""
+        """Return the refresher of this profile's grant, with its client credentials; with an
+        ``issuer``, its endpoints are discovered first. Raises ProfileError when the private
+        key file cannot be read, and the discovery's TokenError when it fails."""
         kind = ClientCredentialsRefresher if self.grant == "client_credentials" \
             else OAuth2Refresher
+        if self.token_url is None:
+            assert self.issuer is not None  # the reader asks for one or the other
+            return kind.from_issuer(self.issuer, self.client_id, self.client_secret,
+                                    **self._client_options())
         return kind(self.token_url, self.client_id, self.client_secret,
-                    auth_method=self.auth_method, scope=self.scope,
-                    allow_insecure_http=self.allow_insecure_http)
+                    **self._client_options())
+
+    def endpoint(self, refresher: OAuth2Refresher | ClientCredentialsRefresher,
+                 name: str) -> str | None:
+        """The URL of endpoint ``name`` (``authorization``, ``device_authorization`` or
+        ``revocation``): the profile's own, or the one ``refresher``'s discovery found."""
+        given: str | None = getattr(self, f"{name}_url")
+        return given or refresher.client.endpoint(f"{name}_endpoint")
+
+    def _client_options(self) -> dict[str, Any]:
+        return {"auth_method": self.auth_method, "scope": self.scope,
+                "allow_insecure_http": self.allow_insecure_http,
+                "extra_params": self.extra_params, "private_key": self._private_key(),
+                "key_id": self.key_id, "algorithm": self.algorithm,
+                "client_cert": self.client_cert}
+
+    def _private_key(self) -> bytes | None:
+        if self.private_key_file is None:
+            return None
+        try:
+            return Path(self.private_key_file).read_bytes()
+        except OSError as error:
+            raise ProfileError(f"cannot read the private key ({error.strerror})",
+                               path=self.config_path, profile=self.name,
+                               key="private_key_file") from None
 
     def token_store(self) -> TokenStore:
         """Return the profile's token store: its token file (creating the default folder,
@@ -133,10 +176,13 @@ def default_token_file(name: str) -> Path:
     return _user_folder(config=False) / "tokens" / f"{name}.json"
 
 
-def load_profile(name: str, path: str | os.PathLike[str] | None = None) -> Profile:
+def load_profile(name: str, path: str | os.PathLike[str] | None = None, *,
+                 need_secret: bool = True) -> Profile:
     """Read profile ``name`` from the profile file (``path``, or :func:`config_path`) and
     return it, with the client secret taken from the environment when it says so. Raises
-    ProfileError, naming the file, the profile and the key, when anything is wrong."""
+    ProfileError, naming the file, the profile and the key, when anything is wrong. With
+    ``need_secret`` False (to describe or remove the stored token), a secret variable that is
+    not set leaves the secret None, and the client's configuration is not checked."""
     file = Path(path).expanduser() if path is not None else config_path()
     profiles = _profiles(_read_toml(file), str(file))
     table = profiles.get(name)
@@ -144,8 +190,9 @@ def load_profile(name: str, path: str | os.PathLike[str] | None = None) -> Profi
         known = ", ".join(sorted(profiles)) or "none"
         raise ProfileError(f"there is no profile {name!r}; the profiles in this file are: "
                            f"{known}", path=str(file))
-    profile = _Reader(table, str(file), name).profile()
-    _check_client(profile)
+    profile = _Reader(table, str(file), name, need_secret).profile()
+    if need_secret:
+        _check_client(profile)
     if "client_secret" in table or "redis_url" in table:
         _warn_if_shared(file)
     return profile
@@ -188,10 +235,12 @@ def _profiles(document: Mapping[str, Any], path: str) -> dict[str, dict[str, Any
 class _Reader:
     """Reads one profile's table, key by key, with errors that point at the key."""
 
-    def __init__(self, table: Mapping[str, Any], path: str, name: str) -> None:
+    def __init__(self, table: Mapping[str, Any], path: str, name: str,
+                 need_secret: bool = True) -> None:
         self.table = table
         self.path = path
         self.name = name
+        self.need_secret = need_secret
 
     def profile(self) -> Profile:
         unknown = sorted(set(self.table) - set(_KEYS))
@@ -210,9 +259,21 @@ class _Reader:
                 raise self.error("redis_url", str(error)) from None
         if redis_url is None and "redis_key" in self.table:
             raise self.error("redis_key", "needs redis_url or redis_url_env")
+        issuer = self.optional("issuer", _url)
+        if issuer is not None and "token_url" in self.table:
+            raise self.error("issuer", "give issuer (whose document names the endpoints) or "
+                                       "token_url, not both")
+        key_file = self.optional("private_key_file", _text)
         profile = Profile(
             name=self.name,
-            token_url=self.required("token_url", _url),
+            token_url=None if issuer is not None else self.required("token_url", _url),
+            issuer=issuer,
+            authorization_url=self.optional("authorization_url", _url),
+            extra_params=self.optional("extra_params", _string_table) or {},
+            private_key_file=None if key_file is None else self._relative(key_file),
+            key_id=self.optional("key_id", _text),
+            algorithm=self.optional("algorithm", _text),
+            client_cert=self._client_cert(),
             client_id=self.required("client_id", _text),
             prefixes=tuple(self.required("prefixes", _words)),
             token_file=None if redis_url is not None else self._token_file(token_file),
@@ -270,9 +331,21 @@ class _Reader:
     def _token_file(self, given: str | None) -> str:
         if given is None:
             return str(default_token_file(self.name))
+        return self._relative(given)
+
+    def _relative(self, given: str) -> str:
         path = Path(given).expanduser()
         # Relative to the profile file, not to wherever the script happens to run.
         return str(path if path.is_absolute() else Path(self.path).parent / path)
+
+    def _client_cert(self) -> str | tuple[str, str] | None:
+        parts = self.optional("client_cert", _words)
+        if parts is None:
+            return None
+        if len(parts) > 2:
+            raise self.error("client_cert", "give one PEM file, or [certificate, key]")
+        paths = [self._relative(part) for part in parts]
+        return paths[0] if len(paths) == 1 else (paths[0], paths[1])
 
     def _from_file_or_env(self, key: str) -> str | None:
         """The value of ``key``, or of the environment variable that ``key_env`` names: for
@@ -284,6 +357,8 @@ class _Reader:
         if variable is None:
             return given
         value = os.environ.get(variable)
+        if not value and key == "client_secret" and not self.need_secret:
+            return None
         if not value:
             raise self.error(f"{key}_env", f"the environment variable {variable} is not set; "
                                            f"set it to the {key.replace('_', ' ')}")
@@ -309,6 +384,13 @@ def _url(value: object) -> str:
     return text
 
 
+def _string_table(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+            isinstance(item, str) and item for item in value.values()):
+        raise TypeError(f"got {_kind(value)}")
+    return dict(value)
+
+
 def _words(value: object) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or \
@@ -331,13 +413,17 @@ _EXPECTED: dict[Callable[[object], Any], str] = {
     _url: "an absolute https URL (http only on the loopback interface)",
     _words: "a non-empty string or a list of them",
     _flag: "true or false",
+    _string_table: "a table of strings, as in { audience = \"https://api.example.com\" }",
 }
 _AUTH_METHOD = _choice(AUTH_METHODS)
 _GRANT = _choice(GRANTS)
-_KEYS = ("token_url", "client_id", "prefixes", "token_file", "client_secret",
+_KEYS = ("token_url", "issuer", "client_id", "prefixes", "token_file", "client_secret",
          "client_secret_env", "auth_method", "scope", "grant", "device_authorization_url",
-         "revocation_url", "redis_url", "redis_url_env", "redis_key", "allow_insecure_http")
-_URL_KEYS = ("token_url", "device_authorization_url", "revocation_url")
+         "revocation_url", "authorization_url", "extra_params", "private_key_file", "key_id",
+         "algorithm", "client_cert", "redis_url", "redis_url_env", "redis_key",
+         "allow_insecure_http")
+_URL_KEYS = ("token_url", "issuer", "device_authorization_url", "revocation_url",
+             "authorization_url")
 
 
 def _joined(words: list[str] | None) -> str | None:
@@ -345,11 +431,13 @@ def _joined(words: list[str] | None) -> str | None:
 
 
 def _check_client(profile: Profile) -> None:
-    """Let the refresher check what only the combination of keys can show (a secret with
-    auth_method "none", say)."""
+    """Let the client check what only the combination of keys can show (a secret with
+    auth_method "none", say), without discovering an issuer's endpoints yet."""
+    url = profile.token_url or profile.issuer
+    assert url is not None
     try:
-        profile.refresher()
-    except (TypeError, ValueError) as error:
+        OAuthClient(url, profile.client_id, profile.client_secret, **profile._client_options())
+    except (TypeError, ValueError, ImportError) as error:
         raise ProfileError(str(error), path=profile.config_path, profile=profile.name) from None
 
 

@@ -104,11 +104,12 @@ def test_status_shows_a_far_future_expiry_cleanly(
     path = tmp_path / "token.json"
     path.write_text(json.dumps({"access_token": "at-far", **fields}))
     path.chmod(0o600)
-    assert main(["status", str(path)]) == 0
+    unusable = fields.get("expires_at", 0) < 0  # expired, and nothing to refresh it with
+    assert main(["status", str(path)]) == int(unusable)
     out = capsys.readouterr().out
     assert "expires" in out
     assert max(len(line) for line in out.splitlines()) < 120
-    assert main(["status", "--json", str(path)]) == 0
+    assert main(["status", "--json", str(path)]) == int(unusable)
     assert json.loads(capsys.readouterr().out)["expires"]
 
 
@@ -149,7 +150,7 @@ def test_a_servers_terminal_escapes_reach_refresh_and_status_escaped(
     said = capsys.readouterr()
     assert "owned" in said.err
     assert said.err.replace("\n", "").isprintable(), repr(said.err)
-    assert main(["status", "--profile", "hostile"]) == 0
+    assert main(["status", "--profile", "hostile"]) == 1  # its refresh was refused
     shown = capsys.readouterr().out
     assert "owned" in shown
     assert "\\x1b" in shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -10,19 +11,21 @@ import subprocess
 import sys
 import threading
 import time
+import webbrowser
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from refreshing_session import Token
+from refreshing_session import Token, cli
 from refreshing_session.cli import main
 from refreshing_session.profiles import CONFIG_ENV
 from refreshing_session.testing import LocalAuthServer
 
-from .conftest import stored, write_grant
+from .conftest import expire, stored, write_grant
 from .processes import ROOT, wait_for
+from .test_browser_login import AuthorizationServer, follow, in_background
 
 
 def test_status_describes_the_token_without_secrets(
@@ -298,3 +301,118 @@ def test_device_login_as_a_real_process(tmp_path: Path) -> None:
         assert process.returncode == 0, err
         assert "logged in" in out
         assert stored(tmp_path / "token.json").refresh_token
+
+
+# --- token, status --json, logins without a profile, usage ----------------------------------------
+
+def test_token_prints_only_a_fresh_access_token(local: Path, server: LocalAuthServer,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    write_grant(local, server)
+    expire(local)
+    assert main(["token", "--profile", "local"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == stored(local).access_token + "\n", "the token, and nothing else"
+    assert server.stats().refreshes == 1
+    assert main(["token", "--profile", "local"]) == 0
+    assert capsys.readouterr().out == printed, "a valid token is not refreshed again"
+    assert server.stats().refreshes == 1
+
+
+def test_token_of_an_expired_bare_file_exits_2(tmp_path: Path, server: LocalAuthServer,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_grant(tmp_path / "t.json", server)
+    expire(path)
+    assert main(["token", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "log in" in captured.err
+
+
+def test_status_json_says_when_the_token_expires_and_where_it_is(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"access_token": "at", "expires_at": time.time() + 120}))
+    assert main(["status", "--json", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 100 < report["expires_in"] <= 120
+    assert report["expires_at"] == pytest.approx(time.time() + report["expires_in"], abs=5)
+    assert report["expired"] is False
+    assert report["refresh_token"] == "absent"
+    assert report["location"] == f"the token file {path}"
+    path.write_text(json.dumps({"access_token": "at", "expires_at": time.time() - 60}))
+    assert main(["status", "--json", str(path)]) == 1, "expired, and no refresh token"
+    report = json.loads(capsys.readouterr().out)
+    assert report["expired"] is True
+    assert report["expires_in"] < -50
+
+
+def test_status_and_logout_no_revoke_need_no_client_secret(
+        local: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    write_grant(local, server)
+    monkeypatch.delenv("LOCAL_SECRET")
+    assert main(["status", "--profile", "local"]) == 0
+    assert main(["logout", "--profile", "local", "--no-revoke"]) == 0
+    assert not local.exists()
+    assert main(["refresh", "--profile", "local"]) == 3, "a refresh does need it"
+    assert "LOCAL_SECRET is not set" in capsys.readouterr().err
+
+
+def test_device_login_without_a_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MY_SECRET", "secret")
+    target = tmp_path / "adhoc.json"
+    with LocalAuthServer(device_interval=0.05) as server:
+        approver = decide_when_asked(server.approve, server)
+        assert main(["login", "--device", "--token-url", server.token_url, "--client-id",
+                     "client", "--client-secret-env", "MY_SECRET",
+                     "--device-authorization-url", server.device_authorization_url,
+                     "--scope", "read", "--token-file", str(target)]) == 0
+        approver.join(10)
+    assert stored(target).refresh_token
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert "secret" not in capsys.readouterr().out.replace("enter the code", "")
+
+
+def test_browser_login_without_a_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "browser.json"
+    with AuthorizationServer() as auth:
+        monkeypatch.setattr(webbrowser, "open", in_background(follow))
+        assert main(["login", "--token-url", auth.origin + "/token", "--client-id", "app",
+                     "--authorization-url", auth.origin + "/authorize", str(target)]) == 0
+    assert "Opening the browser" in capsys.readouterr().out
+    assert stored(target).access_token == "at-browser"
+
+
+@pytest.mark.parametrize("arguments", [
+    ["status", "--bogus"], ["login", "--client-id", "c", "x.json"],
+    ["login", "--token-url", "https://a.test/t", "--client-id", "c"],
+    ["login", "--browser", "--device", "--profile", "p"]])
+def test_usage_errors_exit_3(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(arguments)
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    assert code == 3
+    assert "error" in capsys.readouterr().err
+
+
+def test_every_command_and_option_has_help_and_says_its_default(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli._parser()
+    [commands] = [action for action in parser._actions
+                  if isinstance(action, argparse._SubParsersAction)]
+    listed = {choice.dest for choice in commands._choices_actions}
+    assert listed == set(commands.choices), "every command is listed with its help"
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "worker processes (default: 4)" in shown
+    assert "seed for --chaos (default: a random one)" in shown
+    with pytest.raises(SystemExit):
+        main(["login", "--help"])
+    assert "sign-in (default: 300.0)" in " ".join(capsys.readouterr().out.split())

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from refreshing_session import LoginRequired, RefreshingSession
 from refreshing_session.errors import ProfileError
@@ -13,6 +16,7 @@ from refreshing_session.profiles import CONFIG_ENV, config_path, default_token_f
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import write_grant
+from .test_discovery import MetadataServer, oidc_document
 
 GOOD = """
 [profiles.prod]
@@ -206,3 +210,52 @@ def test_an_unusable_token_folder_is_a_profile_error(
     assert (raised.value.profile, raised.value.key) == ("local", "token_file")
     assert "cannot be used" in str(raised.value)
 
+
+
+# --- discovery, extra parameters, keys and certificates ---------------------------------------
+
+def test_an_issuer_profile_discovers_its_endpoints(isolated: Path) -> None:
+    with LocalAuthServer() as server, MetadataServer(oidc_document(server)) as metadata:
+        write(isolated, f'[profiles.idp]\nissuer = "{metadata.origin}"\nclient_id = "client"\n'
+                        f'client_secret = "secret"\nprefixes = "{server.api_url}"\n'
+                        'extra_params = { audience = "https://api.example.com" }\n')
+        profile = load_profile("idp")
+        assert metadata.paths == [], "loading a profile reads no document"
+        refresher = profile.refresher()
+        assert refresher.token_url == server.token_url
+        assert refresher.client.extra_params == {"audience": "https://api.example.com"}
+        assert profile.endpoint(refresher, "revocation") == server.revocation_url
+        assert profile.endpoint(refresher, "authorization") == metadata.origin + "/authorize"
+
+
+def test_a_private_key_file_is_read_beside_the_profile_file(isolated: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (isolated.parent / "client-key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    write(isolated, '[profiles.svc]\ntoken_url = "https://auth.example.com/t"\n'
+                    'client_id = "svc"\nprefixes = "https://api.example.com/"\n'
+                    'auth_method = "private_key_jwt"\nprivate_key_file = "client-key.pem"\n'
+                    'key_id = "k1"\nalgorithm = "PS256"\n')
+    refresher = load_profile("svc").refresher()
+    assert (refresher.auth_method, refresher.client.auth.algorithm) == ("private_key_jwt",
+                                                                         "PS256")
+    (isolated.parent / "client-key.pem").unlink()
+    with pytest.raises(ProfileError, match=r"private_key_file.*cannot read the private key"):
+        load_profile("svc")
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    ('issuer = "https://a.test"\ntoken_url = "https://a.test/t"', "issuer", "not both"),
+    ('issuer = "https://a.test"\nextra_params = { audience = 7 }', "extra_params",
+     "a table of strings"),
+    ('issuer = "https://a.test"\nauth_method = "tls_client_auth"', None, "needs a client_cert"),
+    ('issuer = "https://a.test"\nclient_cert = ["a", "b", "c"]', "client_cert",
+     "[certificate, key]"),
+])
+def test_bad_client_keys_are_named(isolated: Path, text: str, key: str | None,
+                                   expected: str) -> None:
+    write(isolated, f'[profiles.dev]\nclient_id = "c"\nprefixes = "https://a.test/"\n{text}\n')
+    with pytest.raises(ProfileError, match=re.escape(expected)) as raised:
+        load_profile("dev")
+    assert raised.value.key == key
