@@ -36,9 +36,11 @@ class Send:
 @dataclass(frozen=True)
 class Call:
     """Run ``function`` (a keeper call, which may wait for locks or refresh) and answer with
-    what it returns."""
+    what it returns. A ``shareable`` call may answer every request that asks for it while it
+    runs: its answer does not depend on the request."""
 
     function: Callable[[], Any]
+    shareable: bool = False
 
 
 Flow = Generator[Send | Call, Any, None]
@@ -48,7 +50,7 @@ def bearer_flow(keeper: TokenKeeper, path: str, replayable: bool) -> Flow:
     """The steps of one request for ``path``: send it with the current token, and after a 401
     that a new token may cure, replay it once with the token the keeper gives, if the body is
     ``replayable``."""
-    token: Token = yield Call(keeper.current)
+    token: Token = yield Call(keeper.current, shareable=True)
     if not (yield Send(token)):
         keeper.worked(token)
         return

@@ -26,6 +26,8 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Self
 
+import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import httpx
 
@@ -72,6 +74,7 @@ class RefreshingAuth(httpx.Auth):
             prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
             lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
             allow_insecure_http=allow_insecure_http)
+        self._off_loop = _OffLoop()
 
     @classmethod
     def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
@@ -133,7 +136,7 @@ class RefreshingAuth(httpx.Auth):
         step = next(flow)
         while True:
             if isinstance(step, Call):
-                result = await anyio.to_thread.run_sync(step.function)
+                result = await self._off_loop.run(step)
             else:
                 result = _refused((yield _with_token(request, step.token)))
             try:
@@ -286,6 +289,50 @@ class RefreshingAsyncClient(httpx.AsyncClient):
 
     def __repr__(self) -> str:
         return f"<RefreshingAsyncClient {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
+
+
+class _OffLoop:
+    """Runs the flow's keeper calls in worker threads. A shareable call (the current token) is
+    made once for all the tasks of an event loop that ask while it runs: a burst of requests
+    costs one thread hop, not one each, and they enter the connection pool together."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[object, Callable[[], Any]], _Running] = {}
+
+    async def run(self, call: Call) -> Any:
+        """Return what ``call`` returns, run in a worker thread; a cancellation waits for the
+        call to return."""
+        if not call.shareable:
+            return await anyio.to_thread.run_sync(call.function)
+        key = (anyio.lowlevel.current_token(), call.function)
+        while True:
+            running = self._running.get(key)
+            if running is None:
+                return await self._lead(key, call.function)
+            await running.done.wait()
+            if running.succeeded:
+                return running.result
+            # It raised: each task asks for itself (the keeper re-raises a recent failure).
+
+    async def _lead(self, key: tuple[object, Callable[[], Any]],
+                    function: Callable[[], Any]) -> Any:
+        running = self._running[key] = _Running(anyio.Event())
+        try:
+            running.result = await anyio.to_thread.run_sync(function)
+            running.succeeded = True
+            return running.result
+        finally:
+            del self._running[key]
+            running.done.set()
+
+
+@dataclass
+class _Running:
+    """A shared call in flight, and once ``done`` is set, its outcome."""
+
+    done: anyio.Event
+    succeeded: bool = False
+    result: Any = None
 
 
 @dataclass
