@@ -271,8 +271,11 @@ class OAuthClient:
 
 def network_settings(session: requests.Session, url: str) -> dict[str, Any]:
     """The ``verify``, ``cert`` and ``proxies`` that ``session`` would use for ``url`` now
-    (with the environment's, when its ``trust_env`` says so)."""
-    settings = session.merge_environment_settings(url, {}, None, None, None)
+    (with the environment's, when its ``trust_env`` says so). A ``verify`` set on the session
+    (a CA bundle, or False) wins over ``REQUESTS_CA_BUNDLE``, which requests itself lets
+    override it."""
+    verify = None if session.verify is True else session.verify
+    settings = session.merge_environment_settings(url, {}, None, verify, None)
     return {key: settings[key] for key in ("verify", "cert", "proxies")}
 
 

@@ -79,6 +79,14 @@ def test_without_the_settings_the_refresh_fails_clearly_and_works_once_they_are_
     assert network.generation == 1
 
 
+def test_the_sessions_ca_wins_over_requests_ca_bundle_in_the_environment(
+        network: CorporateNetwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "some-other-bundle.pem"))
+    with session_on(network, tmp_path) as session:
+        corporate_settings(session, network)
+        assert session.keeper.refresh_now().access_token == "at-1"
+
+
 def test_trust_env_false_on_the_session_keeps_the_environments_proxy_off_the_refresh(
         network: CorporateNetwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", network.proxy_url)

@@ -251,3 +251,59 @@ def _running_provider(tmp_path_factory: pytest.TempPathFactory,
 def _installed_version() -> str:
     manifest = PROVIDER_DIR / "node_modules" / "oidc-provider" / "package.json"
     return str(json.loads(manifest.read_text())["version"])
+
+
+@dataclass(frozen=True)
+class LoginProvider:
+    """node oidc-provider over HTTPS (login_server.mjs): its issuer, the private CA that signed
+    its certificate, the jwt client's private key (PEM) and the mtls client's certificate."""
+
+    issuer: str
+    ca_file: Path
+    jwt_key_pem: bytes
+    mtls_cert: Path
+    stranger_cert: Path  # from another CA: the provider must refuse it
+
+    def session(self) -> requests.Session:
+        """A session that trusts the provider's private CA."""
+        http = requests.Session()
+        http.verify = str(self.ca_file)
+        return http
+
+
+@pytest.fixture(scope="session")
+def login_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginProvider]:
+    """node oidc-provider on https://127.0.0.1 with a certificate from a private CA made now,
+    for the browser, device, private_key_jwt, tls_client_auth and discovery tests."""
+    import trustme
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwcrypto import jwk  # type: ignore[import-untyped]
+
+    node, npm = _toolchain()
+    _install(npm)
+    folder = tmp_path_factory.mktemp("login-provider")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    served = ca.issue_cert("127.0.0.1", "localhost")
+    served.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    served.private_key_pem.write_to_path(str(folder / "key.pem"))
+    ca.issue_cert("mtls.interop.test").private_key_and_cert_chain_pem.write_to_path(
+        str(folder / "mtls.pem"))
+    trustme.CA().issue_cert("mtls.interop.test").private_key_and_cert_chain_pem.write_to_path(
+        str(folder / "stranger.pem"))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    public = json.loads(jwk.JWK.from_pem(pem).export_public())
+    jwks = json.dumps({"keys": [{**public, "kid": "interop-key-1", "use": "sig"}]})
+    process, port = start_server(
+        [node, "login_server.mjs", "0"], name="node oidc-provider (logins)", cwd=PROVIDER_DIR,
+        log=folder / "server.log",
+        env={"TLS_CERT": str(folder / "cert.pem"), "TLS_KEY": str(folder / "key.pem"),
+             "TLS_CA": str(folder / "ca.pem"), "JWT_CLIENT_JWKS": jwks})
+    try:
+        yield LoginProvider(f"https://127.0.0.1:{port}", folder / "ca.pem", pem,
+                            folder / "mtls.pem", folder / "stranger.pem")
+    finally:
+        stop_server(process)
