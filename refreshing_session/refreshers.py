@@ -148,11 +148,17 @@ class OAuth2Refresher(TokenEndpoint):
     """The RFC 6749 section 6 refresh_token grant.
 
     ``auth_method`` is ``"client_secret_basic"`` (the default with a secret),
-    ``"client_secret_post"`` or ``"none"`` (the default without one). ``scope`` narrows the
-    refreshed token. Failures that say the request was not processed (503, 429,
-    ``temporarily_unavailable``, a connection that could not be opened) are retried ``retries``
-    times with backoff; a request that may have been processed (a 500, 502 or 504, a reset or
-    a read timeout) is never sent again, since the server may have spent the refresh token.
+    ``"client_secret_post"``, ``"client_secret_jwt"``, ``"private_key_jwt"`` (the default with
+    a ``private_key``), ``"tls_client_auth"`` or ``"self_signed_tls_client_auth"`` (the
+    default with a ``client_cert``), or ``"none"`` (the default without any). ``scope`` narrows
+    the refreshed token; ``extra_params`` (``audience``, ``resource``) and ``headers`` go with
+    each grant; ``session`` carries the requests (else a RefreshingSession hands its own
+    ``verify``, ``cert``, ``proxies`` and ``trust_env``); ``from_issuer`` reads the
+    endpoints from the issuer's discovery document. Failures that say the request was not
+    processed (503, 429, ``temporarily_unavailable``, a connection that could not be opened)
+    are retried ``retries`` times with backoff; a request that may have been processed (a 500,
+    502 or 504, a reset or a read timeout) is never sent again, since the server may have spent
+    the refresh token.
     Each attempt ends within ``timeout`` seconds in all (connecting, sending and reading,
     however slowly the server answers), while holding the token lock, and reads at most 1 MiB.
     A plain-http token URL is refused unless it is on the loopback interface or

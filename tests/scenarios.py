@@ -292,6 +292,37 @@ SCENARIOS: dict[str, Scenario] = {
         "the kind of every failure is reported, killed workers' too; an unexpected death is a "
         "failure of its own",
         ("test_the_failures_of_killed_workers_keep_their_kinds",)),
+    # --- issue 13: the token endpoint on the user's network, client authentication, logins
+    "Token endpoint and API on HTTPS from a private CA, reachable only through a proxy; "
+    "verify and proxies set on the session alone": Scenario(
+        "refreshes and API calls work, with settings changed after the session was built; "
+        "without them a clear RefreshFailed; the token endpoint gets none of the caller's auth, "
+        "headers or cookies",
+        ("test_the_refresh_goes_through_the_sessions_proxy_and_private_ca",
+         "test_without_the_settings_the_refresh_fails_clearly_and_works_once_they_are_set",
+         "test_the_token_endpoint_gets_nothing_of_the_callers_credentials")),
+    "A token endpoint echoing the client assertion or an extra header in its error": Scenario(
+        "neither reaches the error's message, its kept answer or its pickle",
+        ("test_a_rejected_assertion_is_absent_from_the_error_even_when_the_server_echoes_it",
+         "test_an_extra_headers_value_never_appears_in_an_error")),
+    "A discovery document naming another issuer, or plain-http endpoints": Scenario(
+        "refused (ClientRejected) before any credential is sent",
+        ("test_a_document_naming_another_issuer_is_refused_before_any_credential_is_sent",
+         "test_a_document_pointing_credentials_at_plain_http_is_refused",
+         "test_an_issuer_the_document_does_not_name_is_refused")),
+    "Browser login: a forged callback, another login's state, a refusal, no callback": Scenario(
+        "the forged callback is refused and changes nothing; the wrong state, the refusal and "
+        "the timeout raise LoginRequired with nothing redeemed; the listener is closed after",
+        ("test_a_forged_callback_with_another_state_changes_nothing",
+         "test_the_pasted_address_is_checked_and_redeemed",
+         "test_a_refused_sign_in_raises_login_required_and_redeems_nothing",
+         "test_no_callback_ends_at_the_timeout",
+         "test_the_code_is_redeemed_with_pkce_and_the_listener_is_closed")),
+    "An API answering 403 to an expired token, or always at one path": Scenario(
+        "with refresh_on=(401, 403): one refresh and one replay; at a path that always refuses, "
+        "one wasted refresh, then the 403s go back",
+        ("test_with_refresh_on_403_a_dead_token_is_refreshed_and_the_call_replayed",
+         "test_a_path_that_always_answers_403_gets_one_wasted_refresh_only")),
 }
 
 

@@ -27,6 +27,7 @@ from .conftest import stored, write_grant
 from .processes import ROOT
 
 EXAMPLES = ROOT / "examples"
+# providers.py needs node oidc-provider: tests/interop/test_oidc_provider_logins.py runs it.
 EXAMPLE = EXAMPLES / "typed_usage.py"
 CLIENT = "example-client"
 SECRET = "example-client-secret-that-must-never-show"

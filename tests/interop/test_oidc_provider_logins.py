@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import runpy
 import subprocess
 import sys
 import threading
@@ -195,6 +196,15 @@ def test_a_resource_indicator_gives_a_token_for_that_audience(
     claims = claims_of(refresher.new_token().access_token)
     assert claims["aud"] == RESOURCE
     assert claims["scope"] == "api:read"
+
+
+def test_the_documented_recipe_works(login_provider: LoginProvider) -> None:
+    recipe = runpy.run_path(str(ROOT / "examples" / "providers.py"))
+    made = recipe["clients"](login_provider.issuer, str(login_provider.ca_file),
+                             login_provider.jwt_key_pem, str(login_provider.mtls_cert))
+    assert claims_of(made["service"].new_token().access_token)["aud"] == RESOURCE
+    assert made["certificate"].new_token().access_token
+    assert made["person"].client.endpoint("authorization_endpoint")
 
 
 def test_a_key_the_provider_does_not_know_is_rejected(login_provider: LoginProvider) -> None:
