@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -45,6 +45,8 @@ __all__ = ["RefreshingAsyncClient", "RefreshingAuth", "RefreshingClient"]
 
 # The redirect hops of one request share its extensions: they carry the hops' state along.
 _HOPS = "refreshing_session.hops"
+# httpx's default Limits(max_connections=...).
+_HTTPX_POOL_SIZE = 100
 
 
 class RefreshingAuth(httpx.Auth):
@@ -252,6 +254,8 @@ class RefreshingAsyncClient(httpx.AsyncClient):
             prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
             lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
             allow_insecure_http=allow_insecure_http)
+        limits = options.get("limits")
+        self._gate = _Gate(_HTTPX_POOL_SIZE if limits is None else limits.max_connections)
         super().__init__(**options)
 
     @classmethod
@@ -285,10 +289,30 @@ class RefreshingAsyncClient(httpx.AsyncClient):
                                   follow_redirects=follow_redirects)
 
     def _transport_for_url(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
-        return _AsyncBearerTransport(super()._transport_for_url(url), self.bearer)
+        return _AsyncBearerTransport(super()._transport_for_url(url), self.bearer, self._gate)
 
     def __repr__(self) -> str:
         return f"<RefreshingAsyncClient {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
+
+
+class _Gate:
+    """Lets at most ``size`` requests of a client that carry the token (None: any number) go
+    to the connection pool at once, per event loop. The others wait here before they take a
+    token, not in the pool with one: under a burst, a token can wait there for seconds and die
+    before it is sent."""
+
+    def __init__(self, size: int | None) -> None:
+        self.size = size
+        self._semaphores: dict[object, anyio.Semaphore] = {}
+
+    def __call__(self) -> AbstractAsyncContextManager[object]:
+        if self.size is None:
+            return nullcontext()
+        loop = anyio.lowlevel.current_token()
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:
+            semaphore = self._semaphores[loop] = anyio.Semaphore(self.size)
+        return semaphore
 
 
 class _OffLoop:
@@ -378,14 +402,16 @@ class _BearerTransport(httpx.BaseTransport):
 class _AsyncBearerTransport(httpx.AsyncBaseTransport):
     """One hop of a RefreshingAsyncClient, as :class:`_BearerTransport`."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, bearer: RefreshingAuth) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, bearer: RefreshingAuth,
+                 gate: _Gate) -> None:
         self.inner = inner
         self.bearer = bearer
+        self.gate = gate
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not self.bearer.hop_gets_token(request):
             return await self.inner.handle_async_request(request)
-        async with aclosing(self.bearer.async_token_flow(request)) as flow:
+        async with self.gate(), aclosing(self.bearer.async_token_flow(request)) as flow:
             hop = await anext(flow)
             while True:
                 response = await self.inner.handle_async_request(hop)

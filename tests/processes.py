@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NoReturn
@@ -121,15 +121,16 @@ def start_process(code: str, job: dict[str, object]) -> subprocess.Popen[str]:
 
 
 def run_storm(job: dict[str, object], processes: int, seconds: float, folder: Path,
-              log_in: Callable[[], float]) -> list[str]:
+              log_in: Callable[[], float], programs: Sequence[str] = ()) -> list[str]:
     """Run the STORM program in ``processes`` processes that start together, however long the
     machine takes to start them: once every one is ready, ``log_in()`` writes the first token
     and returns when it was requested, and the storm runs ``seconds`` from that moment.
+    ``programs`` names each process's program instead (programs that start as STORM does).
     Returns what each process printed; a process that fails or does not start fails the test."""
     ready, go = folder / "ready", folder / "go"
     ready.mkdir()
     job = {**job, "ready": str(ready), "go": str(go)}
-    workers = [start_process(STORM, job) for _ in range(processes)]
+    workers = [start_process(code, job) for code in programs or [STORM] * processes]
     try:
         wait_for(lambda: len(list(ready.iterdir())) == processes
                  or any(worker.poll() is not None for worker in workers), timeout=60)
