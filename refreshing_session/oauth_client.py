@@ -14,7 +14,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -42,6 +42,24 @@ _RESERVED = frozenset({"grant_type", "client_id", "client_secret", "client_asser
                        "client_assertion_type", "refresh_token", "device_code", "code",
                        "code_verifier", "redirect_uri", "token", "token_type_hint"})
 _T = TypeVar("_T")
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`OAuthClient` that the refreshers pass on."""
+
+    auth_method: str | None
+    private_key: Any
+    key_id: str | None
+    algorithm: str | None
+    client_cert: ClientCert | None
+    scope: str | None
+    extra_params: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    session: requests.Session | None
+    timeout: float
+    retries: int
+    allow_insecure_http: bool
+    endpoints: Mapping[str, str] | None
 
 
 class OAuthClient:
@@ -99,6 +117,11 @@ class OAuthClient:
             raise ValueError(f"retries must be 0 or more, got {retries!r}")
         if session is not None and not isinstance(session, requests.Session):
             raise TypeError(f"session must be a requests.Session, got {type(session).__name__}")
+        if hasattr(session, "keeper"):
+            # Its adapter would add the API's token to the grant, and refresh inside a refresh.
+            raise TypeError("session must be a plain requests.Session, not a RefreshingSession: "
+                            "a RefreshingSession hands its verify, cert and proxies to its "
+                            "refresher by itself")
         self.token_url = token_url
         self.scope = scope
         self.extra_params = _strings("extra_params", extra_params, _RESERVED)

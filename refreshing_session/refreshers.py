@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, Unpack, runtime_checkable
 
 import requests
 
 from .client_auth import AUTH_METHODS as AUTH_METHODS  # profiles.py names them
 from .errors import LoginRequired
 from .exchange import skip_netrc as skip_netrc  # session.py uses it
-from .oauth_client import OAuthClient
+from .oauth_client import ClientOptions, OAuthClient
 from .oauth_client import check_endpoint_url as check_endpoint_url  # adapter.py, profiles.py
 from .token import Token
 
@@ -83,23 +83,26 @@ class TokenEndpoint:
     _resend_safe: ClassVar[bool]
 
     def __init__(self, token_url: str, client_id: str, client_secret: str | None = None,
-                 **options: Any) -> None:
+                 **options: Unpack[ClientOptions]) -> None:
         """Build the client (raising ValueError or TypeError saying what to fix)."""
         self.client = OAuthClient(token_url, client_id, client_secret, **options)
 
     @classmethod
     def from_issuer(cls, issuer: str, client_id: str, client_secret: str | None = None,
-                    **options: Any) -> Self:
-        """A refresher for the authorization server ``issuer``, its endpoints read from its
+                    **options: Unpack[ClientOptions]) -> Self:
+        """A refresher for the authorization server ``issuer``, its endpoints read now from its
         discovery document (RFC 8414 or OpenID Connect Discovery), whose ``issuer`` must be
-        the one asked for. Raises RefreshFailed when the document cannot be had or used."""
+        the one asked for. The document is read through ``session`` (for a private CA or a
+        proxy: no RefreshingSession has handed its settings yet). Raises ClientRejected when
+        the document names another issuer or cannot be used, RefreshFailed when it cannot be
+        read."""
         from .discovery import discover
 
         found = discover(issuer, session=options.get("session"),
                          timeout=options.get("timeout", 10.0),
                          allow_insecure_http=options.get("allow_insecure_http", False))
-        return cls(found["token_endpoint"], client_id, client_secret, endpoints=found,
-                   **options)
+        options["endpoints"] = found
+        return cls(found["token_endpoint"], client_id, client_secret, **options)
 
     @property
     def token_url(self) -> str:

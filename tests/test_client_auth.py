@@ -190,3 +190,16 @@ def test_a_pickled_jwt_refresher_still_signs(endpoint: RecordingEndpoint) -> Non
     pickle.loads(pickle.dumps(refresher)).new_token()
     [(_, form)] = endpoint.requests
     verified_claims(form["client_assertion"], public_jwk(key), "ES256")
+
+
+def test_self_signed_tls_client_auth_sends_the_certificate_and_only_the_client_id() -> None:
+    # The provider matches the certificate against the client's registered keys: the request
+    # carries it as tls_client_auth does (tested against a real TLS server in
+    # test_corporate_network.py), and nothing else.
+    auth = ClientAuthentication(CLIENT_ID, "self_signed_tls_client_auth",
+                                client_cert=("client.pem", "client-key.pem"))
+    form: dict[str, str] = {}
+    headers: dict[str, str] = {}
+    auth.apply(form, headers, audience="https://auth.example.com/token")
+    assert (form, headers, auth.cert) == ({"client_id": CLIENT_ID}, {},
+                                          ("client.pem", "client-key.pem"))

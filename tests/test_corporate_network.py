@@ -40,12 +40,12 @@ def network(tmp_path: Path) -> Iterator[CorporateNetwork]:
         yield corporate
 
 
-def session_on(network: CorporateNetwork, tmp_path: Path, **refresher_options: object
-               ) -> RefreshingSession:
+def session_on(network: CorporateNetwork, tmp_path: Path,
+               session: requests.Session | None = None) -> RefreshingSession:
     token_file = tmp_path / "token.json"
     token_file.write_text(json.dumps(network.grant()))
     refresher = OAuth2Refresher(TOKEN_URL, CLIENT_ID, CLIENT_SECRET, retries=0, timeout=5,
-                                **refresher_options)
+                                session=session)
     return RefreshingSession(API_URL, token_file=token_file, refresher=refresher)
 
 
@@ -137,6 +137,13 @@ def test_the_token_endpoint_gets_nothing_of_the_callers_credentials(
 def mtls_network(tmp_path: Path) -> Iterator[CorporateNetwork]:
     with CorporateNetwork(tmp_path, require_client_cert=True) as corporate:
         yield corporate
+
+
+def test_a_refreshing_session_cannot_carry_its_own_refresh(
+        network: CorporateNetwork, tmp_path: Path) -> None:
+    with session_on(network, tmp_path) as api, pytest.raises(TypeError, match="plain"):
+        # Its adapter would put the API's token on the grant, and refresh inside a refresh.
+        OAuth2Refresher(TOKEN_URL, CLIENT_ID, CLIENT_SECRET, session=api)
 
 
 def test_tls_client_auth_presents_the_client_certificate_and_no_secret(
