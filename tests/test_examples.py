@@ -326,3 +326,34 @@ def test_the_walk_through_from_nothing_to_a_working_script(tmp_path: Path) -> No
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# Serves two requests of the FastAPI example's app, with its lifespan, and prints what each got.
+FASTAPI_DRIVER = """
+import runpy, sys
+from fastapi.testclient import TestClient
+app = runpy.run_path(sys.argv[1])["app"]
+with TestClient(app) as client:
+    for _ in range(2):
+        response = client.get("/items")
+        print(response.status_code, response.json().get("path") or response.json()["detail"])
+"""
+
+
+@pytest.mark.parametrize(("logged_in", "expected"), [
+    (True, "200 /api/v1/items\n200 /api/v1/items\n"),
+    (False, "503 this service must be logged in again\n" * 2),
+])
+def test_the_fastapi_example_serves_through_one_client_for_its_life(
+        logged_in: bool, expected: str, doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    if logged_in:
+        write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
+    script = aimed_at("fastapi_service.py", tmp_path, local_addresses(doc_server))
+
+    result = subprocess.run([sys.executable, "-c", FASTAPI_DRIVER, str(script)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            check=False)
+
+    assert (result.returncode, result.stdout) == (0, expected), result.stderr
+    stats = doc_server.stats()
+    assert (stats.refreshes, stats.reuse_detections) == (int(logged_in), 0)
