@@ -357,3 +357,15 @@ def test_the_fastapi_example_serves_through_one_client_for_its_life(
     assert (result.returncode, result.stdout) == (0, expected), result.stderr
     stats = doc_server.stats()
     assert (stats.refreshes, stats.reuse_detections) == (int(logged_in), 0)
+
+
+def test_the_httpx_example_reaches_the_api_three_ways_with_one_refresh(
+        doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
+
+    result = run_python(aimed_at("httpx_clients.py", tmp_path, local_addresses(doc_server)),
+                        tmp_path)
+
+    assert (result.returncode, result.stdout) == (0, "200\n" * 3), result.stderr
+    stats = doc_server.stats()
+    assert (stats.refreshes, stats.api_ok, stats.reuse_detections) == (1, 3, 0)
