@@ -323,6 +323,29 @@ SCENARIOS: dict[str, Scenario] = {
         "one wasted refresh, then the 403s go back",
         ("test_with_refresh_on_403_a_dead_token_is_refreshed_and_the_call_replayed",
          "test_a_path_that_always_answers_403_gets_one_wasted_refresh_only")),
+    # --- issue 14: the httpx front ends (tests of the same name in tests/test_front_ends.py
+    # also run, over requests, httpx and asyncio, in the rows above) ---
+    "Requests, httpx and asyncio processes on one token file: 4 x 2 threads, 2 x 2 threads and "
+    "2 x 200 tasks, 2-second rotating tokens": Scenario(
+        "no caller error, token-endpoint calls within the tokens that came due, no reuse",
+        ("test_requests_httpx_and_asyncio_processes_share_one_refresh_per_expiry",
+         "test_every_front_end_shares_the_token_one_of_them_refreshed")),
+    "Async: 500 tasks waiting for a 200 ms refresh; a task cancelled mid-refresh or while "
+    "another process holds the lock": Scenario(
+        "the event loop keeps running (its longest pause during the refresh is measured); one "
+        "refresh; the cancelled task's refresh is completed and stored, the lock released, and "
+        "the next task uses the new token",
+        ("test_the_event_loop_keeps_running_while_500_tasks_wait_for_a_slow_refresh",
+         "test_tasks_that_find_the_token_expired_share_one_refresh",
+         "test_a_task_cancelled_during_its_refresh_leaves_the_new_token_stored",
+         "test_a_task_cancelled_while_it_waits_for_the_lock_leaves_it_free")),
+    "httpx: a streamed body after a 401; a missing, refused or failing token": Scenario(
+        "the 401 comes back readable and the token is refreshed; LoginRequired or RefreshFailed "
+        "(requests.RequestException subclasses) without a secret; the file kept",
+        ("test_a_streamed_body_is_not_replayed_and_the_401_comes_back_readable",
+         "test_a_missing_token_file_asks_for_a_login_with_a_typed_error",
+         "test_a_refused_refresh_token_raises_login_required_without_the_secrets",
+         "test_a_failing_token_endpoint_raises_refresh_failed_and_keeps_the_file")),
 }
 
 

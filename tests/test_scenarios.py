@@ -10,6 +10,6 @@ from .scenarios import SCENARIOS
 
 def test_every_scenario_names_tests_that_exist() -> None:
     sources = "".join(path.read_text() for path in Path(__file__).parent.rglob("test_*.py"))
-    defined = set(re.findall(r"^def (test_\w+)\(", sources, re.MULTILINE))
+    defined = set(re.findall(r"^(?:async )?def (test_\w+)\(", sources, re.MULTILINE))
     named = {test for scenario in SCENARIOS.values() for test in scenario.tests}
     assert named - defined == set()
