@@ -4,6 +4,8 @@ what the client sends."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -16,10 +18,12 @@ Answer = Callable[[dict[str, str]], tuple[int, dict[str, Any]]]
 
 class RecordingEndpoint(LoopbackServer):
     """A token endpoint that records each request's headers and form and answers with
-    ``answer(form)``."""
+    ``answer(form)``; with ``close_after_answer``, it closes each connection after answering
+    (without saying so, as a server dropping idle connections does)."""
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, *, close_after_answer: bool = False) -> None:
         self.requests: list[tuple[dict[str, str], dict[str, str]]] = []
+        self.closed = threading.Semaphore(0)  # released as each connection is closed
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,6 +43,11 @@ class RecordingEndpoint(LoopbackServer):
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                if close_after_answer:  # as a server dropping an idle keep-alive connection
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_WR)  # the FIN goes out now
+                    endpoint.closed.release()
 
         super().__init__(Handler)
 

@@ -564,3 +564,24 @@ def test_an_extra_headers_value_never_appears_in_an_error() -> None:
     assert api_key not in str(caught.value)
     assert caught.value.response is not None
     assert api_key not in caught.value.response.text
+
+
+def test_a_pooled_connection_the_server_closed_does_not_fail_the_next_refresh() -> None:
+    # The client keeps one connection pool; a server that dropped an idle connection (most do,
+    # after a few seconds) must not turn the next refresh grant into a failure, since a grant
+    # that may have been sent is never sent again. (A close that crosses the next request on
+    # the wire is a race no HTTP client can tell from a crash after processing.)
+    served: list[int] = []
+
+    def issuing(form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        served.append(1)
+        return 200, {"access_token": f"at-{len(served)}", "token_type": "Bearer",
+                      "expires_in": 60, "refresh_token": f"rt-{len(served)}"}
+
+    with RecordingEndpoint(issuing, close_after_answer=True) as endpoint:
+        refresher = OAuth2Refresher(endpoint.url, "client", "secret", retries=0)
+        token = Token("at-0", refresh_token="rt-0")
+        for _ in range(5):
+            token = refresher(token)
+            assert endpoint.closed.acquire(timeout=10), "the server closed the connection"
+    assert token.access_token == "at-5"
