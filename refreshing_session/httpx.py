@@ -168,73 +168,10 @@ class RefreshingAuth(httpx.Auth):
         return f"<RefreshingAuth {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
 
 
-class RefreshingClient(httpx.Client):
-    """An :class:`httpx.Client` that sends a self-refreshing bearer token to URLs under
-    ``prefixes``, deciding on every hop as :class:`~refreshing_session.RefreshingSession` does.
-
-    The token's arguments are :class:`RefreshingAuth`'s; other keyword arguments go to
-    httpx.Client (``timeout=``, ``base_url=``, ``transport=``, ...).
-    """
-
-    def __init__(
-        self,
-        prefixes: str | Iterable[str],
-        *,
-        token_file: str | os.PathLike[str] | None = None,
-        store: TokenStore | None = None,
-        refresher: Refresher | None = None,
-        leeway: float = 30.0,
-        lock_timeout: float = 30.0,
-        on_refresh: Callable[[Token], object] | None = None,
-        login_command: str | None = None,
-        allow_insecure_http: bool = False,
-        **options: Any,
-    ) -> None:
-        self.bearer = RefreshingAuth(
-            prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
-            lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
-            allow_insecure_http=allow_insecure_http)
-        super().__init__(**options)
-
-    @classmethod
-    def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
-                     **options: Any) -> Self:
-        """Return a client for profile ``name``, as ``RefreshingSession.from_profile`` does;
-        ``options`` may also hold httpx.Client's arguments."""
-        return cls(**profile_arguments(name, config, options))
-
-    @property
-    def prefixes(self) -> Prefixes:
-        return self.bearer.prefixes
-
-    @property
-    def keeper(self) -> TokenKeeper:
-        return self.bearer.keeper
-
-    @property
-    def token(self) -> Token:
-        """The token the next API request will carry (refreshed first if it is due)."""
-        return self.bearer.token
-
-    def send(self, request: httpx.Request, *, stream: bool = False,
-             auth: Any = httpx.USE_CLIENT_DEFAULT,
-             follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
-        """As in httpx; a request the caller authenticates (``auth=`` here or on the client)
-        gets no token on any hop."""
-        _start_hops(request, self.auth if auth is httpx.USE_CLIENT_DEFAULT else auth)
-        return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
-
-    def _transport_for_url(self, url: httpx.URL) -> httpx.BaseTransport:
-        # Every hop passes here, redirects included: each is decided on its own.
-        return _BearerTransport(super()._transport_for_url(url), self.bearer)
-
-    def __repr__(self) -> str:
-        return f"<RefreshingClient {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
-
-
-class RefreshingAsyncClient(httpx.AsyncClient):
-    """An :class:`httpx.AsyncClient` that does what :class:`RefreshingClient` does, without
-    ever blocking the event loop: keeper calls run in a worker thread. Same arguments."""
+class _TokenClient:
+    """What the refreshing clients add to their httpx client class: the token's arguments, the
+    parts built from them (and the gate sized to the connection pool, which the async client's
+    requests pass), and the caller's own auth noted on each request."""
 
     def __init__(
         self,
@@ -262,16 +199,58 @@ class RefreshingAsyncClient(httpx.AsyncClient):
     def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
                      **options: Any) -> Self:
         """Return a client for profile ``name``, as ``RefreshingSession.from_profile`` does;
-        ``options`` may also hold httpx.AsyncClient's arguments."""
+        ``options`` may also hold the httpx client's arguments."""
         return cls(**profile_arguments(name, config, options))
 
     @property
     def prefixes(self) -> Prefixes:
+        """The URL prefixes that receive the token."""
         return self.bearer.prefixes
 
     @property
     def keeper(self) -> TokenKeeper:
+        """The keeper of the token: the store, the refresher and the single flight."""
         return self.bearer.keeper
+
+    def _note_callers_auth(self, request: httpx.Request, auth: object) -> None:
+        """Start the request's hops; with the caller's own auth (``auth=`` on the request or
+        the client), none of them gets the token."""
+        callers_auth = getattr(self, "auth", None) if auth is httpx.USE_CLIENT_DEFAULT else auth
+        request.extensions = {**request.extensions, _HOPS: _Hops(withheld=callers_auth is not None)}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
+
+
+class RefreshingClient(_TokenClient, httpx.Client):
+    """An :class:`httpx.Client` that sends a self-refreshing bearer token to URLs under
+    ``prefixes``, deciding on every hop as :class:`~refreshing_session.RefreshingSession` does.
+
+    The token's arguments are :class:`RefreshingAuth`'s; other keyword arguments go to
+    httpx.Client (``timeout=``, ``base_url=``, ``transport=``, ...).
+    """
+
+    @property
+    def token(self) -> Token:
+        """The token the next API request will carry (refreshed first if it is due)."""
+        return self.bearer.token
+
+    def send(self, request: httpx.Request, *, stream: bool = False,
+             auth: Any = httpx.USE_CLIENT_DEFAULT,
+             follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+        """As in httpx; a request the caller authenticates (``auth=`` here or on the client)
+        gets no token on any hop."""
+        self._note_callers_auth(request, auth)
+        return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+
+    def _transport_for_url(self, url: httpx.URL) -> httpx.BaseTransport:
+        # Every hop passes here, redirects included: each is decided on its own.
+        return _BearerTransport(super()._transport_for_url(url), self.bearer)
+
+
+class RefreshingAsyncClient(_TokenClient, httpx.AsyncClient):
+    """An :class:`httpx.AsyncClient` that does what :class:`RefreshingClient` does, without
+    ever blocking the event loop: keeper calls run in a worker thread. Same arguments."""
 
     async def token(self) -> Token:
         """The token the next API request will carry (refreshed first, off the loop, if it
@@ -284,15 +263,12 @@ class RefreshingAsyncClient(httpx.AsyncClient):
                    follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
         """As in httpx; a request the caller authenticates (``auth=`` here or on the client)
         gets no token on any hop."""
-        _start_hops(request, self.auth if auth is httpx.USE_CLIENT_DEFAULT else auth)
+        self._note_callers_auth(request, auth)
         return await super().send(request, stream=stream, auth=auth,
                                   follow_redirects=follow_redirects)
 
     def _transport_for_url(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
         return _AsyncBearerTransport(super()._transport_for_url(url), self.bearer, self._gate)
-
-    def __repr__(self) -> str:
-        return f"<RefreshingAsyncClient {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
 
 
 class _Gate:
@@ -366,11 +342,6 @@ class _Hops:
 
     withheld: bool
     url: str | None = None
-
-
-def _start_hops(request: httpx.Request, callers_auth: object) -> None:
-    # A dict of its own: the caller may have passed the same extensions to other requests.
-    request.extensions = {**request.extensions, _HOPS: _Hops(withheld=callers_auth is not None)}
 
 
 class _BearerTransport(httpx.BaseTransport):
