@@ -49,8 +49,10 @@ async def storm():
     outcomes = collections.Counter()
     client = RefreshingAsyncClient(job["api"], store=store, timeout=10,
                                    limits=httpx.Limits(max_connections=job["connections"]),
-                                   refresher=rs.OAuth2Refresher(job["token_url"], "client",
-                                                                "secret"))
+                                   refresher=rs.OAuth2Refresher(
+                                       job["token_url"], job.get("client_id", "client"),
+                                       job.get("client_secret", "secret"),
+                                       auth_method=job.get("auth_method")))
 
     async def work():
         while time.time() < job["until"]:
@@ -68,12 +70,17 @@ print(json.dumps(asyncio.run(storm())))
 """
 
 
+# 4 requests processes x 2 threads, 2 httpx processes x 2 threads, 2 asyncio processes x 200
+# tasks (the job's "threads" and "tasks").
+MIXED = [STORM] * 4 + [HTTPX_STORM] * 2 + [ASYNC_STORM] * 2
+
+
 @pytest.mark.timeout(120)
 def test_requests_httpx_and_asyncio_processes_share_one_refresh_per_expiry(
         tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
     """4 requests processes x 2 threads, 2 httpx processes x 2 threads and 2 asyncio
     processes x 200 tasks on one token file."""
-    programs = [STORM] * 4 + [HTTPX_STORM] * 2 + [ASYNC_STORM] * 2
+    programs = MIXED
     with LocalAuthServer(access_ttl=TTL, whole_second_expiry=False) as server:
         path = tmp_path / "token.json"
         job = job_for(server, path, url=server.api_url + "items", threads=2, tasks=200,
