@@ -34,4 +34,6 @@ nitpick_ignore_regex = [
      r"|PreparedRequest|Retry|TracebackType|StrPath|Headers)"),
     # Private bases shown by show-inheritance; their members are documented on the subclasses.
     ("py:class", r"refreshing_session\.(errors\._Travels|refreshers\.TokenEndpoint)"),
+    # The refreshers' keyword arguments (a TypedDict); each is described in their docstrings.
+    ("py:class", r"(refreshing_session\.oauth_client\.)?ClientOptions"),
 ]

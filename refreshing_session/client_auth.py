@@ -40,8 +40,12 @@ class ClientAuthentication:
     def __init__(self, client_id: str, method: str | None = None, *,
                  client_secret: str | None = None, private_key: Any = None,
                  key_id: str | None = None, algorithm: str | None = None,
+                 key_certificate: str | bytes | None = None,
                  client_cert: ClientCert | None = None) -> None:
-        """Check the combination (raising ValueError or TypeError that says what to fix)."""
+        """Check the combination (raising ValueError or TypeError that says what to fix).
+        ``key_certificate`` is the PEM certificate of a ``private_key_jwt`` key, for servers
+        that identify the key by its thumbprint (Microsoft Entra ID): the assertions then name
+        it in ``x5t`` and ``x5t#S256`` headers."""
         if not isinstance(client_id, str) or not client_id:
             raise TypeError("client_id must be a non-empty string")
         self.client_id = client_id
@@ -51,9 +55,12 @@ class ClientAuthentication:
                              f"got {self.method!r}")
         _check_secret(self.method, client_secret)
         _check_extras(self.method, private_key, key_id, algorithm, client_cert)
+        if key_certificate is not None and self.method != "private_key_jwt":
+            raise ValueError("a key_certificate is only used with private_key_jwt")
         self._secret = client_secret
         self._key = _private_key(private_key) if self.method == "private_key_jwt" else None
         self.key_id = key_id
+        self._thumbprints = _thumbprints(key_certificate) if key_certificate else {}
         self.algorithm = _algorithm(self.method, self._key, algorithm)
         self.cert = client_cert if self.method in TLS_METHODS else None
         self._recent: deque[str] = deque(maxlen=_REMEMBERED)
@@ -83,8 +90,9 @@ class ClientAuthentication:
         claims = {"iss": self.client_id, "sub": self.client_id, "aud": audience,
                   "jti": random.token_urlsafe(24), "iat": now, "exp": now + ASSERTION_LIFETIME}
         key = self._key if self.method == "private_key_jwt" else self._secret
-        header = {"kid": self.key_id} if self.key_id else None
-        signed = str(_jwt().encode(claims, key, algorithm=self.algorithm, headers=header))
+        header = {**({"kid": self.key_id} if self.key_id else {}), **self._thumbprints}
+        signed = str(_jwt().encode(claims, key, algorithm=self.algorithm,
+                                   headers=header or None))
         self._recent.append(signed)
         return signed
 
@@ -162,6 +170,21 @@ def _private_key(key: Any) -> Any:
         # The library's message may quote the key's bytes: say only what is wrong.
         raise ValueError("private_key is not an unencrypted PEM private key (BEGIN PRIVATE "
                          "KEY, BEGIN RSA PRIVATE KEY or BEGIN EC PRIVATE KEY)") from None
+
+
+def _thumbprints(certificate: str | bytes) -> dict[str, str]:
+    """The ``x5t`` (SHA-1) and ``x5t#S256`` (SHA-256) headers naming ``certificate`` (PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        loaded = x509.load_pem_x509_certificate(
+            certificate.encode() if isinstance(certificate, str) else certificate)
+    except ValueError:
+        raise ValueError("key_certificate is not a PEM certificate (BEGIN CERTIFICATE)") \
+            from None
+    return {name: base64.urlsafe_b64encode(loaded.fingerprint(digest)).rstrip(b"=").decode()
+            for name, digest in (("x5t", hashes.SHA1()), ("x5t#S256", hashes.SHA256()))}  # noqa: S303 (x5t is SHA-1 by definition, RFC 7515 4.1.7)
 
 
 def _algorithm(method: str, key: Any, algorithm: str | None) -> str | None:

@@ -51,6 +51,7 @@ class ClientOptions(TypedDict, total=False):
     private_key: Any
     key_id: str | None
     algorithm: str | None
+    key_certificate: str | bytes | None
     client_cert: ClientCert | None
     scope: str | None
     extra_params: Mapping[str, str] | None
@@ -67,8 +68,9 @@ class OAuthClient:
 
     :param token_url: the token endpoint.
     :param client_id: the client's id; with ``client_secret``, ``auth_method``,
-        ``private_key``, ``key_id``, ``algorithm`` and ``client_cert``, how the client
-        authenticates (see :class:`~refreshing_session.client_auth.ClientAuthentication`).
+        ``private_key``, ``key_id``, ``algorithm``, ``key_certificate`` and ``client_cert``,
+        how the client authenticates (see
+        :class:`~refreshing_session.client_auth.ClientAuthentication`).
     :param scope: the scope asked for (a space-separated string).
     :param extra_params: form parameters sent with every grant and authorization request,
         such as ``{"audience": ...}`` (Auth0) or ``{"resource": ...}`` (RFC 8707, Azure v1).
@@ -97,6 +99,7 @@ class OAuthClient:
         private_key: Any = None,
         key_id: str | None = None,
         algorithm: str | None = None,
+        key_certificate: str | bytes | None = None,
         client_cert: ClientCert | None = None,
         scope: str | None = None,
         extra_params: Mapping[str, str] | None = None,
@@ -112,7 +115,8 @@ class OAuthClient:
         check_endpoint_url("token_url", token_url, allow_insecure_http)
         self.auth = ClientAuthentication(
             client_id, auth_method, client_secret=client_secret, private_key=private_key,
-            key_id=key_id, algorithm=algorithm, client_cert=client_cert)
+            key_id=key_id, algorithm=algorithm, key_certificate=key_certificate,
+            client_cert=client_cert)
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, got {retries!r}")
         if session is not None and not isinstance(session, requests.Session):

@@ -16,7 +16,8 @@ The file lives in the user's config folder (``$XDG_CONFIG_HOME`` or ``~/.config`
 Instead of ``token_url`` (and the other endpoints), ``issuer = "https://auth.example.com"``
 reads them from the issuer's discovery document when the refresher is built. Providers that
 want more say so with ``extra_params = { audience = "..." }``, ``auth_method =
-"private_key_jwt"`` with ``private_key_file`` (and ``key_id``, ``algorithm``), or
+"private_key_jwt"`` with ``private_key_file`` (and ``key_id``, ``algorithm``,
+``key_certificate_file``), or
 ``auth_method = "tls_client_auth"`` with ``client_cert`` (a PEM path, or [certificate, key]).
 
 A fleet on several machines keeps its token in Redis instead of a token file (this needs
@@ -90,6 +91,7 @@ class Profile:
     authorization_url: str | None = None
     extra_params: dict[str, str] = field(default_factory=dict)
     private_key_file: str | None = None
+    key_certificate_file: str | None = None
     key_id: str | None = None
     algorithm: str | None = None
     client_cert: str | tuple[str, str] | None = None
@@ -117,19 +119,22 @@ class Profile:
     def _client_options(self) -> dict[str, Any]:
         return {"auth_method": self.auth_method, "scope": self.scope,
                 "allow_insecure_http": self.allow_insecure_http,
-                "extra_params": self.extra_params, "private_key": self._private_key(),
+                "extra_params": self.extra_params,
+                "private_key": self._read("private_key_file", "the private key"),
+                "key_certificate": self._read("key_certificate_file", "the key's certificate"),
                 "key_id": self.key_id, "algorithm": self.algorithm,
                 "client_cert": self.client_cert}
 
-    def _private_key(self) -> bytes | None:
-        if self.private_key_file is None:
+    def _read(self, key: str, what: str) -> bytes | None:
+        """The bytes of the file the profile's ``key`` names, if it names one."""
+        path: str | None = getattr(self, key)
+        if path is None:
             return None
         try:
-            return Path(self.private_key_file).read_bytes()
+            return Path(path).read_bytes()
         except OSError as error:
-            raise ProfileError(f"cannot read the private key ({error.strerror})",
-                               path=self.config_path, profile=self.name,
-                               key="private_key_file") from None
+            raise ProfileError(f"cannot read {what} ({error.strerror})", path=self.config_path,
+                               profile=self.name, key=key) from None
 
     def token_store(self) -> TokenStore:
         """Return the profile's token store: its token file (creating the default folder,
@@ -264,6 +269,7 @@ class _Reader:
             raise self.error("issuer", "give issuer (whose document names the endpoints) or "
                                        "token_url, not both")
         key_file = self.optional("private_key_file", _text)
+        certificate_file = self.optional("key_certificate_file", _text)
         profile = Profile(
             name=self.name,
             token_url=None if issuer is not None else self.required("token_url", _url),
@@ -271,6 +277,8 @@ class _Reader:
             authorization_url=self.optional("authorization_url", _url),
             extra_params=self.optional("extra_params", _string_table) or {},
             private_key_file=None if key_file is None else self._relative(key_file),
+            key_certificate_file=None if certificate_file is None
+            else self._relative(certificate_file),
             key_id=self.optional("key_id", _text),
             algorithm=self.optional("algorithm", _text),
             client_cert=self._client_cert(),
@@ -419,9 +427,9 @@ _AUTH_METHOD = _choice(AUTH_METHODS)
 _GRANT = _choice(GRANTS)
 _KEYS = ("token_url", "issuer", "client_id", "prefixes", "token_file", "client_secret",
          "client_secret_env", "auth_method", "scope", "grant", "device_authorization_url",
-         "revocation_url", "authorization_url", "extra_params", "private_key_file", "key_id",
-         "algorithm", "client_cert", "redis_url", "redis_url_env", "redis_key",
-         "allow_insecure_http")
+         "revocation_url", "authorization_url", "extra_params", "private_key_file",
+         "key_certificate_file", "key_id", "algorithm", "client_cert", "redis_url",
+         "redis_url_env", "redis_key", "allow_insecure_http")
 _URL_KEYS = ("token_url", "issuer", "device_authorization_url", "revocation_url",
              "authorization_url")
 

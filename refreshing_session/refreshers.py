@@ -63,8 +63,9 @@ class TokenEndpoint:
         ``client_cert``, ``client_secret_basic`` with a secret, else ``none``.
     :param private_key: for ``private_key_jwt``: a PEM text or a ``cryptography`` key object
         (RSA, or EC on P-256), signed with ``algorithm`` (RS256 by default for RSA, or PS256;
-        ES256 for EC) under the key id ``key_id``. Needs ``pip install
-        refreshing-session[jwt]``.
+        ES256 for EC) under the key id ``key_id``; with ``key_certificate`` (the key's PEM
+        certificate), the assertions also name its ``x5t`` and ``x5t#S256`` thumbprints, as
+        Microsoft Entra ID requires. Needs ``pip install refreshing-session[jwt]``.
     :param client_cert: for ``tls_client_auth`` and ``self_signed_tls_client_auth``: the
         client certificate, as requests' ``cert=`` (a PEM path, or a (certificate, key) pair).
     :param scope: the scope asked for with each grant.

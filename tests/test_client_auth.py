@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwcrypto import jwk, jws  # type: ignore[import-untyped]
@@ -159,6 +160,10 @@ INVALID: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
                         "only used with client_secret_jwt or private_key_jwt"),
     "tls-without-cert": ({"auth_method": "tls_client_auth"}, ValueError, "needs a client_cert"),
     "cert-not-paths": ({"client_cert": ("a", 1)}, TypeError, "(certificate, key) pair"),
+    "certificate-without-key": ({"client_secret": "s", "key_certificate": "x"}, ValueError,
+                                "only used with private_key_jwt"),
+    "not-a-certificate": ({"private_key": "RSA", "key_certificate": "c2VjcmV0"}, ValueError,
+                          "not a PEM certificate"),
     "jwt-secret-missing": ({"auth_method": "client_secret_jwt"}, ValueError,
                            "needs a client_secret"),
 }
@@ -203,3 +208,26 @@ def test_self_signed_tls_client_auth_sends_the_certificate_and_only_the_client_i
     auth.apply(form, headers, audience="https://auth.example.com/token")
     assert (form, headers, auth.cert) == ({"client_id": CLIENT_ID}, {},
                                           ("client.pem", "client-key.pem"))
+
+
+def test_a_key_certificate_names_the_key_by_its_thumbprints(endpoint: RecordingEndpoint) -> None:
+    import hashlib
+
+    import trustme
+
+    issued = trustme.CA().issue_cert("svc.example.com")
+    key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), None)
+    certificate = issued.cert_chain_pems[0].bytes()
+    der = x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
+    refresher = ClientCredentialsRefresher(endpoint.url, CLIENT_ID, private_key=key,
+                                           key_certificate=certificate, retries=0)
+    refresher.new_token()
+    [(_, form)] = endpoint.requests
+    header, _ = verified_claims(form["client_assertion"], public_jwk(key), refresher.client.auth
+                                .algorithm or "")
+
+    def thumbprint(digest: str) -> str:
+        raw = hashlib.new(digest, der).digest()
+        return jws.base64url_encode(raw)  # type: ignore[no-any-return]
+    assert header["x5t"] == thumbprint("sha1")
+    assert header["x5t#S256"] == thumbprint("sha256")
