@@ -1,5 +1,6 @@
 """One token file, every front end, several processes: requests, httpx sync and asyncio callers
-share a grant through several expiries of 2-second tokens that the server rotates. No caller
+share a grant (one token file, or one Redis key only) through several expiries of 2-second
+tokens that the server rotates. No caller
 sees an error, the token endpoint is asked at most once per token that came due, and no refresh
 token is ever presented twice.
 
@@ -15,12 +16,13 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from refreshing_session import Token, TokenFile
+from refreshing_session import Token, TokenFile, TokenStore
 from refreshing_session.testing import LocalAuthServer
 
 from .processes import STORM, job_for, run_storm
@@ -31,6 +33,7 @@ LEEWAY = 30.0  # the default: capped at half a token's life
 # Each asyncio process's connections: its 200 tasks take turns. (httpx's pool, at its default
 # of 100, spends much of a loaded 2-core machine's time scanning its queue.)
 CONNECTIONS = 20
+REDIS_KEY = "refreshing-session:storm"
 
 # The storm program's parts: everything but how the client is built and driven is STORM's.
 _SESSION = "session = rs.RefreshingSession("
@@ -76,25 +79,25 @@ MIXED = [STORM] * 4 + [HTTPX_STORM] * 2 + [ASYNC_STORM] * 2
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("shared", ["token file", "redis"])
 def test_requests_httpx_and_asyncio_processes_share_one_refresh_per_expiry(
-        tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+        shared: str, tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
     """4 requests processes x 2 threads, 2 httpx processes x 2 threads and 2 asyncio
-    processes x 200 tasks on one token file."""
-    programs = MIXED
-    with LocalAuthServer(access_ttl=TTL, whole_second_expiry=False) as server:
-        path = tmp_path / "token.json"
-        job = job_for(server, path, url=server.api_url + "items", threads=2, tasks=200,
-                      connections=CONNECTIONS)
+    processes x 200 tasks on one token file, or on one Redis key only."""
+    with LocalAuthServer(access_ttl=TTL, whole_second_expiry=False) as server, \
+            _shared_store(shared, tmp_path) as (store, where):
+        job = job_for(server, tmp_path / "token.json", url=server.api_url + "items", threads=2,
+                      tasks=200, connections=CONNECTIONS, **where)
         logins: list[tuple[Token, float]] = []
 
         def log_in() -> float:
             requested_at = time.time()
             token = Token.from_response(server.issue_token(), requested_at=requested_at)
-            TokenFile(path).write(token)
+            store.write(token)
             logins.append((token, requested_at))
             return requested_at
 
-        outputs = run_storm(job, len(programs), SECONDS, tmp_path, log_in, programs=programs)
+        outputs = run_storm(job, len(MIXED), SECONDS, tmp_path, log_in, programs=MIXED)
         [(first, start)] = logins
         elapsed = time.time() - start
         stats = server.stats()
@@ -103,8 +106,8 @@ def test_requests_httpx_and_asyncio_processes_share_one_refresh_per_expiry(
     first_due = first.refresh_due_at(LEEWAY)
     assert first_due is not None
     due = math.floor(elapsed / (first_due - start))  # each token is due once
-    figures = {"processes": {"requests": "4x2 threads", "httpx": "2x2 threads",
-                             "asyncio": "2x200 tasks"},
+    figures = {"shared": shared, "processes": {"requests": "4x2 threads",
+                                               "httpx": "2x2 threads", "asyncio": "2x200 tasks"},
                "seconds": round(elapsed, 2), "requests": sum(outcomes.values()),
                "outcomes": dict(outcomes), "per_process": [dict(c) for c in per_process],
                "token_calls": stats.token_requests, "tokens_due": due,
@@ -116,3 +119,22 @@ def test_requests_httpx_and_asyncio_processes_share_one_refresh_per_expiry(
     assert due >= 3, "the storm did not last through several expiries"
     assert 0 < stats.token_requests <= due, figures
     assert stats.reuse_detections == 0
+
+
+@contextmanager
+def _shared_store(shared: str, folder: Path) -> Iterator[tuple[TokenStore, dict[str, object]]]:
+    """The store the storm shares, and what the storm's job says about it."""
+    if shared == "token file":
+        yield TokenFile(folder / "token.json"), {}
+        return
+    from refreshing_session.redis_store import RedisTokenStore
+
+    from .redis_servers import RedisServer
+
+    server = RedisServer(folder / "redis")
+    server.start()
+    try:
+        yield RedisTokenStore(server.url, REDIS_KEY), {
+            "redis": server.url, "key": REDIS_KEY, "lock_ttl": 10.0}
+    finally:
+        server.stop()
