@@ -1,12 +1,11 @@
-"""One token file, every front end, several processes: requests, httpx sync and asyncio callers
-share a grant (one token file, or one Redis key only) through several expiries of 2-second
-tokens that the server rotates. No caller
-sees an error, the token endpoint is asked at most once per token that came due, and no refresh
-token is ever presented twice.
+"""One store, every front end, several processes: requests, httpx sync and asyncio callers share
+a grant (one token file, or one Redis key only) through several expiries of 2-second tokens that
+the server rotates. No caller sees an error, the token endpoint is asked at most once per token
+that came due, and no refresh token is ever presented twice.
 
 The tokens die when they say they do. With the server's default whole-second expiry (a token
 dies up to a second early, as oidc-provider's do), the asyncio processes, slower per request
-than the others on a loaded machine, see a few 401s (about 1 in 1000 calls): after a 401 the
+than the others on a loaded machine, see a few 401s (1 or 2 in 1000 calls): after a 401 the
 keeper adopts a sibling's token that is itself past due and already dead, and the replay with
 it is refused. That is the keeper's rule for every front end (issue 14's report)."""
 
