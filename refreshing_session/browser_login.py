@@ -58,18 +58,23 @@ class BrowserLogin:
     holding one), at the authorization endpoint ``authorization_url``.
 
     ``open_browser`` opens a URL (``webbrowser.open``, as it is when the login starts, by
-    default); ``timeout`` is how long the user has to sign in, in seconds.
+    default); ``timeout`` is how long the user has to sign in, in seconds; ``port`` is the
+    loopback port of the redirect (0, the default: a free one; a fixed one for providers that
+    compare the registered redirect URI exactly, port included).
     """
 
     def __init__(self, client: OAuthClient | HoldsClient, authorization_url: str, *,
                  open_browser: Callable[[str], object] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, port: int = 0) -> None:
         self.client = client_of(client)
         check_endpoint_url("authorization_url", authorization_url,
                            self.client.allow_insecure_http)
         self.url = authorization_url
         self._open_browser = open_browser
         self.timeout = timeout
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be a number from 0 to 65535, got {port!r}")
+        self.port = port
 
     def request(self, redirect_uri: str) -> AuthorizationRequest:
         """A new authorization request that sends the user back to ``redirect_uri``."""
@@ -89,7 +94,7 @@ class BrowserLogin:
         ``show``, for the user to open by hand if no browser comes up), wait for the redirect
         and return the token the code is exchanged for. Raises LoginRequired when the user
         refused, or did not finish within the timeout."""
-        with _Listener(self.timeout) as listener:
+        with _Listener(self.timeout, self.port) as listener:
             request = self.request(listener.redirect_uri)
             listener.expect(request.state)
             show(request.url)
@@ -105,7 +110,7 @@ class BrowserLogin:
         sent to from ``paste`` (a loopback address nothing answers at: the browser shows an
         error page, whose address the user copies), and return the token its code is
         exchanged for."""
-        with _Listener(0) as unused:  # a free loopback port, as RFC 8252 allows any
+        with _Listener(0, self.port) as unused:  # a free port unless one is given
             redirect_uri = unused.redirect_uri
         request = self.request(redirect_uri)
         show(request.url)
@@ -141,7 +146,7 @@ def _said(query: dict[str, str]) -> str:
 class _Listener:
     """A one-shot HTTP listener on 127.0.0.1 for the redirect that ends a login."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, port: int) -> None:
         self._deadline = time.monotonic() + timeout
         self._state = ""
         self.query: dict[str, str] | None = None
@@ -168,7 +173,12 @@ class _Listener:
                 self.end_headers()
                 self.wfile.write(page)
 
-        self._server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        try:
+            self._server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+        except OSError as error:
+            raise LoginRequired(f"cannot listen on 127.0.0.1:{port} for the sign-in's redirect "
+                                f"({error.strerror}); free that port, or choose another one "
+                                "registered with the provider") from None
 
     @property
     def redirect_uri(self) -> str:

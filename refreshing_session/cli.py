@@ -149,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="where to store the token (or give TOKEN_FILE)")
     login.add_argument("--timeout", type=_positive(float), default=300.0,
                        help="seconds to wait for the browser sign-in")
+    login.add_argument("--redirect-port", type=int, default=0, metavar="PORT",
+                       help="the loopback port of the browser sign-in's redirect, for providers "
+                            "that compare the registered redirect URI exactly (0: a free one)")
     login.set_defaults(run=_login)
     token = commands.add_parser(
         "token", help="print a valid access token, and nothing else",
@@ -308,7 +311,8 @@ def _obtained(profile: Profile, arguments: argparse.Namespace) -> Token:
     if authorization is None:
         raise _BadInput(f"{_where(profile)} has no authorization endpoint: add "
                         "authorization_url (or issuer), or log in with --device")
-    login = BrowserLogin(refresher, authorization, timeout=arguments.timeout)
+    login = BrowserLogin(refresher, authorization, timeout=arguments.timeout,
+                         port=arguments.redirect_port)
     if arguments.no_browser:
         return login.with_pasted_url(_show_url_to_paste, _read_pasted)
     return login(_show_url)

@@ -228,3 +228,20 @@ def test_plain_http_authorization_endpoints_are_refused_off_loopback() -> None:
     client = OAuth2Refresher("https://auth.example.com/token", CLIENT_ID)
     with pytest.raises(ValueError, match="plain http"):
         BrowserLogin(client, "http://auth.example.com/authorize")
+
+
+def test_a_fixed_redirect_port_is_used_and_a_taken_one_is_named(
+        auth: AuthorizationServer) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    login = login_on(auth, in_background(follow))
+    login.port = free
+    assert login(lambda url: None).access_token == "at-browser"
+    assert auth.authorize_queries[0]["redirect_uri"] == f"http://127.0.0.1:{free}/callback"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        login.port = taken.getsockname()[1]
+        with pytest.raises(LoginRequired, match=f"cannot listen on 127.0.0.1:{login.port}"):
+            login(lambda url: None)
