@@ -13,16 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import requests
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from refreshing_session import LoginRequired, RefreshFailed, TokenError
+from refreshing_session.httpx import RefreshingAsyncClient, RefreshingAuth, RefreshingClient
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, refresher_for, stored
 from .front_ends import ALL, HOP_BY_HOP, ClientFactory, client_factory
 from .test_attack_prefixes import CLIMBS, UNSAFE_METHODS, HostileServer
+from .test_profiles import server_profile
 from .test_session import with_unknown_access_token
 
 CALLER_BASIC = ("caller", "caller-password")
@@ -340,3 +343,24 @@ def test_every_front_end_shares_the_token_one_of_them_refreshed(
             answers.append(build().request("GET", server.api_url + "items").status)
     assert answers == [200, 200, 200]
     assert server.stats().refreshes == 1
+
+
+def test_the_httpx_front_ends_are_built_from_a_profile_with_options_that_win(
+        portal: BlockingPortal, server: LocalAuthServer, token_file: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCAL_SECRET", "secret")
+    profiles = server_profile(tmp_path / "profiles.toml", server)
+    expire(token_file)
+    options: dict[str, Any] = {"config": profiles, "token_file": token_file, "leeway": 5}
+    with RefreshingClient.from_profile("local", timeout=3, **options) as client:
+        assert (client.keeper.leeway, client.timeout.read) == (5, 3)
+        assert client.get(server.api_url + "items").status_code == 200
+    auth = RefreshingAuth.from_profile("local", **options)
+    assert httpx.get(server.api_url + "items", auth=auth).status_code == 200
+
+    async def through_the_async_client() -> int:
+        async with RefreshingAsyncClient.from_profile("local", **options) as client:
+            return (await client.get(server.api_url + "items")).status_code
+
+    assert portal.call(through_the_async_client) == 200
+    assert server.stats().refreshes == 1  # the profile's refresher, once for all three
