@@ -26,10 +26,14 @@ from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
 from dataclasses import dataclass
 from typing import Any, Self
 
-import anyio
-import anyio.lowlevel
-import anyio.to_thread
-import httpx
+try:
+    import anyio
+    import anyio.lowlevel
+    import anyio.to_thread
+    import httpx
+except ModuleNotFoundError as missing:  # pragma: no cover - depends on the installation
+    raise ModuleNotFoundError("refreshing_session.httpx needs httpx and anyio: "
+                              "pip install 'refreshing-session[httpx]'") from missing
 
 from .adapter import Prefixes, shallow_copy
 from .flow import Call, Flow, bearer_flow
