@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
 from dataclasses import dataclass
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 try:
     import anyio
@@ -151,7 +152,9 @@ class RefreshingAuth(httpx.Auth):
                 return
 
     def _flow(self, request: httpx.Request) -> Flow:
-        return bearer_flow(self.keeper, request.url.path,
+        # The path as sent (httpx's URL.path is decoded): the guard's key for it is the one
+        # the requests front end uses, so their processes share what it learnt about the path.
+        return bearer_flow(self.keeper, urlsplit(str(request.url)).path,
                            isinstance(request.stream, httpx.ByteStream))
 
     def hop_gets_token(self, request: httpx.Request) -> bool:
