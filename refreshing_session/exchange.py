@@ -90,10 +90,12 @@ class _Call:
     def run(self) -> None:
         try:
             # Prepared apart from the session, so that none of its headers, auth or cookies
-            # (which may be an API's credentials) reach the authorization server.
+            # (which may be an API's credentials) reach the authorization server; sent by its
+            # adapter, not by Session.send, which reads a redirect's whole body unbounded.
             prepared = self._request.prepare()
-            with self._http.send(prepared, stream=True, timeout=self._timeout,
-                                 allow_redirects=False, **self._network) as response:
+            adapter = self._http.get_adapter(prepared.url or "")
+            with adapter.send(prepared, stream=True, timeout=self._timeout,
+                              **self._network) as response:
                 self._stream = response.raw
                 body = self._read(response.raw)
         except Exception as error:  # handed to the caller's thread, which decides

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import time
 import urllib.parse
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from refreshing_session.exchange import NotConnected
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import refresher_for
+from .hostile import LoopbackServer
 from .recording import RecordingEndpoint
 
 ODD_SECRET = "s3:cr%t+pä€ss w%41"  # RFC 6749 2.3.1: must be form-encoded inside Basic
@@ -585,3 +588,30 @@ def test_a_pooled_connection_the_server_closed_does_not_fail_the_next_refresh() 
             token = refresher(token)
             assert endpoint.closed.acquire(timeout=10), "the server closed the connection"
     assert token.access_token == "at-5"
+
+
+def test_a_redirect_with_a_huge_body_is_read_within_the_answer_limit() -> None:
+    # A token endpoint answering 302 with 64 MiB: requests' own redirect handling would read
+    # the whole body before the bounded reader sees it.
+
+    class Redirecting(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            chunk, total = b"x" * 65536, 64 * 1024 * 1024
+            self.send_response(302)
+            self.send_header("Location", "https://elsewhere.example/token")
+            self.send_header("Content-Length", str(total))
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the client stops reading: good
+                for _ in range(total // len(chunk)):
+                    self.wfile.write(chunk)
+
+    with LoopbackServer(Redirecting) as endpoint:
+        refresher = OAuth2Refresher(endpoint.origin + "/token", "client", "secret", retries=0)
+        with pytest.raises(RefreshFailed, match="more than 1 MiB"):
+            refresher(Token("at", refresh_token="rt"))
