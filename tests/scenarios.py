@@ -318,6 +318,12 @@ SCENARIOS: dict[str, Scenario] = {
          "test_a_refused_sign_in_raises_login_required_and_redeems_nothing",
          "test_no_callback_ends_at_the_timeout",
          "test_the_code_is_redeemed_with_pkce_and_the_listener_is_closed")),
+    "Token endpoint answering a redirect with a 64 MiB body; a pooled connection it dropped":
+    Scenario(
+        "the redirect is refused as too large after 1 MiB, never followed; the next refresh "
+        "opens a new connection and succeeds",
+        ("test_a_redirect_with_a_huge_body_is_read_within_the_answer_limit",
+         "test_a_pooled_connection_the_server_closed_does_not_fail_the_next_refresh")),
     "An API answering 403 to an expired token, or always at one path": Scenario(
         "with refresh_on=(401, 403): one refresh and one replay; at a path that always refuses, "
         "one wasted refresh, then the 403s go back",
