@@ -187,6 +187,18 @@ def test_private_key_jwt_gets_a_token(jwt_refresher: ClientCredentialsRefresher)
     assert jwt_refresher.new_token().access_token, "a second assertion, with a fresh jti"
 
 
+def test_client_secret_jwt_gets_a_token_and_a_wrong_secret_is_rejected(
+        login_provider: LoginProvider) -> None:
+    def client(secret: str) -> ClientCredentialsRefresher:
+        return ClientCredentialsRefresher.from_issuer(
+            login_provider.issuer, "hmac", secret, auth_method="client_secret_jwt",
+            session=login_provider.session(), retries=0)
+
+    assert client("interop-hmac-secret-of-at-least-32-bytes").new_token().access_token
+    with pytest.raises(ClientRejected, match="invalid_client"):
+        client("interop-hmac-secret-of-at-least-32-bytez").new_token()
+
+
 def test_a_resource_indicator_gives_a_token_for_that_audience(
         login_provider: LoginProvider) -> None:
     refresher = ClientCredentialsRefresher.from_issuer(

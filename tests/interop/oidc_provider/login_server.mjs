@@ -11,6 +11,7 @@
 //   native   a public native client: authorization code + PKCE with a loopback redirect, the
 //            device flow, refresh tokens
 //   jwt      private_key_jwt with the public keys the test passes in JWT_CLIENT_JWKS
+//   hmac     client_secret_jwt (an assertion signed with the client secret)
 //   mtls     tls_client_auth: a certificate from TLS_CA whose SAN is mtls.interop.test
 // The resource https://api.interop.test gets JWT access tokens with that audience.
 
@@ -61,6 +62,14 @@ const provider = new Provider(issuer, {
       redirect_uris: [],
     },
     {
+      client_id: 'hmac',
+      client_secret: 'interop-hmac-secret-of-at-least-32-bytes',
+      token_endpoint_auth_method: 'client_secret_jwt',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    },
+    {
       client_id: 'mtls',
       token_endpoint_auth_method: 'tls_client_auth',
       tls_client_auth_san_dns: MTLS_SAN,
@@ -69,7 +78,7 @@ const provider = new Provider(issuer, {
       redirect_uris: [],
     },
   ],
-  clientAuthMethods: ['none', 'private_key_jwt', 'tls_client_auth'],
+  clientAuthMethods: ['none', 'client_secret_jwt', 'private_key_jwt', 'tls_client_auth'],
   pkce: { required: () => true },
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   features: {
