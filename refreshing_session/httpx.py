@@ -37,6 +37,7 @@ except ModuleNotFoundError as missing:  # pragma: no cover - depends on the inst
                               "pip install 'refreshing-session[httpx]'") from missing
 
 from .adapter import Prefixes, shallow_copy
+from .errors import TokenError
 from .flow import Call, Flow, bearer_flow
 from .guard import refresh_may_cure
 from .keeper import TokenKeeper
@@ -308,7 +309,9 @@ class _OffLoop:
 
     async def run(self, call: Call) -> Any:
         """Return what ``call`` returns, run in a worker thread; a cancellation waits for the
-        call to return."""
+        call to return. A shared call's TokenError reaches every task that waited for it (a
+        copy each), as it would have reached each of them: a lock held elsewhere costs the
+        tasks one ``lock_timeout``, not one each in turn."""
         if not call.shareable:
             return await anyio.to_thread.run_sync(call.function)
         key = (anyio.lowlevel.current_token(), call.function)
@@ -317,9 +320,11 @@ class _OffLoop:
             if running is None:
                 return await self._lead(key, call.function)
             await running.done.wait()
+            if running.error is not None:
+                raise running.error.restated(str(running.error))
             if running.succeeded:
                 return running.result
-            # It raised: each task asks for itself (the keeper re-raises a recent failure).
+            # The leading task was cancelled before its call started: ask again.
 
     async def _lead(self, key: tuple[object, Callable[[], Any]],
                     function: Callable[[], Any]) -> Any:
@@ -328,6 +333,9 @@ class _OffLoop:
             running.result = await anyio.to_thread.run_sync(function)
             running.succeeded = True
             return running.result
+        except TokenError as error:
+            running.error = error
+            raise
         finally:
             del self._running[key]
             running.done.set()
@@ -340,6 +348,7 @@ class _Running:
     done: anyio.Event
     succeeded: bool = False
     result: Any = None
+    error: TokenError | None = None
 
 
 @dataclass

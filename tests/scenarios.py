@@ -342,11 +342,13 @@ SCENARIOS: dict[str, Scenario] = {
     "another process holds the lock": Scenario(
         "the event loop keeps running (its longest pause during the refresh is measured); one "
         "refresh; the cancelled task's refresh is completed and stored, the lock released, and "
-        "the next task uses the new token",
+        "the next task uses the new token; a lock held elsewhere costs the waiting tasks one "
+        "lock_timeout together",
         ("test_the_event_loop_keeps_running_while_500_tasks_wait_for_a_slow_refresh",
          "test_tasks_that_find_the_token_expired_share_one_refresh",
          "test_a_task_cancelled_during_its_refresh_leaves_the_new_token_stored",
-         "test_a_task_cancelled_while_it_waits_for_the_lock_leaves_it_free")),
+         "test_a_task_cancelled_while_it_waits_for_the_lock_leaves_it_free",
+         "test_tasks_waiting_for_a_lock_held_elsewhere_each_get_a_lock_timeout_at_once")),
     "httpx: a streamed body after a 401; a missing, refused or failing token": Scenario(
         "the 401 comes back readable and the token is refreshed; LoginRequired or RefreshFailed "
         "(requests.RequestException subclasses) without a secret; the file kept",

@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from refreshing_session import TokenFile
+from refreshing_session import LockTimeout, TokenFile
 from refreshing_session.httpx import RefreshingAsyncClient
 from refreshing_session.testing import LocalAuthServer
 
@@ -228,3 +228,49 @@ def _assert_lock_is_free(token_file: Path) -> None:
     with TokenFile(token_file).lock(0.0, lambda: False) as held:
         assert held, "the token lock is still held"
 
+
+
+@BACKENDS
+@pytest.mark.anyio
+async def test_tasks_waiting_for_a_lock_held_elsewhere_each_get_a_lock_timeout_at_once(
+        server: LocalAuthServer, token_file: Path) -> None:
+    """The lock is held by another process (a thread here) past ``lock_timeout``: the tasks
+    that waited together each get their own LockTimeout after one wait, not one after another."""
+    expire(token_file)
+    release = threading.Event()
+    holding = threading.Event()
+
+    def hold_the_lock() -> None:
+        with TokenFile(token_file).lock(5.0, lambda: False) as held:
+            assert held
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    errors: list[BaseException] = []
+    lock_timeout = 0.5
+
+    async def call(client: RefreshingAsyncClient) -> None:
+        try:
+            await client.get(server.api_url + "items")
+        except LockTimeout as error:
+            errors.append(error)
+
+    try:
+        assert holding.wait(10)
+        async with RefreshingAsyncClient(server.api_url, token_file=token_file,
+                                         refresher=refresher_for(server),
+                                         lock_timeout=lock_timeout) as client:
+            started = anyio.current_time()
+            async with anyio.create_task_group() as tasks:
+                for _ in range(20):
+                    tasks.start_soon(call, client)
+            waited = anyio.current_time() - started
+    finally:
+        release.set()
+        holder.join(10)
+    assert len(errors) == 20
+    assert len({id(error) for error in errors}) == 20, "each task raises its own error"
+    assert waited < 6 * lock_timeout, f"the tasks waited {waited:.1f} s, in turn"
+    assert server.stats().token_requests == 0
