@@ -240,15 +240,9 @@ def _store_of(arguments: argparse.Namespace) -> tuple[TokenStore, Profile | None
 # --- login, token, refresh, logout --------------------------------------------------------------
 
 def _login(arguments: argparse.Namespace) -> int:
-    given = _given_client(arguments)
-    if given is not None:
-        keeper = TokenKeeper(given.token_store(), None, leeway=0.0, lock_timeout=_LOCK_TIMEOUT)
-        profile: Profile | None = given
-    elif arguments.import_from:
-        keeper = _store_keeper(arguments)
-        profile = None
-    else:
-        keeper, profile = _keeper(arguments)
+    profile = _given_client(arguments) or _profile(
+        arguments, need_secret=not arguments.import_from)
+    store = profile.token_store() if profile else TokenFile(arguments.token_file)
     if arguments.import_from:
         token = _imported(arguments.import_from)
     elif profile is None:
@@ -256,8 +250,8 @@ def _login(arguments: argparse.Namespace) -> int:
                         "and --client-id), or --import FILE")
     else:
         token = _obtained(profile, arguments)
-    keeper.install(token)
-    print(f"logged in: {keeper.store.location} ({_summary(token)})")
+    TokenKeeper(store, None, leeway=0.0, lock_timeout=_LOCK_TIMEOUT).install(token)
+    print(f"logged in: {store.location} ({_summary(token)})")
     return 0
 
 
