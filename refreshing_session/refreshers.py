@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol, Self, Unpack, runtime_checkable
 import requests
 
 from .client_auth import AUTH_METHODS as AUTH_METHODS  # profiles.py names them
+from .discovery import discover
 from .errors import LoginRequired
 from .exchange import skip_netrc as skip_netrc  # session.py uses it
 from .oauth_client import ClientOptions, OAuthClient
@@ -97,8 +98,6 @@ class TokenEndpoint:
         proxy: no RefreshingSession has handed its settings yet). Raises ClientRejected when
         the document names another issuer or cannot be used, RefreshFailed when it cannot be
         read."""
-        from .discovery import discover
-
         found = discover(issuer, session=options.get("session"),
                          timeout=options.get("timeout", 10.0),
                          allow_insecure_http=options.get("allow_insecure_http", False))
