@@ -39,7 +39,7 @@ except ModuleNotFoundError as missing:  # pragma: no cover - depends on the inst
 from .adapter import Prefixes, shallow_copy
 from .errors import TokenError
 from .flow import Call, Flow, bearer_flow
-from .guard import refresh_may_cure
+from .guard import refresh_may_cure, refresh_statuses
 from .keeper import TokenKeeper
 from .redirects import steered_in
 from .refreshers import Refresher
@@ -59,10 +59,11 @@ class RefreshingAuth(httpx.Auth):
     """An :class:`httpx.Auth` that sends the keeper's bearer token to URLs under ``prefixes``,
     for sync and async clients alike.
 
-    The arguments, and what they mean, are :class:`~refreshing_session.RefreshingSession`'s. A
-    request that already carries an Authorization header passes as it is. A 401 that a new
-    token may cure gets one refresh (or a sibling's newer token) and one replay, unless the
-    body is a stream, which cannot be sent twice: then the 401 is returned.
+    The arguments, and what they mean, are :class:`~refreshing_session.RefreshingSession`'s
+    (``refresh_on`` included). A request that already carries an Authorization header passes as
+    it is. A 401 that a new token may cure gets one refresh (or a sibling's newer token) and
+    one replay, unless the body is a stream, which cannot be sent twice: then the 401 is
+    returned.
     """
 
     def __init__(
@@ -77,11 +78,13 @@ class RefreshingAuth(httpx.Auth):
         on_refresh: Callable[[Token], object] | None = None,
         login_command: str | None = None,
         allow_insecure_http: bool = False,
+        refresh_on: Iterable[int] = (401,),
     ) -> None:
         self.prefixes, self.keeper = token_parts(
             prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
             lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
             allow_insecure_http=allow_insecure_http)
+        self.refresh_on = refresh_statuses(refresh_on)
         self._off_loop = _OffLoop()
 
     @classmethod
@@ -130,7 +133,7 @@ class RefreshingAuth(httpx.Auth):
             if isinstance(step, Call):
                 result = step.function()
             else:
-                result = _refused((yield _with_token(request, step.token)))
+                result = self._refused((yield _with_token(request, step.token)))
             try:
                 step = flow.send(result)
             except StopIteration:
@@ -146,11 +149,16 @@ class RefreshingAuth(httpx.Auth):
             if isinstance(step, Call):
                 result = await self._off_loop.run(step)
             else:
-                result = _refused((yield _with_token(request, step.token)))
+                result = self._refused((yield _with_token(request, step.token)))
             try:
                 step = flow.send(result)
             except StopIteration:
                 return
+
+    def _refused(self, response: httpx.Response) -> bool:
+        """Was the token refused in a way that a new token may cure?"""
+        return refresh_may_cure(response.status_code,
+                                response.headers.get("WWW-Authenticate", ""), self.refresh_on)
 
     def _flow(self, request: httpx.Request) -> Flow:
         # The path as sent (httpx's URL.path is decoded): the guard's key for it is the one
@@ -193,12 +201,13 @@ class _TokenClient:
         on_refresh: Callable[[Token], object] | None = None,
         login_command: str | None = None,
         allow_insecure_http: bool = False,
+        refresh_on: Iterable[int] = (401,),
         **options: Any,
     ) -> None:
         self.bearer = RefreshingAuth(
             prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
             lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
-            allow_insecure_http=allow_insecure_http)
+            allow_insecure_http=allow_insecure_http, refresh_on=refresh_on)
         limits = options.get("limits")
         self._gate = _Gate(_HTTPX_POOL_SIZE if limits is None else limits.max_connections)
         super().__init__(**options)
@@ -420,8 +429,3 @@ def _with_token(request: httpx.Request, token: Token) -> httpx.Request:
     authorized.headers = request.headers.copy()
     authorized.headers["Authorization"] = token.authorization
     return authorized
-
-
-def _refused(response: httpx.Response) -> bool:
-    """Was the token refused in a way that a new token may cure?"""
-    return refresh_may_cure(response.status_code, response.headers.get("WWW-Authenticate", ""))

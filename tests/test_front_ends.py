@@ -9,6 +9,7 @@ test_attack_prefixes records every header scheme it receives."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,16 @@ import pytest
 import requests
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from refreshing_session import LoginRequired, RefreshFailed, TokenError
+from refreshing_session import LoginRequired, OAuth2Refresher, RefreshFailed, TokenError
 from refreshing_session.httpx import RefreshingAsyncClient, RefreshingAuth, RefreshingClient
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, refresher_for, stored
 from .front_ends import ALL, HOP_BY_HOP, ClientFactory, client_factory
+from .recording import RecordingEndpoint
 from .test_attack_prefixes import CLIMBS, UNSAFE_METHODS, HostileServer
 from .test_profiles import server_profile
+from .test_refresh_on import ForbiddingApi, Issuer
 from .test_session import with_unknown_access_token
 
 CALLER_BASIC = ("caller", "caller-password")
@@ -364,3 +367,26 @@ def test_the_httpx_front_ends_are_built_from_a_profile_with_options_that_win(
 
     assert portal.call(through_the_async_client) == 200
     assert server.stats().refreshes == 1  # the profile's refresher, once for all three
+
+
+@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize(("refresh_on", "status", "refreshes"), [
+    ((401, 403), 200, 1), ((401,), 403, 0)])
+def test_refresh_on_403_refreshes_and_replays_only_where_asked(
+        kind: str, refresh_on: tuple[int, ...], status: int, refreshes: int,
+        portal: BlockingPortal, tmp_path: Path) -> None:
+    """An API that answers 403 to a dead token (test_refresh_on's)."""
+    path = tmp_path / "token.json"
+    path.write_text(json.dumps({"access_token": "at-1", "token_type": "Bearer",
+                                "expires_in": 3600, "refresh_token": "rt-1"}))
+    path.chmod(0o600)
+    with ForbiddingApi() as api:
+        issuer = Issuer(api)
+        with RecordingEndpoint(issuer) as endpoint:
+            for build in client_factory(kind, portal, {
+                    "prefixes": api.origin + "/", "token_file": path,
+                    "refresher": OAuth2Refresher(endpoint.url, "client", "secret", retries=0)}):
+                client = build(refresh_on=refresh_on)
+                api.current = "at-revoked"  # the stored token died early
+                assert client.request("GET", api.origin + "/items").status == status
+    assert issuer.issued == refreshes
