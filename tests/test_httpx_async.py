@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -191,18 +192,7 @@ async def test_a_task_cancelled_while_it_waits_for_the_lock_leaves_it_free(
     keeper's call returns: when the holder lets go, the waiting call refreshes and stores the
     token, releases the lock, and the next request uses that token."""
     expire(token_file)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with TokenFile(token_file).lock(5.0, lambda: False) as held:
-            assert held
-            holding.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    try:
-        assert holding.wait(10)
+    with _lock_held_elsewhere(token_file) as release:
         async with client:
             letting_go = threading.Timer(0.6, release.set)
             letting_go.start()
@@ -211,9 +201,6 @@ async def test_a_task_cancelled_while_it_waits_for_the_lock_leaves_it_free(
             assert scope.cancelled_caught
             assert release.is_set(), "the cancellation came before the keeper's call returned"
             assert (await client.get(server.api_url + "items")).status_code == 200
-    finally:
-        release.set()
-        holder.join(10)
     assert server.stats().token_requests == 1
     _assert_lock_is_free(token_file)
 
@@ -229,16 +216,11 @@ def _assert_lock_is_free(token_file: Path) -> None:
         assert held, "the token lock is still held"
 
 
-
-@BACKENDS
-@pytest.mark.anyio
-async def test_tasks_waiting_for_a_lock_held_elsewhere_each_get_a_lock_timeout_at_once(
-        server: LocalAuthServer, token_file: Path) -> None:
-    """The lock is held by another process (a thread here) past ``lock_timeout``: the tasks
-    that waited together each get their own LockTimeout after one wait, not one after another."""
-    expire(token_file)
-    release = threading.Event()
-    holding = threading.Event()
+@contextmanager
+def _lock_held_elsewhere(token_file: Path) -> Iterator[threading.Event]:
+    """Hold the token file's lock in another thread (as another process would, on the same
+    lock file) until the event yielded is set, or the block ends."""
+    holding, release = threading.Event(), threading.Event()
 
     def hold_the_lock() -> None:
         with TokenFile(token_file).lock(5.0, lambda: False) as held:
@@ -248,6 +230,21 @@ async def test_tasks_waiting_for_a_lock_held_elsewhere_each_get_a_lock_timeout_a
 
     holder = threading.Thread(target=hold_the_lock)
     holder.start()
+    try:
+        assert holding.wait(10), "the lock could not be taken"
+        yield release
+    finally:
+        release.set()
+        holder.join(10)
+
+
+@BACKENDS
+@pytest.mark.anyio
+async def test_tasks_waiting_for_a_lock_held_elsewhere_each_get_a_lock_timeout_at_once(
+        server: LocalAuthServer, token_file: Path) -> None:
+    """The lock is held by another process (a thread here) past ``lock_timeout``: the tasks
+    that waited together each get their own LockTimeout after one wait, not one after another."""
+    expire(token_file)
     errors: list[BaseException] = []
     lock_timeout = 0.5
 
@@ -257,8 +254,7 @@ async def test_tasks_waiting_for_a_lock_held_elsewhere_each_get_a_lock_timeout_a
         except LockTimeout as error:
             errors.append(error)
 
-    try:
-        assert holding.wait(10)
+    with _lock_held_elsewhere(token_file):
         async with RefreshingAsyncClient(server.api_url, token_file=token_file,
                                          refresher=refresher_for(server),
                                          lock_timeout=lock_timeout) as client:
@@ -267,9 +263,6 @@ async def test_tasks_waiting_for_a_lock_held_elsewhere_each_get_a_lock_timeout_a
                 for _ in range(20):
                     tasks.start_soon(call, client)
             waited = anyio.current_time() - started
-    finally:
-        release.set()
-        holder.join(10)
     assert len(errors) == 20
     assert len({id(error) for error in errors}) == 20, "each task raises its own error"
     assert waited < 6 * lock_timeout, f"the tasks waited {waited:.1f} s, in turn"
