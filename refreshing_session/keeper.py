@@ -179,8 +179,10 @@ class TokenKeeper:
         """A request for ``path`` sent with ``sent`` got a 401 that a new token may cure:
         return the token to replay it with, or None when the 401 goes back to the caller.
 
-        A sibling's newer token is adopted; otherwise the token is renewed, unless the guard
-        (see :mod:`refreshing_session.guard`) says a refresh did not help at this path.
+        A sibling's newer token is adopted (renewed first when it is due already: servers
+        may end it early, and the replay is the request's last chance); otherwise the token is
+        renewed, unless the guard (see :mod:`refreshing_session.guard`) says a refresh did not
+        help at this path.
         """
         key = path_key(path)
         snapshot = self._load()
@@ -189,7 +191,13 @@ class TokenKeeper:
             logger.debug("holding a 401 back: refreshing did not help at this path (guard)")
             return None
         replacement = self._renew_or_adopt(sent, "a 401 refused it", for_401=key)
-        return None if replacement == sent else replacement
+        if replacement == sent:
+            return None
+        due = replacement.refresh_due_at(self.leeway)
+        if due is not None and self.clock() >= due:
+            replacement = self._renew_or_adopt(replacement, "the token adopted for a replay "
+                                               "is due")
+        return replacement
 
     def worked(self, token: Token) -> None:
         """A request sent with ``token`` got an answer other than a curable 401: from now on

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import requests
 
+from refreshing_session import TokenFile
 from refreshing_session.testing import LocalAuthServer
 
-from .conftest import SessionFactory, expire, stored
+from .conftest import SessionFactory, expire, refresher_for, stored
 from .processes import REQUESTS, job_for, run_in_processes
 
 TIMEOUT = 10
@@ -153,3 +157,20 @@ def test_each_decision_is_logged_with_its_reason(
                 if record.name == "refreshing_session.keeper" and record.levelno == logging.DEBUG]
     for reason in ("it expired", "a 401 refused it", "holding a 401 back"):
         assert any(reason in message for message in messages), (reason, messages)
+
+
+def test_a_siblings_token_adopted_for_a_replay_is_renewed_first_when_it_is_due(
+        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    keeper = make_session().keeper
+    sent = keeper.current()
+    # A sibling renews the token meanwhile, and its token is due by now (so the server,
+    # which rounds lifetimes down, may have ended it already): here it has.
+    renewed = refresher_for(server)(sent)
+    TokenFile(token_file).write(replace(renewed, expires_at=time.time() + 5))
+    server.revoke_access_tokens()
+    replacement = keeper.after_unauthorized(sent, "/api/items")  # the request with T1 got a 401
+    assert replacement is not None
+    assert replacement.access_token != renewed.access_token, "a dead token was adopted"
+    answer = requests.get(server.api_url + "items", timeout=TIMEOUT,
+                          headers={"Authorization": replacement.authorization})
+    assert answer.status_code == 200
