@@ -52,7 +52,7 @@ def bearer_flow(keeper: TokenKeeper, path: str, replayable: bool) -> Flow:
     ``replayable``."""
     token: Token = yield Call(keeper.current, shareable=True)
     if not (yield Send(token)):
-        keeper.worked(token)
+        keeper.worked(token, path)
         return
     replacement: Token | None = yield Call(partial(keeper.after_unauthorized, token, path))
     if replacement is None:

@@ -49,6 +49,9 @@ _LONGEST_COOL_DOWN = 30.0
 _SAVE_RETRY = 1.0
 # A refresh the command line asked for: store the new token now, or say it could not be.
 _STORE_NOW_TRIES = 4
+# Paths where the current token worked, remembered per process (a bound for APIs with ids
+# in their paths).
+_PATHS_REMEMBERED = 64
 # A cure is recorded only if the locks come soon: a caller's answer must not wait for it.
 _BOOKKEEPING_WAIT = 0.5
 _HOW_TO_LOG_IN = "(`refreshing-session login --help` says how), or write a token there"
@@ -150,6 +153,7 @@ class TokenKeeper:
         self._snapshot: Snapshot | None = None
         self._kept: KeptToken | None = None
         self._proven: Token | None = None  # the last token this process saw working
+        self._proven_at: set[str] = set()  # the paths where it worked
         self._cool_down = _NO_COOL_DOWN
         self._thread_lock = threading.Lock()
         _KEEPERS.add(self)
@@ -186,8 +190,10 @@ class TokenKeeper:
         """
         key = path_key(path)
         snapshot = self._load()
-        if snapshot is not None and snapshot.token == sent and not Guard.of(
-                snapshot.notes).may_refresh(key, proven=sent == self._proven):
+        proven = sent == self._proven
+        if snapshot is not None and snapshot.token == sent \
+                and not (proven and path in self._proven_at) \
+                and not Guard.of(snapshot.notes).may_refresh(key, proven=proven):
             logger.debug("holding a 401 back: refreshing did not help at this path (guard)")
             return None
         replacement = self._renew_or_adopt(sent, "a 401 refused it", for_401=key)
@@ -199,10 +205,14 @@ class TokenKeeper:
                                                "is due")
         return replacement
 
-    def worked(self, token: Token) -> None:
-        """A request sent with ``token`` got an answer other than a curable 401: from now on
-        a 401 on it means it died (see :meth:`Guard.may_refresh`). Costs one assignment."""
-        self._proven = token
+    def worked(self, token: Token, path: str) -> None:
+        """A request for ``path`` sent with ``token`` got an answer other than a curable 401:
+        from now on a 401 on it means it died (see :meth:`Guard.may_refresh`), at ``path``
+        above all, whatever the guard says of that path (it accepted this very token)."""
+        if token is not self._proven and token != self._proven:
+            self._proven, self._proven_at = token, set()
+        if len(self._proven_at) < _PATHS_REMEMBERED:
+            self._proven_at.add(path)
 
     def replayed(self, token: Token, path: str, *, refused: bool | None) -> None:
         """Record how the replay with ``token`` after a 401 at ``path`` was answered: when
@@ -212,7 +222,7 @@ class TokenKeeper:
         if refused:
             return
         if refused is False:
-            self.worked(token)
+            self.worked(token, path)
         key = path_key(path)
         try:
             snapshot = self._load()

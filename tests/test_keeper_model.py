@@ -134,7 +134,7 @@ def send(keeper: TokenKeeper, server: FakeServer, path: str) -> tuple[int, bool,
     scheduled = server.calls > calls
     status = server.api(token.access_token, path)
     if status != 401:
-        keeper.worked(token)
+        keeper.worked(token, path)
         return status, scheduled, False
     calls = server.calls
     replacement = keeper.after_unauthorized(token, path)
