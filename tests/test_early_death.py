@@ -174,3 +174,17 @@ def test_a_siblings_token_adopted_for_a_replay_is_renewed_first_when_it_is_due(
     answer = requests.get(server.api_url + "items", timeout=TIMEOUT,
                           headers={"Authorization": replacement.authorization})
     assert answer.status_code == 200
+
+
+def test_a_401_where_the_same_token_worked_is_renewed_even_while_its_cure_is_unrecorded(
+        make_session: SessionFactory, server: LocalAuthServer) -> None:
+    keeper = make_session().keeper
+    first = keeper.current()
+    server.revoke_access_tokens()
+    second = keeper.after_unauthorized(first, "/api/items")  # pending at /api/items...
+    assert second is not None
+    keeper.worked(second, "/api/items")  # ...a request there worked, its record not yet made
+    server.revoke_access_tokens()
+    third = keeper.after_unauthorized(second, "/api/items")
+    assert third is not None, "a 401 where this very token worked was held back"
+    assert server.stats().refreshes == 2
