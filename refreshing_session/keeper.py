@@ -54,6 +54,10 @@ _STORE_NOW_TRIES = 4
 _PATHS_REMEMBERED = 64
 # A cure is recorded only if the locks come soon: a caller's answer must not wait for it.
 _BOOKKEEPING_WAIT = 0.5
+# After an early refresh found the lock taken, the next try waits until the store changes or
+# this long has passed: the holder is renewing a token that is still valid, and every failed
+# try costs a file-lock call on a request that needs none.
+_BUSY_PAUSE = 0.05
 _HOW_TO_LOG_IN = "(`refreshing-session login --help` says how), or write a token there"
 
 # A fork copies each thread lock in whatever state another thread held it: children get new
@@ -155,6 +159,9 @@ class TokenKeeper:
         self._proven: Token | None = None  # the last token this process saw working
         self._proven_at: set[str] = set()  # the paths where it worked
         self._cool_down = _NO_COOL_DOWN
+        # The store version at which an early refresh last found the lock taken, and until when
+        # it is not tried again at that version.
+        self._busy: tuple[Version | None, float] | None = None
         self._thread_lock = threading.Lock()
         _KEEPERS.add(self)
 
@@ -177,7 +184,7 @@ class TokenKeeper:
             return token
         if token.expires_at is not None and now >= token.expires_at:
             return self._renew_or_adopt(token, f"it expired {now - token.expires_at:.1f} s ago")
-        return self._refresh_early(token)
+        return self._refresh_early(token, snapshot.version)
 
     def after_unauthorized(self, sent: Token, path: str) -> Token | None:
         """A request for ``path`` sent with ``sent`` got a 401 that a new token may cure:
@@ -279,14 +286,17 @@ class TokenKeeper:
 
     # --- renewing or adopting -------------------------------------------------------------------
 
-    def _refresh_early(self, token: Token) -> Token:
-        """Refresh a token that is due but still valid; on any trouble, keep using it."""
-        if self._cool_down.holds(token, self.clock()):
+    def _refresh_early(self, token: Token, version: Version | None) -> Token:
+        """Refresh a token that is due but still valid (the store holds it at ``version``); on
+        any trouble, keep using it."""
+        now = self.clock()
+        if self._cool_down.holds(token, now) or self._lock_seen_busy(version, now):
             return token
         try:
             return self._renew_or_adopt(token, "it is due", wait=False)
         except _Busy:
             logger.debug("skipping the early refresh: another thread or process holds the lock")
+            self._busy = (version, now + _BUSY_PAUSE)
             return token
         except TokenError as error:
             if not self._cool_down.holds(token, self.clock()):  # a store or lock failure
@@ -294,6 +304,12 @@ class TokenKeeper:
             logger.warning("early refresh failed, going on with the current token (valid "
                            "%.1f s more): %s", (token.expires_at or 0) - self.clock(), error)
             return token
+
+    def _lock_seen_busy(self, version: Version | None, now: float) -> bool:
+        """True while an early refresh that found the lock taken at store ``version`` is not
+        to be tried again."""
+        busy = self._busy
+        return busy is not None and busy[0] == version and now < busy[1]
 
     def _renew_or_adopt(self, stale: Token | None, reason: str, *, for_401: str | None = None,
                         wait: bool = True) -> Token:

@@ -6,7 +6,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +272,43 @@ def test_an_early_refresh_that_cannot_lock_pauses_instead_of_retrying_per_reques
         assert keeper.current() == stored(token_file)  # the valid token goes on serving
     assert store.attempts == 1
     assert caplog.text.count("early refresh failed") == 1
+
+
+class CountedLock(TokenFile):
+    """A token file that counts the tries to take its lock."""
+
+    attempts = 0
+
+    def lock(self, timeout: float,
+             stop_waiting: Callable[[], bool]) -> AbstractContextManager[bool]:
+        self.attempts += 1
+        return super().lock(timeout, stop_waiting)
+
+
+def test_an_early_refresh_that_finds_the_lock_taken_is_not_tried_on_every_request(
+        server: LocalAuthServer, token_file: Path) -> None:
+    """While another process renews the token, the others go on with the still-valid token
+    and do not try the lock again (each failed try is a file-lock call) until the store
+    changes or a short pause has passed."""
+    data = {**stored(token_file).to_dict(), "expires_at": time.time() + 20, "expires_in": 60}
+    due = Token.from_file(data, written_at=time.time())
+    TokenFile(token_file).write(due)
+    now = [time.time()]
+    store = CountedLock(token_file)
+    keeper = keeper_for(server, store, clock=lambda: now[0])
+    with lock_held(TokenFile(token_file)):
+        for _ in range(20):
+            assert keeper.current() == due
+        assert store.attempts == 1, "a request retried the lock while its holder renews"
+        TokenFile(token_file).write(due, {"note": "a sibling's notes-only write"})
+        assert keeper.current() == due
+        assert store.attempts == 2, "a new version of the store is not tried at once"
+        now[0] += 1.0
+        assert keeper.current() == due
+        assert store.attempts == 3, "the lock is not tried again after the pause"
+    assert server.stats().refreshes == 0
+    now[0] += 1.0
+    renewed = keeper.current()
+    assert renewed != due
+    assert renewed == stored(token_file)
+    assert server.stats().refreshes == 1
