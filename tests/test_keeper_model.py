@@ -240,6 +240,7 @@ def test_the_model_catches_a_keeper_that_holds_back_curable_401s(monkeypatch: An
     monkeypatch.setattr(guard.Guard, "may_refresh",
                         lambda self, key, proven=False: self == guard.Guard())
     monkeypatch.setattr(guard.Guard, "cured", lambda self, key: self)
+    monkeypatch.setattr(TokenKeeper, "worked", lambda self, token, path: None)
     machine = KeeperModel()
     machine.start(siblings=1, leeway=0.0)
     machine.access_tokens_revoked()
