@@ -1,89 +1,49 @@
 """The httpx common path: the cost of one API request with a valid token, per httpx client.
 
-``python -m benchmarks.httpx_overhead [--rounds N] [--requests N]`` prints, for each client, the
-median (and quartiles) of its requests per second divided by a plain ``httpx.Client`` with a fixed
-Authorization header in the same round. The server runs in its own process; the clients take
-turns in every round, in a rotating order, so that machine noise hits them alike.
+The ``httpx_overhead`` part of ``python -m benchmarks``; alone, ``python -m
+benchmarks.httpx_overhead [--rounds N] [--requests N]`` prints the ratios. It runs as the
+requests common path does (:mod:`benchmarks.overhead`): the server in its own process, the
+clients taking turns in every round in a rotating order so that machine noise hits them alike,
+and each round's requests per second and client CPU per request divided by those of a plain
+``httpx.Client`` with a fixed Authorization header in the same round.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
-from functools import partial
-from pathlib import Path
+from dataclasses import asdict
+from typing import Any
 
-import httpx
+from .authserver import api_server, write_grant
+from .clients import Endpoint
+from .httpx_peers import HTTPX_CLIENTS, PLAIN
+from .overhead import ClientCost, cost, interleaved
 
-from refreshing_session import OAuth2Refresher, TokenFile
-from refreshing_session.httpx import RefreshingAuth, RefreshingClient
-
-from .authserver import RunningServer, api_server, write_grant
-from .stats import Spread
-
-PLAIN = "plain httpx.Client, fixed header"
-_WARMUP_REQUESTS = 50
+_TOKEN_TTL = 3600.0  # no refresh during the measurement
 
 
-def clients(server: RunningServer, folder: Path,
-            stack: ExitStack) -> Iterator[tuple[str, httpx.Client]]:
-    """The clients compared, each logged in with the same grant, closed with ``stack``."""
-    path = folder / "token.json"
-    token = write_grant(TokenFile(path), server.grant)
-    refresher = OAuth2Refresher(server.token_url, "client", "secret")
-    yield PLAIN, stack.enter_context(
-        httpx.Client(headers={"Authorization": token.authorization}))
-    yield "RefreshingClient", stack.enter_context(
-        RefreshingClient(server.api_url, token_file=path, refresher=refresher))
-    yield "RefreshingAuth on httpx.Client", stack.enter_context(httpx.Client(
-        auth=RefreshingAuth(server.api_url, token_file=path, refresher=refresher)))
-    authlib = _authlib_client(server, token.to_dict())
-    if authlib is not None:
-        yield "Authlib OAuth2Client", stack.enter_context(authlib)
-
-
-def _authlib_client(server: RunningServer, token: dict[str, object]) -> httpx.Client | None:
-    try:
-        from authlib.integrations.httpx_client import OAuth2Client  # type: ignore[import-untyped]
-    except ImportError:
-        return None
-    client: httpx.Client = OAuth2Client("client", "secret", token=token,
-                                        token_endpoint=server.token_url)
-    return client
-
-
-def requests_per_second(send: Callable[[], object], count: int) -> float:
-    """Send ``count`` requests with ``send``; return how many went per second."""
-    started = time.perf_counter()
-    for _ in range(count):
-        send()
-    return count / (time.perf_counter() - started)
-
-
-def measure(rounds: int, count: int) -> dict[str, Spread]:
-    """Each client's requests per second over the plain client's, per round, summarised."""
-    with api_server(access_ttl=3600.0) as server, tempfile.TemporaryDirectory() as folder, \
-            ExitStack() as stack:
-        named = dict(clients(server, Path(folder), stack))
-        url = server.api_url + "items"
-        for client in named.values():
-            requests_per_second(partial(_get, client, url), _WARMUP_REQUESTS)
-        ratios: dict[str, list[float]] = {name: [] for name in named}
-        order = list(named)
-        for round_number in range(rounds):
-            turn = order[round_number % len(order):] + order[:round_number % len(order)]
-            speeds = {name: requests_per_second(partial(_get, named[name], url), count)
-                      for name in turn}
-            for name, speed in speeds.items():
-                ratios[name].append(speed / speeds[PLAIN])
-    return {name: Spread.of(values) for name, values in ratios.items()}
-
-
-def _get(client: httpx.Client, url: str) -> None:
-    client.get(url).raise_for_status()
+def run_httpx_overhead(rounds: int, count: int,
+                       progress: Callable[[str], None]) -> dict[str, Any]:
+    """Measure every httpx client against one loopback server in ``rounds`` interleaved rounds
+    of ``count`` requests; return the rounds, the requests per round and each client's
+    :class:`~benchmarks.overhead.ClientCost` as plain data."""
+    with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, \
+            api_server(_TOKEN_TTL) as server, ExitStack() as stack:
+        endpoint = Endpoint(server.api_url, server.token_url,
+                            os.path.join(folder, "token.json"), margin=60.0)
+        write_grant(endpoint.store(), server.grant)
+        clients = {client.key: stack.enter_context(client.sync(endpoint))
+                   for client in HTTPX_CLIENTS}
+        batches = interleaved(clients, server.api_url + "items", rounds, count, progress)
+    costs: list[ClientCost] = [cost(client.key, client.label, batches[client.key],
+                                    batches[PLAIN.key]) for client in HTTPX_CLIENTS]
+    return {"rounds": rounds, "requests_per_round": count,
+            "clients": [asdict(client_cost) for client_cost in costs]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,9 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--requests", type=int, default=300, help="per client and round")
     options = parser.parse_args(argv)
-    for name, spread in measure(options.rounds, options.requests).items():
-        print(f"{name:34} {spread.median:5.2f} x plain  (quartiles {spread.low:.2f}-"
-              f"{spread.high:.2f})")
+    result = run_httpx_overhead(options.rounds, options.requests,
+                                lambda message: print(message, file=sys.stderr))
+    for client in result["clients"]:
+        speed, cpu = client["speed_vs_plain"], client["cpu_vs_plain"]
+        print(f"{client['label']:34} requests/s {speed['median']:5.2f} x plain (quartiles "
+              f"{speed['low']:.2f}-{speed['high']:.2f}), CPU/request {cpu['median']:5.2f} x "
+              f"plain ({cpu['low']:.2f}-{cpu['high']:.2f})")
     return 0
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -40,6 +40,17 @@ _CANNED_BODY = b'{"ok": true}'
 _FOCUS = (r"refreshing_session[/\\]|\(get_netrc_auth\)|sessions.py:\d+\((request|"
           r"prepare_request|send|merge_environment_settings)\)|adapters.py:\d+\(send\)")
 PROFILED = ("ours", "plain")
+
+
+class _Answer(Protocol):
+    @property
+    def status_code(self) -> int: ...
+
+
+class Getter(Protocol):
+    """A client that sends GET requests: a ``requests.Session`` or an ``httpx.Client``."""
+
+    def get(self, url: str, *, timeout: float) -> _Answer: ...
 
 
 @dataclass(frozen=True)
@@ -86,10 +97,10 @@ def run_overhead(plan: Plan, progress: Callable[[str], None]) -> OverheadResult:
         url = server.api_url + "items"
         sessions = {library.key: library.factory(endpoint) for library in clients}
         try:
-            loopback = _interleaved(sessions, url, plan.overhead_rounds,
+            loopback = interleaved(sessions, url, plan.overhead_rounds,
                                     plan.overhead_requests, progress)
             with _stubbed_transport():
-                stubbed = _interleaved(sessions, url, plan.overhead_rounds,
+                stubbed = interleaved(sessions, url, plan.overhead_rounds,
                                        plan.stubbed_requests, progress)
                 profiles = {key: _profile(sessions[key], url, plan.profile_requests)
                             for key in PROFILED}
@@ -101,7 +112,7 @@ def run_overhead(plan: Plan, progress: Callable[[str], None]) -> OverheadResult:
                           _costs(clients, stubbed), profiles)
 
 
-def _interleaved(sessions: Mapping[str, requests.Session], url: str, rounds: int, count: int,
+def interleaved(sessions: Mapping[str, Getter], url: str, rounds: int, count: int,
                  progress: Callable[[str], None]) -> dict[str, list[Batch]]:
     """Run the rounds of ``count`` requests; in round ``r`` the clients start at the r-th."""
     keys = list(sessions)
@@ -137,10 +148,11 @@ def _stubbed_transport() -> Iterator[None]:
 
 
 def _costs(clients: Sequence[Library], batches: Mapping[str, list[Batch]]) -> list[ClientCost]:
-    return [_cost(library, batches[library.key], batches[PLAIN.key]) for library in clients]
+    return [cost(library.key, library.label, batches[library.key], batches[PLAIN.key])
+            for library in clients]
 
 
-def measure(session: requests.Session, url: str, count: int) -> Batch:
+def measure(session: Getter, url: str, count: int) -> Batch:
     """Make ``count`` requests to ``url``; every one must succeed."""
     gc.collect()
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -151,13 +163,15 @@ def measure(session: requests.Session, url: str, count: int) -> Batch:
     return Batch(time.perf_counter() - started, time.process_time() - cpu_started, count)
 
 
-def _cost(library: Library, batches: Sequence[Batch], plain: Sequence[Batch]) -> ClientCost:
+def cost(key: str, label: str, batches: Sequence[Batch], plain: Sequence[Batch]) -> ClientCost:
+    """A client's cost from its ``batches``, against the ``plain`` client's of the same
+    rounds."""
     speed = [b.requests / b.seconds for b in batches]
     cpu = [b.cpu / b.requests for b in batches]
     plain_speed = [b.requests / b.seconds for b in plain]
     plain_cpu = [b.cpu / b.requests for b in plain]
     return ClientCost(
-        key=library.key, label=library.label,
+        key=key, label=label,
         requests_per_second=Spread.of(speed),
         cpu_us_per_request=Spread.of([1e6 * c for c in cpu]),
         speed_vs_plain=Spread.of([s / p for s, p in zip(speed, plain_speed, strict=True)]),
@@ -175,10 +189,10 @@ def _profile(session: requests.Session, url: str, count: int) -> str:
     stats.sort_stats("cumulative").print_stats(_FOCUS, _PROFILE_ROWS)
     print(f"{count} requests: the top entries by own time", file=text)
     stats.strip_dirs().sort_stats("tottime").print_stats(_PROFILE_ROWS)
-    return _without_folders(text.getvalue())
+    return without_folders(text.getvalue())
 
 
-def _without_folders(text: str) -> str:
+def without_folders(text: str) -> str:
     """Drop the install folders from the profile's file names."""
     for module in (requests, refreshing_session):
         folder = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__ or "")))

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .clients import AT_EXPIRY, BY_KEY, LIBRARIES, OURS_ON_REDIS, PLAIN
+from .httpx_report import httpx_sections, httpx_summary, usage_rows
 from .targets import check
 
 Results = Mapping[str, Any]
@@ -39,6 +40,8 @@ def sections(results: Results, charts: str, level: int) -> str:
     if "redis_storm" in results:
         parts += [f"{head} Refresh storm with the token in Redis", _redis_storm_intro(results),
                   _storm(results["redis_storm"])]
+    for part in httpx_sections(results, _spread, _errors):
+        parts += [f"{head} {part.title}", part.text + "\n\n" + _table(part.header, part.rows)]
     parts += [f"{head} Targets", _targets(results), f"{head} How each library is used",
               _usage(results)]
     return "\n\n".join(parts) + "\n"
@@ -69,6 +72,7 @@ def _summary(results: Results) -> str:
         bullets.append(_scaling_summary(results["scaling"]))
     if "redis_storm" in results:
         bullets.append(_storm_summary(results["redis_storm"], OURS_ON_REDIS.key))
+    bullets += httpx_summary(results)
     return "In short:\n\n" + "\n".join(f"- {bullet}" for bullet in bullets)
 
 
@@ -263,6 +267,8 @@ def _targets(results: Results) -> str:
 def _usage(results: Results) -> str:
     on_redis = (OURS_ON_REDIS,) if "redis_storm" in results else ()
     rows = [(lib.label, lib.usage) for lib in (PLAIN, *LIBRARIES, AT_EXPIRY, *on_redis)]
+    if "httpx_overhead" in results or "async_storm" in results:
+        rows += usage_rows()
     return ("Peers load the shared token file when they are built and save each new token "
             "through their documented token-update hook; none of them re-reads the file.\n\n"
             + _table(("library", "used as"), rows))

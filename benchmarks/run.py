@@ -22,8 +22,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .async_storm import run_async_storm
 from .charts import write_charts
 from .clients import AT_EXPIRY, LIBRARIES, OURS, OURS_ON_REDIS
+from .httpx_overhead import run_httpx_overhead
 from .local_redis import MISSING, redis_server_found
 from .overhead import PROFILED, run_overhead
 from .pages import REPORTS, write_between_markers
@@ -32,7 +34,8 @@ from .settings import FULL, QUICK, Plan
 from .storm import Cell, as_dict, describe, run_cell
 from .targets import check
 
-DEFAULT_PARTS = ("overhead", "storm", "storm_latency", "scaling")
+DEFAULT_PARTS = ("overhead", "storm", "storm_latency", "scaling",
+                 "httpx_overhead", "async_storm")
 PARTS = (*DEFAULT_PARTS, "redis_storm")
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK_RESULTS = Path(tempfile.gettempdir()) / "refreshing-session-bench-quick"
@@ -40,7 +43,7 @@ QUICK_RESULTS = Path(tempfile.gettempdir()) / "refreshing-session-bench-quick"
 # its chart links are relative to the page.
 PAGE, PAGE_CHARTS = REPORTS / "performance.md", "../../benchmarks/results/"
 _VERSIONS = ("refreshing-session", "requests", "urllib3", "filelock", "requests-oauthlib",
-             "oauthlib", "Authlib", "google-auth")
+             "oauthlib", "Authlib", "google-auth", "httpx", "httpx-auth")
 
 Progress = Callable[[str], None]
 
@@ -124,6 +127,12 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
     if "scaling" in parts:
         results["scaling"] = _run_cells(_scaling_cells(plan), plan, plan.storm_seconds,
                                         progress)
+    if "httpx_overhead" in parts:
+        results["httpx_overhead"] = run_httpx_overhead(plan.overhead_rounds,
+                                                       plan.overhead_requests, progress)
+    if "async_storm" in parts:
+        results["async_storm"] = run_async_storm(plan.async_storm_tasks, plan.storm_ttl,
+                                                 plan.storm_seconds, plan.token_delay, progress)
     if "redis_storm" in parts:
         results["redis_storm"] = _run_cells(_redis_storm_cells(plan), plan, plan.storm_seconds,
                                             progress)

@@ -28,6 +28,7 @@ class Plan:
     scaling_processes: tuple[int, ...]  # one thread per process, paced
     scaling_rate: float  # requests per second over all processes of a scaling cell
     peer_scaling_limit: int  # peers run the scaling series up to this many processes
+    async_storm_tasks: int  # asyncio tasks in the one process of each async storm cell
 
 
 FULL = Plan(
@@ -46,6 +47,7 @@ FULL = Plan(
     scaling_processes=(1, 2, 4, 8, 16, 32),
     scaling_rate=400.0,
     peer_scaling_limit=16,
+    async_storm_tasks=500,
 )
 
 QUICK = Plan(
@@ -64,4 +66,5 @@ QUICK = Plan(
     scaling_processes=(2,),
     scaling_rate=200.0,
     peer_scaling_limit=0,
+    async_storm_tasks=50,
 )

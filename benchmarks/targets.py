@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .httpx_report import common_path_faster
+
 Results = Mapping[str, Any]
 
 EXTRA_LIMIT_MS = 10.0
@@ -28,8 +30,13 @@ def check(results: Results) -> list[Target]:
     found: list[Target] = []
     if "overhead" in results:
         found += _common_path(results["overhead"]["clients"], results["overhead"]["stubbed"])
+    if "httpx_overhead" in results:
+        found.append(Target("httpx common path: RefreshingClient at least as fast as a plain "
+                            "`httpx.Client` with a fixed header",
+                            *common_path_faster(results["httpx_overhead"])))
     for part, label in (("storm", "storm"), ("storm_latency", "storm latency"),
-                        ("scaling", "scaling"), ("redis_storm", "Redis storm")):
+                        ("scaling", "scaling"), ("redis_storm", "Redis storm"),
+                        ("async_storm", "async storm")):
         cells = [c for c in results.get(part, []) if c["library"].startswith("ours")]
         if cells:
             found.append(_refresh_once(cells, label))
