@@ -63,6 +63,7 @@ class Library:
     refreshes_early: bool  # refreshes ``margin`` seconds before expiry, else at or after it
     usage: str  # how the benchmark uses it, for the report
     on_redis: bool = False  # keeps the token in Redis: the storm starts a redis-server for it
+    refreshes: bool = True  # False: sends one token all along, which must outlive the run
 
 
 def load_token(path: str) -> dict[str, Any]:
@@ -195,7 +196,9 @@ class BlogPostSession(requests.Session):
 
 
 PLAIN = Library("plain", "requests.Session + fixed header", plain, ("requests",), False,
-                "a fixed `Authorization` header; cannot refresh (common path only)")
+                "a fixed `Authorization` header; cannot refresh (the common path, and the "
+                "storm's static baseline, with a token that outlives the run)",
+                refreshes=False)
 
 OURS = Library("ours", "RefreshingSession", ours, ("refreshing_session",), True,
                "defaults (`leeway=30`, capped at half the token's life); `OAuth2Refresher`")

@@ -9,6 +9,7 @@ from typing import Any
 from .clients import AT_EXPIRY, BY_KEY, LIBRARIES, OURS_ON_REDIS, PLAIN
 from .httpx_report import httpx_sections, httpx_summary, usage_rows
 from .targets import check
+from .versus_static import summary
 
 Results = Mapping[str, Any]
 TIMES, DASH = "\u00d7", "\u2013"
@@ -31,6 +32,8 @@ def sections(results: Results, charts: str, level: int) -> str:
     if "storm" in results:
         parts += [f"{head} Refresh storm", _storm_intro(results),
                   _storm(results["storm"]), f"![refresh storm]({charts}storm.svg)"]
+    if "versus_static" in results:
+        parts += [f"{head} Refresh storm against a static token", _versus(results)]
     if "storm_latency" in results:
         parts += [f"{head} Storm latency: requests that arrive during a refresh",
                   _latency(results)]
@@ -66,6 +69,8 @@ def _summary(results: Results) -> str:
     if "storm" in results:
         bullets += [_storm_summary(results["storm"], key) for key in
                     dict.fromkeys(c["library"] for c in results["storm"])]
+    if results.get("versus_static", {}).get("shapes"):
+        bullets.append(_versus_summary(results["versus_static"]["shapes"]))
     if "storm_latency" in results:
         bullets.append(_latency_summary(results["storm_latency"]))
     if "scaling" in results:
@@ -93,6 +98,13 @@ def _storm_summary(cells: Sequence[Mapping[str, Any]], key: str) -> str:
             f"{sum(c['refreshes_due'] for c in mine)} due tokens, "
             f"{sum(c['reuse_detections'] for c in mine)} reuse detections, grant revoked in "
             f"{revoked} of {len(mine)} cells.")
+
+
+def _versus_summary(shapes: Sequence[Mapping[str, Any]]) -> str:
+    ratios = ", ".join(f"{e['server']} {e['processes']}{TIMES}{e['threads']} "
+                       f"{summary(e)['ratio']['median']:.3f}{TIMES}" for e in shapes)
+    return ("Storm against a static token, RefreshingSession's successful requests per second "
+            f"against the static client's (median of the runs): {ratios}.")
 
 
 def _latency_summary(cells: Sequence[Mapping[str, Any]]) -> str:
@@ -203,6 +215,40 @@ def _errors(errors: Mapping[str, int]) -> str:
     kinds = ", ".join(f"{kind} {count}" for kind, count in
                       sorted(errors.items(), key=lambda item: -item[1]))
     return f"{sum(errors.values())} ({kinds})"
+
+
+def _versus(results: Results) -> str:
+    plan, part = results["meta"]["plan"], results["versus_static"]
+    rows = []
+    for entry in part["shapes"]:
+        s = summary(entry)
+        rows.append((entry["server"], f"{entry['processes']}{TIMES}{entry['threads']}",
+                     str(s["runs"]), f"{s['static_per_second']:.0f} / {s['ours_per_second']:.0f}",
+                     _spread(s["ratio"]), f"{s['static_p99']:.1f} / {s['ours_p99']:.1f}",
+                     _spread(s["p99_ratio"], 2), f"{s['static_cpu']:.0f} / {s['ours_cpu']:.0f}",
+                     f"{s['static_errors']} / {s['ours_errors']}",
+                     f"{s['token_calls']} / {s['due']}", str(s["api_401s"]), str(s["reuse"])))
+    table = _table(("server", f"P{TIMES}T", "runs", "successful requests/s, static / ours",
+                    f"ours vs static (lowest{DASH}highest)", "p99 ms, static / ours",
+                    "p99 ours vs static", "client CPU µs/request, static / ours",
+                    "errors, static / ours", "token calls / due", "API 401s (replayed)",
+                    "refresh tokens presented twice"), rows)
+    skipped = "".join(f" Not run here against {name}: {reason}."
+                      for name, reason in part["skipped"].items())
+    return (f"P processes {TIMES} T threads call the API back to back, as in the storm; in "
+            f"each pair of runs, the static client (a plain `requests.Session` with a fixed "
+            f"header whose token outlives the run) and RefreshingSession (tokens of "
+            f"{plan['storm_ttl']:g} s, refreshed at half their life, single-use refresh tokens) "
+            f"run in turn, {plan['versus_seconds']:g} s each, the order swapped from one pair "
+            f"to the next. Against LocalAuthServer (a fresh one per run) the token endpoint "
+            f"answers in {1000 * plan['token_delay']:.0f} ms; against node oidc-provider (the "
+            "interop tests' server, which also checks every API call's token) it takes its own "
+            "time, and the static client's token comes from a second provider whose tokens "
+            "live an hour. Ratios are run by run: median, then lowest and highest. The "
+            "whole cost of refreshing is in them: the token endpoint's work, which no client "
+            "avoids, and ours around it. *Client CPU* is the worker processes' CPU time per "
+            "request (both clients pay requests' own work); `storm_profile.txt` beside the "
+            "results holds a profiled run of each client." + skipped + "\n\n" + table)
 
 
 def _latency(results: Results) -> str:

@@ -27,14 +27,16 @@ from .charts import write_charts
 from .clients import AT_EXPIRY, LIBRARIES, OURS, OURS_ON_REDIS
 from .httpx_overhead import run_httpx_overhead
 from .local_redis import MISSING, redis_server_found
+from .oidc_provider import version as oidc_provider_version
 from .overhead import PROFILED, run_overhead
 from .pages import REPORTS, write_between_markers
 from .report import markdown, sections
 from .settings import FULL, QUICK, Plan
 from .storm import Cell, as_dict, describe, run_cell
 from .targets import check
+from .versus_static import run_versus_static
 
-DEFAULT_PARTS = ("overhead", "storm", "storm_latency", "scaling",
+DEFAULT_PARTS = ("overhead", "storm", "versus_static", "storm_latency", "scaling",
                  "httpx_overhead", "async_storm")
 PARTS = (*DEFAULT_PARTS, "redis_storm")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -121,6 +123,8 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
         results["overhead"] = asdict(run_overhead(plan, progress))
     if "storm" in parts:
         results["storm"] = _run_cells(_storm_cells(plan), plan, plan.storm_seconds, progress)
+    if "versus_static" in parts:
+        results["versus_static"] = run_versus_static(plan, progress)
     if "storm_latency" in parts:
         results["storm_latency"] = _run_cells(_latency_cells(plan), plan, plan.latency_seconds,
                                               progress)
@@ -182,7 +186,8 @@ def _meta(plan: Plan, command: str) -> dict[str, Any]:
             "machine": {"cores": os.cpu_count(), "cpu": _cpu_model(),
                         "platform": platform.platform(terse=True),
                         "python": platform.python_version()},
-            "versions": {name: _version(name) for name in _VERSIONS}}
+            "versions": {**{name: _version(name) for name in _VERSIONS},
+                         "oidc-provider (node)": oidc_provider_version()}}
 
 
 def _load_average() -> float | None:
@@ -234,4 +239,8 @@ def _write(results: dict[str, Any], folder: Path) -> None:
     if profiles:
         text = "\n\n".join(f"=== {key} ===\n{profiles[key]}" for key in PROFILED)
         (folder / "profile.txt").write_text(text, encoding="utf-8")
+    storm_profiles = results.get("versus_static", {}).get("profiles", {})
+    if storm_profiles:
+        text = "\n\n".join(f"=== {key} ===\n{text}" for key, text in storm_profiles.items())
+        (folder / "storm_profile.txt").write_text(text, encoding="utf-8")
     _progress(f"results written to {folder}")

@@ -11,6 +11,7 @@ request, so the requests that arrived while a refresh was in flight can be picke
 
 from __future__ import annotations
 
+import cProfile
 import importlib
 import math
 import multiprocessing
@@ -21,16 +22,16 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
-from refreshing_session.testing import LocalAuthServer
+from refreshing_session.testing import LocalAuthServer, TokenCall
 
 from .authserver import write_grant
 from .clients import BY_KEY, Endpoint
@@ -44,6 +45,7 @@ _GRACE = 30.0  # the longest the parent waits for reports after the deadline
 _JOIN_TIMEOUT = 5.0
 _REQUEST_TIMEOUT = 5.0
 _MAX_REQUESTS_PER_THREAD = 500_000
+STATIC_TTL = 3600.0  # seconds: the static client's token outlives any cell
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class _Job:
     url: str
     threads: int
     interval: float  # seconds between one thread's requests; 0: back to back
+    profile_folder: str | None = None  # set: each thread runs under cProfile, saved there
 
 
 @dataclass
@@ -75,9 +78,11 @@ class RequestLog:
     durations: list[float] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
     ready: list[float] = field(default_factory=list)  # token in hand (NaN: not measured)
+    cpu: float = 0.0  # CPU seconds the worker processes spent while their threads ran
 
     def extend(self, other: RequestLog) -> None:
         """Append ``other``'s requests."""
+        self.cpu += other.cpu
         self.starts += other.starts
         self.durations += other.durations
         self.outcomes += other.outcomes
@@ -127,6 +132,8 @@ class CellResult:
     latency: Latency  # of successful requests
     storm: StormLatency
     lost_workers: int  # workers that sent no report (0 unless something hung)
+    client_cpu_us: float  # the worker processes' CPU per request, in microseconds
+    api_401s: int  # API calls the server refused with a 401 (a client may have replayed them)
 
     @property
     def calls_per_due(self) -> float:
@@ -134,25 +141,100 @@ class CellResult:
         return self.token_calls / self.refreshes_due
 
 
-def run_cell(cell: Cell, ttl: float, seconds: float, token_delay: float) -> CellResult:
-    """Run ``cell`` against a fresh server and grant with ``ttl``-second tokens; the token
-    endpoint takes ``token_delay`` seconds to answer, as a remote one would."""
-    server = LocalAuthServer(access_ttl=ttl)
-    with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, server, \
-            _redis_for(cell, Path(folder)) as redis_url:
+@dataclass(frozen=True)
+class Counters:
+    """What an authorization server counted: token-endpoint calls, refresh tokens presented
+    more than once, grants revoked, and API calls refused with a 401."""
+
+    token_calls: int
+    reuse_detections: int
+    grants_revoked: int
+    api_401s: int
+
+    def since(self, earlier: Counters) -> Counters:
+        """What was counted after ``earlier``."""
+        return Counters(self.token_calls - earlier.token_calls,
+                        self.reuse_detections - earlier.reuse_detections,
+                        self.grants_revoked - earlier.grants_revoked,
+                        self.api_401s - earlier.api_401s)
+
+
+class AuthServer(Protocol):
+    """The authorization server and API a storm cell runs against."""
+
+    api_url: str
+    token_url: str
+    client_id: str
+    client_secret: str
+
+    def grant(self) -> dict[str, object]:
+        """A fresh grant, as a login would leave it: the token endpoint's answer."""
+
+    def counters(self) -> Counters:
+        """Its counters so far."""
+
+    def token_calls(self) -> list[TokenCall]:
+        """The timing of every token request so far, oldest first (empty when not known)."""
+
+
+class LocalServer:
+    """A :class:`LocalAuthServer` as a storm cell's :class:`AuthServer`; its grants' first
+    access tokens live ``grant_ttl`` seconds (None: as long as every other token)."""
+
+    client_id, client_secret = "client", "secret"
+
+    def __init__(self, server: LocalAuthServer, grant_ttl: float | None = None) -> None:
+        self._server, self._grant_ttl = server, grant_ttl
+        self.api_url, self.token_url = server.api_url, server.token_url
+
+    def grant(self) -> dict[str, object]:
+        """A fresh grant (see :meth:`LocalAuthServer.issue_token`)."""
+        return self._server.issue_token(access_ttl=self._grant_ttl)
+
+    def counters(self) -> Counters:
+        """The server's counters so far."""
+        stats = self._server.stats()
+        return Counters(stats.token_requests, stats.reuse_detections, stats.revoked_grants,
+                        stats.api_unauthorized)
+
+    def token_calls(self) -> list[TokenCall]:
+        """Every token request so far."""
+        return self._server.token_calls()
+
+
+def run_cell(cell: Cell, ttl: float, seconds: float, token_delay: float,
+             profile_folder: str | None = None) -> CellResult:
+    """Run ``cell`` against a fresh LocalAuthServer and grant with ``ttl``-second tokens (a
+    client that cannot refresh gets one that outlives the cell); the token endpoint takes
+    ``token_delay`` seconds to answer, as a remote one would. See :func:`run_cell_on` for
+    ``profile_folder``."""
+    with LocalAuthServer(access_ttl=ttl) as server:
         server.slow_token_endpoint(token_delay)
+        grant_ttl = None if BY_KEY[cell.library].refreshes else STATIC_TTL
+        return run_cell_on(cell, LocalServer(server, grant_ttl), ttl, seconds, profile_folder)
+
+
+def run_cell_on(cell: Cell, server: AuthServer, ttl: float, seconds: float,
+                profile_folder: str | None = None) -> CellResult:
+    """Run ``cell`` against ``server``, whose tokens live ``ttl`` seconds, for ``seconds``;
+    with ``profile_folder``, every thread runs under cProfile and saves its profile there."""
+    with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, \
+            _redis_for(cell, Path(folder)) as redis_url:
         endpoint = Endpoint(server.api_url, server.token_url,
                             os.path.join(folder, "token.json"), margin=ttl / 2,
+                            client_id=server.client_id, client_secret=server.client_secret,
                             redis_url=redis_url)
         job = _Job(cell.library, endpoint, server.api_url + "items", cell.threads,
-                   interval=1 / cell.rate if cell.rate else 0.0)
+                   interval=1 / cell.rate if cell.rate else 0.0, profile_folder=profile_folder)
         with _Crew(job, cell.processes) as crew:
             crew.wait_ready()
-            write_grant(endpoint.store(), server.issue_token())
+            before = server.counters()
+            write_grant(endpoint.store(), server.grant())
             issued = time.perf_counter()
             crew.start(issued + seconds)
             log, lost = crew.collect(issued + seconds + _GRACE)
-        return _result(cell, log, lost, server, ttl, run=seconds)
+        counted = server.counters().since(before)
+        return _result(cell, log, lost, counted, server.token_calls(), ttl, run=seconds)
 
 
 def _redis_for(cell: Cell, folder: Path) -> AbstractContextManager[str | None]:
@@ -163,9 +245,8 @@ def _redis_for(cell: Cell, folder: Path) -> AbstractContextManager[str | None]:
     return nullcontext()
 
 
-def _result(cell: Cell, log: RequestLog, lost: int, server: LocalAuthServer, ttl: float,
-            run: float) -> CellResult:
-    stats = server.stats()
+def _result(cell: Cell, log: RequestLog, lost: int, counted: Counters,
+            calls: Sequence[TokenCall], ttl: float, run: float) -> CellResult:
     interval = ttl / 2 if BY_KEY[cell.library].refreshes_early else ttl
     outcomes = Counter(log.outcomes)
     ok = [d for d, outcome in zip(log.durations, log.outcomes, strict=True) if outcome == "ok"]
@@ -173,11 +254,12 @@ def _result(cell: Cell, log: RequestLog, lost: int, server: LocalAuthServer, ttl
         library=cell.library, processes=cell.processes, threads=cell.threads,
         seconds=round(run, 2), requests=len(log.outcomes), successes=outcomes["ok"],
         errors={kind: count for kind, count in sorted(outcomes.items()) if kind != "ok"},
-        token_calls=stats.token_requests, refreshes_due=max(1, int(run // interval)),
-        reuse_detections=stats.reuse_detections, grant_revoked=stats.revoked_grants > 0,
+        token_calls=counted.token_calls, refreshes_due=max(1, int(run // interval)),
+        reuse_detections=counted.reuse_detections, grant_revoked=counted.grants_revoked > 0,
         latency=Latency.of(ok),
-        storm=storm_latency(log, server.token_calls()),
-        lost_workers=lost)
+        storm=storm_latency(log, calls),
+        lost_workers=lost, client_cpu_us=1e6 * log.cpu / max(1, len(log.outcomes)),
+        api_401s=counted.api_401s)
 
 
 class _Crew:
@@ -262,13 +344,29 @@ def _hammer(session: requests.Session, job: _Job, deadline: float) -> RequestLog
     """Call the API from ``job.threads`` threads until ``deadline``; return every request."""
     logs = [RequestLog() for _ in range(job.threads)]
     clock = _TokenClock(session)
-    workers = [threading.Thread(target=_loop, args=(session, job, deadline, log, clock),
+    loop = _loop if job.profile_folder is None else _profiled_loop
+    workers = [threading.Thread(target=loop, args=(session, job, deadline, log, clock),
                                 daemon=True) for log in logs]
+    cpu_started = time.process_time()
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(max(0.0, deadline - time.perf_counter()) + _GRACE)
-    return _merged(logs)
+    merged = _merged(logs)
+    merged.cpu = time.process_time() - cpu_started
+    return merged
+
+
+def _profiled_loop(session: requests.Session, job: _Job, deadline: float, log: RequestLog,
+                   clock: _TokenClock) -> None:
+    """:func:`_loop` under cProfile (which sees only its own thread), timed by the thread's CPU
+    clock, so that waiting on sockets and locks costs nothing; the profile is saved in
+    ``job.profile_folder``."""
+    assert job.profile_folder is not None
+    profiler = cProfile.Profile(time.thread_time)
+    profiler.runcall(_loop, session, job, deadline, log, clock)
+    profiler.dump_stats(os.path.join(job.profile_folder,
+                                     f"{os.getpid()}-{threading.get_ident()}.prof"))
 
 
 def _merged(logs: Iterable[RequestLog]) -> RequestLog:
