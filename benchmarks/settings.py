@@ -29,8 +29,10 @@ class Plan:
     scaling_rate: float  # requests per second over all processes of a scaling cell
     peer_scaling_limit: int  # peers run the scaling series up to this many processes
     async_storm_tasks: int  # asyncio tasks in the one process of each async storm cell
+    async_storm_rate: float  # requests per second over all tasks of an async storm cell
     versus_shapes: tuple[Shape, ...]  # the storm against a static token, back to back
-    versus_runs: int  # pairs of runs (static, RefreshingSession) per shape, in turn
+    versus_runs: int  # pairs of runs (static, RefreshingSession) per shape, in turn (triples
+    # against node oidc-provider: the static client also beside a bystander's refreshes)
     versus_seconds: float  # how long each of those runs
     versus_servers: tuple[str, ...]  # the authorization servers it runs against
     versus_profile_shape: Shape | None  # one more run of each client there, profiled
@@ -53,8 +55,9 @@ FULL = Plan(
     scaling_rate=400.0,
     peer_scaling_limit=16,
     async_storm_tasks=500,
+    async_storm_rate=400.0,
     versus_shapes=((8, 2), (16, 4), (32, 4)),
-    versus_runs=5,
+    versus_runs=4,
     versus_seconds=4.5,
     versus_servers=("LocalAuthServer", "node oidc-provider"),
     versus_profile_shape=(16, 4),
@@ -77,6 +80,7 @@ QUICK = Plan(
     scaling_rate=200.0,
     peer_scaling_limit=0,
     async_storm_tasks=50,
+    async_storm_rate=200.0,
     versus_shapes=((2, 1),),
     versus_runs=1,
     versus_seconds=0.8,

@@ -3,8 +3,13 @@ plain session that sends one long-lived token, run after run in turn at each sha
 
 Whatever both pay (the API calls, the server's work on them, the machine) cancels out of the
 ratio of their successful requests; what is left is the cost of refreshing: the token endpoint's
-work, and ours around it. Each shape runs ``versus_runs`` pairs, the order swapped from one pair
-to the next, against LocalAuthServer (a fresh one per run, its token endpoint as slow as a remote
+work, and ours around it. Against node oidc-provider, whose refresh grant is work on the same
+single thread that answers the API, a third run in each pair tells the two apart: the static
+client again, while a bystander thread redeems a refresh token of its own as often as
+RefreshingSession does (the server's work per refresh, which no client avoids).
+
+Each shape runs ``versus_runs`` pairs (or triples), the order reversed from one to the next,
+against LocalAuthServer (a fresh one per run, its token endpoint as slow as a remote
 one) and against node oidc-provider (one with short-lived tokens for RefreshingSession, one with
 long-lived tokens for the static client, both kept for the whole part).
 """
@@ -14,10 +19,14 @@ from __future__ import annotations
 import io
 import pstats
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from refreshing_session import OAuth2Refresher, Token
 
 from .clients import OURS, PLAIN
 from .oidc_provider import oidc_provider, unavailable
@@ -36,6 +45,7 @@ from .storm import (
 )
 
 LOCAL, OIDC = "LocalAuthServer", "node oidc-provider"
+BESIDE_REFRESHES = "static_beside_refreshes"  # the static client's run beside a bystander
 _PROFILE_ROWS = 30
 # Ours, the file lock and the token file, and the requests steps they sit in.
 _FOCUS = (r"refreshing_session[/\\]|filelock|\((get_netrc_auth|request|send|"
@@ -43,6 +53,7 @@ _FOCUS = (r"refreshing_session[/\\]|filelock|\((get_netrc_auth|request|send|"
 # Runs a cell (a library at a shape) for the plan's time, saving profiles in the folder if
 # one is given; returns its result.
 Runner = Callable[[Cell, str | None], CellResult]
+_STOP_TIMEOUT = 10.0
 
 
 def run_versus_static(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -57,8 +68,8 @@ def run_versus_static(plan: Plan, progress: Callable[[str], None]) -> dict[str, 
             skipped[name] = problem
             progress(f"storm against a static token: {name} skipped: {problem}")
             continue
-        with _runner(name, plan) as runner:
-            found += [_pairs(name, shape, plan.versus_runs, runner, progress)
+        with _runner(name, plan) as (runner, beside):
+            found += [_pairs(name, shape, plan.versus_runs, runner, beside, progress)
                       for shape in plan.versus_shapes]
             if plan.versus_profile_shape is not None:
                 profiles.update(_profiles(name, plan.versus_profile_shape, runner, progress))
@@ -66,30 +77,64 @@ def run_versus_static(plan: Plan, progress: Callable[[str], None]) -> dict[str, 
 
 
 @contextmanager
-def _runner(name: str, plan: Plan) -> Iterator[Runner]:
+def _runner(name: str, plan: Plan) -> Iterator[tuple[Runner, Runner | None]]:
+    """The runner of cells against server ``name``, and (where the refreshes' work on the
+    server can be told apart) the runner of the static client beside a bystander's refreshes."""
     if name == LOCAL:
-        yield lambda cell, folder: run_cell(cell, plan.storm_ttl, plan.versus_seconds,
-                                            plan.token_delay, folder)
+        yield (lambda cell, folder: run_cell(cell, plan.storm_ttl, plan.versus_seconds,
+                                             plan.token_delay, folder)), None
         return
     with oidc_provider(round(plan.storm_ttl)) as rotating, \
             oidc_provider(round(STATIC_TTL)) as lasting:
         servers: dict[str, AuthServer] = {OURS.key: rotating, PLAIN.key: lasting}
-        yield lambda cell, folder: run_cell_on(cell, servers[cell.library], plan.storm_ttl,
-                                               plan.versus_seconds, folder)
+
+        def run(cell: Cell, folder: str | None) -> CellResult:
+            return run_cell_on(cell, servers[cell.library], plan.storm_ttl,
+                               plan.versus_seconds, folder)
+
+        def beside(cell: Cell, folder: str | None) -> CellResult:
+            with _refreshing(lasting, plan.storm_ttl / 2):
+                return run(cell, folder)
+
+        yield run, beside
+
+
+@contextmanager
+def _refreshing(server: AuthServer, interval: float) -> Iterator[None]:
+    """A bystander thread that redeems a refresh token of its own grant every ``interval``
+    seconds while the context lasts."""
+    stop = threading.Event()
+    refresher = OAuth2Refresher(server.token_url, server.client_id, server.client_secret)
+    token = Token.from_response(server.grant(), requested_at=time.time())
+
+    def redeem() -> None:
+        nonlocal token
+        while not stop.wait(interval):
+            token = refresher(token)
+
+    bystander = threading.Thread(target=redeem, daemon=True)
+    bystander.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        bystander.join(_STOP_TIMEOUT)
 
 
 def _pairs(server: str, shape: tuple[int, int], runs: int, runner: Runner,
-           progress: Callable[[str], None]) -> dict[str, Any]:
+           beside: Runner | None, progress: Callable[[str], None]) -> dict[str, Any]:
     processes, threads = shape
     pairs = []
     for number in range(runs):
-        order = (PLAIN, OURS) if number % 2 == 0 else (OURS, PLAIN)
+        steps = [(PLAIN.key, PLAIN, runner), (OURS.key, OURS, runner)]
+        if beside is not None:
+            steps.append((BESIDE_REFRESHES, PLAIN, beside))
         pair = {}
-        for library in order:
-            result = runner(Cell(library.key, processes, threads), None)
-            progress(f"{server} {processes}x{threads} run {number + 1}/{runs} "
-                     f"{library.label}: {describe(result)}")
-            pair[library.key] = as_dict(result)
+        for key, library, run in steps if number % 2 == 0 else steps[::-1]:
+            result = run(Cell(library.key, processes, threads), None)
+            progress(f"{server} {processes}x{threads} run {number + 1}/{runs} {key}: "
+                     f"{describe(result)}")
+            pair[key] = as_dict(result)
         pairs.append(pair)
     return {"server": server, "processes": processes, "threads": threads, "pairs": pairs}
 
@@ -133,9 +178,16 @@ def summary(entry: Mapping[str, Any]) -> dict[str, Any]:
     p99 = [o["latency"]["p99"] / s["latency"]["p99"]
            for o, s in zip(ours, static, strict=True)
            if o["latency"]["p99"] and s["latency"]["p99"]]
+    beside = [pair[BESIDE_REFRESHES] for pair in pairs if BESIDE_REFRESHES in pair]
     return {
         "runs": len(pairs),
         "ratio": _range(speed), "p99_ratio": _range(p99),
+        # The static client beside a bystander's refreshes against the static client alone,
+        # and RefreshingSession against the former: the server's share, and ours.
+        "server_share": _range([b["successes"] / s["successes"]
+                                for b, s in zip(beside, static, strict=False) if s["successes"]]),
+        "ours_share": _range([o["successes"] / b["successes"]
+                              for o, b in zip(ours, beside, strict=False) if b["successes"]]),
         "ours_per_second": percentile([o["successes"] / o["seconds"] for o in ours], 0.5),
         "static_per_second": percentile([s["successes"] / s["seconds"] for s in static], 0.5),
         "ours_p99": percentile([o["latency"]["p99"] or 0.0 for o in ours], 0.5),
