@@ -35,7 +35,8 @@ class Plan:
     # against node oidc-provider: the static client also beside a bystander's refreshes)
     versus_seconds: float  # how long each of those runs
     versus_servers: tuple[str, ...]  # the authorization servers it runs against
-    versus_profile_shape: Shape | None  # one more run of each client there, profiled
+    # One more run of each client at this shape against this server, profiled.
+    versus_profile: tuple[str, Shape] | None
 
 
 FULL = Plan(
@@ -60,7 +61,7 @@ FULL = Plan(
     versus_runs=4,
     versus_seconds=4.5,
     versus_servers=("LocalAuthServer", "node oidc-provider"),
-    versus_profile_shape=(16, 4),
+    versus_profile=("node oidc-provider", (16, 4)),
 )
 
 QUICK = Plan(
@@ -85,5 +86,5 @@ QUICK = Plan(
     versus_runs=1,
     versus_seconds=0.8,
     versus_servers=("LocalAuthServer",),
-    versus_profile_shape=None,
+    versus_profile=None,
 )

@@ -71,8 +71,8 @@ def run_versus_static(plan: Plan, progress: Callable[[str], None]) -> dict[str, 
         with _runner(name, plan) as (runner, beside):
             found += [_pairs(name, shape, plan.versus_runs, runner, beside, progress)
                       for shape in plan.versus_shapes]
-            if plan.versus_profile_shape is not None:
-                profiles.update(_profiles(name, plan.versus_profile_shape, runner, progress))
+            if plan.versus_profile is not None and plan.versus_profile[0] == name:
+                profiles.update(_profiles(name, plan.versus_profile[1], runner, progress))
     return {"shapes": found, "skipped": skipped, "profiles": profiles}
 
 
