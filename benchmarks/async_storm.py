@@ -3,9 +3,14 @@
 The ``async_storm`` part of ``python -m benchmarks``. For each async client of
 :mod:`benchmarks.httpx_peers`, a fresh LocalAuthServer (rotating single-use refresh tokens with
 reuse detection, a slow token endpoint) issues a grant; one spawned process, already started
-and with its library imported, builds the client and runs the tasks back to back until the
-deadline, while a ticker task that sleeps 1 ms records how late the event loop wakes it. The
-server counts token calls and reuse detections.
+and with its library imported, builds the client and runs the tasks until the deadline, while a
+ticker task that sleeps 1 ms records how late the event loop wakes it. The server counts token
+calls, reuse detections and the API's 401 answers.
+
+The tasks are paced (each calls the API once per ``tasks / rate`` seconds, from a random
+offset), so that the process is not saturated: back to back, 500 tasks queue for the client's
+one core for longer than half a 2-second token lives, and a token stamped on a request dies in
+that queue whatever the client's refresh policy.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ import asyncio
 import importlib
 import multiprocessing
 import os
+import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 import httpx
@@ -32,7 +39,10 @@ from .httpx_peers import HTTPX_BY_KEY, HTTPX_CLIENTS
 from .stats import Latency
 
 _REQUEST_TIMEOUT = 5.0
-_GRACE = 30.0  # the longest the parent waits for the worker after the deadline
+_GRACE = 30.0  # the longest the parent waits for the worker to start, or to report after
+# the deadline
+_STOP_TIMEOUT = 5.0
+_READY = "ready"
 _TICK = 0.001
 # The client's connection pool, the same for every client: its tasks take turns on these.
 # (httpx's default of 100 spends much of a loaded 2-core machine's time scanning its queue.)
@@ -48,6 +58,7 @@ class _Job:
     endpoint: Endpoint
     url: str
     tasks: int
+    interval: float  # seconds between one task's requests
     deadline: float  # time.perf_counter(), the same clock in every process on one machine
 
 
@@ -61,14 +72,18 @@ class _Outcome:
     cpu: float  # the worker's CPU seconds while its tasks ran
 
 
-def run_async_storm(tasks: int, ttl: float, seconds: float, token_delay: float,
+# What a worker that never reported counts for.
+_LOST = _Outcome({}, Latency.of([]), Latency.of([]), 0.0)
+
+
+def run_async_storm(tasks: int, rate: float, ttl: float, seconds: float, token_delay: float,
                     progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    """One cell per async client: ``tasks`` tasks for ``seconds`` on ``ttl``-second tokens
-    refreshed at half their life, the token endpoint answering in ``token_delay`` seconds;
-    return each cell's figures as plain data."""
+    """One cell per async client: ``tasks`` tasks making ``rate`` requests per second in all,
+    for ``seconds``, on ``ttl``-second tokens refreshed at half their life, the token endpoint
+    answering in ``token_delay`` seconds; return each cell's figures as plain data."""
     cells = []
     for key in ASYNC_KEYS:
-        cell = _run_cell(key, tasks, ttl, seconds, token_delay)
+        cell = _run_cell(key, tasks, rate, ttl, seconds, token_delay)
         progress(f"async storm {HTTPX_BY_KEY[key].async_label} 1x{tasks} tasks: "
                  f"{cell['successes']} ok, {sum(cell['errors'].values())} errors, "
                  f"{cell['token_calls']} token calls ({cell['refreshes_due']} due), "
@@ -77,43 +92,63 @@ def run_async_storm(tasks: int, ttl: float, seconds: float, token_delay: float,
     return cells
 
 
-def _run_cell(key: str, tasks: int, ttl: float, seconds: float,
+def _run_cell(key: str, tasks: int, rate: float, ttl: float, seconds: float,
               token_delay: float) -> dict[str, Any]:
     with LocalAuthServer(access_ttl=ttl) as server, \
             tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, \
-            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            _worker(key) as connection:
         server.slow_token_endpoint(token_delay)
         endpoint = Endpoint(server.api_url, server.token_url, os.path.join(folder, "token.json"),
                             margin=ttl / 2)
-        pool.submit(_import, key).result(timeout=_GRACE)
         before = server.stats()
         write_grant(endpoint.store(), server.issue_token())
-        job = _Job(key, endpoint, server.api_url + "items", tasks, time.perf_counter() + seconds)
-        outcome = pool.submit(_storm_process, job).result(timeout=seconds + _GRACE)
+        connection.send(_Job(key, endpoint, server.api_url + "items", tasks, tasks / rate,
+                             time.perf_counter() + seconds))
+        lost = not connection.poll(seconds + _GRACE)
+        outcome = _LOST if lost else connection.recv()
         after = server.stats()
     requests = sum(outcome.outcomes.values())
     due = max(1, int(seconds // (ttl / 2)))
     calls = after.token_requests - before.token_requests
     return {"library": key, "label": HTTPX_BY_KEY[key].async_label, "processes": 1,
-            "threads": tasks, "seconds": seconds, "requests": requests,
+            "threads": tasks, "rate": rate, "seconds": seconds, "requests": requests,
             "successes": outcome.outcomes.get("ok", 0),
             "errors": {kind: count for kind, count in sorted(outcome.outcomes.items())
                        if kind != "ok"},
             "token_calls": calls, "refreshes_due": due, "calls_per_due": calls / due,
             "reuse_detections": after.reuse_detections - before.reuse_detections,
             "grant_revoked": after.revoked_grants > before.revoked_grants,
+            "api_401s": after.api_unauthorized - before.api_unauthorized,
             "latency": asdict(outcome.latency), "loop_lag": asdict(outcome.loop_lag),
-            "client_cpu_us": 1e6 * outcome.cpu / max(1, requests), "lost_workers": 0}
+            "client_cpu_us": 1e6 * outcome.cpu / max(1, requests), "lost_workers": int(lost)}
 
 
-def _import(key: str) -> None:
-    """Import the client's library, so that the storm's clock does not count it."""
+@contextmanager
+def _worker(key: str) -> Iterator[Connection]:
+    """A spawned process with the client's library imported (so that the storm's clock does
+    not count the import), waiting for its job on the connection yielded; it is ended on exit
+    if it has not finished by then."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_serve, args=(theirs, key), daemon=True)
+    process.start()
+    try:
+        if not ours.poll(_GRACE) or ours.recv() != _READY:
+            raise RuntimeError(f"the async storm's worker for {key} did not start")
+        yield ours
+    finally:
+        process.join(_STOP_TIMEOUT)
+        if process.is_alive():
+            process.terminate()
+            process.join(_STOP_TIMEOUT)
+
+
+def _serve(connection: Connection, key: str) -> None:
     for module in HTTPX_BY_KEY[key].modules:
         importlib.import_module(module)
-
-
-def _storm_process(job: _Job) -> _Outcome:
-    return asyncio.run(_storm(job))
+    connection.send(_READY)
+    if connection.poll(_GRACE):
+        connection.send(asyncio.run(_storm(connection.recv())))
 
 
 async def _storm(job: _Job) -> _Outcome:
@@ -142,13 +177,20 @@ async def _tick(deadline: float, lags: list[float]) -> None:
 
 async def _task(client: httpx.AsyncClient, job: _Job, outcomes: Counter[str],
                 durations: list[float]) -> None:
-    """Call the API back to back until the deadline; count the outcomes and time the
-    successes."""
-    while (started := time.perf_counter()) < job.deadline:
+    """Call the API every ``job.interval`` seconds from a random offset until the deadline (a
+    slot missed while a request was slow is skipped, not made up in a burst); count the
+    outcomes and time the successes."""
+    next_at = time.perf_counter() + random.random() * job.interval
+    while True:
+        await asyncio.sleep(max(0.0, min(next_at, job.deadline) - time.perf_counter()))
+        started = time.perf_counter()
+        if started >= job.deadline:
+            return
         outcome = await _call(client, job.url)
         outcomes[outcome] += 1
         if outcome == "ok":
             durations.append(time.perf_counter() - started)
+        next_at = max(next_at + job.interval, time.perf_counter())
 
 
 async def _call(client: httpx.AsyncClient, url: str) -> str:

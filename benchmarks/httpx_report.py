@@ -12,6 +12,7 @@ from .httpx_peers import HTTPX_CLIENTS
 Results = Mapping[str, Any]
 Spread = Callable[[Mapping[str, float]], str]  # a median (quartiles), as the report shows it
 Errors = Callable[[Mapping[str, int]], str]  # errors by kind, as the report shows them
+Number = Callable[[float | None, int], str]  # a figure with some digits, or a dash if none
 _TIMES, _DASH = "\u00d7", "\u2013"
 _OURS = "ours_httpx"
 
@@ -26,14 +27,15 @@ class Section:
     rows: Sequence[Sequence[str]]
 
 
-def httpx_sections(results: Results, spread: Spread, errors: Errors) -> list[Section]:
+def httpx_sections(results: Results, spread: Spread, errors: Errors,
+                   number: Number) -> list[Section]:
     """The sections of the httpx parts present in ``results``, their figures shown with the
-    report's ``spread`` and ``errors``."""
+    report's ``spread``, ``errors`` and ``number``."""
     found = []
     if "httpx_overhead" in results:
         found.append(_common_path(results["httpx_overhead"], spread))
     if "async_storm" in results:
-        found.append(_async_storm(results, errors))
+        found.append(_async_storm(results, errors, number))
     return found
 
 
@@ -88,25 +90,32 @@ def _common_path(overhead: Mapping[str, Any], spread: Spread) -> Section:
                     "CPU vs plain"), rows)
 
 
-def _async_storm(results: Results, errors: Errors) -> Section:
+def _async_storm(results: Results, errors: Errors, number: Number) -> Section:
     plan = results["meta"]["plan"]
     rows = [(cell["label"], str(cell["requests"]), str(cell["successes"]),
              errors(cell["errors"]), f"{cell['token_calls']} / {cell['refreshes_due']}",
              str(cell["reuse_detections"]), "**yes**" if cell["grant_revoked"] else "no",
-             f"{cell['latency']['p50']:.0f} / {cell['latency']['p99']:.0f}",
-             f"{cell['loop_lag']['p99']:.1f} / {cell['loop_lag']['max']:.0f}",
+             str(cell["api_401s"]),
+             f"{number(cell['latency']['p50'], 0)} / {number(cell['latency']['p99'], 0)}",
+             f"{number(cell['loop_lag']['p99'], 1)} / {number(cell['loop_lag']['max'], 0)}",
              f"{cell['client_cpu_us']:.0f}")
             for cell in results["async_storm"]]
     tasks = results["async_storm"][0]["threads"] if results["async_storm"] else 0
-    text = (f"One process, {tasks} asyncio tasks calling the API back to back through one "
-            f"client for {plan['storm_seconds']:g} s. Tokens live {plan['storm_ttl']:g} s and "
+    text = (f"One process, {tasks} asyncio tasks calling the API through one client for "
+            f"{plan['storm_seconds']:g} s, paced at {plan['async_storm_rate']:g} requests/s in "
+            "all (each task from a random offset), so that the process is not saturated: back "
+            "to back, the requests queue in the client's one process for longer than half a "
+            "token's life, and a token stamped on a request dies in that queue whatever the "
+            f"client's refresh policy. Tokens live {plan['storm_ttl']:g} s and "
             "every client refreshes them at half their life; the refresh tokens are single-use "
             "and rotate, and presenting one twice revokes the grant. The token endpoint answers "
             f"in {1000 * plan['token_delay']:.0f} ms. Every client has a pool of 20 connections. "
             "*Loop lag* is how much later than asked a task sleeping 1 ms at a time woke: a "
             "refresh that blocks the event loop shows there. Authlib keeps `expires_at` in whole "
-            "seconds, so it may make one call more than the due count without any duplicate.")
+            "seconds, so it may make one call more than the due count without any duplicate. "
+            "*API 401s* are the API's refusals of a dead token, whether the client cured them "
+            "(a refresh and a replay) or surfaced them.")
     return Section("Async storm: one process, many tasks", text,
                    ("client", "requests", "successes", "errors surfaced", "token calls / due",
-                    "reuse detected", "grant revoked", "latency p50 / p99 ms",
+                    "reuse detected", "grant revoked", "API 401s", "latency p50 / p99 ms",
                     "loop lag p99 / max ms", "client CPU µs/request"), rows)

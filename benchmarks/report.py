@@ -43,7 +43,7 @@ def sections(results: Results, charts: str, level: int) -> str:
     if "redis_storm" in results:
         parts += [f"{head} Refresh storm with the token in Redis", _redis_storm_intro(results),
                   _storm(results["redis_storm"])]
-    for part in httpx_sections(results, _spread, _errors):
+    for part in httpx_sections(results, _spread, _errors, _number):
         parts += [f"{head} {part.title}", part.text + "\n\n" + _table(part.header, part.rows)]
     parts += [f"{head} Targets", _targets(results), f"{head} How each library is used",
               _usage(results)]

@@ -135,8 +135,9 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
         results["httpx_overhead"] = run_httpx_overhead(plan.overhead_rounds,
                                                        plan.overhead_requests, progress)
     if "async_storm" in parts:
-        results["async_storm"] = run_async_storm(plan.async_storm_tasks, plan.storm_ttl,
-                                                 plan.storm_seconds, plan.token_delay, progress)
+        results["async_storm"] = run_async_storm(plan.async_storm_tasks, plan.async_storm_rate,
+                                                 plan.storm_ttl, plan.storm_seconds,
+                                                 plan.token_delay, progress)
     if "redis_storm" in parts:
         results["redis_storm"] = _run_cells(_redis_storm_cells(plan), plan, plan.storm_seconds,
                                             progress)
