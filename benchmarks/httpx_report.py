@@ -112,7 +112,9 @@ def _async_storm(results: Results, errors: Errors, number: Number) -> Section:
             f"in {1000 * plan['token_delay']:.0f} ms. Every client has a pool of 20 connections. "
             "*Loop lag* is how much later than asked a task sleeping 1 ms at a time woke: a "
             "refresh that blocks the event loop shows there. Authlib keeps `expires_at` in whole "
-            "seconds, so it may make one call more than the due count without any duplicate. "
+            "seconds, so a token it has just received may already count as expired under its "
+            "leeway: it then refreshes once more, and a task that waited for its lock meanwhile "
+            "presents the refresh token it read before waiting, a spent one (a reuse). "
             "*API 401s* are the API's refusals of a dead token, whether the client cured them "
             "(a refresh and a replay) or surfaced them.")
     return Section("Async storm: one process, many tasks", text,
