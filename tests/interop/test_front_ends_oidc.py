@@ -1,6 +1,9 @@
 """The mixed storm of tests/test_front_end_storm.py against node oidc-provider: requests, httpx
-and asyncio processes share one token file through several expiries of the provider's 2-second
-rotating tokens, which it ends at the whole second they were issued in plus 2 s."""
+and asyncio processes share one token file through several expiries of the provider's 3-second
+rotating tokens, which it ends at the whole second they were issued in plus 3 s. (3, not 2, for
+the reason tests/test_front_end_storm.py gives: an asyncio replay on a loaded machine can take
+the second that a rounded 2-second token has left. The requests-only storm runs on 2-second
+tokens, in test_oidc_provider.py.)"""
 
 from __future__ import annotations
 
@@ -17,17 +20,17 @@ from refreshing_session import Token
 
 from ..processes import run_storm
 from ..test_front_end_storm import CONNECTIONS, MIXED
-from .conftest import STORM_ACCESS_TTL, OidcProvider
+from .conftest import ACCESS_TTL, OidcProvider
 
-SECONDS = 6.0
+SECONDS = 7.5
 
 
 @pytest.mark.timeout(120, func_only=True)
 def test_requests_httpx_and_asyncio_processes_share_the_providers_rotating_tokens(
-        storm_oidc_provider: OidcProvider, tmp_path: Path,
+        oidc_provider: OidcProvider, tmp_path: Path,
         record_property: Callable[[str, object], None]) -> None:
-    provider = storm_oidc_provider
-    assert provider.access_ttl == STORM_ACCESS_TTL == 2
+    provider = oidc_provider
+    assert provider.access_ttl == ACCESS_TTL == 3
     client = provider.clients["basic"]
     path = tmp_path / "token.json"
     job: dict[str, object] = {
