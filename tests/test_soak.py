@@ -20,7 +20,9 @@ from refreshing_session.testing import LocalAuthServer
 from .conftest import write_grant
 from .processes import ROOT, wait_for
 
-SECONDS = float(os.environ.get("REFRESHING_SESSION_SOAK_SECONDS", "60"))
+# 40 s in the suite (which must stay under 5 minutes on 2 cores); python -m tests.reliability
+# runs it for 60.
+SECONDS = float(os.environ.get("REFRESHING_SESSION_SOAK_SECONDS", "40"))
 
 
 @pytest.mark.timeout(SECONDS + 120)
