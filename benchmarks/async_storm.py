@@ -76,51 +76,81 @@ class _Outcome:
 _LOST = _Outcome({}, Latency.of([]), Latency.of([]), 0.0)
 
 
-def run_async_storm(tasks: int, rate: float, ttl: float, seconds: float, token_delay: float,
-                    progress: Callable[[str], None]) -> list[dict[str, Any]]:
+def run_async_storm(
+    tasks: int,
+    rate: float,
+    ttl: float,
+    seconds: float,
+    token_delay: float,
+    progress: Callable[[str], None],
+) -> list[dict[str, Any]]:
     """One cell per async client: ``tasks`` tasks making ``rate`` requests per second in all,
     for ``seconds``, on ``ttl``-second tokens refreshed at half their life, the token endpoint
     answering in ``token_delay`` seconds; return each cell's figures as plain data."""
     cells = []
     for key in ASYNC_KEYS:
         cell = _run_cell(key, tasks, rate, ttl, seconds, token_delay)
-        progress(f"async storm {HTTPX_BY_KEY[key].async_label} 1x{tasks} tasks: "
-                 f"{cell['successes']} ok, {sum(cell['errors'].values())} errors, "
-                 f"{cell['token_calls']} token calls ({cell['refreshes_due']} due), "
-                 f"{cell['reuse_detections']} reuse, loop lag max {cell['loop_lag']['max']:.0f} ms")
+        progress(
+            f"async storm {HTTPX_BY_KEY[key].async_label} 1x{tasks} tasks: "
+            f"{cell['successes']} ok, {sum(cell['errors'].values())} errors, "
+            f"{cell['token_calls']} token calls ({cell['refreshes_due']} due), "
+            f"{cell['reuse_detections']} reuse, loop lag max {cell['loop_lag']['max']:.0f} ms"
+        )
         cells.append(cell)
     return cells
 
 
-def _run_cell(key: str, tasks: int, rate: float, ttl: float, seconds: float,
-              token_delay: float) -> dict[str, Any]:
-    with LocalAuthServer(access_ttl=ttl) as server, \
-            tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, \
-            _worker(key) as connection:
+def _run_cell(
+    key: str, tasks: int, rate: float, ttl: float, seconds: float, token_delay: float
+) -> dict[str, Any]:
+    with (
+        LocalAuthServer(access_ttl=ttl) as server,
+        tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder,
+        _worker(key) as connection,
+    ):
         server.slow_token_endpoint(token_delay)
-        endpoint = Endpoint(server.api_url, server.token_url, os.path.join(folder, "token.json"),
-                            margin=ttl / 2)
+        endpoint = Endpoint(
+            server.api_url, server.token_url, os.path.join(folder, "token.json"), margin=ttl / 2
+        )
         before = server.stats()
         write_grant(endpoint.store(), server.issue_token())
-        connection.send(_Job(key, endpoint, server.api_url + "items", tasks, tasks / rate,
-                             time.perf_counter() + seconds))
+        connection.send(
+            _Job(
+                key,
+                endpoint,
+                server.api_url + "items",
+                tasks,
+                tasks / rate,
+                time.perf_counter() + seconds,
+            )
+        )
         lost = not connection.poll(seconds + _GRACE)
         outcome = _LOST if lost else connection.recv()
         after = server.stats()
     requests = sum(outcome.outcomes.values())
     due = max(1, int(seconds // (ttl / 2)))
     calls = after.token_requests - before.token_requests
-    return {"library": key, "label": HTTPX_BY_KEY[key].async_label, "processes": 1,
-            "threads": tasks, "rate": rate, "seconds": seconds, "requests": requests,
-            "successes": outcome.outcomes.get("ok", 0),
-            "errors": {kind: count for kind, count in sorted(outcome.outcomes.items())
-                       if kind != "ok"},
-            "token_calls": calls, "refreshes_due": due, "calls_per_due": calls / due,
-            "reuse_detections": after.reuse_detections - before.reuse_detections,
-            "grant_revoked": after.revoked_grants > before.revoked_grants,
-            "api_401s": after.api_unauthorized - before.api_unauthorized,
-            "latency": asdict(outcome.latency), "loop_lag": asdict(outcome.loop_lag),
-            "client_cpu_us": 1e6 * outcome.cpu / max(1, requests), "lost_workers": int(lost)}
+    return {
+        "library": key,
+        "label": HTTPX_BY_KEY[key].async_label,
+        "processes": 1,
+        "threads": tasks,
+        "rate": rate,
+        "seconds": seconds,
+        "requests": requests,
+        "successes": outcome.outcomes.get("ok", 0),
+        "errors": {kind: count for kind, count in sorted(outcome.outcomes.items()) if kind != "ok"},
+        "token_calls": calls,
+        "refreshes_due": due,
+        "calls_per_due": calls / due,
+        "reuse_detections": after.reuse_detections - before.reuse_detections,
+        "grant_revoked": after.revoked_grants > before.revoked_grants,
+        "api_401s": after.api_unauthorized - before.api_unauthorized,
+        "latency": asdict(outcome.latency),
+        "loop_lag": asdict(outcome.loop_lag),
+        "client_cpu_us": 1e6 * outcome.cpu / max(1, requests),
+        "lost_workers": int(lost),
+    }
 
 
 @contextmanager
@@ -160,11 +190,11 @@ async def _storm(job: _Job) -> _Outcome:
     cpu_started = time.process_time()
     async with build(job.endpoint, httpx.Limits(max_connections=_CONNECTIONS)) as client:
         ticker = asyncio.create_task(_tick(job.deadline, lags))
-        await asyncio.gather(*(_task(client, job, outcomes, durations)
-                               for _ in range(job.tasks)))
+        await asyncio.gather(*(_task(client, job, outcomes, durations) for _ in range(job.tasks)))
         await ticker
-    return _Outcome(dict(outcomes), Latency.of(durations), Latency.of(lags),
-                    time.process_time() - cpu_started)
+    return _Outcome(
+        dict(outcomes), Latency.of(durations), Latency.of(lags), time.process_time() - cpu_started
+    )
 
 
 async def _tick(deadline: float, lags: list[float]) -> None:
@@ -175,8 +205,9 @@ async def _tick(deadline: float, lags: list[float]) -> None:
         lags.append(max(0.0, time.perf_counter() - before - _TICK))
 
 
-async def _task(client: httpx.AsyncClient, job: _Job, outcomes: Counter[str],
-                durations: list[float]) -> None:
+async def _task(
+    client: httpx.AsyncClient, job: _Job, outcomes: Counter[str], durations: list[float]
+) -> None:
     """Call the API every ``job.interval`` seconds from a random offset until the deadline (a
     slot missed while a request was slow is skipped, not made up in a burst); count the
     outcomes and time the successes."""

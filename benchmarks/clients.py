@@ -91,8 +91,9 @@ def ours(endpoint: Endpoint) -> requests.Session:
 def ours_at_expiry(endpoint: Endpoint) -> requests.Session:
     """RefreshingSession with ``leeway=0``: no early refresh, so every caller waits for it."""
     refresher = OAuth2Refresher(endpoint.token_url, endpoint.client_id, endpoint.client_secret)
-    return RefreshingSession(endpoint.api_url, store=endpoint.store(), refresher=refresher,
-                             leeway=0.0)
+    return RefreshingSession(
+        endpoint.api_url, store=endpoint.store(), refresher=refresher, leeway=0.0
+    )
 
 
 def plain(endpoint: Endpoint) -> requests.Session:
@@ -109,10 +110,13 @@ def requests_oauthlib(endpoint: Endpoint) -> requests.Session:
     from requests_oauthlib import OAuth2Session  # type: ignore[import-untyped]
 
     credentials = {"client_id": endpoint.client_id, "client_secret": endpoint.client_secret}
-    session = OAuth2Session(endpoint.client_id, token=load_token(endpoint.token_file),
-                            auto_refresh_url=endpoint.token_url,
-                            auto_refresh_kwargs=credentials,
-                            token_updater=partial(save_token, endpoint.token_file))
+    session = OAuth2Session(
+        endpoint.client_id,
+        token=load_token(endpoint.token_file),
+        auto_refresh_url=endpoint.token_url,
+        auto_refresh_kwargs=credentials,
+        token_updater=partial(save_token, endpoint.token_file),
+    )
     return cast(requests.Session, session)
 
 
@@ -122,11 +126,14 @@ def authlib(endpoint: Endpoint) -> requests.Session:
         OAuth2Session,
     )
 
-    session = OAuth2Session(endpoint.client_id, endpoint.client_secret,
-                            token=load_token(endpoint.token_file),
-                            token_endpoint=endpoint.token_url,
-                            update_token=partial(save_token, endpoint.token_file),
-                            leeway=endpoint.margin)
+    session = OAuth2Session(
+        endpoint.client_id,
+        endpoint.client_secret,
+        token=load_token(endpoint.token_file),
+        token_endpoint=endpoint.token_url,
+        update_token=partial(save_token, endpoint.token_file),
+        leeway=endpoint.margin,
+    )
     return cast(requests.Session, session)
 
 
@@ -144,10 +151,14 @@ def google_auth(endpoint: Endpoint) -> requests.Session:
     _helpers.REFRESH_THRESHOLD = timedelta(seconds=endpoint.margin)
     data = load_token(endpoint.token_file)
     expiry = datetime.fromtimestamp(data["expires_at"], UTC).replace(tzinfo=None)
-    credentials = Credentials(data["access_token"], refresh_token=data["refresh_token"],
-                              token_uri=endpoint.token_url, client_id=endpoint.client_id,
-                              client_secret=endpoint.client_secret,
-                              expiry=expiry)  # type: ignore[no-untyped-call]
+    credentials = Credentials(
+        data["access_token"],
+        refresh_token=data["refresh_token"],
+        token_uri=endpoint.token_url,
+        client_id=endpoint.client_id,
+        client_secret=endpoint.client_secret,
+        expiry=expiry,
+    )  # type: ignore[no-untyped-call]
     session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
     saved = [credentials.token]
 
@@ -162,8 +173,12 @@ def google_auth(endpoint: Endpoint) -> requests.Session:
 
 def _google_token(credentials: Any) -> dict[str, Any]:
     expires_at = credentials.expiry.replace(tzinfo=UTC).timestamp()
-    return {"access_token": credentials.token, "refresh_token": credentials.refresh_token,
-            "token_type": "Bearer", "expires_at": expires_at}
+    return {
+        "access_token": credentials.token,
+        "refresh_token": credentials.refresh_token,
+        "token_type": "Bearer",
+        "expires_at": expires_at,
+    }
 
 
 class BlogPostSession(requests.Session):
@@ -186,49 +201,99 @@ class BlogPostSession(requests.Session):
 
     def refresh(self) -> None:
         """Redeem the refresh token and store the answer."""
-        answer = requests.post(self.endpoint.token_url, timeout=_TIMEOUT, data={
-            "grant_type": "refresh_token", "refresh_token": self.token["refresh_token"],
-            "client_id": self.endpoint.client_id, "client_secret": self.endpoint.client_secret})
+        answer = requests.post(
+            self.endpoint.token_url,
+            timeout=_TIMEOUT,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": self.token["refresh_token"],
+                "client_id": self.endpoint.client_id,
+                "client_secret": self.endpoint.client_secret,
+            },
+        )
         answer.raise_for_status()
         self.token = answer.json()
         save_token(self.endpoint.token_file, self.token)
         self.headers["Authorization"] = "Bearer " + self.token["access_token"]
 
 
-PLAIN = Library("plain", "requests.Session + fixed header", plain, ("requests",), False,
-                "a fixed `Authorization` header; cannot refresh (the common path, and the "
-                "storm's static baseline, with a token that outlives the run)",
-                refreshes=False)
+PLAIN = Library(
+    "plain",
+    "requests.Session + fixed header",
+    plain,
+    ("requests",),
+    False,
+    "a fixed `Authorization` header; cannot refresh (the common path, and the "
+    "storm's static baseline, with a token that outlives the run)",
+    refreshes=False,
+)
 
-OURS = Library("ours", "RefreshingSession", ours, ("refreshing_session",), True,
-               "defaults (`leeway=30`, capped at half the token's life); `OAuth2Refresher`")
+OURS = Library(
+    "ours",
+    "RefreshingSession",
+    ours,
+    ("refreshing_session",),
+    True,
+    "defaults (`leeway=30`, capped at half the token's life); `OAuth2Refresher`",
+)
 
 LIBRARIES = (
     OURS,
-    Library("requests_oauthlib", "requests-oauthlib", requests_oauthlib,
-            ("requests_oauthlib",), False,
-            "`OAuth2Session(token=..., auto_refresh_url=..., auto_refresh_kwargs=..., "
-            "token_updater=save)`; refreshes when the token has expired"),
-    Library("authlib", "Authlib", authlib, ("authlib.integrations.requests_client",), True,
-            "`OAuth2Session(..., token_endpoint=..., update_token=save, leeway=half the "
-            "token life)`"),
-    Library("google_auth", "google-auth", google_auth,
-            ("google.auth.transport.requests", "google.oauth2.credentials"), True,
-            "`AuthorizedSession(Credentials(...))`; no token-update hook, so a response hook "
-            "saves; `REFRESH_THRESHOLD` scaled to half the token life"),
-    Library("interceptor", "hand-written interceptor", BlogPostSession, ("requests",), False,
-            "`requests.Session` subclass: refresh on 401, plain write to the file, retry once"),
+    Library(
+        "requests_oauthlib",
+        "requests-oauthlib",
+        requests_oauthlib,
+        ("requests_oauthlib",),
+        False,
+        "`OAuth2Session(token=..., auto_refresh_url=..., auto_refresh_kwargs=..., "
+        "token_updater=save)`; refreshes when the token has expired",
+    ),
+    Library(
+        "authlib",
+        "Authlib",
+        authlib,
+        ("authlib.integrations.requests_client",),
+        True,
+        "`OAuth2Session(..., token_endpoint=..., update_token=save, leeway=half the token life)`",
+    ),
+    Library(
+        "google_auth",
+        "google-auth",
+        google_auth,
+        ("google.auth.transport.requests", "google.oauth2.credentials"),
+        True,
+        "`AuthorizedSession(Credentials(...))`; no token-update hook, so a response hook "
+        "saves; `REFRESH_THRESHOLD` scaled to half the token life",
+    ),
+    Library(
+        "interceptor",
+        "hand-written interceptor",
+        BlogPostSession,
+        ("requests",),
+        False,
+        "`requests.Session` subclass: refresh on 401, plain write to the file, retry once",
+    ),
 )
 
-AT_EXPIRY = Library("ours_at_expiry", "RefreshingSession, leeway=0", ours_at_expiry,
-                    ("refreshing_session",), False,
-                    "`leeway=0`: refreshes only once the token has expired, so every request "
-                    "that arrives meanwhile waits for the refresh (storm latency only)")
+AT_EXPIRY = Library(
+    "ours_at_expiry",
+    "RefreshingSession, leeway=0",
+    ours_at_expiry,
+    ("refreshing_session",),
+    False,
+    "`leeway=0`: refreshes only once the token has expired, so every request "
+    "that arrives meanwhile waits for the refresh (storm latency only)",
+)
 
-OURS_ON_REDIS = Library("ours_redis", "RefreshingSession, Redis store", ours,
-                        ("refreshing_session.redis_store",), True,
-                        "defaults, `store=RedisTokenStore(url, key)` on a local redis-server "
-                        "started for each cell: the processes share no file (Redis storm only)",
-                        on_redis=True)
+OURS_ON_REDIS = Library(
+    "ours_redis",
+    "RefreshingSession, Redis store",
+    ours,
+    ("refreshing_session.redis_store",),
+    True,
+    "defaults, `store=RedisTokenStore(url, key)` on a local redis-server "
+    "started for each cell: the processes share no file (Redis storm only)",
+    on_redis=True,
+)
 
 BY_KEY = {library.key: library for library in (PLAIN, *LIBRARIES, AT_EXPIRY, OURS_ON_REDIS)}

@@ -27,38 +27,51 @@ from .overhead import ClientCost, cost, interleaved
 _TOKEN_TTL = 3600.0  # no refresh during the measurement
 
 
-def run_httpx_overhead(rounds: int, count: int,
-                       progress: Callable[[str], None]) -> dict[str, Any]:
+def run_httpx_overhead(rounds: int, count: int, progress: Callable[[str], None]) -> dict[str, Any]:
     """Measure every httpx client against one loopback server in ``rounds`` interleaved rounds
     of ``count`` requests; return the rounds, the requests per round and each client's
     :class:`~benchmarks.overhead.ClientCost` as plain data."""
-    with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, \
-            api_server(_TOKEN_TTL) as server, ExitStack() as stack:
-        endpoint = Endpoint(server.api_url, server.token_url,
-                            os.path.join(folder, "token.json"), margin=60.0)
+    with (
+        tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder,
+        api_server(_TOKEN_TTL) as server,
+        ExitStack() as stack,
+    ):
+        endpoint = Endpoint(
+            server.api_url, server.token_url, os.path.join(folder, "token.json"), margin=60.0
+        )
         write_grant(endpoint.store(), server.grant)
-        clients = {client.key: stack.enter_context(client.sync(endpoint))
-                   for client in HTTPX_CLIENTS}
+        clients = {
+            client.key: stack.enter_context(client.sync(endpoint)) for client in HTTPX_CLIENTS
+        }
         batches = interleaved(clients, server.api_url + "items", rounds, count, progress)
-    costs: list[ClientCost] = [cost(client.key, client.label, batches[client.key],
-                                    batches[PLAIN.key]) for client in HTTPX_CLIENTS]
-    return {"rounds": rounds, "requests_per_round": count,
-            "clients": [asdict(client_cost) for client_cost in costs]}
+    costs: list[ClientCost] = [
+        cost(client.key, client.label, batches[client.key], batches[PLAIN.key])
+        for client in HTTPX_CLIENTS
+    ]
+    return {
+        "rounds": rounds,
+        "requests_per_round": count,
+        "clients": [asdict(client_cost) for client_cost in costs],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.httpx_overhead",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.httpx_overhead", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--requests", type=int, default=300, help="per client and round")
     options = parser.parse_args(argv)
-    result = run_httpx_overhead(options.rounds, options.requests,
-                                lambda message: print(message, file=sys.stderr))
+    result = run_httpx_overhead(
+        options.rounds, options.requests, lambda message: print(message, file=sys.stderr)
+    )
     for client in result["clients"]:
         speed, cpu = client["speed_vs_plain"], client["cpu_vs_plain"]
-        print(f"{client['label']:34} requests/s {speed['median']:5.2f} x plain (quartiles "
-              f"{speed['low']:.2f}-{speed['high']:.2f}), CPU/request {cpu['median']:5.2f} x "
-              f"plain ({cpu['low']:.2f}-{cpu['high']:.2f})")
+        print(
+            f"{client['label']:34} requests/s {speed['median']:5.2f} x plain (quartiles "
+            f"{speed['low']:.2f}-{speed['high']:.2f}), CPU/request {cpu['median']:5.2f} x "
+            f"plain ({cpu['low']:.2f}-{cpu['high']:.2f})"
+        )
     return 0
 
 

@@ -52,20 +52,25 @@ def plain(endpoint: Endpoint) -> httpx.Client:
 
 def ours(endpoint: Endpoint) -> httpx.Client:
     """RefreshingClient with its defaults."""
-    return RefreshingClient(endpoint.api_url, store=endpoint.store(),
-                            refresher=_refresher(endpoint))
+    return RefreshingClient(
+        endpoint.api_url, store=endpoint.store(), refresher=_refresher(endpoint)
+    )
 
 
 def ours_as_auth(endpoint: Endpoint) -> httpx.Client:
     """A plain httpx.Client with ``auth=RefreshingAuth(...)``."""
-    return httpx.Client(auth=RefreshingAuth(endpoint.api_url, store=endpoint.store(),
-                                            refresher=_refresher(endpoint)))
+    return httpx.Client(
+        auth=RefreshingAuth(
+            endpoint.api_url, store=endpoint.store(), refresher=_refresher(endpoint)
+        )
+    )
 
 
 def ours_async(endpoint: Endpoint, limits: httpx.Limits) -> httpx.AsyncClient:
     """RefreshingAsyncClient with its defaults."""
-    return RefreshingAsyncClient(endpoint.api_url, store=endpoint.store(),
-                                 refresher=_refresher(endpoint), limits=limits)
+    return RefreshingAsyncClient(
+        endpoint.api_url, store=endpoint.store(), refresher=_refresher(endpoint), limits=limits
+    )
 
 
 def httpx_auth_flow(endpoint: Endpoint) -> httpx.Auth:
@@ -76,14 +81,19 @@ def httpx_auth_flow(endpoint: Endpoint) -> httpx.Auth:
 
     authorize_url = endpoint.token_url.rsplit("/", 1)[0] + "/" + _AUTHORIZE_PATH
     flow = httpx_auth.OAuth2AuthorizationCode(
-        authorize_url, endpoint.token_url, client_id=endpoint.client_id,
-        client_secret=endpoint.client_secret, early_expiry=endpoint.margin,
-        timeout=_PEER_TIMEOUT)
+        authorize_url,
+        endpoint.token_url,
+        client_id=endpoint.client_id,
+        client_secret=endpoint.client_secret,
+        early_expiry=endpoint.margin,
+        timeout=_PEER_TIMEOUT,
+    )
     grant = load_token(endpoint.token_file)
     cache = endpoint.token_file + ".httpx-auth.json"
     with open(cache, "w", encoding="utf-8") as file:
-        json.dump({flow.state: [grant["access_token"], grant["expires_at"],
-                                grant["refresh_token"]]}, file)
+        json.dump(
+            {flow.state: [grant["access_token"], grant["expires_at"], grant["refresh_token"]]}, file
+        )
     httpx_auth.OAuth2.token_cache = httpx_auth.JsonTokenFileCache(cache)
     return flow
 
@@ -99,9 +109,13 @@ def httpx_auth_async(endpoint: Endpoint, limits: httpx.Limits) -> httpx.AsyncCli
 
 
 def _authlib_options(endpoint: Endpoint) -> dict[str, Any]:
-    return {"client_id": endpoint.client_id, "client_secret": endpoint.client_secret,
-            "token": load_token(endpoint.token_file), "token_endpoint": endpoint.token_url,
-            "leeway": endpoint.margin}
+    return {
+        "client_id": endpoint.client_id,
+        "client_secret": endpoint.client_secret,
+        "token": load_token(endpoint.token_file),
+        "token_endpoint": endpoint.token_url,
+        "leeway": endpoint.margin,
+    }
 
 
 def authlib(endpoint: Endpoint) -> httpx.Client:
@@ -109,8 +123,9 @@ def authlib(endpoint: Endpoint) -> httpx.Client:
     its leeway."""
     from authlib.integrations.httpx_client import OAuth2Client  # type: ignore[import-untyped]
 
-    client: httpx.Client = OAuth2Client(**_authlib_options(endpoint),
-                                        update_token=partial(save_token, endpoint.token_file))
+    client: httpx.Client = OAuth2Client(
+        **_authlib_options(endpoint), update_token=partial(save_token, endpoint.token_file)
+    )
     return client
 
 
@@ -122,33 +137,62 @@ def authlib_async(endpoint: Endpoint, limits: httpx.Limits) -> httpx.AsyncClient
     async def update_token(token: dict[str, Any], *_: Any, **__: Any) -> None:
         save_token(endpoint.token_file, token)
 
-    client: httpx.AsyncClient = AsyncOAuth2Client(**_authlib_options(endpoint),
-                                                  update_token=update_token, limits=limits)
+    client: httpx.AsyncClient = AsyncOAuth2Client(
+        **_authlib_options(endpoint), update_token=update_token, limits=limits
+    )
     return client
 
 
-PLAIN = HttpxClient("httpx_plain", "plain httpx.Client, fixed header",
-                    "a fixed `Authorization` header; cannot refresh (common path only)",
-                    plain, None, "", ("httpx",))
-OURS = HttpxClient("ours_httpx", "RefreshingClient",
-                   "defaults (`leeway=30`, capped at half the token's life); `OAuth2Refresher`",
-                   ours, ours_async, "RefreshingAsyncClient", ("refreshing_session.httpx",))
+PLAIN = HttpxClient(
+    "httpx_plain",
+    "plain httpx.Client, fixed header",
+    "a fixed `Authorization` header; cannot refresh (common path only)",
+    plain,
+    None,
+    "",
+    ("httpx",),
+)
+OURS = HttpxClient(
+    "ours_httpx",
+    "RefreshingClient",
+    "defaults (`leeway=30`, capped at half the token's life); `OAuth2Refresher`",
+    ours,
+    ours_async,
+    "RefreshingAsyncClient",
+    ("refreshing_session.httpx",),
+)
 HTTPX_CLIENTS = (
     PLAIN,
     OURS,
-    HttpxClient("ours_httpx_auth", "RefreshingAuth on httpx.Client",
-                "`httpx.Client(auth=RefreshingAuth(...))`, defaults (common path only)",
-                ours_as_auth, None, "", ("refreshing_session.httpx",)),
-    HttpxClient("httpx_auth", "httpx-auth",
-                "`OAuth2AuthorizationCode(..., early_expiry=half the token life)` as the "
-                "client's auth; `OAuth2.token_cache = JsonTokenFileCache(path)` holding the "
-                "grant; its refresh is a blocking call, also on an event loop",
-                httpx_auth_client, httpx_auth_async, "httpx-auth on httpx.AsyncClient",
-                ("httpx_auth",)),
-    HttpxClient("authlib_httpx", "Authlib OAuth2Client",
-                "`OAuth2Client` / `AsyncOAuth2Client(..., token_endpoint=..., "
-                "update_token=save, leeway=half the token life)`",
-                authlib, authlib_async, "Authlib AsyncOAuth2Client",
-                ("authlib.integrations.httpx_client",)),
+    HttpxClient(
+        "ours_httpx_auth",
+        "RefreshingAuth on httpx.Client",
+        "`httpx.Client(auth=RefreshingAuth(...))`, defaults (common path only)",
+        ours_as_auth,
+        None,
+        "",
+        ("refreshing_session.httpx",),
+    ),
+    HttpxClient(
+        "httpx_auth",
+        "httpx-auth",
+        "`OAuth2AuthorizationCode(..., early_expiry=half the token life)` as the "
+        "client's auth; `OAuth2.token_cache = JsonTokenFileCache(path)` holding the "
+        "grant; its refresh is a blocking call, also on an event loop",
+        httpx_auth_client,
+        httpx_auth_async,
+        "httpx-auth on httpx.AsyncClient",
+        ("httpx_auth",),
+    ),
+    HttpxClient(
+        "authlib_httpx",
+        "Authlib OAuth2Client",
+        "`OAuth2Client` / `AsyncOAuth2Client(..., token_endpoint=..., "
+        "update_token=save, leeway=half the token life)`",
+        authlib,
+        authlib_async,
+        "Authlib AsyncOAuth2Client",
+        ("authlib.integrations.httpx_client",),
+    ),
 )
 HTTPX_BY_KEY = {client.key: client for client in HTTPX_CLIENTS}

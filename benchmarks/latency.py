@@ -57,8 +57,9 @@ def storm_latency(log: RequestTimes, calls: Sequence[TokenCall]) -> StormLatency
     calm: list[float] = []
     waiting: list[float] = []
     handoff: list[float] = []
-    for start, duration, outcome, ready in zip(log.starts, log.durations, log.outcomes,
-                                               log.ready, strict=True):
+    for start, duration, outcome, ready in zip(
+        log.starts, log.durations, log.outcomes, log.ready, strict=True
+    ):
         if outcome != "ok":
             continue
         refresh = _in_flight(refreshes, refresh_starts, start)
@@ -70,13 +71,20 @@ def storm_latency(log: RequestTimes, calls: Sequence[TokenCall]) -> StormLatency
                 handoff.append(ready - refresh.answered)
         elif not _overlaps(call_starts, reach, start, start + duration):
             calm.append(duration)
-    return StormLatency(len(refreshes), Latency.of([c.answered - c.started for c in refreshes]),
-                        Latency.of(waiting), Latency.of(extra), Latency.of(after),
-                        Latency.of(handoff), Latency.of(calm))
+    return StormLatency(
+        len(refreshes),
+        Latency.of([c.answered - c.started for c in refreshes]),
+        Latency.of(waiting),
+        Latency.of(extra),
+        Latency.of(after),
+        Latency.of(handoff),
+        Latency.of(calm),
+    )
 
 
-def _in_flight(calls: Sequence[TokenCall], starts: Sequence[float],
-               moment: float) -> TokenCall | None:
+def _in_flight(
+    calls: Sequence[TokenCall], starts: Sequence[float], moment: float
+) -> TokenCall | None:
     """The token request that started last before ``moment``, if it was still being served."""
     index = bisect_right(starts, moment) - 1
     if index >= 0 and moment < calls[index].answered:
@@ -84,8 +92,7 @@ def _in_flight(calls: Sequence[TokenCall], starts: Sequence[float],
     return None
 
 
-def _overlaps(starts: Sequence[float], reach: Sequence[float], begin: float,
-              end: float) -> bool:
+def _overlaps(starts: Sequence[float], reach: Sequence[float], begin: float, end: float) -> bool:
     """Whether any token request was being served between ``begin`` and ``end``; ``reach[i]``
     is the latest answer among the first ``i + 1`` token requests."""
     index = bisect_left(starts, end) - 1

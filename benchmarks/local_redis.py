@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-MISSING = ("redis-server is not on PATH (Debian: apt-get install redis-server), and the Redis "
-           "measurements start their own")
+MISSING = (
+    "redis-server is not on PATH (Debian: apt-get install redis-server), and the Redis "
+    "measurements start their own"
+)
 
 
 def redis_server_found() -> bool:

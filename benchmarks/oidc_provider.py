@@ -48,8 +48,9 @@ class OidcProvider:
 
     def grant(self) -> dict[str, object]:
         """A fresh grant for the client, as a login would leave it."""
-        answer = requests.post(self.base_url + "/test/grant", json={"client_id": self.client_id},
-                               timeout=_HTTP_TIMEOUT)
+        answer = requests.post(
+            self.base_url + "/test/grant", json={"client_id": self.client_id}, timeout=_HTTP_TIMEOUT
+        )
         answer.raise_for_status()
         grant: dict[str, object] = answer.json()
         return grant
@@ -58,9 +59,12 @@ class OidcProvider:
         """The provider's counters so far; a refresh token presented again counts as a reuse
         (the provider's own reuse detection is one kind of it)."""
         stats = self._get("/test/stats")
-        return Counters(sum(stats["token_requests"].values()),
-                        stats["refresh_tokens_presented_again"], stats["grants_revoked"],
-                        stats["api_unauthorized"])
+        return Counters(
+            sum(stats["token_requests"].values()),
+            stats["refresh_tokens_presented_again"],
+            stats["grants_revoked"],
+            stats["api_unauthorized"],
+        )
 
     def token_calls(self) -> list[TokenCall]:
         """Not timed by this server: no request counts as waiting for a refresh."""
@@ -85,9 +89,12 @@ def oidc_provider(access_ttl: int) -> Iterator[OidcProvider]:
 
     with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-oidc-") as folder:
         process, port = start_server(
-            [shutil.which("node") or "node", "server.mjs", "0"], name="node oidc-provider",
-            cwd=FOLDER, log=Path(folder) / "server.log",
-            env={"ACCESS_TOKEN_TTL": str(access_ttl)})
+            [shutil.which("node") or "node", "server.mjs", "0"],
+            name="node oidc-provider",
+            cwd=FOLDER,
+            log=Path(folder) / "server.log",
+            env={"ACCESS_TOKEN_TTL": str(access_ttl)},
+        )
         try:
             yield OidcProvider(f"http://127.0.0.1:{port}")
         finally:
@@ -97,8 +104,9 @@ def oidc_provider(access_ttl: int) -> Iterator[OidcProvider]:
 def version() -> str:
     """The installed oidc-provider's version, or "not installed"."""
     try:
-        manifest = json.loads((FOLDER / "node_modules" / "oidc-provider" / "package.json")
-                              .read_text(encoding="utf-8"))
+        manifest = json.loads(
+            (FOLDER / "node_modules" / "oidc-provider" / "package.json").read_text(encoding="utf-8")
+        )
     except (OSError, ValueError):
         return "not installed"
     return str(manifest.get("version", "unknown"))

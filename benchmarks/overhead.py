@@ -37,8 +37,10 @@ _WARMUP_REQUESTS = 50
 _PROFILE_ROWS = 25
 _CANNED_BODY = b'{"ok": true}'
 # The functions to show by cumulative time: ours, and the requests steps they sit in.
-_FOCUS = (r"refreshing_session[/\\]|\(get_netrc_auth\)|sessions.py:\d+\((request|"
-          r"prepare_request|send|merge_environment_settings)\)|adapters.py:\d+\(send\)")
+_FOCUS = (
+    r"refreshing_session[/\\]|\(get_netrc_auth\)|sessions.py:\d+\((request|"
+    r"prepare_request|send|merge_environment_settings)\)|adapters.py:\d+\(send\)"
+)
 PROFILED = ("ours", "plain")
 
 
@@ -89,31 +91,47 @@ class OverheadResult:
 def run_overhead(plan: Plan, progress: Callable[[str], None]) -> OverheadResult:
     """Measure every client against one loopback server, interleaved."""
     clients = (PLAIN, *LIBRARIES)
-    with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, \
-            api_server(_TOKEN_TTL) as server:
-        endpoint = Endpoint(server.api_url, server.token_url,
-                            os.path.join(folder, "token.json"), margin=60.0)
+    with (
+        tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder,
+        api_server(_TOKEN_TTL) as server,
+    ):
+        endpoint = Endpoint(
+            server.api_url, server.token_url, os.path.join(folder, "token.json"), margin=60.0
+        )
         write_grant(endpoint.store(), server.grant)
         url = server.api_url + "items"
         sessions = {library.key: library.factory(endpoint) for library in clients}
         try:
-            loopback = interleaved(sessions, url, plan.overhead_rounds,
-                                    plan.overhead_requests, progress)
+            loopback = interleaved(
+                sessions, url, plan.overhead_rounds, plan.overhead_requests, progress
+            )
             with _stubbed_transport():
-                stubbed = interleaved(sessions, url, plan.overhead_rounds,
-                                       plan.stubbed_requests, progress)
-                profiles = {key: _profile(sessions[key], url, plan.profile_requests)
-                            for key in PROFILED}
+                stubbed = interleaved(
+                    sessions, url, plan.overhead_rounds, plan.stubbed_requests, progress
+                )
+                profiles = {
+                    key: _profile(sessions[key], url, plan.profile_requests) for key in PROFILED
+                }
         finally:
             for session in sessions.values():
                 session.close()
-    return OverheadResult(plan.overhead_rounds, plan.overhead_requests,
-                          _costs(clients, loopback), plan.stubbed_requests,
-                          _costs(clients, stubbed), profiles)
+    return OverheadResult(
+        plan.overhead_rounds,
+        plan.overhead_requests,
+        _costs(clients, loopback),
+        plan.stubbed_requests,
+        _costs(clients, stubbed),
+        profiles,
+    )
 
 
-def interleaved(sessions: Mapping[str, Getter], url: str, rounds: int, count: int,
-                 progress: Callable[[str], None]) -> dict[str, list[Batch]]:
+def interleaved(
+    sessions: Mapping[str, Getter],
+    url: str,
+    rounds: int,
+    count: int,
+    progress: Callable[[str], None],
+) -> dict[str, list[Batch]]:
     """Run the rounds of ``count`` requests; in round ``r`` the clients start at the r-th."""
     keys = list(sessions)
     for key in keys:
@@ -132,8 +150,9 @@ def _stubbed_transport() -> Iterator[None]:
     """Answer every request with a canned 200 instead of sending it (in this process)."""
     original = HTTPAdapter.send
 
-    def canned(self: HTTPAdapter, request: requests.PreparedRequest,
-               *args: Any, **kwargs: Any) -> requests.Response:
+    def canned(
+        self: HTTPAdapter, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
         response = requests.Response()
         response.status_code, response._content = 200, _CANNED_BODY
         response.headers["Content-Type"] = "application/json"
@@ -148,8 +167,10 @@ def _stubbed_transport() -> Iterator[None]:
 
 
 def _costs(clients: Sequence[Library], batches: Mapping[str, list[Batch]]) -> list[ClientCost]:
-    return [cost(library.key, library.label, batches[library.key], batches[PLAIN.key])
-            for library in clients]
+    return [
+        cost(library.key, library.label, batches[library.key], batches[PLAIN.key])
+        for library in clients
+    ]
 
 
 def measure(session: Getter, url: str, count: int) -> Batch:
@@ -171,11 +192,13 @@ def cost(key: str, label: str, batches: Sequence[Batch], plain: Sequence[Batch])
     plain_speed = [b.requests / b.seconds for b in plain]
     plain_cpu = [b.cpu / b.requests for b in plain]
     return ClientCost(
-        key=key, label=label,
+        key=key,
+        label=label,
         requests_per_second=Spread.of(speed),
         cpu_us_per_request=Spread.of([1e6 * c for c in cpu]),
         speed_vs_plain=Spread.of([s / p for s, p in zip(speed, plain_speed, strict=True)]),
-        cpu_vs_plain=Spread.of([c / p for c, p in zip(cpu, plain_cpu, strict=True)]))
+        cpu_vs_plain=Spread.of([c / p for c, p in zip(cpu, plain_cpu, strict=True)]),
+    )
 
 
 def _profile(session: requests.Session, url: str, count: int) -> str:

@@ -60,22 +60,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(rounds: int, count: int, progress: Callable[[str], None]) -> list[HotPathCost]:
     """Measure every client for ``rounds`` interleaved rounds of ``count`` requests."""
-    with tempfile.TemporaryDirectory(prefix="refreshing-session-redis-bench-") as folder, \
-            api_server(_TOKEN_TTL) as server, local_redis(Path(folder) / "redis") as url:
-        endpoint = Endpoint(server.api_url, server.token_url, f"{folder}/token.json",
-                            margin=60.0)
+    with (
+        tempfile.TemporaryDirectory(prefix="refreshing-session-redis-bench-") as folder,
+        api_server(_TOKEN_TTL) as server,
+        local_redis(Path(folder) / "redis") as url,
+    ):
+        endpoint = Endpoint(server.api_url, server.token_url, f"{folder}/token.json", margin=60.0)
         token = write_grant(endpoint.store(), server.grant)
         RedisTokenStore(url, REDIS_KEY).write(token)
         sessions = _sessions(endpoint, url)
         counter = redis.Redis.from_url(url)
         try:
-            batches, commands = _interleaved(sessions, server.api_url + "items", rounds,
-                                             count, counter, progress)
+            batches, commands = _interleaved(
+                sessions, server.api_url + "items", rounds, count, counter, progress
+            )
         finally:
             for session in sessions.values():
                 session.close()
-    return [_cost(label, batches[label], batches[_PLAIN], commands[label])
-            for label in sessions]
+    return [_cost(label, batches[label], batches[_PLAIN], commands[label]) for label in sessions]
 
 
 _PLAIN = "requests.Session + fixed header"
@@ -83,23 +85,28 @@ _PLAIN = "requests.Session + fixed header"
 
 def _sessions(endpoint: Endpoint, url: str) -> dict[str, requests.Session]:
     def on_redis(check_interval: float) -> requests.Session:
-        refresher = OAuth2Refresher(endpoint.token_url, endpoint.client_id,
-                                    endpoint.client_secret)
+        refresher = OAuth2Refresher(endpoint.token_url, endpoint.client_id, endpoint.client_secret)
         store = RedisTokenStore(url, REDIS_KEY, check_interval=check_interval)
         return RefreshingSession(endpoint.api_url, store=store, refresher=refresher)
 
     return {
         _PLAIN: plain(endpoint),
         "RefreshingSession, token file": ours(endpoint),
-        f"RefreshingSession, Redis (check_interval={DEFAULT_CHECK_INTERVAL:g})":
-            on_redis(DEFAULT_CHECK_INTERVAL),
+        f"RefreshingSession, Redis (check_interval={DEFAULT_CHECK_INTERVAL:g})": on_redis(
+            DEFAULT_CHECK_INTERVAL
+        ),
         "RefreshingSession, Redis (check_interval=0)": on_redis(0.0),
     }
 
 
-def _interleaved(sessions: Mapping[str, requests.Session], url: str, rounds: int, count: int,
-                 counter: redis.Redis, progress: Callable[[str], None],
-                 ) -> tuple[dict[str, list[Batch]], dict[str, int]]:
+def _interleaved(
+    sessions: Mapping[str, requests.Session],
+    url: str,
+    rounds: int,
+    count: int,
+    counter: redis.Redis,
+    progress: Callable[[str], None],
+) -> tuple[dict[str, list[Batch]], dict[str, int]]:
     """Run the rounds, each client starting one place later each round; also count the Redis
     commands each client caused."""
     labels = list(sessions)
@@ -122,8 +129,9 @@ def _commands_run(counter: redis.Redis) -> int:
     return int(counter.info("stats")["total_commands_processed"])
 
 
-def _cost(label: str, batches: Sequence[Batch], plain_batches: Sequence[Batch],
-          commands: int) -> HotPathCost:
+def _cost(
+    label: str, batches: Sequence[Batch], plain_batches: Sequence[Batch], commands: int
+) -> HotPathCost:
     speed = [b.requests / b.seconds for b in batches]
     plain_speed = [b.requests / b.seconds for b in plain_batches]
     total = sum(b.requests for b in batches)
@@ -132,32 +140,40 @@ def _cost(label: str, batches: Sequence[Batch], plain_batches: Sequence[Batch],
         requests_per_second=Spread.of(speed),
         cpu_us_per_request=Spread.of([1e6 * b.cpu / b.requests for b in batches]),
         speed_vs_plain=Spread.of([s / p for s, p in zip(speed, plain_speed, strict=True)]),
-        redis_commands_per_1000=1000 * commands / total)
+        redis_commands_per_1000=1000 * commands / total,
+    )
 
 
 def markdown(costs: Sequence[HotPathCost], rounds: int, count: int) -> str:
     """The figures as a Markdown table, with a line saying how they were obtained."""
-    lines = [f"{rounds} interleaved rounds of {count} GET requests per client, one loopback "
-             "API server in its own process, redis-server on loopback; medians (quartiles).",
-             "",
-             "| client | requests/s | vs plain | client CPU µs/request | Redis commands per "
-             "1000 requests |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"{rounds} interleaved rounds of {count} GET requests per client, one loopback "
+        "API server in its own process, redis-server on loopback; medians (quartiles).",
+        "",
+        "| client | requests/s | vs plain | client CPU µs/request | Redis commands per "
+        "1000 requests |",
+        "|---|---|---|---|---|",
+    ]
     for cost in costs:
         speed = cost.speed_vs_plain
-        lines.append(f"| {cost.label} | {cost.requests_per_second.median:.0f} | "
-                     f"{speed.median:.3f} ({speed.low:.3f}-{speed.high:.3f}) | "
-                     f"{cost.cpu_us_per_request.median:.0f} | "
-                     f"{cost.redis_commands_per_1000:.1f} |")
+        lines.append(
+            f"| {cost.label} | {cost.requests_per_second.median:.0f} | "
+            f"{speed.median:.3f} ({speed.low:.3f}-{speed.high:.3f}) | "
+            f"{cost.cpu_us_per_request.median:.0f} | "
+            f"{cost.redis_commands_per_1000:.1f} |"
+        )
     return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.redis_hot_path",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.redis_hot_path",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (15)")
-    parser.add_argument("--requests", type=int, default=300,
-                        help="requests per client per round (300)")
+    parser.add_argument(
+        "--requests", type=int, default=300, help="requests per client per round (300)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser
 

@@ -36,16 +36,33 @@ from .storm import Cell, as_dict, describe, run_cell
 from .targets import check
 from .versus_static import run_versus_static
 
-DEFAULT_PARTS = ("overhead", "storm", "versus_static", "storm_latency", "scaling",
-                 "httpx_overhead", "async_storm")
+DEFAULT_PARTS = (
+    "overhead",
+    "storm",
+    "versus_static",
+    "storm_latency",
+    "scaling",
+    "httpx_overhead",
+    "async_storm",
+)
 PARTS = (*DEFAULT_PARTS, "redis_storm")
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK_RESULTS = Path(tempfile.gettempdir()) / "refreshing-session-bench-quick"
 # The performance page (docs/reports/performance.md) takes the report of a run into RESULTS;
 # its chart links are relative to the page.
 PAGE, PAGE_CHARTS = REPORTS / "performance.md", "../../benchmarks/results/"
-_VERSIONS = ("refreshing-session", "requests", "urllib3", "filelock", "requests-oauthlib",
-             "oauthlib", "Authlib", "google-auth", "httpx", "httpx-auth")
+_VERSIONS = (
+    "refreshing-session",
+    "requests",
+    "urllib3",
+    "filelock",
+    "requests-oauthlib",
+    "oauthlib",
+    "Authlib",
+    "google-auth",
+    "httpx",
+    "httpx-auth",
+)
 
 Progress = Callable[[str], None]
 
@@ -77,19 +94,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run of about 10 seconds, for CI")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS),
-                        help="run only these parts (default: all but redis_storm, the storm "
-                             "with the file and with the Redis store, which needs "
-                             "redis-server)")
-    parser.add_argument("--out", help=f"results folder (default: {RESULTS}; with --quick, "
-                        f"{QUICK_RESULTS}, so that a smoke run never replaces real results)")
-    parser.add_argument("--from-json", metavar="PATH",
-                        help="do not measure: redraw the report and charts from a results.json")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit 1 when RefreshingSession surfaces an error, refreshes a "
-                             "token twice or sets off reuse detection (for CI)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run of about 10 seconds, for CI"
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(DEFAULT_PARTS),
+        help="run only these parts (default: all but redis_storm, the storm "
+        "with the file and with the Redis store, which needs "
+        "redis-server)",
+    )
+    parser.add_argument(
+        "--out",
+        help=f"results folder (default: {RESULTS}; with --quick, "
+        f"{QUICK_RESULTS}, so that a smoke run never replaces real results)",
+    )
+    parser.add_argument(
+        "--from-json",
+        metavar="PATH",
+        help="do not measure: redraw the report and charts from a results.json",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when RefreshingSession surfaces an error, refreshes a "
+        "token twice or sets off reuse detection (for CI)",
+    )
     return parser
 
 
@@ -126,21 +158,28 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
     if "versus_static" in parts:
         results["versus_static"] = run_versus_static(plan, progress)
     if "storm_latency" in parts:
-        results["storm_latency"] = _run_cells(_latency_cells(plan), plan, plan.latency_seconds,
-                                              progress)
+        results["storm_latency"] = _run_cells(
+            _latency_cells(plan), plan, plan.latency_seconds, progress
+        )
     if "scaling" in parts:
-        results["scaling"] = _run_cells(_scaling_cells(plan), plan, plan.storm_seconds,
-                                        progress)
+        results["scaling"] = _run_cells(_scaling_cells(plan), plan, plan.storm_seconds, progress)
     if "httpx_overhead" in parts:
-        results["httpx_overhead"] = run_httpx_overhead(plan.overhead_rounds,
-                                                       plan.overhead_requests, progress)
+        results["httpx_overhead"] = run_httpx_overhead(
+            plan.overhead_rounds, plan.overhead_requests, progress
+        )
     if "async_storm" in parts:
-        results["async_storm"] = run_async_storm(plan.async_storm_tasks, plan.async_storm_rate,
-                                                 plan.storm_ttl, plan.storm_seconds,
-                                                 plan.token_delay, progress)
+        results["async_storm"] = run_async_storm(
+            plan.async_storm_tasks,
+            plan.async_storm_rate,
+            plan.storm_ttl,
+            plan.storm_seconds,
+            plan.token_delay,
+            progress,
+        )
     if "redis_storm" in parts:
-        results["redis_storm"] = _run_cells(_redis_storm_cells(plan), plan, plan.storm_seconds,
-                                            progress)
+        results["redis_storm"] = _run_cells(
+            _redis_storm_cells(plan), plan, plan.storm_seconds, progress
+        )
     results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
     results["meta"]["load_after"] = _load_average()
     plain: dict[str, Any] = _plain(results)
@@ -148,47 +187,71 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
 
 
 def _storm_cells(plan: Plan) -> list[Cell]:
-    return [Cell(library.key, processes, threads)
-            for processes, threads in plan.storm_shapes for library in LIBRARIES]
+    return [
+        Cell(library.key, processes, threads)
+        for processes, threads in plan.storm_shapes
+        for library in LIBRARIES
+    ]
 
 
 def _redis_storm_cells(plan: Plan) -> list[Cell]:
     """The storm's shapes for RefreshingSession on the token file, then on Redis, side by
     side."""
-    return [Cell(library.key, processes, threads)
-            for processes, threads in plan.storm_shapes for library in (OURS, OURS_ON_REDIS)]
+    return [
+        Cell(library.key, processes, threads)
+        for processes, threads in plan.storm_shapes
+        for library in (OURS, OURS_ON_REDIS)
+    ]
 
 
 def _latency_cells(plan: Plan) -> list[Cell]:
-    return [Cell(key, processes, threads, rate=plan.latency_rate / (processes * threads))
-            for processes, threads in plan.latency_shapes for key in (OURS.key, AT_EXPIRY.key)]
+    return [
+        Cell(key, processes, threads, rate=plan.latency_rate / (processes * threads))
+        for processes, threads in plan.latency_shapes
+        for key in (OURS.key, AT_EXPIRY.key)
+    ]
 
 
 def _scaling_cells(plan: Plan) -> list[Cell]:
-    return [Cell(library.key, processes, 1, rate=plan.scaling_rate / processes)
-            for processes in plan.scaling_processes for library in LIBRARIES
-            if library is OURS or processes <= plan.peer_scaling_limit]
+    return [
+        Cell(library.key, processes, 1, rate=plan.scaling_rate / processes)
+        for processes in plan.scaling_processes
+        for library in LIBRARIES
+        if library is OURS or processes <= plan.peer_scaling_limit
+    ]
 
 
-def _run_cells(cells: Sequence[Cell], plan: Plan, seconds: float,
-               progress: Progress) -> list[dict[str, Any]]:
+def _run_cells(
+    cells: Sequence[Cell], plan: Plan, seconds: float, progress: Progress
+) -> list[dict[str, Any]]:
     results = []
     for cell in cells:
         result = run_cell(cell, plan.storm_ttl, seconds, plan.token_delay)
-        progress(f"{cell.library} {cell.processes}x{cell.threads}"
-                 f"{' paced' if cell.rate else ''}: {describe(result)}")
+        progress(
+            f"{cell.library} {cell.processes}x{cell.threads}"
+            f"{' paced' if cell.rate else ''}: {describe(result)}"
+        )
         results.append(as_dict(result))
     return results
 
 
 def _meta(plan: Plan, command: str) -> dict[str, Any]:
-    return {"command": command, "plan": asdict(plan), "load_before": _load_average(),
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": {"cores": os.cpu_count(), "cpu": _cpu_model(),
-                        "platform": platform.platform(terse=True),
-                        "python": platform.python_version()},
-            "versions": {**{name: _version(name) for name in _VERSIONS},
-                         "oidc-provider (node)": oidc_provider_version()}}
+    return {
+        "command": command,
+        "plan": asdict(plan),
+        "load_before": _load_average(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": _cpu_model(),
+            "platform": platform.platform(terse=True),
+            "python": platform.python_version(),
+        },
+        "versions": {
+            **{name: _version(name) for name in _VERSIONS},
+            "oidc-provider (node)": oidc_provider_version(),
+        },
+    }
 
 
 def _load_average() -> float | None:

@@ -46,5 +46,9 @@ class Latency:
         """Summarise durations given in seconds."""
         if not seconds:
             return cls(0, math.nan, math.nan, math.nan)
-        return cls(len(seconds), 1000 * percentile(seconds, 0.5),
-                   1000 * percentile(seconds, 0.99), 1000 * max(seconds))
+        return cls(
+            len(seconds),
+            1000 * percentile(seconds, 0.5),
+            1000 * percentile(seconds, 0.99),
+            1000 * max(seconds),
+        )

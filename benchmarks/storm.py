@@ -153,10 +153,12 @@ class Counters:
 
     def since(self, earlier: Counters) -> Counters:
         """What was counted after ``earlier``."""
-        return Counters(self.token_calls - earlier.token_calls,
-                        self.reuse_detections - earlier.reuse_detections,
-                        self.grants_revoked - earlier.grants_revoked,
-                        self.api_401s - earlier.api_401s)
+        return Counters(
+            self.token_calls - earlier.token_calls,
+            self.reuse_detections - earlier.reuse_detections,
+            self.grants_revoked - earlier.grants_revoked,
+            self.api_401s - earlier.api_401s,
+        )
 
 
 class AuthServer(Protocol):
@@ -194,16 +196,21 @@ class LocalServer:
     def counters(self) -> Counters:
         """The server's counters so far."""
         stats = self._server.stats()
-        return Counters(stats.token_requests, stats.reuse_detections, stats.revoked_grants,
-                        stats.api_unauthorized)
+        return Counters(
+            stats.token_requests,
+            stats.reuse_detections,
+            stats.revoked_grants,
+            stats.api_unauthorized,
+        )
 
     def token_calls(self) -> list[TokenCall]:
         """Every token request so far."""
         return self._server.token_calls()
 
 
-def run_cell(cell: Cell, ttl: float, seconds: float, token_delay: float,
-             profile_folder: str | None = None) -> CellResult:
+def run_cell(
+    cell: Cell, ttl: float, seconds: float, token_delay: float, profile_folder: str | None = None
+) -> CellResult:
     """Run ``cell`` against a fresh LocalAuthServer and grant with ``ttl``-second tokens (a
     client that cannot refresh gets one that outlives the cell); the token endpoint takes
     ``token_delay`` seconds to answer, as a remote one would. See :func:`run_cell_on` for
@@ -214,18 +221,32 @@ def run_cell(cell: Cell, ttl: float, seconds: float, token_delay: float,
         return run_cell_on(cell, LocalServer(server, grant_ttl), ttl, seconds, profile_folder)
 
 
-def run_cell_on(cell: Cell, server: AuthServer, ttl: float, seconds: float,
-                profile_folder: str | None = None) -> CellResult:
+def run_cell_on(
+    cell: Cell, server: AuthServer, ttl: float, seconds: float, profile_folder: str | None = None
+) -> CellResult:
     """Run ``cell`` against ``server``, whose tokens live ``ttl`` seconds, for ``seconds``;
     with ``profile_folder``, every thread runs under cProfile and saves its profile there."""
-    with tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder, \
-            _redis_for(cell, Path(folder)) as redis_url:
-        endpoint = Endpoint(server.api_url, server.token_url,
-                            os.path.join(folder, "token.json"), margin=ttl / 2,
-                            client_id=server.client_id, client_secret=server.client_secret,
-                            redis_url=redis_url)
-        job = _Job(cell.library, endpoint, server.api_url + "items", cell.threads,
-                   interval=1 / cell.rate if cell.rate else 0.0, profile_folder=profile_folder)
+    with (
+        tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder,
+        _redis_for(cell, Path(folder)) as redis_url,
+    ):
+        endpoint = Endpoint(
+            server.api_url,
+            server.token_url,
+            os.path.join(folder, "token.json"),
+            margin=ttl / 2,
+            client_id=server.client_id,
+            client_secret=server.client_secret,
+            redis_url=redis_url,
+        )
+        job = _Job(
+            cell.library,
+            endpoint,
+            server.api_url + "items",
+            cell.threads,
+            interval=1 / cell.rate if cell.rate else 0.0,
+            profile_folder=profile_folder,
+        )
         with _Crew(job, cell.processes) as crew:
             crew.wait_ready()
             before = server.counters()
@@ -245,21 +266,36 @@ def _redis_for(cell: Cell, folder: Path) -> AbstractContextManager[str | None]:
     return nullcontext()
 
 
-def _result(cell: Cell, log: RequestLog, lost: int, counted: Counters,
-            calls: Sequence[TokenCall], ttl: float, run: float) -> CellResult:
+def _result(
+    cell: Cell,
+    log: RequestLog,
+    lost: int,
+    counted: Counters,
+    calls: Sequence[TokenCall],
+    ttl: float,
+    run: float,
+) -> CellResult:
     interval = ttl / 2 if BY_KEY[cell.library].refreshes_early else ttl
     outcomes = Counter(log.outcomes)
     ok = [d for d, outcome in zip(log.durations, log.outcomes, strict=True) if outcome == "ok"]
     return CellResult(
-        library=cell.library, processes=cell.processes, threads=cell.threads,
-        seconds=round(run, 2), requests=len(log.outcomes), successes=outcomes["ok"],
+        library=cell.library,
+        processes=cell.processes,
+        threads=cell.threads,
+        seconds=round(run, 2),
+        requests=len(log.outcomes),
+        successes=outcomes["ok"],
         errors={kind: count for kind, count in sorted(outcomes.items()) if kind != "ok"},
-        token_calls=counted.token_calls, refreshes_due=max(1, int(run // interval)),
-        reuse_detections=counted.reuse_detections, grant_revoked=counted.grants_revoked > 0,
+        token_calls=counted.token_calls,
+        refreshes_due=max(1, int(run // interval)),
+        reuse_detections=counted.reuse_detections,
+        grant_revoked=counted.grants_revoked > 0,
         latency=Latency.of(ok),
         storm=storm_latency(log, calls),
-        lost_workers=lost, client_cpu_us=1e6 * log.cpu / max(1, len(log.outcomes)),
-        api_401s=counted.api_401s)
+        lost_workers=lost,
+        client_cpu_us=1e6 * log.cpu / max(1, len(log.outcomes)),
+        api_401s=counted.api_401s,
+    )
 
 
 class _Crew:
@@ -271,7 +307,8 @@ class _Crew:
         self._reports: multiprocessing.Queue[str | RequestLog] = context.Queue()
         self._processes: list[SpawnProcess] = [
             context.Process(target=_worker, args=(job, self._starts, self._reports), daemon=True)
-            for _ in range(processes)]
+            for _ in range(processes)
+        ]
 
     def __enter__(self) -> _Crew:
         for process in self._processes:
@@ -295,7 +332,8 @@ class _Crew:
                 dead = [p.exitcode for p in self._processes if p.exitcode is not None]
                 if dead or time.perf_counter() > give_up_at:
                     raise RuntimeError(
-                        f"benchmark workers did not start (exit codes {dead})") from None
+                        f"benchmark workers did not start (exit codes {dead})"
+                    ) from None
                 continue
             if message != _READY:
                 raise RuntimeError(f"a benchmark worker failed to start: {message}")
@@ -321,8 +359,11 @@ class _Crew:
         return log, missing
 
 
-def _worker(job: _Job, starts: multiprocessing.Queue[float],
-            reports: multiprocessing.Queue[str | RequestLog]) -> None:
+def _worker(
+    job: _Job,
+    starts: multiprocessing.Queue[float],
+    reports: multiprocessing.Queue[str | RequestLog],
+) -> None:
     library = BY_KEY[job.library]
     for module in library.modules:
         importlib.import_module(module)
@@ -345,8 +386,10 @@ def _hammer(session: requests.Session, job: _Job, deadline: float) -> RequestLog
     logs = [RequestLog() for _ in range(job.threads)]
     clock = _TokenClock(session)
     loop = _loop if job.profile_folder is None else _profiled_loop
-    workers = [threading.Thread(target=loop, args=(session, job, deadline, log, clock),
-                                daemon=True) for log in logs]
+    workers = [
+        threading.Thread(target=loop, args=(session, job, deadline, log, clock), daemon=True)
+        for log in logs
+    ]
     cpu_started = time.process_time()
     for worker in workers:
         worker.start()
@@ -357,16 +400,18 @@ def _hammer(session: requests.Session, job: _Job, deadline: float) -> RequestLog
     return merged
 
 
-def _profiled_loop(session: requests.Session, job: _Job, deadline: float, log: RequestLog,
-                   clock: _TokenClock) -> None:
+def _profiled_loop(
+    session: requests.Session, job: _Job, deadline: float, log: RequestLog, clock: _TokenClock
+) -> None:
     """:func:`_loop` under cProfile (which sees only its own thread), timed by the thread's CPU
     clock, so that waiting on sockets and locks costs nothing; the profile is saved in
     ``job.profile_folder``."""
     assert job.profile_folder is not None
     profiler = cProfile.Profile(time.thread_time)
     profiler.runcall(_loop, session, job, deadline, log, clock)
-    profiler.dump_stats(os.path.join(job.profile_folder,
-                                     f"{os.getpid()}-{threading.get_ident()}.prof"))
+    profiler.dump_stats(
+        os.path.join(job.profile_folder, f"{os.getpid()}-{threading.get_ident()}.prof")
+    )
 
 
 def _merged(logs: Iterable[RequestLog]) -> RequestLog:
@@ -376,8 +421,9 @@ def _merged(logs: Iterable[RequestLog]) -> RequestLog:
     return merged
 
 
-def _loop(session: requests.Session, job: _Job, deadline: float, log: RequestLog,
-          clock: _TokenClock) -> None:
+def _loop(
+    session: requests.Session, job: _Job, deadline: float, log: RequestLog, clock: _TokenClock
+) -> None:
     """Call the API back to back, or paced every ``job.interval`` seconds from a random
     offset (a slot missed while a request was slow is skipped, not made up in a burst)."""
     next_at = time.perf_counter() + random.random() * job.interval
@@ -407,9 +453,11 @@ def _call(session: requests.Session, url: str) -> str:
 def describe(result: CellResult) -> str:
     """A one-line summary for progress output."""
     errors = sum(result.errors.values())
-    return (f"{result.successes} ok, {errors} errors, {result.token_calls} token calls "
-            f"({result.refreshes_due} due), {result.reuse_detections} reuse, "
-            f"p99 {result.latency.p99:.1f} ms")
+    return (
+        f"{result.successes} ok, {errors} errors, {result.token_calls} token calls "
+        f"({result.refreshes_due} due), {result.reuse_detections} reuse, "
+        f"p99 {result.latency.p99:.1f} ms"
+    )
 
 
 def as_dict(result: CellResult) -> dict[str, Any]:

@@ -11,9 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-COLORS = {"ours": "#1f5fbf", "ours_at_expiry": "#6fa8ff", "plain": "#7f7f7f",
-          "requests_oauthlib": "#d9822b", "authlib": "#2e9e5b", "google_auth": "#c23b3b",
-          "interceptor": "#8e5cc2"}
+COLORS = {
+    "ours": "#1f5fbf",
+    "ours_at_expiry": "#6fa8ff",
+    "plain": "#7f7f7f",
+    "requests_oauthlib": "#d9822b",
+    "authlib": "#2e9e5b",
+    "google_auth": "#c23b3b",
+    "interceptor": "#8e5cc2",
+}
 _PANEL_W, _PANEL_H = 420, 300
 _LEFT, _TOP, _BOTTOM, _RIGHT = 64, 56, 92, 20
 _FONT = 'font-family="Helvetica, Arial, sans-serif"'
@@ -42,7 +48,7 @@ class Scale:
         """Round values to label on the axis."""
         if self.log:
             first, last = math.floor(math.log10(self.low)), math.ceil(math.log10(self.high))
-            return [10.0 ** e for e in range(first, last + 1) if self.low <= 10.0 ** e <= self.high]
+            return [10.0**e for e in range(first, last + 1) if self.low <= 10.0**e <= self.high]
         step = _nice_step((self.high - self.low) / 5)
         start = math.ceil(self.low / step) * step
         return [start + i * step for i in range(int((self.high - start) / step) + 1)]
@@ -53,14 +59,21 @@ def _nice_step(raw: float) -> float:
     return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
 
 
-def fit_scale(values: Sequence[float], *, log: bool, include: Sequence[float] = (),
-              top: float = _TOP, bottom: float = _TOP + _PANEL_H) -> Scale:
+def fit_scale(
+    values: Sequence[float],
+    *,
+    log: bool,
+    include: Sequence[float] = (),
+    top: float = _TOP,
+    bottom: float = _TOP + _PANEL_H,
+) -> Scale:
     """A scale that shows every finite value (and those in ``include``) with a margin."""
     finite = [v for v in (*values, *include) if math.isfinite(v) and (v > 0 or not log)]
     low, high = (min(finite), max(finite)) if finite else (1.0, 10.0)
     if log:
-        return Scale(10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high)),
-                     True, bottom, top)
+        return Scale(
+            10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high)), True, bottom, top
+        )
     pad = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
     return Scale(low - pad, high + pad, False, bottom, top)
 
@@ -80,8 +93,13 @@ def _plot_width() -> float:
     return _PANEL_W - _LEFT - _RIGHT
 
 
-def dots_panel(title: str, y_label: str, points: Mapping[str, tuple[float, float, float]],
-               labels: Mapping[str, str], reference: float | None = None) -> Panel:
+def dots_panel(
+    title: str,
+    y_label: str,
+    points: Mapping[str, tuple[float, float, float]],
+    labels: Mapping[str, str],
+    reference: float | None = None,
+) -> Panel:
     """One dot per key, with a whisker from low to high: ``points[key] = (value, low, high)``;
     a dashed line marks ``reference``."""
     flat = [v for triple in points.values() for v in triple]
@@ -96,9 +114,16 @@ def dots_panel(title: str, y_label: str, points: Mapping[str, tuple[float, float
     return Panel(title, y_label, scale, x_labels, body)
 
 
-def bars_panel(title: str, y_label: str, categories: Sequence[str],
-               values: Mapping[str, Sequence[float]], *, log: bool,
-               reference: float | None = None, floor: float | None = None) -> Panel:
+def bars_panel(
+    title: str,
+    y_label: str,
+    categories: Sequence[str],
+    values: Mapping[str, Sequence[float]],
+    *,
+    log: bool,
+    reference: float | None = None,
+    floor: float | None = None,
+) -> Panel:
     """Grouped bars: one group per category, one bar per series. On a log scale, values at
     or below the scale's bottom (such as 0) are drawn as a stub; a dashed line marks
     ``reference``, which the scale keeps well inside; the scale reaches down to ``floor``."""
@@ -114,15 +139,23 @@ def bars_panel(title: str, y_label: str, categories: Sequence[str],
             x = _LEFT + slot * position + slot * 0.1 + index * width
             top = scale.y(value) if math.isfinite(value) else scale.bottom
             height = max(scale.bottom - top, 1.5)
-            body.append(f'<rect x="{x:.1f}" y="{scale.bottom - height:.1f}" width="{width:.1f}" '
-                        f'height="{height:.1f}" fill="{COLORS.get(key, "#333")}"/>')
+            body.append(
+                f'<rect x="{x:.1f}" y="{scale.bottom - height:.1f}" width="{width:.1f}" '
+                f'height="{height:.1f}" fill="{COLORS.get(key, "#333")}"/>'
+            )
     labels = [(slot * (i + 0.5), name) for i, name in enumerate(categories)]
     return Panel(title, y_label, scale, labels, body)
 
 
-def lines_panel(title: str, y_label: str, xs: Sequence[float],
-                values: Mapping[str, Sequence[float | None]], *, log: bool,
-                reference: float | None = None) -> Panel:
+def lines_panel(
+    title: str,
+    y_label: str,
+    xs: Sequence[float],
+    values: Mapping[str, Sequence[float | None]],
+    *,
+    log: bool,
+    reference: float | None = None,
+) -> Panel:
     """One line per series over ``xs`` (spaced evenly, as with powers of two); None is a gap.
     A dashed line marks ``reference``."""
     flat = [v for series in values.values() for v in series if v is not None]
@@ -140,15 +173,18 @@ def lines_panel(title: str, y_label: str, xs: Sequence[float],
     return Panel(title, y_label, scale, labels, body)
 
 
-def document(title: str, panels: Sequence[Panel], legend: Mapping[str, str],
-             x_label: str = "") -> str:
+def document(
+    title: str, panels: Sequence[Panel], legend: Mapping[str, str], x_label: str = ""
+) -> str:
     """Lay ``panels`` out side by side under ``title``, with a legend (key -> label) below."""
     width = _PANEL_W * len(panels)
     height = _TOP + _PANEL_H + _BOTTOM
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" {_FONT} font-size="11">',
-             f'<rect width="{width}" height="{height}" fill="white"/>',
-             _text(width / 2, 20, title, size=14, anchor="middle", bold=True)]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" {_FONT} font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        _text(width / 2, 20, title, size=14, anchor="middle", bold=True),
+    ]
     for index, panel in enumerate(panels):
         parts.append(f'<g transform="translate({index * _PANEL_W},0)">')
         parts += _axes(panel, x_label)
@@ -161,12 +197,13 @@ def document(title: str, panels: Sequence[Panel], legend: Mapping[str, str],
 
 def _axes(panel: Panel, x_label: str) -> list[str]:
     scale, right = panel.scale, _PANEL_W - _RIGHT
-    parts = [_text(_LEFT + _plot_width() / 2, _TOP - 14, panel.title, anchor="middle",
-                   bold=True),
-             _line(_LEFT, scale.top, _LEFT, scale.bottom, "#333", 1),
-             _line(_LEFT, scale.bottom, right, scale.bottom, "#333", 1),
-             f'<text transform="translate(14,{(scale.top + scale.bottom) / 2:.0f}) '
-             f'rotate(-90)" text-anchor="middle">{escape(panel.y_label)}</text>']
+    parts = [
+        _text(_LEFT + _plot_width() / 2, _TOP - 14, panel.title, anchor="middle", bold=True),
+        _line(_LEFT, scale.top, _LEFT, scale.bottom, "#333", 1),
+        _line(_LEFT, scale.bottom, right, scale.bottom, "#333", 1),
+        f'<text transform="translate(14,{(scale.top + scale.bottom) / 2:.0f}) '
+        f'rotate(-90)" text-anchor="middle">{escape(panel.y_label)}</text>',
+    ]
     for tick in scale.ticks():
         y = scale.y(tick)
         parts.append(_line(_LEFT, y, right, y, "#e5e5e5", 1))
@@ -175,13 +212,14 @@ def _axes(panel: Panel, x_label: str) -> list[str]:
     for offset, label in panel.x_labels:
         x, y = _LEFT + offset, scale.bottom + 16
         if slanted:
-            parts.append(f'<text transform="translate({x + 4:.1f},{y - 4:.1f}) rotate(-30)" '
-                         f'text-anchor="end">{escape(label)}</text>')
+            parts.append(
+                f'<text transform="translate({x + 4:.1f},{y - 4:.1f}) rotate(-30)" '
+                f'text-anchor="end">{escape(label)}</text>'
+            )
         else:
             parts.append(_text(x, y, label, anchor="middle"))
     if x_label:
-        parts.append(_text(_LEFT + _plot_width() / 2, scale.bottom + 34, x_label,
-                           anchor="middle"))
+        parts.append(_text(_LEFT + _plot_width() / 2, scale.bottom + 34, x_label, anchor="middle"))
     return parts
 
 
@@ -192,8 +230,10 @@ def _legend(legend: Mapping[str, str], y: float, width: float) -> list[str]:
         advance = 30 + 6.2 * len(label)
         if x + advance > width:
             x, y = 12.0, y + 16
-        parts.append(f'<rect x="{x:.0f}" y="{y - 9:.0f}" width="10" height="10" '
-                     f'fill="{COLORS.get(key, "#333")}"/>')
+        parts.append(
+            f'<rect x="{x:.0f}" y="{y - 9:.0f}" width="10" height="10" '
+            f'fill="{COLORS.get(key, "#333")}"/>'
+        )
         parts.append(_text(x + 14, y, label))
         x += advance
     return parts
@@ -201,17 +241,24 @@ def _legend(legend: Mapping[str, str], y: float, width: float) -> list[str]:
 
 def _hline(y: float, *, dashed: bool) -> str:
     dash = ' stroke-dasharray="4 3"' if dashed else ""
-    return (f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_PANEL_W - _RIGHT}" y2="{y:.1f}" '
-            f'stroke="#555"{dash}/>')
+    return (
+        f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_PANEL_W - _RIGHT}" y2="{y:.1f}" '
+        f'stroke="#555"{dash}/>'
+    )
 
 
 def _line(x1: float, y1: float, x2: float, y2: float, color: str, width: float) -> str:
-    return (f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-            f'stroke="{color}" stroke-width="{width}"/>')
+    return (
+        f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
+        f'stroke="{color}" stroke-width="{width}"/>'
+    )
 
 
-def _text(x: float, y: float, text: str, *, size: int = 11, anchor: str = "start",
-          bold: bool = False) -> str:
+def _text(
+    x: float, y: float, text: str, *, size: int = 11, anchor: str = "start", bold: bool = False
+) -> str:
     weight = ' font-weight="bold"' if bold else ""
-    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"'
-            f'{weight}>{escape(text)}</text>')
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"'
+        f"{weight}>{escape(text)}</text>"
+    )

@@ -48,8 +48,10 @@ LOCAL, OIDC = "LocalAuthServer", "node oidc-provider"
 BESIDE_REFRESHES = "static_beside_refreshes"  # the static client's run beside a bystander
 _PROFILE_ROWS = 30
 # Ours, the file lock and the token file, and the requests steps they sit in.
-_FOCUS = (r"refreshing_session[/\\]|filelock|\((get_netrc_auth|request|send|"
-          r"merge_environment_settings|loads|stat|open|read)\)")
+_FOCUS = (
+    r"refreshing_session[/\\]|filelock|\((get_netrc_auth|request|send|"
+    r"merge_environment_settings|loads|stat|open|read)\)"
+)
 # Runs a cell (a library at a shape) for the plan's time, saving profiles in the folder if
 # one is given; returns its result.
 Runner = Callable[[Cell, str | None], CellResult]
@@ -69,8 +71,10 @@ def run_versus_static(plan: Plan, progress: Callable[[str], None]) -> dict[str, 
             progress(f"storm against a static token: {name} skipped: {problem}")
             continue
         with _runner(name, plan) as (runner, beside):
-            found += [_pairs(name, shape, plan.versus_runs, runner, beside, progress)
-                      for shape in plan.versus_shapes]
+            found += [
+                _pairs(name, shape, plan.versus_runs, runner, beside, progress)
+                for shape in plan.versus_shapes
+            ]
             if plan.versus_profile is not None and plan.versus_profile[0] == name:
                 profiles.update(_profiles(name, plan.versus_profile[1], runner, progress))
     return {"shapes": found, "skipped": skipped, "profiles": profiles}
@@ -81,16 +85,25 @@ def _runner(name: str, plan: Plan) -> Iterator[tuple[Runner, Runner | None]]:
     """The runner of cells against server ``name``, and (where the refreshes' work on the
     server can be told apart) the runner of the static client beside a bystander's refreshes."""
     if name == LOCAL:
-        yield (lambda cell, folder: run_cell(cell, plan.storm_ttl, plan.versus_seconds,
-                                             plan.token_delay, folder)), None
+        yield (
+            (
+                lambda cell, folder: run_cell(
+                    cell, plan.storm_ttl, plan.versus_seconds, plan.token_delay, folder
+                )
+            ),
+            None,
+        )
         return
-    with oidc_provider(round(plan.storm_ttl)) as rotating, \
-            oidc_provider(round(STATIC_TTL)) as lasting:
+    with (
+        oidc_provider(round(plan.storm_ttl)) as rotating,
+        oidc_provider(round(STATIC_TTL)) as lasting,
+    ):
         servers: dict[str, AuthServer] = {OURS.key: rotating, PLAIN.key: lasting}
 
         def run(cell: Cell, folder: str | None) -> CellResult:
-            return run_cell_on(cell, servers[cell.library], plan.storm_ttl,
-                               plan.versus_seconds, folder)
+            return run_cell_on(
+                cell, servers[cell.library], plan.storm_ttl, plan.versus_seconds, folder
+            )
 
         def beside(cell: Cell, folder: str | None) -> CellResult:
             with _refreshing(lasting, plan.storm_ttl / 2):
@@ -121,8 +134,14 @@ def _refreshing(server: AuthServer, interval: float) -> Iterator[None]:
         bystander.join(_STOP_TIMEOUT)
 
 
-def _pairs(server: str, shape: tuple[int, int], runs: int, runner: Runner,
-           beside: Runner | None, progress: Callable[[str], None]) -> dict[str, Any]:
+def _pairs(
+    server: str,
+    shape: tuple[int, int],
+    runs: int,
+    runner: Runner,
+    beside: Runner | None,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
     processes, threads = shape
     pairs = []
     for number in range(runs):
@@ -132,15 +151,17 @@ def _pairs(server: str, shape: tuple[int, int], runs: int, runner: Runner,
         pair = {}
         for key, library, run in steps if number % 2 == 0 else steps[::-1]:
             result = run(Cell(library.key, processes, threads), None)
-            progress(f"{server} {processes}x{threads} run {number + 1}/{runs} {key}: "
-                     f"{describe(result)}")
+            progress(
+                f"{server} {processes}x{threads} run {number + 1}/{runs} {key}: {describe(result)}"
+            )
             pair[key] = as_dict(result)
         pairs.append(pair)
     return {"server": server, "processes": processes, "threads": threads, "pairs": pairs}
 
 
-def _profiles(server: str, shape: tuple[int, int], runner: Runner,
-              progress: Callable[[str], None]) -> dict[str, str]:
+def _profiles(
+    server: str, shape: tuple[int, int], runner: Runner, progress: Callable[[str], None]
+) -> dict[str, str]:
     """One more run of each client at ``shape`` with every thread under cProfile: where the
     client's CPU time goes, ours beside the static client's, by cumulative and by own time."""
     processes, threads = shape
@@ -150,19 +171,22 @@ def _profiles(server: str, shape: tuple[int, int], runner: Runner,
             result = runner(Cell(library.key, processes, threads), folder)
             files = sorted(Path(folder).glob("*.prof"))
             text = io.StringIO()
-            print(f"{result.requests} requests ({result.successes} ok, "
-                  f"{result.token_calls} token calls) by {processes}x{threads} threads in "
-                  f"{result.seconds:g} s, profiled, {result.client_cpu_us:.0f} µs client CPU "
-                  "per request", file=text)
+            print(
+                f"{result.requests} requests ({result.successes} ok, "
+                f"{result.token_calls} token calls) by {processes}x{threads} threads in "
+                f"{result.seconds:g} s, profiled, {result.client_cpu_us:.0f} µs client CPU "
+                "per request",
+                file=text,
+            )
             if files:
                 stats = pstats.Stats(*map(str, files), stream=text)
                 stats.files = []  # type: ignore[attr-defined]  # not every thread's file name
                 stats.sort_stats("cumulative").print_stats(_FOCUS, _PROFILE_ROWS)
                 stats.sort_stats("tottime").print_stats(_PROFILE_ROWS)
-        progress(f"{server} {processes}x{threads} profiled {library.label}: "
-                 f"{describe(result)}")
+        progress(f"{server} {processes}x{threads} profiled {library.label}: {describe(result)}")
         found[f"{server}, {processes}x{threads}, {library.label}"] = without_folders(
-            text.getvalue())
+            text.getvalue()
+        )
     return found
 
 
@@ -173,21 +197,36 @@ def summary(entry: Mapping[str, Any]) -> dict[str, Any]:
     pairs: Sequence[Mapping[str, Any]] = entry["pairs"]
     ours = [pair[OURS.key] for pair in pairs]
     static = [pair[PLAIN.key] for pair in pairs]
-    speed = [o["successes"] / s["successes"] if s["successes"] else 0.0
-             for o, s in zip(ours, static, strict=True)]
-    p99 = [o["latency"]["p99"] / s["latency"]["p99"]
-           for o, s in zip(ours, static, strict=True)
-           if o["latency"]["p99"] and s["latency"]["p99"]]
+    speed = [
+        o["successes"] / s["successes"] if s["successes"] else 0.0
+        for o, s in zip(ours, static, strict=True)
+    ]
+    p99 = [
+        o["latency"]["p99"] / s["latency"]["p99"]
+        for o, s in zip(ours, static, strict=True)
+        if o["latency"]["p99"] and s["latency"]["p99"]
+    ]
     beside = [pair[BESIDE_REFRESHES] for pair in pairs if BESIDE_REFRESHES in pair]
     return {
         "runs": len(pairs),
-        "ratio": _range(speed), "p99_ratio": _range(p99),
+        "ratio": _range(speed),
+        "p99_ratio": _range(p99),
         # The static client beside a bystander's refreshes against the static client alone,
         # and RefreshingSession against the former: the server's share, and ours.
-        "server_share": _range([b["successes"] / s["successes"]
-                                for b, s in zip(beside, static, strict=False) if s["successes"]]),
-        "ours_share": _range([o["successes"] / b["successes"]
-                              for o, b in zip(ours, beside, strict=False) if b["successes"]]),
+        "server_share": _range(
+            [
+                b["successes"] / s["successes"]
+                for b, s in zip(beside, static, strict=False)
+                if s["successes"]
+            ]
+        ),
+        "ours_share": _range(
+            [
+                o["successes"] / b["successes"]
+                for o, b in zip(ours, beside, strict=False)
+                if b["successes"]
+            ]
+        ),
         "ours_per_second": percentile([o["successes"] / o["seconds"] for o in ours], 0.5),
         "static_per_second": percentile([s["successes"] / s["seconds"] for s in static], 0.5),
         "ours_p99": percentile([o["latency"]["p99"] or 0.0 for o in ours], 0.5),
@@ -200,8 +239,9 @@ def summary(entry: Mapping[str, Any]) -> dict[str, Any]:
         "due": sum(o["refreshes_due"] for o in ours),
         "reuse": sum(o["reuse_detections"] for o in ours),
         "api_401s": sum(o["api_401s"] for o in ours),
-        "lost_workers": sum(o["lost_workers"] + s["lost_workers"]
-                            for o, s in zip(ours, static, strict=True)),
+        "lost_workers": sum(
+            o["lost_workers"] + s["lost_workers"] for o, s in zip(ours, static, strict=True)
+        ),
     }
 
 

@@ -28,10 +28,16 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # Nitpicky mode checks every cross-reference; these name other projects' objects, which this
 # offline build has no inventory for.
 nitpick_ignore_regex = [
-    ("py:(class|exc|obj|func|meth|data)", r"(requests|urllib3|filelock|redis|collections|typing"
-     r"|pathlib|os|datetime|_typeshed|types|argparse|http|json|threading|contextlib)(\..*)?"),
-    ("py:(class|obj)", r"(Path|Mapping|Sequence|Callable|Iterator|Any|Self|Response|Request"
-     r"|PreparedRequest|Retry|TracebackType|StrPath|Headers)"),
+    (
+        "py:(class|exc|obj|func|meth|data)",
+        r"(requests|urllib3|filelock|redis|collections|typing"
+        r"|pathlib|os|datetime|_typeshed|types|argparse|http|json|threading|contextlib)(\..*)?",
+    ),
+    (
+        "py:(class|obj)",
+        r"(Path|Mapping|Sequence|Callable|Iterator|Any|Self|Response|Request"
+        r"|PreparedRequest|Retry|TracebackType|StrPath|Headers)",
+    ),
     # Private bases shown by show-inheritance; their members are documented on the subclasses.
     ("py:class", r"refreshing_session\.(errors\._Travels|refreshers\.TokenEndpoint)"),
     # The refreshers' keyword arguments (a TypedDict); each is described in their docstrings.

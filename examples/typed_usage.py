@@ -102,8 +102,7 @@ def main(argv: Sequence[str]) -> int:
         except requests.RequestException as error:
             print(f"request failed: {error}", file=sys.stderr)
             return 1
-    print(f"done: {counter.count} refresh(es); token {token.fingerprint}, "
-          f"{describe_expiry(token)}")
+    print(f"done: {counter.count} refresh(es); token {token.fingerprint}, {describe_expiry(token)}")
     return 0
 
 

@@ -48,23 +48,29 @@ class Prefixes:
     ``allow_insecure_http`` is set.
     """
 
-    def __init__(self, prefixes: str | Iterable[str], *,
-                 allow_insecure_http: bool = False) -> None:
+    def __init__(self, prefixes: str | Iterable[str], *, allow_insecure_http: bool = False) -> None:
         items = [prefixes] if isinstance(prefixes, str) else list(prefixes)
         if not items:
             raise ValueError("give at least one API prefix, such as 'https://api.example.com/'")
         self._rules = tuple(_rule(prefix, allow_insecure_http) for prefix in items)
         self.urls = tuple(dict.fromkeys(prefix.strip() for prefix in items))
-        self.mount_points = tuple(dict.fromkeys(
-            point for origin, base in self._rules for point in _mount_points(origin, base)))
+        self.mount_points = tuple(
+            dict.fromkeys(
+                point for origin, base in self._rules for point in _mount_points(origin, base)
+            )
+        )
         # A URL that starts with one of these, and has no ".." to climb with, is under a prefix.
         self._plainly_under = tuple(point + "/" for point in self.mount_points)
 
     def match(self, url: str) -> bool:
         """Return True when ``url`` may receive the token."""
         # Only ".." segments (also written with %2e) can climb out of a prefix.
-        if url.startswith(self._plainly_under) and ".." not in url \
-                and "%2e" not in url and "%2E" not in url:
+        if (
+            url.startswith(self._plainly_under)
+            and ".." not in url
+            and "%2e" not in url
+            and "%2E" not in url
+        ):
             return True
         try:
             origin, path = _origin_and_path(url)
@@ -93,8 +99,14 @@ class BearerAdapter(HTTPAdapter):
 
     __attrs__: list[str] = [*HTTPAdapter.__attrs__, "prefixes", "keeper", "refresh_on"]  # noqa: RUF012 (typed as in requests)
 
-    def __init__(self, prefixes: Prefixes, keeper: TokenKeeper, *,
-                 refresh_on: Iterable[int] = (401,), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        prefixes: Prefixes,
+        keeper: TokenKeeper,
+        *,
+        refresh_on: Iterable[int] = (401,),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.prefixes = prefixes
         self.keeper = keeper
@@ -116,8 +128,9 @@ class BearerAdapter(HTTPAdapter):
         flow = bearer_flow(self.keeper, urlsplit(request.url or "").path, _replayable(request))
         return drive(flow, partial(self._send_with, request, settings), self._refused, _release)
 
-    def _send_with(self, request: PreparedRequest, settings: tuple[Any, ...],
-                   token: Token) -> Response:
+    def _send_with(
+        self, request: PreparedRequest, settings: tuple[Any, ...], token: Token
+    ) -> Response:
         """Send a copy of ``request`` with ``token``, its body from the start."""
         if _is_stream(request) and _replayable(request):
             rewind_body(request)
@@ -125,8 +138,9 @@ class BearerAdapter(HTTPAdapter):
 
     def _refused(self, response: Response) -> bool:
         """Was the token refused in a way that a new token may cure?"""
-        return refresh_may_cure(response.status_code,
-                                response.headers.get("WWW-Authenticate", ""), self.refresh_on)
+        return refresh_may_cure(
+            response.status_code, response.headers.get("WWW-Authenticate", ""), self.refresh_on
+        )
 
 
 def withhold_token(request: PreparedRequest) -> None:
@@ -138,7 +152,8 @@ def token_withheld(request: PreparedRequest) -> bool:
     """Whether ``request`` gets no token: it was marked with :func:`withhold_token`, or it
     carries an Authorization of the caller's own (one the adapter did not add)."""
     return getattr(request, _NO_TOKEN, False) is True or (
-        "Authorization" in request.headers and not getattr(request, _TOKEN_COPY, False))
+        "Authorization" in request.headers and not getattr(request, _TOKEN_COPY, False)
+    )
 
 
 def shallow_copy(thing: _T) -> _T:
@@ -158,10 +173,10 @@ def _with_token(request: PreparedRequest, token: Token) -> PreparedRequest:
     return authorized
 
 
-
 def _is_stream(request: PreparedRequest) -> bool:
     return request.body is not None and not isinstance(
-        request.body, (bytes, bytearray, memoryview, str))
+        request.body, (bytes, bytearray, memoryview, str)
+    )
 
 
 def _replayable(request: PreparedRequest) -> bool:
@@ -187,7 +202,8 @@ def _rule(prefix: str, allow_insecure_http: bool) -> tuple[tuple[str, str, int],
     except ValueError:
         raise ValueError(
             f"API prefix {prefix!r} must be an absolute http(s) URL such as "
-            "'https://api.example.com/v1/'") from None
+            "'https://api.example.com/v1/'"
+        ) from None
     check_endpoint_url("API prefix", prefix.strip(), allow_insecure_http)
     return origin, _server_views(path)[0].rstrip("/")
 

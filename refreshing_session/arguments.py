@@ -28,8 +28,9 @@ def check_redis_url(url: str) -> None:
     try:
         parts.port  # noqa: B018  (parsing the port is the check)
     except ValueError:
-        raise ValueError(f"the Redis URL's port must be a number from 0 to 65535, {example}") \
-            from None
+        raise ValueError(
+            f"the Redis URL's port must be a number from 0 to 65535, {example}"
+        ) from None
     database = parts.path.strip("/")
     if parts.scheme != "unix" and database and not database.isdigit():
         raise ValueError(f"the Redis URL's database (its path) must be a number, {example}")

@@ -31,8 +31,10 @@ logger = logging.getLogger(__name__)
 CALLBACK_PATH = "/callback"
 DEFAULT_TIMEOUT = 300.0  # seconds for the user to sign in
 _READ_TIMEOUT = 10.0  # seconds a connection to the listener may take to send its request
-_DONE_PAGE = (b"<!doctype html><title>Signed in</title><p>Signed in. You can close this tab and "
-              b"go back to the terminal.</p>")
+_DONE_PAGE = (
+    b"<!doctype html><title>Signed in</title><p>Signed in. You can close this tab and "
+    b"go back to the terminal.</p>"
+)
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,17 @@ class BrowserLogin:
     compare the registered redirect URI exactly, port included).
     """
 
-    def __init__(self, client: OAuthClient | HoldsClient, authorization_url: str, *,
-                 open_browser: Callable[[str], object] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, port: int = 0) -> None:
+    def __init__(
+        self,
+        client: OAuthClient | HoldsClient,
+        authorization_url: str,
+        *,
+        open_browser: Callable[[str], object] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        port: int = 0,
+    ) -> None:
         self.client = client_of(client)
-        check_endpoint_url("authorization_url", authorization_url,
-                           self.client.allow_insecure_http)
+        check_endpoint_url("authorization_url", authorization_url, self.client.allow_insecure_http)
         self.url = authorization_url
         self._open_browser = open_browser
         self.timeout = timeout
@@ -80,14 +87,21 @@ class BrowserLogin:
         """A new authorization request that sends the user back to ``redirect_uri``."""
         verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(24)
-        query = {**self.client.extra_params, "response_type": "code",
-                 "client_id": self.client.client_id, "redirect_uri": redirect_uri,
-                 "state": state, "code_challenge": challenge, "code_challenge_method": "S256"}
+        query = {
+            **self.client.extra_params,
+            "response_type": "code",
+            "client_id": self.client.client_id,
+            "redirect_uri": redirect_uri,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
         if self.client.scope:
             query["scope"] = self.client.scope
         joiner = "&" if urlsplit(self.url).query else "?"
-        return AuthorizationRequest(self.url + joiner + urlencode(query), redirect_uri, state,
-                                    verifier)
+        return AuthorizationRequest(
+            self.url + joiner + urlencode(query), redirect_uri, state, verifier
+        )
 
     def __call__(self, show: Callable[[str], object]) -> Token:
         """Listen on loopback, open the browser at the authorization URL (and pass it to
@@ -116,8 +130,10 @@ class BrowserLogin:
         show(request.url)
         pasted = paste().strip()
         if not pasted.startswith(redirect_uri + "?"):
-            raise LoginRequired(f"the pasted address does not start with {redirect_uri}; "
-                                "paste the whole address the browser was sent to")
+            raise LoginRequired(
+                f"the pasted address does not start with {redirect_uri}; "
+                "paste the whole address the browser was sent to"
+            )
         query = parse_qs(urlsplit(pasted).query)
         return self.redeem(request, {name: values[0] for name, values in query.items()})
 
@@ -125,16 +141,21 @@ class BrowserLogin:
         """Check the callback's ``query`` against ``request`` and exchange its code for a
         token. Raises LoginRequired for another login's state, a refusal or no code."""
         if not secrets.compare_digest(query.get("state", ""), request.state):
-            raise LoginRequired("the sign-in answer belongs to another login (its state "
-                                "differs); run the login again")
+            raise LoginRequired(
+                "the sign-in answer belongs to another login (its state "
+                "differs); run the login again"
+            )
         if "error" in query:
-            raise LoginRequired(f"the sign-in was refused ({_said(query)}); run the login "
-                                "again")
+            raise LoginRequired(f"the sign-in was refused ({_said(query)}); run the login again")
         code = query.get("code")
         if not code:
             raise LoginRequired("the sign-in answer holds no code; run the login again")
-        form = {"grant_type": "authorization_code", "code": code,
-                "redirect_uri": request.redirect_uri, "code_verifier": request.verifier}
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": request.redirect_uri,
+            "code_verifier": request.verifier,
+        }
         return self.client.grant(form, resend_safe=False)
 
 
@@ -162,7 +183,8 @@ class _Listener:
                 parts = urlsplit(self.path)
                 query = {name: values[0] for name, values in parse_qs(parts.query).items()}
                 ours = parts.path == CALLBACK_PATH and secrets.compare_digest(
-                    query.get("state", ""), listener._state)
+                    query.get("state", ""), listener._state
+                )
                 if ours:
                     listener.query = query
                 self.send_response(200 if ours else 404)
@@ -176,9 +198,11 @@ class _Listener:
         try:
             self._server = http.server.HTTPServer(("127.0.0.1", port), Handler)
         except OSError as error:
-            raise LoginRequired(f"cannot listen on 127.0.0.1:{port} for the sign-in's redirect "
-                                f"({error.strerror}); free that port, or choose another one "
-                                "registered with the provider") from None
+            raise LoginRequired(
+                f"cannot listen on 127.0.0.1:{port} for the sign-in's redirect "
+                f"({error.strerror}); free that port, or choose another one "
+                "registered with the provider"
+            ) from None
 
     @property
     def redirect_uri(self) -> str:
@@ -193,8 +217,10 @@ class _Listener:
         while self.query is None:
             left = self._deadline - time.monotonic()
             if left <= 0:
-                raise LoginRequired("no sign-in came back before the timeout; run the login "
-                                    "again (or use --no-browser to paste the address)")
+                raise LoginRequired(
+                    "no sign-in came back before the timeout; run the login "
+                    "again (or use --no-browser to paste the address)"
+                )
             self._server.timeout = left
             self._server.handle_request()
         return self.query

@@ -85,116 +85,177 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="refreshing-session",
-        description="A requests.Session that refreshes one shared OAuth2 token across processes.")
+        description="A requests.Session that refreshes one shared OAuth2 token across processes.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     demo = commands.add_parser(
-        "demo", help="run worker processes against a local authorization server",
+        "demo",
+        help="run worker processes against a local authorization server",
         description="Start a local authorization server with short-lived, rotating tokens, run "
-                    "PROCESSES x THREADS workers through one token file, and report.")
-    demo.add_argument("--processes", type=_positive(int), default=4,
-                      help="worker processes")
-    demo.add_argument("--threads", type=_positive(int), default=4,
-                      help="threads in each worker process")
-    demo.add_argument("--seconds", type=_positive(float), default=10.0,
-                      help="how long the workers run")
-    demo.add_argument("--ttl", type=_positive(float), default=2.0,
-                      help="access-token lifetime in seconds")
-    demo.add_argument("--chaos", action="store_true",
-                      help="inject faults while the workers run: a slow token endpoint, 503 "
-                           "answers, workers killed with SIGKILL")
-    demo.add_argument("--seed", type=int, default=None,
-                      help="seed for --chaos (default: a random one)")
-    demo.add_argument("--json", action="store_true",
-                      help="print the report as one JSON object (progress goes to stderr)")
+        "PROCESSES x THREADS workers through one token file, and report.",
+    )
+    demo.add_argument("--processes", type=_positive(int), default=4, help="worker processes")
+    demo.add_argument(
+        "--threads", type=_positive(int), default=4, help="threads in each worker process"
+    )
+    demo.add_argument(
+        "--seconds", type=_positive(float), default=10.0, help="how long the workers run"
+    )
+    demo.add_argument(
+        "--ttl", type=_positive(float), default=2.0, help="access-token lifetime in seconds"
+    )
+    demo.add_argument(
+        "--chaos",
+        action="store_true",
+        help="inject faults while the workers run: a slow token endpoint, 503 "
+        "answers, workers killed with SIGKILL",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=None, help="seed for --chaos (default: a random one)"
+    )
+    demo.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as one JSON object (progress goes to stderr)",
+    )
     demo.set_defaults(run=_demo)
     login = commands.add_parser(
-        "login", help="store a first token: browser, device, client credentials, or import",
+        "login",
+        help="store a first token: browser, device, client credentials, or import",
         description="Store the first token of a profile, or of a client given by the options "
-                    "below, in its token file (or Redis key): with the browser (authorization "
-                    "code with PKCE and a loopback redirect; the default when an authorization "
-                    "endpoint is known), with the device authorization grant (the default "
-                    "otherwise), with client credentials (a profile's grant = "
-                    "\"client_credentials\"), or from a token saved by another tool (--import). "
-                    "Writes under the token lock, atomically (a token file: mode 0600).")
+        "below, in its token file (or Redis key): with the browser (authorization "
+        "code with PKCE and a loopback redirect; the default when an authorization "
+        "endpoint is known), with the device authorization grant (the default "
+        "otherwise), with client credentials (a profile's grant = "
+        '"client_credentials"), or from a token saved by another tool (--import). '
+        "Writes under the token lock, atomically (a token file: mode 0600).",
+    )
     _target(login)
     how = login.add_mutually_exclusive_group()
-    how.add_argument("--browser", action="store_true",
-                     help="log in with the browser (authorization code + PKCE)")
-    how.add_argument("--no-browser", action="store_true",
-                     help="as --browser, but print the URL to open anywhere and read back the "
-                          "address the browser was sent to")
-    how.add_argument("--device", action="store_true",
-                     help="log in with the device authorization grant (a code to enter)")
-    how.add_argument("--import", dest="import_from", metavar="FILE",
-                     help="a JSON token dict saved by requests-oauthlib, Authlib or an "
-                          "identity provider's tool; - reads standard input")
+    how.add_argument(
+        "--browser", action="store_true", help="log in with the browser (authorization code + PKCE)"
+    )
+    how.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="as --browser, but print the URL to open anywhere and read back the "
+        "address the browser was sent to",
+    )
+    how.add_argument(
+        "--device",
+        action="store_true",
+        help="log in with the device authorization grant (a code to enter)",
+    )
+    how.add_argument(
+        "--import",
+        dest="import_from",
+        metavar="FILE",
+        help="a JSON token dict saved by requests-oauthlib, Authlib or an "
+        "identity provider's tool; - reads standard input",
+    )
     client = login.add_argument_group(
-        "a client without a profile", "Instead of --profile: the client's server and "
-                                      "identity (the token goes to TOKEN_FILE or --token-file)")
+        "a client without a profile",
+        "Instead of --profile: the client's server and "
+        "identity (the token goes to TOKEN_FILE or --token-file)",
+    )
     server = client.add_mutually_exclusive_group()
-    server.add_argument("--issuer", help="the issuer URL, whose discovery document names the "
-                                         "endpoints")
+    server.add_argument(
+        "--issuer", help="the issuer URL, whose discovery document names the endpoints"
+    )
     server.add_argument("--token-url", help="the token endpoint URL")
-    client.add_argument("--authorization-url", help="the authorization endpoint, for --browser "
-                                                    "without --issuer")
-    client.add_argument("--device-authorization-url",
-                        help="the device authorization endpoint, for --device without --issuer")
+    client.add_argument(
+        "--authorization-url", help="the authorization endpoint, for --browser without --issuer"
+    )
+    client.add_argument(
+        "--device-authorization-url",
+        help="the device authorization endpoint, for --device without --issuer",
+    )
     client.add_argument("--client-id", help="the client's id")
-    client.add_argument("--client-secret-env", metavar="VARIABLE",
-                        help="the environment variable holding the client secret (none: a "
-                             "public client)")
+    client.add_argument(
+        "--client-secret-env",
+        metavar="VARIABLE",
+        help="the environment variable holding the client secret (none: a public client)",
+    )
     client.add_argument("--scope", help="the scope to ask for, space-separated")
-    client.add_argument("--token-file", dest="token_file_option", metavar="PATH",
-                        help="where to store the token (or give TOKEN_FILE)")
-    login.add_argument("--timeout", type=_positive(float), default=300.0,
-                       help="seconds to wait for the browser sign-in")
-    login.add_argument("--redirect-port", type=int, default=0, metavar="PORT",
-                       help="the loopback port of the browser sign-in's redirect, for providers "
-                            "that compare the registered redirect URI exactly (0: a free one)")
+    client.add_argument(
+        "--token-file",
+        dest="token_file_option",
+        metavar="PATH",
+        help="where to store the token (or give TOKEN_FILE)",
+    )
+    login.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=300.0,
+        help="seconds to wait for the browser sign-in",
+    )
+    login.add_argument(
+        "--redirect-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="the loopback port of the browser sign-in's redirect, for providers "
+        "that compare the registered redirect URI exactly (0: a free one)",
+    )
     login.set_defaults(run=_login)
     token = commands.add_parser(
-        "token", help="print a valid access token, and nothing else",
+        "token",
+        help="print a valid access token, and nothing else",
         description="Print the stored access token, refreshed first under the lock if it "
-                    f"expires within {_TOKEN_LEEWAY:g} s (a profile's refresher; a bare "
-                    "TOKEN_FILE is never refreshed), for "
-                    "curl -H \"Authorization: Bearer $(refreshing-session token --profile api)\"")
+        f"expires within {_TOKEN_LEEWAY:g} s (a profile's refresher; a bare "
+        "TOKEN_FILE is never refreshed), for "
+        'curl -H "Authorization: Bearer $(refreshing-session token --profile api)"',
+    )
     _target(token)
     token.set_defaults(run=_token)
     status = commands.add_parser(
-        "status", help="describe the stored token without showing secrets",
+        "status",
+        help="describe the stored token without showing secrets",
         description="Describe the stored token without showing secrets. Exits 1 when there "
-                    "is no usable token: none stored, or expired with no refresh token or "
-                    "with its refresh refused. Needs no client secret.")
+        "is no usable token: none stored, or expired with no refresh token or "
+        "with its refresh refused. Needs no client secret.",
+    )
     _target(status)
-    status.add_argument("--json", action="store_true",
-                        help="print one JSON object: expires_at (epoch seconds), expires_in "
-                             "(seconds, negative once expired), expired, refresh_token, "
-                             "location and more")
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: expires_at (epoch seconds), expires_in "
+        "(seconds, negative once expired), expired, refresh_token, "
+        "location and more",
+    )
     status.set_defaults(run=_status)
-    refresh = commands.add_parser("refresh", help="refresh the token now, under the lock",
-                                  description="Refresh the token now, due or not, under the "
-                                              "lock, and store it.")
+    refresh = commands.add_parser(
+        "refresh",
+        help="refresh the token now, under the lock",
+        description="Refresh the token now, due or not, under the lock, and store it.",
+    )
     refresh.add_argument("--profile", required=True, help="the profile whose token to refresh")
     refresh.set_defaults(run=_refresh, token_file=None)
     logout = commands.add_parser(
-        "logout", help="revoke the grant (if the profile has a revocation endpoint) and "
-                       "remove the stored token",
+        "logout",
+        help="revoke the grant (if the profile has a revocation endpoint) and "
+        "remove the stored token",
         description="Revoke the grant at the profile's revocation endpoint (RFC 7009), then "
-                    "remove the stored token, both under the lock. --no-revoke needs no client "
-                    "secret.")
+        "remove the stored token, both under the lock. --no-revoke needs no client "
+        "secret.",
+    )
     _target(logout)
-    logout.add_argument("--no-revoke", action="store_true",
-                        help="only remove the stored token (an unreadable one too); the grant "
-                             "stays valid on the server")
+    logout.add_argument(
+        "--no-revoke",
+        action="store_true",
+        help="only remove the stored token (an unreadable one too); the grant "
+        "stays valid on the server",
+    )
     logout.set_defaults(run=_logout)
     return parser
 
 
 def _target(command: argparse.ArgumentParser) -> None:
     command.add_argument("token_file", nargs="?", help="the token file (or use --profile)")
-    command.add_argument("--profile", help="a profile of the profile file "
-                                           "($REFRESHING_SESSION_CONFIG)")
+    command.add_argument(
+        "--profile", help="a profile of the profile file ($REFRESHING_SESSION_CONFIG)"
+    )
 
 
 def _positive(kind: type[int] | type[float]) -> Any:
@@ -203,10 +264,12 @@ def _positive(kind: type[int] | type[float]) -> Any:
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
         return value
+
     return parse
 
 
 # --- which token file -------------------------------------------------------------------------
+
 
 def _profile(arguments: argparse.Namespace, *, need_secret: bool = True) -> Profile | None:
     """The profile named on the command line (None for a bare TOKEN_FILE)."""
@@ -214,19 +277,25 @@ def _profile(arguments: argparse.Namespace, *, need_secret: bool = True) -> Prof
         raise _BadInput("give a TOKEN_FILE or --profile, not both")
     if not arguments.token_file and not arguments.profile:
         raise _BadInput("give a TOKEN_FILE or --profile NAME")
-    return load_profile(arguments.profile, need_secret=need_secret) if arguments.profile \
-        else None
+    return load_profile(arguments.profile, need_secret=need_secret) if arguments.profile else None
 
 
-def _keeper(arguments: argparse.Namespace, *, leeway: float = 0.0
-            ) -> tuple[TokenKeeper, Profile | None]:
+def _keeper(
+    arguments: argparse.Namespace, *, leeway: float = 0.0
+) -> tuple[TokenKeeper, Profile | None]:
     """The keeper of the token file named on the command line, with the profile's refresher."""
     profile = _profile(arguments)
     if profile is None:
-        return TokenKeeper(TokenFile(arguments.token_file), None, leeway=leeway,
-                           lock_timeout=_LOCK_TIMEOUT), None
-    keeper = TokenKeeper(profile.token_store(), profile.refresher(), leeway=leeway,
-                         lock_timeout=_LOCK_TIMEOUT, login_command=profile.login_command)
+        return TokenKeeper(
+            TokenFile(arguments.token_file), None, leeway=leeway, lock_timeout=_LOCK_TIMEOUT
+        ), None
+    keeper = TokenKeeper(
+        profile.token_store(),
+        profile.refresher(),
+        leeway=leeway,
+        lock_timeout=_LOCK_TIMEOUT,
+        login_command=profile.login_command,
+    )
     return keeper, profile
 
 
@@ -239,15 +308,17 @@ def _store_of(arguments: argparse.Namespace) -> tuple[TokenStore, Profile | None
 
 # --- login, token, refresh, logout --------------------------------------------------------------
 
+
 def _login(arguments: argparse.Namespace) -> int:
-    profile = _given_client(arguments) or _profile(
-        arguments, need_secret=not arguments.import_from)
+    profile = _given_client(arguments) or _profile(arguments, need_secret=not arguments.import_from)
     store = profile.token_store() if profile else TokenFile(arguments.token_file)
     if arguments.import_from:
         token = _imported(arguments.import_from)
     elif profile is None:
-        raise _BadInput("logging in needs --profile NAME, a client (--issuer or --token-url, "
-                        "and --client-id), or --import FILE")
+        raise _BadInput(
+            "logging in needs --profile NAME, a client (--issuer or --token-url, "
+            "and --client-id), or --import FILE"
+        )
     else:
         token = _obtained(profile, arguments)
     TokenKeeper(store, None, leeway=0.0, lock_timeout=_LOCK_TIMEOUT).install(token)
@@ -257,8 +328,13 @@ def _login(arguments: argparse.Namespace) -> int:
 
 def _store_keeper(arguments: argparse.Namespace) -> TokenKeeper:
     store, profile = _store_of(arguments)
-    return TokenKeeper(store, None, leeway=0.0, lock_timeout=_LOCK_TIMEOUT,
-                       login_command=profile.login_command if profile else None)
+    return TokenKeeper(
+        store,
+        None,
+        leeway=0.0,
+        lock_timeout=_LOCK_TIMEOUT,
+        login_command=profile.login_command if profile else None,
+    )
 
 
 def _given_client(arguments: argparse.Namespace) -> Profile | None:
@@ -270,11 +346,11 @@ def _given_client(arguments: argparse.Namespace) -> Profile | None:
             raise _BadInput("--token-file is for a client given by --issuer or --token-url")
         return None
     if arguments.profile:
-        raise _BadInput("give --profile, or a client (--issuer or --token-url, --client-id), "
-                        "not both")
+        raise _BadInput(
+            "give --profile, or a client (--issuer or --token-url, --client-id), not both"
+        )
     if server is None or arguments.client_id is None:
-        raise _BadInput("a client without a profile needs --issuer or --token-url, and "
-                        "--client-id")
+        raise _BadInput("a client without a profile needs --issuer or --token-url, and --client-id")
     token_file = arguments.token_file_option or arguments.token_file
     if token_file is None or (arguments.token_file_option and arguments.token_file):
         raise _BadInput("give where to store the token: TOKEN_FILE or --token-file, once")
@@ -282,14 +358,23 @@ def _given_client(arguments: argparse.Namespace) -> Profile | None:
     if arguments.client_secret_env:
         secret = os.environ.get(arguments.client_secret_env)
         if not secret:
-            raise _BadInput(f"the environment variable {arguments.client_secret_env} is not "
-                            "set; set it to the client secret")
+            raise _BadInput(
+                f"the environment variable {arguments.client_secret_env} is not "
+                "set; set it to the client secret"
+            )
     return Profile(
-        name="command-line", token_url=arguments.token_url, issuer=arguments.issuer,
-        client_id=arguments.client_id, prefixes=(), token_file=token_file,
-        config_path="the command line", client_secret=secret, scope=arguments.scope,
+        name="command-line",
+        token_url=arguments.token_url,
+        issuer=arguments.issuer,
+        client_id=arguments.client_id,
+        prefixes=(),
+        token_file=token_file,
+        config_path="the command line",
+        client_secret=secret,
+        scope=arguments.scope,
         authorization_url=arguments.authorization_url,
-        device_authorization_url=arguments.device_authorization_url)
+        device_authorization_url=arguments.device_authorization_url,
+    )
 
 
 def _obtained(profile: Profile, arguments: argparse.Namespace) -> Token:
@@ -303,10 +388,13 @@ def _obtained(profile: Profile, arguments: argparse.Namespace) -> Token:
     if arguments.device or (not browser and authorization is None):
         return _device_login(profile, refresher)
     if authorization is None:
-        raise _BadInput(f"{_where(profile)} has no authorization endpoint: add "
-                        "authorization_url (or issuer), or log in with --device")
-    login = BrowserLogin(refresher, authorization, timeout=arguments.timeout,
-                         port=arguments.redirect_port)
+        raise _BadInput(
+            f"{_where(profile)} has no authorization endpoint: add "
+            "authorization_url (or issuer), or log in with --device"
+        )
+    login = BrowserLogin(
+        refresher, authorization, timeout=arguments.timeout, port=arguments.redirect_port
+    )
     if arguments.no_browser:
         return login.with_pasted_url(_show_url_to_paste, _read_pasted)
     return login(_show_url)
@@ -315,24 +403,34 @@ def _obtained(profile: Profile, arguments: argparse.Namespace) -> Token:
 def _device_login(profile: Profile, refresher: OAuth2Refresher) -> Token:
     url = profile.endpoint(refresher, "device_authorization")
     if url is None:
-        raise _BadInput(f"{_where(profile)} has no device_authorization_url: add it to "
-                        f"{profile.config_path}, or import a token with --import FILE")
+        raise _BadInput(
+            f"{_where(profile)} has no device_authorization_url: add it to "
+            f"{profile.config_path}, or import a token with --import FILE"
+        )
     return DeviceLogin(refresher, url)(_show_code)
 
 
 def _where(profile: Profile) -> str:
-    return "the client given" if profile.config_path == "the command line" \
+    return (
+        "the client given"
+        if profile.config_path == "the command line"
         else f"profile {profile.name!r}"
+    )
 
 
 def _show_url(url: str) -> None:
-    print(f"Opening the browser to sign in. If it does not open, open this address:\n{url}",
-          flush=True)
+    print(
+        f"Opening the browser to sign in. If it does not open, open this address:\n{url}",
+        flush=True,
+    )
 
 
 def _show_url_to_paste(url: str) -> None:
-    print(f"Open this address in a browser and sign in:\n{url}\nThe browser then fails to "
-          "load a 127.0.0.1 page: copy that page's whole address and paste it here.", flush=True)
+    print(
+        f"Open this address in a browser and sign in:\n{url}\nThe browser then fails to "
+        "load a 127.0.0.1 page: copy that page's whole address and paste it here.",
+        flush=True,
+    )
 
 
 def _read_pasted() -> str:
@@ -340,12 +438,16 @@ def _read_pasted() -> str:
 
 
 def _show_code(authorization: DeviceAuthorization) -> None:
-    print(f"To sign in, open {printable(authorization.verification_uri)} and enter the code "
-          f"{printable(authorization.user_code)}")
+    print(
+        f"To sign in, open {printable(authorization.verification_uri)} and enter the code "
+        f"{printable(authorization.user_code)}"
+    )
     if authorization.verification_uri_complete:
         print(f"(or open {printable(authorization.verification_uri_complete)})")
-    print(f"Waiting for the approval; the code expires in {authorization.expires_in:.0f} s...",
-          flush=True)
+    print(
+        f"Waiting for the approval; the code expires in {authorization.expires_in:.0f} s...",
+        flush=True,
+    )
 
 
 def _token(arguments: argparse.Namespace) -> int:
@@ -390,25 +492,34 @@ def _logout(arguments: argparse.Namespace) -> int:
     else:
         keeper, profile = _keeper(arguments)
         refresher = keeper.refresher
-        if profile is not None and isinstance(refresher, (OAuth2Refresher,
-                                                          ClientCredentialsRefresher)):
+        if profile is not None and isinstance(
+            refresher, (OAuth2Refresher, ClientCredentialsRefresher)
+        ):
             url = profile.endpoint(refresher, "revocation")
             before = None if url is None else partial(revoke, refresher, url)
     stored = keeper.store.version() is not None
     try:
         removed = keeper.remove(before=before)
     except TokenError as error:
-        print(f"error: {printable(str(error))}\nThe token was kept. Run the logout again "
-              "later, or with "
-              "--no-revoke to only remove it.", file=sys.stderr)
+        print(
+            f"error: {printable(str(error))}\nThe token was kept. Run the logout again "
+            "later, or with "
+            "--no-revoke to only remove it.",
+            file=sys.stderr,
+        )
         return 2
     where = keeper.store.location
     if removed is None:
-        print(f"removed an unreadable token from {where}" if stored
-              else f"nothing to do: there is no token in {where}")
+        print(
+            f"removed an unreadable token from {where}"
+            if stored
+            else f"nothing to do: there is no token in {where}"
+        )
     elif url is None:
-        print(f"logged out: removed {where} (the grant was not revoked: "
-              f"{_not_revoked(arguments, profile)})")
+        print(
+            f"logged out: removed {where} (the grant was not revoked: "
+            f"{_not_revoked(arguments, profile)})"
+        )
     else:
         print(f"logged out: revoked the grant and removed {where}")
     return 0
@@ -427,6 +538,7 @@ def _summary(token: Token) -> str:
 
 # --- status -------------------------------------------------------------------------------------
 
+
 def _status(arguments: argparse.Namespace) -> int:
     store, profile = _store_of(arguments)
     snapshot = store.read()
@@ -443,8 +555,11 @@ def _status(arguments: argparse.Namespace) -> int:
     refused = snapshot.notes.get(REFUSED)
     expired = token.expires_at is not None and token.expires_at <= now
     report.update(
-        refresh_refused=refused, expires_at=token.expires_at, expired=expired,
-        expires_in=None if token.expires_at is None else round(token.expires_at - now, 3))
+        refresh_refused=refused,
+        expires_at=token.expires_at,
+        expired=expired,
+        expires_in=None if token.expires_at is None else round(token.expires_at - now, 3),
+    )
     if arguments.json:
         print(json.dumps(report, sort_keys=True))
     else:
@@ -456,10 +571,13 @@ def _status(arguments: argparse.Namespace) -> int:
 
 
 def _describe(token: Token, now: float) -> dict[str, Any]:
-    return {"token_type": token.token_type, "fingerprint": token.fingerprint,
-            "expires": None if token.expires_at is None else _expiry(token.expires_at, now),
-            "refresh_token": "present" if token.refresh_token else "absent",
-            "scope": token.scope}
+    return {
+        "token_type": token.token_type,
+        "fingerprint": token.fingerprint,
+        "expires": None if token.expires_at is None else _expiry(token.expires_at, now),
+        "refresh_token": "present" if token.refresh_token else "absent",
+        "scope": token.scope,
+    }
 
 
 def _expiry(expires_at: float, now: float) -> str:
@@ -477,12 +595,19 @@ def _expiry(expires_at: float, now: float) -> str:
 
 # --- demo ---------------------------------------------------------------------------------------
 
+
 def _demo(arguments: argparse.Namespace) -> int:
     # Imported here: the demo brings the local authorization server, which no other command needs.
     from .demo import DemoOptions, run_demo
 
-    options = DemoOptions(arguments.processes, arguments.threads, arguments.seconds,
-                          arguments.ttl, arguments.chaos, arguments.seed)
+    options = DemoOptions(
+        arguments.processes,
+        arguments.threads,
+        arguments.seconds,
+        arguments.ttl,
+        arguments.chaos,
+        arguments.seed,
+    )
     report = run_demo(options, sys.stderr if arguments.json else sys.stdout)
     if arguments.json:
         print(json.dumps(report, sort_keys=True))
@@ -493,14 +618,19 @@ def _demo(arguments: argparse.Namespace) -> int:
 
 def _print_report(report: dict[str, Any]) -> None:
     lines = [
-        ("workers", f"{report['processes']} processes x {report['threads']} threads, "
-                    f"{report['seconds']:.1f} s, tokens live {report['ttl']:g} s"),
+        (
+            "workers",
+            f"{report['processes']} processes x {report['threads']} threads, "
+            f"{report['seconds']:.1f} s, tokens live {report['ttl']:g} s",
+        ),
         ("requests", report["requests"]),
         ("successes", report["successes"]),
         ("failures seen by callers", report["caller_failures"]),
         *((f"  {kind}", count) for kind, count in report["failure_kinds"].items()),
-        ("token-endpoint calls", f"{report['token_endpoint_calls']} "
-                                 f"(tokens that came due: {report['tokens_due']})"),
+        (
+            "token-endpoint calls",
+            f"{report['token_endpoint_calls']} (tokens that came due: {report['tokens_due']})",
+        ),
         ("reuse detections", report["reuse_detections"]),
         ("revoked grants", report["revoked_grants"]),
         *((f"fault injected: {fault}", count) for fault, count in report["injected"].items()),

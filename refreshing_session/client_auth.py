@@ -37,11 +37,18 @@ class ClientAuthentication:
     """One client's way of authenticating, checked when built; :meth:`apply` adds it to a
     request. Its repr shows no secret and no key."""
 
-    def __init__(self, client_id: str, method: str | None = None, *,
-                 client_secret: str | None = None, private_key: Any = None,
-                 key_id: str | None = None, algorithm: str | None = None,
-                 key_certificate: str | bytes | None = None,
-                 client_cert: ClientCert | None = None) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        method: str | None = None,
+        *,
+        client_secret: str | None = None,
+        private_key: Any = None,
+        key_id: str | None = None,
+        algorithm: str | None = None,
+        key_certificate: str | bytes | None = None,
+        client_cert: ClientCert | None = None,
+    ) -> None:
         """Check the combination (raising ValueError or TypeError that says what to fix).
         ``key_certificate`` is the PEM certificate of a ``private_key_jwt`` key, for servers
         that identify the key by its thumbprint (Microsoft Entra ID): the assertions then name
@@ -51,8 +58,9 @@ class ClientAuthentication:
         self.client_id = client_id
         self.method = method or _default_method(client_secret, private_key, client_cert)
         if self.method not in AUTH_METHODS:
-            raise ValueError(f"auth_method must be one of {', '.join(AUTH_METHODS)}, "
-                             f"got {self.method!r}")
+            raise ValueError(
+                f"auth_method must be one of {', '.join(AUTH_METHODS)}, got {self.method!r}"
+            )
         _check_secret(self.method, client_secret)
         _check_extras(self.method, private_key, key_id, algorithm, client_cert)
         if key_certificate is not None and self.method != "private_key_jwt":
@@ -69,8 +77,9 @@ class ClientAuthentication:
         if self.method in JWT_METHODS:
             _jwt()  # fail now, not at the first refresh, when PyJWT is missing
 
-    def apply(self, form: MutableMapping[str, str], headers: MutableMapping[str, str],
-              audience: str) -> None:
+    def apply(
+        self, form: MutableMapping[str, str], headers: MutableMapping[str, str], audience: str
+    ) -> None:
         """Add the client's credentials to a request's ``form`` and ``headers``; an assertion
         names ``audience`` (the token endpoint's URL) as its audience."""
         if self.method == "client_secret_basic":
@@ -87,12 +96,17 @@ class ClientAuthentication:
         """A new signed JWT (RFC 7523 section 3) that says this client is calling
         ``audience``: issuer and subject the client_id, a unique ``jti``, one minute to live."""
         now = int(time.time())
-        claims = {"iss": self.client_id, "sub": self.client_id, "aud": audience,
-                  "jti": random.token_urlsafe(24), "iat": now, "exp": now + ASSERTION_LIFETIME}
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": audience,
+            "jti": random.token_urlsafe(24),
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME,
+        }
         key = self._key if self.method == "private_key_jwt" else self._secret
         header = {**({"kid": self.key_id} if self.key_id else {}), **self._thumbprints}
-        signed = str(_jwt().encode(claims, key, algorithm=self.algorithm,
-                                   headers=header or None))
+        signed = str(_jwt().encode(claims, key, algorithm=self.algorithm, headers=header or None))
         self._recent.append(signed)
         return signed
 
@@ -109,8 +123,10 @@ class ClientAuthentication:
             from cryptography.hazmat.primitives import serialization
 
             state["_key"] = self._key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption())
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -135,27 +151,44 @@ def _check_secret(method: str, secret: str | None) -> None:
     if needs and not secret:
         raise ValueError(f"auth_method {method!r} needs a client_secret")
     if not needs and secret:
-        raise ValueError(f"auth_method {method!r} never sends the client_secret given; choose "
-                         "client_secret_basic, client_secret_post or client_secret_jwt, or "
-                         "drop the secret")
+        raise ValueError(
+            f"auth_method {method!r} never sends the client_secret given; choose "
+            "client_secret_basic, client_secret_post or client_secret_jwt, or "
+            "drop the secret"
+        )
 
 
-def _check_extras(method: str, key: object, key_id: object, algorithm: object,
-                  cert: object) -> None:
+def _check_extras(
+    method: str, key: object, key_id: object, algorithm: object, cert: object
+) -> None:
     if (key is None) == (method == "private_key_jwt"):
-        raise ValueError("auth_method 'private_key_jwt' needs a private_key" if key is None
-                         else f"a private_key is only used with private_key_jwt, not {method!r}")
+        raise ValueError(
+            "auth_method 'private_key_jwt' needs a private_key"
+            if key is None
+            else f"a private_key is only used with private_key_jwt, not {method!r}"
+        )
     if (cert is None) == (method in TLS_METHODS):
-        raise ValueError(f"auth_method {method!r} needs a client_cert" if cert is None
-                         else f"a client_cert is only used with {' or '.join(TLS_METHODS)}")
+        raise ValueError(
+            f"auth_method {method!r} needs a client_cert"
+            if cert is None
+            else f"a client_cert is only used with {' or '.join(TLS_METHODS)}"
+        )
     if method not in JWT_METHODS and (key_id is not None or algorithm is not None):
-        raise ValueError("key_id and algorithm are only used with client_secret_jwt or "
-                         "private_key_jwt")
-    if cert is not None and not (isinstance(cert, str) or (
-            isinstance(cert, tuple) and len(cert) == 2
-            and all(isinstance(part, str) for part in cert))):
-        raise TypeError("client_cert must be a PEM file's path or a (certificate, key) pair "
-                        "of paths, as requests' cert=")
+        raise ValueError(
+            "key_id and algorithm are only used with client_secret_jwt or private_key_jwt"
+        )
+    if cert is not None and not (
+        isinstance(cert, str)
+        or (
+            isinstance(cert, tuple)
+            and len(cert) == 2
+            and all(isinstance(part, str) for part in cert)
+        )
+    ):
+        raise TypeError(
+            "client_cert must be a PEM file's path or a (certificate, key) pair "
+            "of paths, as requests' cert="
+        )
 
 
 def _private_key(key: Any) -> Any:
@@ -168,8 +201,10 @@ def _private_key(key: Any) -> Any:
         return load_pem_private_key(key.encode() if isinstance(key, str) else key, None)
     except (ValueError, TypeError):
         # The library's message may quote the key's bytes: say only what is wrong.
-        raise ValueError("private_key is not an unencrypted PEM private key (BEGIN PRIVATE "
-                         "KEY, BEGIN RSA PRIVATE KEY or BEGIN EC PRIVATE KEY)") from None
+        raise ValueError(
+            "private_key is not an unencrypted PEM private key (BEGIN PRIVATE "
+            "KEY, BEGIN RSA PRIVATE KEY or BEGIN EC PRIVATE KEY)"
+        ) from None
 
 
 def _thumbprints(certificate: str | bytes) -> dict[str, str]:
@@ -179,20 +214,24 @@ def _thumbprints(certificate: str | bytes) -> dict[str, str]:
 
     try:
         loaded = x509.load_pem_x509_certificate(
-            certificate.encode() if isinstance(certificate, str) else certificate)
+            certificate.encode() if isinstance(certificate, str) else certificate
+        )
     except ValueError:
-        raise ValueError("key_certificate is not a PEM certificate (BEGIN CERTIFICATE)") \
-            from None
-    return {name: base64.urlsafe_b64encode(loaded.fingerprint(digest)).rstrip(b"=").decode()
-            for name, digest in (("x5t", hashes.SHA1()), ("x5t#S256", hashes.SHA256()))}  # noqa: S303 (x5t is SHA-1 by definition, RFC 7515 4.1.7)
+        raise ValueError("key_certificate is not a PEM certificate (BEGIN CERTIFICATE)") from None
+    return {
+        name: base64.urlsafe_b64encode(loaded.fingerprint(digest)).rstrip(b"=").decode()
+        # x5t is SHA-1 by definition (RFC 7515 section 4.1.7): a name, not a security check.
+        for name, digest in (("x5t", hashes.SHA1()), ("x5t#S256", hashes.SHA256()))  # noqa: S303
+    }
 
 
 def _algorithm(method: str, key: Any, algorithm: str | None) -> str | None:
     """The signing algorithm: the one asked for if it suits the key, else the key's own."""
     if method == "client_secret_jwt":
         if algorithm not in (None, "HS256", "HS384", "HS512"):
-            raise ValueError(f"client_secret_jwt signs with HS256, HS384 or HS512, "
-                             f"not {algorithm!r}")
+            raise ValueError(
+                f"client_secret_jwt signs with HS256, HS384 or HS512, not {algorithm!r}"
+            )
         return algorithm or "HS256"
     if method != "private_key_jwt":
         return None
@@ -204,11 +243,14 @@ def _algorithm(method: str, key: Any, algorithm: str | None) -> str | None:
     elif isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1":
         suits = ("ES256",)
     else:
-        raise TypeError("private_key must be an RSA key or an EC key on P-256, as PEM or as "
-                        f"a cryptography key object; got {type(key).__name__}")
+        raise TypeError(
+            "private_key must be an RSA key or an EC key on P-256, as PEM or as "
+            f"a cryptography key object; got {type(key).__name__}"
+        )
     if algorithm is not None and algorithm not in suits:
-        raise ValueError(f"algorithm {algorithm!r} does not suit this key; use "
-                         f"{' or '.join(suits)}")
+        raise ValueError(
+            f"algorithm {algorithm!r} does not suit this key; use {' or '.join(suits)}"
+        )
     return algorithm or suits[0]
 
 
@@ -216,8 +258,9 @@ def _jwt() -> Any:
     try:
         import jwt
     except ImportError:
-        raise ImportError("JWT client authentication needs PyJWT: pip install "
-                          "'refreshing-session[jwt]'") from None
+        raise ImportError(
+            "JWT client authentication needs PyJWT: pip install 'refreshing-session[jwt]'"
+        ) from None
     return jwt
 
 

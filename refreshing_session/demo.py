@@ -71,13 +71,20 @@ class _Job:
 def run_demo(options: DemoOptions, progress: TextIO) -> dict[str, Any]:
     """Run the demo, drawing progress on ``progress``; return the report as a dict."""
     grace = CHAOS_GRACE_PERIOD if options.chaos else 0.0
-    with tempfile.TemporaryDirectory(prefix="refreshing-session-demo-") as folder, \
-            LocalAuthServer(access_ttl=options.ttl, grace_period=grace) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="refreshing-session-demo-") as folder,
+        LocalAuthServer(access_ttl=options.ttl, grace_period=grace) as server,
+    ):
         token_file = os.path.join(folder, "token.json")
         started = time.time()
         TokenFile(token_file).write(Token.from_response(server.issue_token(), requested_at=started))
-        job = _Job(server.api_url, server.token_url, token_file, options.threads,
-                   deadline=started + options.seconds)
+        job = _Job(
+            server.api_url,
+            server.token_url,
+            token_file,
+            options.threads,
+            deadline=started + options.seconds,
+        )
         fleet = _Fleet(job, options.processes, Path(folder))
         chaos = _Chaos(server, fleet, options.seed) if options.chaos else None
         _watch(fleet, chaos, job.deadline, options.seconds, progress)
@@ -153,8 +160,11 @@ class _Fleet:
 
 def _work(job: _Job, counters: _Counters, failure_log: str) -> None:
     session = RefreshingSession(
-        job.api_url, token_file=job.token_file, leeway=LEEWAY,
-        refresher=OAuth2Refresher(job.token_url, client_id="client", client_secret="secret"))
+        job.api_url,
+        token_file=job.token_file,
+        leeway=LEEWAY,
+        refresher=OAuth2Refresher(job.token_url, client_id="client", client_secret="secret"),
+    )
     lock = threading.Lock()
     log = os.open(failure_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
@@ -165,8 +175,9 @@ def _work(job: _Job, counters: _Counters, failure_log: str) -> None:
                 if outcome != "ok":
                     # Logged before it is counted: a SIGKILL in between loses no failure's kind.
                     os.write(log, f"{outcome}\n".encode())
-                slot = _OK if outcome == "ok" else _RAISED if outcome.startswith("error") \
-                    else _REFUSED
+                slot = (
+                    _OK if outcome == "ok" else _RAISED if outcome.startswith("error") else _REFUSED
+                )
                 counters[slot] += 1
 
     threads = [threading.Thread(target=loop) for _ in range(job.threads)]
@@ -196,8 +207,9 @@ class _Chaos:
         self._next_at = time.time() + 0.5
         self._slow_until = 0.0
         self._ticks: Counter[str] = Counter()
-        server.fail_token_endpoint_at_random(CHAOS_503_SHARE, 503, headers={"Retry-After": "0"},
-                                             seed=seed)
+        server.fail_token_endpoint_at_random(
+            CHAOS_503_SHARE, 503, headers={"Retry-After": "0"}, seed=seed
+        )
 
     def injected(self) -> dict[str, int]:
         """The faults injected so far, by kind."""
@@ -220,8 +232,9 @@ class _Chaos:
             self._fleet.kill_one(self._random)
 
 
-def _watch(fleet: _Fleet, chaos: _Chaos | None, deadline: float, seconds: float,
-           out: TextIO) -> None:
+def _watch(
+    fleet: _Fleet, chaos: _Chaos | None, deadline: float, seconds: float, out: TextIO
+) -> None:
     """Show progress (a bar on a terminal, a line every 2 s elsewhere) until the workers end,
     then once more with the final count, so the last thing shown is the whole run."""
     live = out.isatty()
@@ -261,8 +274,14 @@ def _columns(out: TextIO) -> int:
         return 80
 
 
-def _report(options: DemoOptions, fleet: _Fleet, failure_kinds: Counter[str],
-            server: LocalAuthServer, chaos: _Chaos | None, started: float) -> dict[str, Any]:
+def _report(
+    options: DemoOptions,
+    fleet: _Fleet,
+    failure_kinds: Counter[str],
+    server: LocalAuthServer,
+    chaos: _Chaos | None,
+    started: float,
+) -> dict[str, Any]:
     elapsed = time.time() - started
     stats = server.stats()
     lifetime = options.ttl
@@ -274,15 +293,23 @@ def _report(options: DemoOptions, fleet: _Fleet, failure_kinds: Counter[str],
     # Each injected 503 costs one more call (its retry); a kill may cost the call it interrupted.
     allowed_calls = due + injected.get("503 answer", 0) + injected.get("worker killed", 0)
     return {
-        "processes": options.processes, "threads": options.threads,
-        "seconds": round(elapsed, 2), "ttl": options.ttl,
-        "requests": ok + refused + raised, "successes": ok, "caller_failures": refused + raised,
+        "processes": options.processes,
+        "threads": options.threads,
+        "seconds": round(elapsed, 2),
+        "ttl": options.ttl,
+        "requests": ok + refused + raised,
+        "successes": ok,
+        "caller_failures": refused + raised,
         "failure_kinds": dict(sorted(failure_kinds.items())),
-        "token_endpoint_calls": stats.token_requests, "tokens_due": due,
+        "token_endpoint_calls": stats.token_requests,
+        "tokens_due": due,
         "allowed_calls": allowed_calls,
-        "reuse_detections": stats.reuse_detections, "grace_reuses": stats.grace_reuses,
-        "revoked_grants": stats.revoked_grants, "injected": injected,
-        "ok": refused + raised == 0 and stats.reuse_detections == 0
+        "reuse_detections": stats.reuse_detections,
+        "grace_reuses": stats.grace_reuses,
+        "revoked_grants": stats.revoked_grants,
+        "injected": injected,
+        "ok": refused + raised == 0
+        and stats.reuse_detections == 0
         and stats.token_requests <= allowed_calls
         and stats.grace_reuses <= injected.get("worker killed", 0),
     }

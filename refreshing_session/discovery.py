@@ -17,8 +17,12 @@ from .errors import ClientRejected, RefreshFailed, excerpt
 from .oauth_client import check_endpoint_url, json_object, network_settings
 
 # The endpoints a client of this library uses, by their metadata names.
-ENDPOINTS = ("token_endpoint", "device_authorization_endpoint", "revocation_endpoint",
-             "authorization_endpoint")
+ENDPOINTS = (
+    "token_endpoint",
+    "device_authorization_endpoint",
+    "revocation_endpoint",
+    "authorization_endpoint",
+)
 
 
 def document_urls(issuer: str) -> tuple[str, ...]:
@@ -26,13 +30,19 @@ def document_urls(issuer: str) -> tuple[str, ...]:
     appended to the issuer) and RFC 8414's (inserted between the host and the issuer's path)."""
     parts = urlsplit(issuer)
     path = parts.path.rstrip("/")
-    inserted = urlunsplit((parts.scheme, parts.netloc,
-                           "/.well-known/oauth-authorization-server" + path, "", ""))
+    inserted = urlunsplit(
+        (parts.scheme, parts.netloc, "/.well-known/oauth-authorization-server" + path, "", "")
+    )
     return (issuer.rstrip("/") + "/.well-known/openid-configuration", inserted)
 
 
-def discover(issuer: str, *, session: requests.Session | None = None, timeout: float = 10.0,
-             allow_insecure_http: bool = False) -> dict[str, str]:
+def discover(
+    issuer: str,
+    *,
+    session: requests.Session | None = None,
+    timeout: float = 10.0,
+    allow_insecure_http: bool = False,
+) -> dict[str, str]:
     """Read ``issuer``'s metadata document and return its ``issuer`` and endpoints (those of
     :data:`ENDPOINTS` it names; ``token_endpoint`` always). ``session`` carries the request,
     with its network settings. Raises ClientRejected when the document names another issuer,
@@ -41,33 +51,48 @@ def discover(issuer: str, *, session: requests.Session | None = None, timeout: f
     http = session or requests.Session()
     for url in document_urls(issuer):
         request = requests.Request("GET", url, headers={"Accept": "application/json"})
-        response = exchange.send(http, request, network=network_settings(http, url),
-                                 timeout=timeout, endpoint=f"the discovery document {url}",
-                                 secrets=())
+        response = exchange.send(
+            http,
+            request,
+            network=network_settings(http, url),
+            timeout=timeout,
+            endpoint=f"the discovery document {url}",
+            secrets=(),
+        )
         if response.status_code == 404:
             continue
         if not response.ok:
-            raise RefreshFailed(f"the discovery document {url} answered {response.status_code} "
-                                f"(body: {excerpt(response.content) or 'empty'}); try again "
-                                "later", response=exchange.kept_for_error(response, ()))
+            raise RefreshFailed(
+                f"the discovery document {url} answered {response.status_code} "
+                f"(body: {excerpt(response.content) or 'empty'}); try again "
+                "later",
+                response=exchange.kept_for_error(response, ()),
+            )
         return _endpoints(json_object(response), issuer, url, allow_insecure_http)
-    raise ClientRejected(f"{issuer} publishes no discovery document (neither "
-                         f"{' nor '.join(document_urls(issuer))} exists); check the issuer, or "
-                         "give the token endpoint's URL", error="no_discovery_document")
+    raise ClientRejected(
+        f"{issuer} publishes no discovery document (neither "
+        f"{' nor '.join(document_urls(issuer))} exists); check the issuer, or "
+        "give the token endpoint's URL",
+        error="no_discovery_document",
+    )
 
 
-def _endpoints(document: dict[str, object] | None, issuer: str, url: str,
-               allow_insecure_http: bool) -> dict[str, str]:
+def _endpoints(
+    document: dict[str, object] | None, issuer: str, url: str, allow_insecure_http: bool
+) -> dict[str, str]:
     if document is None:
-        raise ClientRejected(f"the discovery document {url} is not a JSON object",
-                             error="invalid_discovery_document")
+        raise ClientRejected(
+            f"the discovery document {url} is not a JSON object", error="invalid_discovery_document"
+        )
     named = document.get("issuer")
     if named != issuer:
         shown = excerpt(named) if isinstance(named, str) else repr(type(named).__name__)
         raise ClientRejected(
             f"the discovery document {url} names the issuer {shown}, not {issuer}: refused, as "
             "RFC 8414 requires (its endpoints could be anyone's); check the issuer's exact "
-            "spelling, a trailing slash included", error="issuer_mismatch")
+            "spelling, a trailing slash included",
+            error="issuer_mismatch",
+        )
     found = {"issuer": issuer}
     for name in ENDPOINTS:
         value = document.get(name)
@@ -76,10 +101,13 @@ def _endpoints(document: dict[str, object] | None, issuer: str, url: str,
         try:
             check_endpoint_url(name, value, allow_insecure_http)
         except (TypeError, ValueError) as error:
-            raise ClientRejected(f"the discovery document {url}: {error}",
-                                 error="invalid_discovery_document") from None
+            raise ClientRejected(
+                f"the discovery document {url}: {error}", error="invalid_discovery_document"
+            ) from None
         found[name] = str(value)
     if "token_endpoint" not in found:
-        raise ClientRejected(f"the discovery document {url} names no token_endpoint",
-                             error="invalid_discovery_document")
+        raise ClientRejected(
+            f"the discovery document {url} names no token_endpoint",
+            error="invalid_discovery_document",
+        )
     return found

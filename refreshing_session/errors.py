@@ -56,8 +56,10 @@ def printable(text: str) -> str:
     characters, escapes, bidirectional overrides) written as an escape such as ``\x1b``."""
     if text.isprintable():
         return text
-    return "".join(character if character.isprintable()
-                   else character.encode("unicode_escape").decode("ascii") for character in text)
+    return "".join(
+        character if character.isprintable() else character.encode("unicode_escape").decode("ascii")
+        for character in text
+    )
 
 
 def _forms(secrets: Iterable[str | None]) -> list[str]:
@@ -91,8 +93,14 @@ def _escaped_forms(secret: str) -> set[str]:
     as PHP does), or URL-encoded."""
     escaped = json.dumps(secret)[1:-1]
     unescaped_unicode = json.dumps(secret, ensure_ascii=False)[1:-1]
-    return {secret, escaped, escaped.replace("/", "\\/"), unescaped_unicode,
-            quote_plus(secret), quote(secret, safe="")}
+    return {
+        secret,
+        escaped,
+        escaped.replace("/", "\\/"),
+        unescaped_unicode,
+        quote_plus(secret),
+        quote(secret, safe=""),
+    }
 
 
 def _rebuilt(kind: type[_E], args: tuple[Any, ...], state: dict[str, Any]) -> _E:
@@ -191,10 +199,12 @@ class ProfileError(_Travels, ValueError):
     which an ``except RequestException`` around API calls should not swallow.
     """
 
-    def __init__(self, problem: str, *, path: str, profile: str | None = None,
-                 key: str | None = None) -> None:
-        where = path + (f", profile {profile!r}" if profile else "") + \
-            (f", key {key!r}" if key else "")
+    def __init__(
+        self, problem: str, *, path: str, profile: str | None = None, key: str | None = None
+    ) -> None:
+        where = (
+            path + (f", profile {profile!r}" if profile else "") + (f", key {key!r}" if key else "")
+        )
         super().__init__(f"{where}: {problem}")
         self.path = path
         self.profile = profile

@@ -37,8 +37,15 @@ class NotConnected(requests.exceptions.ConnectionError):
     the request, credentials included)."""
 
 
-def send(http: requests.Session, request: requests.Request, *, network: Mapping[str, Any],
-         timeout: float, endpoint: str, secrets: Iterable[str | None]) -> requests.Response:
+def send(
+    http: requests.Session,
+    request: requests.Request,
+    *,
+    network: Mapping[str, Any],
+    timeout: float,
+    endpoint: str,
+    secrets: Iterable[str | None],
+) -> requests.Response:
     """Send ``request`` (a form POST, or a GET) through the connection pool and adapters of
     ``http``, with the ``network`` settings (``verify``, ``cert``, ``proxies``), and return the
     answer, its body read, within ``timeout`` seconds in all. Nothing of ``http``'s own
@@ -57,26 +64,35 @@ def send(http: requests.Session, request: requests.Request, *, network: Mapping[
     worker.join(timeout)
     if worker.is_alive() or isinstance(call.failure, _READ_TIMEOUTS):
         call.abandon()
-        raise RefreshFailed(f"{endpoint} was too slow: no complete answer within {timeout:g} s; "
-                            "try again later")
+        raise RefreshFailed(
+            f"{endpoint} was too slow: no complete answer within {timeout:g} s; try again later"
+        )
     if call.answer is not None:
         return call.answer
     if call.too_large is not None:
-        raise RefreshFailed(f"{endpoint} answered {call.too_large} with more than "
-                            f"{MAX_ANSWER // 1024 // 1024} MiB, which no token answer needs; "
-                            "refused, try again later")
+        raise RefreshFailed(
+            f"{endpoint} answered {call.too_large} with more than "
+            f"{MAX_ANSWER // 1024 // 1024} MiB, which no token answer needs; "
+            "refused, try again later"
+        )
     assert call.failure is not None
     if not isinstance(call.failure, _TRANSPORT_ERRORS):
         raise call.failure  # a bug, not the server's doing: as if the call were not threaded
-    raise RefreshFailed(f"could not reach {endpoint} ({type(call.failure).__name__}); try "
-                        "again later") from _clean_cause(call.failure, secrets)
+    raise RefreshFailed(
+        f"could not reach {endpoint} ({type(call.failure).__name__}); try again later"
+    ) from _clean_cause(call.failure, secrets)
 
 
 class _Call:
     """One request, run in a worker thread: its answer, or why there is none."""
 
-    def __init__(self, http: requests.Session, request: requests.Request,
-                 network: Mapping[str, Any], timeout: float) -> None:
+    def __init__(
+        self,
+        http: requests.Session,
+        request: requests.Request,
+        network: Mapping[str, Any],
+        timeout: float,
+    ) -> None:
         self._http = http
         self._request = request
         self._network = dict(network)
@@ -94,8 +110,9 @@ class _Call:
             # adapter, not by Session.send, which reads a redirect's whole body unbounded.
             prepared = self._request.prepare()
             adapter = self._http.get_adapter(prepared.url or "")
-            with adapter.send(prepared, stream=True, timeout=self._timeout,
-                              **self._network) as response:
+            with adapter.send(
+                prepared, stream=True, timeout=self._timeout, **self._network
+            ) as response:
                 self._stream = response.raw
                 body = self._read(response.raw)
         except Exception as error:  # handed to the caller's thread, which decides
@@ -128,22 +145,25 @@ class _Call:
                 self._stream.shutdown()
 
 
-def kept_for_error(response: requests.Response,
-                   secrets: Iterable[str | None]) -> requests.Response:
+def kept_for_error(response: requests.Response, secrets: Iterable[str | None]) -> requests.Response:
     """A copy of ``response`` for an error to keep: its status, reason, URL, headers and an
     excerpt of its body (its start, on one line), with ``secrets`` and token-shaped fields
     redacted and cookies dropped. Its request says only the method and the URL."""
     secrets = tuple(secrets)
     body = excerpt(response.content, secrets, limit=_KEPT_BODY)
-    headers = {name: redact(value, secrets) for name, value in response.headers.items()
-               if name.lower() != "set-cookie"}
+    headers = {
+        name: redact(value, secrets)
+        for name, value in response.headers.items()
+        if name.lower() != "set-cookie"
+    }
     kept = _copy(response, headers, body.encode(), redact(response.url, secrets))
     kept.encoding = "utf-8"
     return kept
 
 
-def _copy(source: requests.Response, headers: Mapping[str, str], body: bytes,
-          url: str) -> requests.Response:
+def _copy(
+    source: requests.Response, headers: Mapping[str, str], body: bytes, url: str
+) -> requests.Response:
     """A detached response: ``source``'s status with ``headers`` and ``body``, no connection,
     no cookies, and a request that names only the method and ``url``."""
     copy = requests.Response()

@@ -65,8 +65,12 @@ def bearer_flow(keeper: TokenKeeper, path: str, replayable: bool) -> Flow:
     yield Call(partial(keeper.replayed, replacement, path, refused=refused))
 
 
-def drive(flow: Flow, send: Callable[[Token], _R], refused: Callable[[_R], bool],
-          release: Callable[[_R], None]) -> _R:
+def drive(
+    flow: Flow,
+    send: Callable[[Token], _R],
+    refused: Callable[[_R], bool],
+    release: Callable[[_R], None],
+) -> _R:
     """Run ``flow`` in this thread: ``send`` sends the request with a token and returns the
     answer, ``refused`` says whether an answer refused the token, and ``release`` frees an
     answer that will not be returned (before the replay, or when a step raises). Return the

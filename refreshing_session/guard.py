@@ -51,13 +51,18 @@ def refresh_statuses(statuses: object) -> frozenset[int]:
     """``statuses`` (the ``refresh_on`` of a front end) as a set of 4xx status codes; raises
     TypeError or ValueError saying what is wrong."""
     if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
-        raise TypeError(f"refresh_on must be a tuple of status codes such as (401, 403), got "
-                        f"{type(statuses).__name__}")
+        raise TypeError(
+            f"refresh_on must be a tuple of status codes such as (401, 403), got "
+            f"{type(statuses).__name__}"
+        )
     items = tuple(statuses)
-    if not items or not all(isinstance(code, int) and not isinstance(code, bool)
-                            and 400 <= code <= 499 for code in items):
-        raise ValueError(f"refresh_on must hold 4xx status codes, such as (401, 403); got "
-                         f"{items!r}")
+    if not items or not all(
+        isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 499
+        for code in items
+    ):
+        raise ValueError(
+            f"refresh_on must hold 4xx status codes, such as (401, 403); got {items!r}"
+        )
     return frozenset(items)
 
 
@@ -112,8 +117,10 @@ class Guard:
     def cured(self, key: str) -> Guard:
         """The guard once a replay at ``key`` was not refused: a refresh helped there. (Its
         answer may come after a sibling's refresh has counted ``key`` as wasted.)"""
-        return Guard(tuple(wasted for wasted in self.wasted if wasted != key),
-                     None if self.pending == key else self.pending)
+        return Guard(
+            tuple(wasted for wasted in self.wasted if wasted != key),
+            None if self.pending == key else self.pending,
+        )
 
     def doubts(self, key: str) -> bool:
         """Is ``key`` a path where a refresh is, or may have been, wasted?"""

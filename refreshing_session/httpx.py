@@ -33,8 +33,9 @@ try:
     import anyio.to_thread
     import httpx
 except ModuleNotFoundError as missing:  # pragma: no cover - depends on the installation
-    raise ModuleNotFoundError("refreshing_session.httpx needs httpx and anyio: "
-                              "pip install 'refreshing-session[httpx]'") from missing
+    raise ModuleNotFoundError(
+        "refreshing_session.httpx needs httpx and anyio: pip install 'refreshing-session[httpx]'"
+    ) from missing
 
 from .adapter import Prefixes, shallow_copy
 from .errors import TokenError
@@ -81,15 +82,23 @@ class RefreshingAuth(httpx.Auth):
         refresh_on: Iterable[int] = (401,),
     ) -> None:
         self.prefixes, self.keeper = token_parts(
-            prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
-            lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
-            allow_insecure_http=allow_insecure_http)
+            prefixes,
+            token_file=token_file,
+            store=store,
+            refresher=refresher,
+            leeway=leeway,
+            lock_timeout=lock_timeout,
+            on_refresh=on_refresh,
+            login_command=login_command,
+            allow_insecure_http=allow_insecure_http,
+        )
         self.refresh_on = refresh_statuses(refresh_on)
         self._off_loop = _OffLoop()
 
     @classmethod
-    def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
-                     **options: Any) -> Self:
+    def from_profile(
+        cls, name: str, *, config: str | os.PathLike[str] | None = None, **options: Any
+    ) -> Self:
         """Return the auth for profile ``name``, as ``RefreshingSession.from_profile`` does."""
         return cls(**profile_arguments(name, config, options))
 
@@ -100,7 +109,8 @@ class RefreshingAuth(httpx.Auth):
         return self.keeper.current()
 
     def sync_auth_flow(
-            self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
         """The httpx auth flow of a sync client: the token under the prefixes, and the 401
         flow; keeper calls run in this thread."""
         if "Authorization" in request.headers or not self.prefixes.match(str(request.url)):
@@ -109,7 +119,8 @@ class RefreshingAuth(httpx.Auth):
         yield from self.token_flow(request)
 
     async def async_auth_flow(
-            self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """The httpx auth flow of an async client: as :meth:`sync_auth_flow`, with the keeper
         calls in a worker thread."""
         if "Authorization" in request.headers or not self.prefixes.match(str(request.url)):
@@ -140,7 +151,8 @@ class RefreshingAuth(httpx.Auth):
                 return
 
     async def async_token_flow(
-            self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """:meth:`token_flow` for async code: the keeper calls run in a worker thread, and a
         cancellation waits for the call to return (a refresh is completed and stored)."""
         flow = self._flow(request)
@@ -157,14 +169,18 @@ class RefreshingAuth(httpx.Auth):
 
     def _refused(self, response: httpx.Response) -> bool:
         """Was the token refused in a way that a new token may cure?"""
-        return refresh_may_cure(response.status_code,
-                                response.headers.get("WWW-Authenticate", ""), self.refresh_on)
+        return refresh_may_cure(
+            response.status_code, response.headers.get("WWW-Authenticate", ""), self.refresh_on
+        )
 
     def _flow(self, request: httpx.Request) -> Flow:
         # The path as sent (httpx's URL.path is decoded): the guard's key for it is the one
         # the requests front end uses, so their processes share what it learnt about the path.
-        return bearer_flow(self.keeper, urlsplit(str(request.url)).path,
-                           isinstance(request.stream, httpx.ByteStream))
+        return bearer_flow(
+            self.keeper,
+            urlsplit(str(request.url)).path,
+            isinstance(request.stream, httpx.ByteStream),
+        )
 
     def hop_gets_token(self, request: httpx.Request) -> bool:
         """Whether this hop of a request sent by a refreshing client gets the token: it is
@@ -176,7 +192,8 @@ class RefreshingAuth(httpx.Auth):
         url = str(request.url)
         previous, hops.url = hops.url, url
         if "Authorization" in request.headers or (
-                previous is not None and steered_in(self.prefixes, request.method, previous, url)):
+            previous is not None and steered_in(self.prefixes, request.method, previous, url)
+        ):
             hops.withheld = True
         return not hops.withheld and self.prefixes.match(url)
 
@@ -205,16 +222,25 @@ class _TokenClient:
         **options: Any,
     ) -> None:
         self.bearer = RefreshingAuth(
-            prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
-            lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
-            allow_insecure_http=allow_insecure_http, refresh_on=refresh_on)
+            prefixes,
+            token_file=token_file,
+            store=store,
+            refresher=refresher,
+            leeway=leeway,
+            lock_timeout=lock_timeout,
+            on_refresh=on_refresh,
+            login_command=login_command,
+            allow_insecure_http=allow_insecure_http,
+            refresh_on=refresh_on,
+        )
         limits = options.get("limits")
         self._gate = _Gate(_HTTPX_POOL_SIZE if limits is None else limits.max_connections)
         super().__init__(**options)
 
     @classmethod
-    def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
-                     **options: Any) -> Self:
+    def from_profile(
+        cls, name: str, *, config: str | os.PathLike[str] | None = None, **options: Any
+    ) -> Self:
         """Return a client for profile ``name``, as ``RefreshingSession.from_profile`` does;
         ``options`` may also hold the httpx client's arguments."""
         return cls(**profile_arguments(name, config, options))
@@ -252,9 +278,14 @@ class RefreshingClient(_TokenClient, httpx.Client):
         """The token the next API request will carry (refreshed first if it is due)."""
         return self.bearer.token
 
-    def send(self, request: httpx.Request, *, stream: bool = False,
-             auth: Any = httpx.USE_CLIENT_DEFAULT,
-             follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+    def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
         """As in httpx; a request the caller authenticates (``auth=`` here or on the client)
         gets no token on any hop."""
         self._note_callers_auth(request, auth)
@@ -275,14 +306,20 @@ class RefreshingAsyncClient(_TokenClient, httpx.AsyncClient):
         result: Token = await anyio.to_thread.run_sync(self.keeper.current)
         return result
 
-    async def send(self, request: httpx.Request, *, stream: bool = False,
-                   auth: Any = httpx.USE_CLIENT_DEFAULT,
-                   follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
         """As in httpx; a request the caller authenticates (``auth=`` here or on the client)
         gets no token on any hop."""
         self._note_callers_auth(request, auth)
-        return await super().send(request, stream=stream, auth=auth,
-                                  follow_redirects=follow_redirects)
+        return await super().send(
+            request, stream=stream, auth=auth, follow_redirects=follow_redirects
+        )
 
     def _transport_for_url(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
         return _AsyncBearerTransport(super()._transport_for_url(url), self.bearer, self._gate)
@@ -335,8 +372,9 @@ class _OffLoop:
                 return running.result
             # The leading task was cancelled before its call started: ask again.
 
-    async def _lead(self, key: tuple[object, Callable[[], Any]],
-                    function: Callable[[], Any]) -> Any:
+    async def _lead(
+        self, key: tuple[object, Callable[[], Any]], function: Callable[[], Any]
+    ) -> Any:
         running = self._running[key] = _Running(anyio.Event())
         try:
             running.result = await anyio.to_thread.run_sync(function)
@@ -398,8 +436,9 @@ class _BearerTransport(httpx.BaseTransport):
 class _AsyncBearerTransport(httpx.AsyncBaseTransport):
     """One hop of a RefreshingAsyncClient, as :class:`_BearerTransport`."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, bearer: RefreshingAuth,
-                 gate: _Gate) -> None:
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, bearer: RefreshingAuth, gate: _Gate
+    ) -> None:
         self.inner = inner
         self.bearer = bearer
         self.gate = gate

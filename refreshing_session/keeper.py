@@ -198,9 +198,12 @@ class TokenKeeper:
         key = path_key(path)
         snapshot = self._load()
         proven = sent == self._proven
-        if snapshot is not None and snapshot.token == sent \
-                and not (proven and path in self._proven_at) \
-                and not Guard.of(snapshot.notes).may_refresh(key, proven=proven):
+        if (
+            snapshot is not None
+            and snapshot.token == sent
+            and not (proven and path in self._proven_at)
+            and not Guard.of(snapshot.notes).may_refresh(key, proven=proven)
+        ):
             logger.debug("holding a 401 back: refreshing did not help at this path (guard)")
             return None
         replacement = self._renew_or_adopt(sent, "a 401 refused it", for_401=key)
@@ -208,8 +211,7 @@ class TokenKeeper:
             return None
         due = replacement.refresh_due_at(self.leeway)
         if due is not None and self.clock() >= due:
-            replacement = self._renew_or_adopt(replacement, "the token adopted for a replay "
-                                               "is due")
+            replacement = self._renew_or_adopt(replacement, "the token adopted for a replay is due")
         return replacement
 
     def worked(self, token: Token, path: str) -> None:
@@ -263,8 +265,10 @@ class TokenKeeper:
                     return token
                 time.sleep(_SAVE_RETRY / _STORE_NOW_TRIES)
                 self._store_kept_and_read_locked()
-        raise TokenStoreError(f"the new token could not be stored in {self.store.location} "
-                              f"(see the log); {self._log_in('again')} once it works")
+        raise TokenStoreError(
+            f"the new token could not be stored in {self.store.location} "
+            f"(see the log); {self._log_in('again')} once it works"
+        )
 
     def remove(self, before: Callable[[Token], object] | None = None) -> Token | None:
         """Under the locks, pass the stored token to ``before`` (a revocation, say), then
@@ -301,8 +305,11 @@ class TokenKeeper:
         except TokenError as error:
             if not self._cool_down.holds(token, self.clock()):  # a store or lock failure
                 self._cool_down = self._cool_down.after(token, error, self.clock())
-            logger.warning("early refresh failed, going on with the current token (valid "
-                           "%.1f s more): %s", (token.expires_at or 0) - self.clock(), error)
+            logger.warning(
+                "early refresh failed, going on with the current token (valid %.1f s more): %s",
+                (token.expires_at or 0) - self.clock(),
+                error,
+            )
             return token
 
     def _lock_seen_busy(self, version: Version | None, now: float) -> bool:
@@ -311,8 +318,9 @@ class TokenKeeper:
         busy = self._busy
         return busy is not None and busy[0] == version and now < busy[1]
 
-    def _renew_or_adopt(self, stale: Token | None, reason: str, *, for_401: str | None = None,
-                        wait: bool = True) -> Token:
+    def _renew_or_adopt(
+        self, stale: Token | None, reason: str, *, for_401: str | None = None, wait: bool = True
+    ) -> Token:
         """Renew ``stale`` (None: there is no token) unless someone already did, and return the
         token to use: a sibling's, a new one, or ``stale`` itself when the guard holds a 401
         back. ``for_401`` is the key of the path whose 401 asks for the renewal."""
@@ -335,17 +343,22 @@ class TokenKeeper:
                 raise self._timeout("another process", wait)
             return adopted
 
-    def _renew_or_adopt_locked(self, stale: Token | None, reason: str,
-                               for_401: str | None) -> Token:
+    def _renew_or_adopt_locked(
+        self, stale: Token | None, reason: str, for_401: str | None
+    ) -> Token:
         snapshot = self._store_kept_and_read_locked()
         if snapshot is not None and snapshot.token != stale:
-            logger.debug("adopting token %s renewed by another thread or process",
-                         snapshot.token.fingerprint)
+            logger.debug(
+                "adopting token %s renewed by another thread or process", snapshot.token.fingerprint
+            )
             return snapshot.token
         # A renewal for a 401 passes the guard on, counting that path as pending; a
         # scheduled one starts it afresh. (The guard that allowed it only relaxes meanwhile.)
-        guard = Guard() if snapshot is None or for_401 is None \
+        guard = (
+            Guard()
+            if snapshot is None or for_401 is None
             else Guard.of(snapshot.notes).successor(for_401)
+        )
         logger.debug("refreshing the token in %s: %s", self.store.location, reason)
         try:
             return self._redeem(snapshot, guard)
@@ -358,8 +371,9 @@ class TokenKeeper:
         snapshot = self._load()
         if snapshot is None or snapshot.token == stale:
             return None
-        logger.debug("adopting token %s written by another thread or process",
-                     snapshot.token.fingerprint)
+        logger.debug(
+            "adopting token %s written by another thread or process", snapshot.token.fingerprint
+        )
         return snapshot.token
 
     def _redeem(self, snapshot: Snapshot | None, guard: Guard) -> Token:
@@ -369,26 +383,35 @@ class TokenKeeper:
             return self._first_token()
         refused = snapshot.notes.get(REFUSED)
         if refused:
-            raise LoginRequired(f"the refresh token in {self.store.location} was refused "
-                                f"earlier ({refused}); {self._log_in('again')}")
+            raise LoginRequired(
+                f"the refresh token in {self.store.location} was refused "
+                f"earlier ({refused}); {self._log_in('again')}"
+            )
         if self.refresher is None:
-            raise LoginRequired(f"the token in {self.store.location} has expired and this "
-                                f"session has no refresher; {self._log_in('again')}, or pass "
-                                "refresher=")
+            raise LoginRequired(
+                f"the token in {self.store.location} has expired and this "
+                f"session has no refresher; {self._log_in('again')}, or pass "
+                "refresher="
+            )
         old = snapshot.token
         try:
             new = self._call_refresher(old)
         except LoginRequired as error:
             return self._after_refusal(snapshot, error)
-        logger.info("refreshed the access token in %s (%s -> %s)", self.store.location,
-                    old.fingerprint, new.fingerprint)
+        logger.info(
+            "refreshed the access token in %s (%s -> %s)",
+            self.store.location,
+            old.fingerprint,
+            new.fingerprint,
+        )
         return self._announce(new, self._save(new, guard.notes(), snapshot).token)
 
     def _first_token(self) -> Token:
         if not isinstance(self.refresher, TokenSource):
             machine = "; or use a ClientCredentialsRefresher" if self.refresher is None else ""
-            raise LoginRequired(f"there is no token in {self.store.location}; "
-                                f"{self._log_in('first')}{machine}")
+            raise LoginRequired(
+                f"there is no token in {self.store.location}; {self._log_in('first')}{machine}"
+            )
         token = self.refresher.new_token()
         logger.info("storing a new grant in %s", self.store.location)
         return self._announce(token, self._save(token, None, replacing=None).token)
@@ -417,10 +440,14 @@ class TokenKeeper:
         except requests.RequestException as error:
             # The refresher's own request may hold its credentials: keep a redacted copy of
             # the answer only, and raise outside this block, so that no context holds them.
-            kept = None if error.response is None else kept_for_error(
-                error.response, (old.access_token, old.refresh_token))
-            failure = RefreshFailed(f"the refresher failed ({type(error).__name__}); try "
-                                    "again later", response=kept)
+            kept = (
+                None
+                if error.response is None
+                else kept_for_error(error.response, (old.access_token, old.refresh_token))
+            )
+            failure = RefreshFailed(
+                f"the refresher failed ({type(error).__name__}); try again later", response=kept
+            )
         else:
             return _as_token(answer, old, requested_at)
         raise failure
@@ -434,8 +461,7 @@ class TokenKeeper:
             return latest.token
         if latest is not None:
             self._save(refused.token, {**refused.notes, REFUSED: str(error)}, refused)
-        raise LoginRequired(f"{error} ({self.store.location})",
-                            response=error.response) from None
+        raise LoginRequired(f"{error} ({self.store.location})", response=error.response) from None
 
     def _mark_cured(self, key: str) -> None:
         """Under the locks: clear the path ``key`` from the stored token's guard (the same
@@ -443,14 +469,16 @@ class TokenKeeper:
         snapshot = self.store.read()
         guard = None if snapshot is None else Guard.of(snapshot.notes)
         if snapshot is not None and guard is not None and guard.doubts(key):
-            saved = self.store.replace(snapshot.token, guard.cured(key).notes(snapshot.notes),
-                                       snapshot.version)
+            saved = self.store.replace(
+                snapshot.token, guard.cured(key).notes(snapshot.notes), snapshot.version
+            )
             self._snapshot = saved or self._snapshot
 
     # --- the store ------------------------------------------------------------------------------
 
-    def _save(self, token: Token, notes: Mapping[str, Any] | None,
-              replacing: Snapshot | None) -> Snapshot:
+    def _save(
+        self, token: Token, notes: Mapping[str, Any] | None, replacing: Snapshot | None
+    ) -> Snapshot:
         """Store ``token`` over the snapshot ``replacing`` (None: over no token), and return
         the snapshot to use.
 
@@ -463,17 +491,22 @@ class TokenKeeper:
             if saved is None:
                 latest = self.store.read()
                 if latest is not None:
-                    logger.info("%s changed during the refresh; using its token",
-                                self.store.location)
+                    logger.info(
+                        "%s changed during the refresh; using its token", self.store.location
+                    )
                     self._snapshot, self._kept = latest, None
                     return latest
                 saved = self.store.write(token, notes)  # removed meanwhile: ours is the grant
         except TokenStoreError as error:
-            logger.error("could not save the refreshed token, keeping it in memory and trying "
-                         "again: %s", error)
-            self._kept = KeptToken(Snapshot(token, _version(replacing), dict(notes or {})),
-                                   None if replacing is None else replacing.token,
-                                   self.clock() + _SAVE_RETRY)
+            logger.error(
+                "could not save the refreshed token, keeping it in memory and trying again: %s",
+                error,
+            )
+            self._kept = KeptToken(
+                Snapshot(token, _version(replacing), dict(notes or {})),
+                None if replacing is None else replacing.token,
+                self.clock() + _SAVE_RETRY,
+            )
             return self._kept.snapshot
         self._snapshot, self._kept = saved, None
         return saved
@@ -483,8 +516,7 @@ class TokenKeeper:
         assert self._kept is not None
         self._kept = replace(self._kept, retry_at=self.clock() + _SAVE_RETRY)
         try:
-            with self._thread_locked(wait=False), \
-                    self.store.lock(0.0, lambda: False) as held:
+            with self._thread_locked(wait=False), self.store.lock(0.0, lambda: False) as held:
                 if held:
                     self._store_kept_and_read_locked()
         except TokenError as error:
@@ -535,18 +567,23 @@ class TokenKeeper:
         cool_down = self._cool_down
         now = self.clock()
         if cool_down.holds(stale, now):
-            logger.debug("re-raising the renewal failure of %.1f s ago during its back-off",
-                         now - cool_down.failed_at)
+            logger.debug(
+                "re-raising the renewal failure of %.1f s ago during its back-off",
+                now - cool_down.failed_at,
+            )
             raise cool_down.error.restated(
-                f"{cool_down.error} (not retried for another {cool_down.retry_at - now:.1f} s)")
+                f"{cool_down.error} (not retried for another {cool_down.retry_at - now:.1f} s)"
+            )
 
     @contextmanager
     def _exclusive(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the thread lock and the store's lock, waiting up to ``timeout`` (by default
         ``lock_timeout``) for both."""
         deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
-        with self._thread_locked(wait=True, until=deadline), \
-                self.store.lock(deadline - time.monotonic(), lambda: False) as held:
+        with (
+            self._thread_locked(wait=True, until=deadline),
+            self.store.lock(deadline - time.monotonic(), lambda: False) as held,
+        ):
             if not held:
                 raise self._timeout("another process", wait=True)
             yield
@@ -557,8 +594,11 @@ class TokenKeeper:
         default ``lock_timeout`` from now; not at all without ``wait``: then raise _Busy if it
         is taken)."""
         timeout = self.lock_timeout if until is None else max(0.0, until - time.monotonic())
-        acquired = self._thread_lock.acquire(timeout=timeout) if wait \
+        acquired = (
+            self._thread_lock.acquire(timeout=timeout)
+            if wait
             else self._thread_lock.acquire(blocking=False)
+        )
         if not acquired:
             raise self._timeout("another thread", wait)
         try:
@@ -569,14 +609,22 @@ class TokenKeeper:
     def _timeout(self, holder: str, wait: bool) -> LockTimeout:
         if not wait:
             return _Busy(f"{holder} holds the lock of {self.store.location}")
-        return LockTimeout(f"{holder} held the lock of {self.store.location} for more than "
-                           f"lock_timeout={self.lock_timeout} s; the token endpoint may be slow "
-                           "or hung")
+        return LockTimeout(
+            f"{holder} held the lock of {self.store.location} for more than "
+            f"lock_timeout={self.lock_timeout} s; the token endpoint may be slow "
+            "or hung"
+        )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"store": self.store, "refresher": self.refresher, "leeway": self.leeway,
-                "lock_timeout": self.lock_timeout, "on_refresh": self.on_refresh,
-                "login_command": self.login_command, "clock": self.clock}
+        return {
+            "store": self.store,
+            "refresher": self.refresher,
+            "leeway": self.leeway,
+            "lock_timeout": self.lock_timeout,
+            "on_refresh": self.on_refresh,
+            "login_command": self.login_command,
+            "clock": self.clock,
+        }
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         self.__dict__.update(state)
@@ -592,8 +640,9 @@ def _as_token(answer: Token | Mapping[str, Any], old: Token, requested_at: float
     if isinstance(answer, Token):
         return answer if answer.refresh_token else replace(answer, refresh_token=old.refresh_token)
     if not isinstance(answer, Mapping):
-        raise RefreshFailed(f"the refresher returned a {type(answer).__name__}, "
-                            "not a Token or a mapping")
+        raise RefreshFailed(
+            f"the refresher returned a {type(answer).__name__}, not a Token or a mapping"
+        )
     try:
         return Token.from_response(answer, requested_at=requested_at, previous=old)
     except ValueError as error:

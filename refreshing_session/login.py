@@ -69,12 +69,18 @@ class DeviceLogin:
     waits the client chooses without spending them.
     """
 
-    def __init__(self, client: OAuthClient | HoldsClient, device_authorization_url: str, *,
-                 sleep: Callable[[float], object] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        client: OAuthClient | HoldsClient,
+        device_authorization_url: str,
+        *,
+        sleep: Callable[[float], object] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client_of(client)
-        check_endpoint_url("device_authorization_url", device_authorization_url,
-                           self.client.allow_insecure_http)
+        check_endpoint_url(
+            "device_authorization_url", device_authorization_url, self.client.allow_insecure_http
+        )
         self.url = device_authorization_url
         self._sleep = sleep
         self._clock = clock
@@ -97,6 +103,7 @@ class DeviceLogin:
             if not response.ok:
                 raise self.client.refusal(response, form)
             return _authorization(response, self.url, self.client)
+
         return self.client.retrying(attempt, resend_safe=True)
 
     def wait(self, authorization: DeviceAuthorization) -> Token:
@@ -105,8 +112,11 @@ class DeviceLogin:
         the user refused or the code expired."""
         deadline = self._clock() + authorization.expires_in
         interval = authorization.interval
-        form = {**self.client.extra_params, "grant_type": DEVICE_GRANT,
-                "device_code": authorization.device_code}
+        form = {
+            **self.client.extra_params,
+            "grant_type": DEVICE_GRANT,
+            "device_code": authorization.device_code,
+        }
         while self._clock() < deadline:
             self._sleep(min(interval, max(0.0, deadline - self._clock())))
             outcome = self.client.retrying(lambda: self._poll(form), resend_safe=True)
@@ -125,21 +135,25 @@ class DeviceLogin:
         if code in _PENDING:
             return code
         if code == "access_denied":
-            raise LoginRequired("the sign-in was refused on the verification page; run the "
-                                "login again to get a new code",
-                                response=self.client.kept_for_error(response, form))
+            raise LoginRequired(
+                "the sign-in was refused on the verification page; run the "
+                "login again to get a new code",
+                response=self.client.kept_for_error(response, form),
+            )
         if code == "expired_token":
             raise _expired()
         return self.client.token_answer(response, requested_at, form)
 
 
 def _expired() -> LoginRequired:
-    return LoginRequired("the code expired before anyone approved it; run the login again to "
-                         "get a new code")
+    return LoginRequired(
+        "the code expired before anyone approved it; run the login again to get a new code"
+    )
 
 
-def _authorization(response: requests.Response, url: str,
-                   client: OAuthClient) -> DeviceAuthorization:
+def _authorization(
+    response: requests.Response, url: str, client: OAuthClient
+) -> DeviceAuthorization:
     data = json_object(response)
     try:
         if data is None:
@@ -150,15 +164,16 @@ def _authorization(response: requests.Response, url: str,
             verification_uri=_field(data, "verification_uri", "verification_url"),
             verification_uri_complete=_optional_field(data, "verification_uri_complete"),
             expires_in=seconds("expires_in", data.get("expires_in"), allow_zero=False),
-            interval=seconds("interval", data.get("interval", _DEFAULT_INTERVAL),
-                             allow_zero=False),
+            interval=seconds("interval", data.get("interval", _DEFAULT_INTERVAL), allow_zero=False),
             device_code=_field(data, "device_code"),
         )
     except (TypeError, ValueError) as error:
         problem = str(error)
     # Raised outside the except clause, so that the error keeps no context.
-    raise RefreshFailed(f"the device authorization endpoint {url} answered without a usable "
-                        f"code ({problem})", response=client.kept_for_error(response, {}))
+    raise RefreshFailed(
+        f"the device authorization endpoint {url} answered without a usable code ({problem})",
+        response=client.kept_for_error(response, {}),
+    )
 
 
 def _field(data: Mapping[str, Any], *names: str) -> str:
@@ -189,12 +204,15 @@ def import_token(raw: bytes, *, source: str, written_at: float | None) -> tuple[
         raise ValueError(f"{source} {error}") from None
     warnings = []
     if written_at is None and "expires_at" not in json.loads(raw) and token.lifetime is not None:
-        warnings.append("it says how long it lives (expires_in) but not since when; its "
-                        "expiry is counted from now, so it may have expired already: a 401 "
-                        "then triggers a refresh")
+        warnings.append(
+            "it says how long it lives (expires_in) but not since when; its "
+            "expiry is counted from now, so it may have expired already: a 401 "
+            "then triggers a refresh"
+        )
     if not token.refresh_token:
-        warnings.append("it has no refresh token: it can be used until it expires, then a "
-                        "new login is needed")
+        warnings.append(
+            "it has no refresh token: it can be used until it expires, then a new login is needed"
+        )
     if token.expires_at is not None and token.expires_at <= now:
         warnings.append(f"it expired {now - token.expires_at:.0f} s ago")
     return token, warnings
@@ -207,22 +225,28 @@ def revoke(given: OAuthClient | HoldsClient, revocation_url: str, token: Token) 
     the server did not confirm it."""
     client = client_of(given)
     check_endpoint_url("revocation_url", revocation_url, client.allow_insecure_http)
-    for hint, value in (("refresh_token", token.refresh_token),
-                        ("access_token", token.access_token)):
+    for hint, value in (
+        ("refresh_token", token.refresh_token),
+        ("access_token", token.access_token),
+    ):
         if value and _revoked(client, revocation_url, {"token": value, "token_type_hint": hint}):
             logger.info("revoked the %s of token %s", hint.replace("_", " "), token.fingerprint)
             return
-    raise ClientRejected(f"{revocation_url} revokes none of this token's kinds "
-                         "(unsupported_token_type); log out without revoking",
-                         error="unsupported_token_type")
+    raise ClientRejected(
+        f"{revocation_url} revokes none of this token's kinds "
+        "(unsupported_token_type); log out without revoking",
+        error="unsupported_token_type",
+    )
 
 
 def _revoked(client: OAuthClient, url: str, form: Mapping[str, str]) -> bool:
     """Revoke one token; return False when the server revokes no tokens of its kind."""
+
     def attempt() -> None:
         response = client.post(form, url)
         if not response.ok:
             raise client.refusal(response, form)
+
     try:
         client.retrying(attempt, resend_safe=True)
     except RefreshFailed as error:

@@ -29,18 +29,43 @@ logger = logging.getLogger(__name__)
 
 # RFC 6749 section 5.2 codes that mean the client's configuration is wrong.
 _CLIENT_ERRORS = frozenset(
-    {"invalid_client", "unauthorized_client", "invalid_scope", "unsupported_grant_type",
-     "invalid_request", "invalid_target"}
+    {
+        "invalid_client",
+        "unauthorized_client",
+        "invalid_scope",
+        "unsupported_grant_type",
+        "invalid_request",
+        "invalid_target",
+    }
 )
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable"})
 _LONGEST_BACKOFF = 10.0
 # Form parameters whose values are secrets: redacted from every error message.
-_SECRET_PARAMETERS = ("refresh_token", "device_code", "token", "code", "code_verifier",
-                      "client_assertion")
+_SECRET_PARAMETERS = (
+    "refresh_token",
+    "device_code",
+    "token",
+    "code",
+    "code_verifier",
+    "client_assertion",
+)
 # Parameters the client sets itself: extra_params may not replace them.
-_RESERVED = frozenset({"grant_type", "client_id", "client_secret", "client_assertion",
-                       "client_assertion_type", "refresh_token", "device_code", "code",
-                       "code_verifier", "redirect_uri", "token", "token_type_hint"})
+_RESERVED = frozenset(
+    {
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "refresh_token",
+        "device_code",
+        "code",
+        "code_verifier",
+        "redirect_uri",
+        "token",
+        "token_type_hint",
+    }
+)
 _T = TypeVar("_T")
 
 
@@ -114,18 +139,26 @@ class OAuthClient:
         what to fix."""
         check_endpoint_url("token_url", token_url, allow_insecure_http)
         self.auth = ClientAuthentication(
-            client_id, auth_method, client_secret=client_secret, private_key=private_key,
-            key_id=key_id, algorithm=algorithm, key_certificate=key_certificate,
-            client_cert=client_cert)
+            client_id,
+            auth_method,
+            client_secret=client_secret,
+            private_key=private_key,
+            key_id=key_id,
+            algorithm=algorithm,
+            key_certificate=key_certificate,
+            client_cert=client_cert,
+        )
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, got {retries!r}")
         if session is not None and not isinstance(session, requests.Session):
             raise TypeError(f"session must be a requests.Session, got {type(session).__name__}")
         if hasattr(session, "keeper"):
             # Its adapter would add the API's token to the grant, and refresh inside a refresh.
-            raise TypeError("session must be a plain requests.Session, not a RefreshingSession: "
-                            "a RefreshingSession hands its verify, cert and proxies to its "
-                            "refresher by itself")
+            raise TypeError(
+                "session must be a plain requests.Session, not a RefreshingSession: "
+                "a RefreshingSession hands its verify, cert and proxies to its "
+                "refresher by itself"
+            )
         self.token_url = token_url
         self.scope = scope
         self.extra_params = _strings("extra_params", extra_params, _RESERVED)
@@ -161,8 +194,9 @@ class OAuthClient:
         its own. Keeps only a weak reference: the client does not keep ``session`` alive."""
         self._network_source = weakref.ref(session)
 
-    def grant(self, form: Mapping[str, str], *, resend_safe: bool,
-              previous: Token | None = None) -> Token:
+    def grant(
+        self, form: Mapping[str, str], *, resend_safe: bool, previous: Token | None = None
+    ) -> Token:
         """Post a grant (with ``extra_params`` and ``scope`` when the form names none),
         retrying transient failures; return the token it gave."""
         form = {**self.extra_params, **form}
@@ -172,6 +206,7 @@ class OAuthClient:
         def attempt() -> Token:
             requested_at = time.time()
             return self.token_answer(self.post(form), requested_at, form, previous)
+
         return self.retrying(attempt, resend_safe=resend_safe)
 
     def retrying(self, attempt: Callable[[], _T], *, resend_safe: bool) -> _T:
@@ -201,8 +236,14 @@ class OAuthClient:
         self.auth.apply(form, headers, audience=self.token_url)
         http, network = self._network(url)
         request = requests.Request("POST", url, data=form, headers=headers)
-        return exchange.send(http, request, network=network, timeout=self.timeout,
-                             endpoint=self._endpoint(url), secrets=self._secrets(form))
+        return exchange.send(
+            http,
+            request,
+            network=network,
+            timeout=self.timeout,
+            endpoint=self._endpoint(url),
+            secrets=self._secrets(form),
+        )
 
     def _network(self, url: str) -> tuple[requests.Session, dict[str, Any]]:
         """The session that carries a request to ``url``, and the settings it goes with: the
@@ -216,22 +257,29 @@ class OAuthClient:
             network["cert"] = self.auth.cert
         return self._pool, network
 
-    def token_answer(self, response: requests.Response, requested_at: float,
-                     form: Mapping[str, str], previous: Token | None = None) -> Token:
+    def token_answer(
+        self,
+        response: requests.Response,
+        requested_at: float,
+        form: Mapping[str, str],
+        previous: Token | None = None,
+    ) -> Token:
         """Return the token in the token endpoint's ``response`` to ``form``, or raise the
         typed error its refusal means (see :meth:`refusal`)."""
         if not response.ok:
             raise self.refusal(response, form)
         try:
-            return Token.from_response(json_object(response) or {}, requested_at=requested_at,
-                                       previous=previous)
+            return Token.from_response(
+                json_object(response) or {}, requested_at=requested_at, previous=previous
+            )
         except ValueError as error:
             problem = str(error)
         # Raised outside the except clause, so that the error keeps no context.
         raise self._failure(response, f"no usable token: {problem}", form)
 
-    def kept_for_error(self, response: requests.Response,
-                       form: Mapping[str, str]) -> requests.Response:
+    def kept_for_error(
+        self, response: requests.Response, form: Mapping[str, str]
+    ) -> requests.Response:
         """The copy of ``response`` (the answer to ``form``) that an error may keep: no
         credential, token or code in it (see :func:`exchange.kept_for_error`)."""
         return exchange.kept_for_error(response, self._secrets(form))
@@ -248,30 +296,38 @@ class OAuthClient:
             grant = "the refresh token" if "refresh_token" in form else "the grant"
             return LoginRequired(
                 f"the authorization server rejected {grant} ({said}); log in again",
-                response=self.kept_for_error(response, form))
+                response=self.kept_for_error(response, form),
+            )
         if code in _CLIENT_ERRORS or (response.status_code == 401 and not code):
             return ClientRejected(
                 f"{self._endpoint(response.url)} rejected the client {self.client_id!r} "
                 f"({said or response.status_code}); check client_id, client_secret (or "
                 f"key), auth_method, scope and extra_params",
-                response=self.kept_for_error(response, form), error=code)
+                response=self.kept_for_error(response, form),
+                error=code,
+            )
         return self._failure(response, said, form)
 
-    def _failure(self, response: requests.Response, said: str,
-                 form: Mapping[str, str]) -> RefreshFailed:
+    def _failure(
+        self, response: requests.Response, said: str, form: Mapping[str, str]
+    ) -> RefreshFailed:
         body = excerpt(response.content, self._secrets(form)) or "an empty body"
         reason = f"{said}; " if said else ""
         return RefreshFailed(
             f"{self._endpoint(response.url)} answered {response.status_code} "
             f"({reason}body: {body}); try again later",
-            response=self.kept_for_error(response, form))
+            response=self.kept_for_error(response, form),
+        )
 
     def _secrets(self, form: Mapping[str, str]) -> tuple[str | None, ...]:
         """What must never appear in an error: the client's credentials (the Basic ones too:
         an error page may echo the request's headers), the extra headers' values and the
         form's tokens, codes and assertions."""
-        return (*self.auth.secrets(), *self.headers.values(),
-                *(form.get(name) for name in _SECRET_PARAMETERS))
+        return (
+            *self.auth.secrets(),
+            *self.headers.values(),
+            *(form.get(name) for name in _SECRET_PARAMETERS),
+        )
 
     def _endpoint(self, url: str) -> str:
         return f"the token endpoint {url}" if url == self.token_url else f"the endpoint {url}"
@@ -280,7 +336,7 @@ class OAuthClient:
         """Seconds to wait before retrying ``failure``, or None if it is not worth a retry."""
         if attempt >= self.retries or not _transient(failure, resend_safe):
             return None
-        delay = 0.2 * 2 ** attempt
+        delay = 0.2 * 2**attempt
         response = failure.response
         retry_after = "" if response is None else response.headers.get("Retry-After", "").strip()
         if retry_after.isascii() and retry_after.isdigit():
@@ -292,8 +348,10 @@ class OAuthClient:
         return {**self.__dict__, "_pool": None, "_network_source": None}
 
     def __repr__(self) -> str:
-        return (f"OAuthClient({self.token_url!r}, client_id={self.client_id!r}, "
-                f"auth_method={self.auth_method!r})")
+        return (
+            f"OAuthClient({self.token_url!r}, client_id={self.client_id!r}, "
+            f"auth_method={self.auth_method!r})"
+        )
 
 
 def network_settings(session: requests.Session, url: str) -> dict[str, Any]:
@@ -306,13 +364,15 @@ def network_settings(session: requests.Session, url: str) -> dict[str, Any]:
     return {key: settings[key] for key in ("verify", "cert", "proxies")}
 
 
-def _strings(name: str, given: Mapping[str, str] | None,
-             reserved: frozenset[str]) -> dict[str, str]:
+def _strings(
+    name: str, given: Mapping[str, str] | None, reserved: frozenset[str]
+) -> dict[str, str]:
     """``given`` as a dict of strings; raises TypeError or ValueError naming ``name``."""
     if given is None:
         return {}
     if not isinstance(given, Mapping) or not all(
-            isinstance(key, str) and isinstance(value, str) for key, value in given.items()):
+        isinstance(key, str) and isinstance(value, str) for key, value in given.items()
+    ):
         raise TypeError(f"{name} must be a mapping of strings to strings")
     taken = sorted(key for key in given if key.lower() in reserved)
     if taken:
@@ -360,7 +420,8 @@ def check_endpoint_url(name: str, url: object, allow_insecure_http: bool) -> Non
     if parts.scheme == "http" and not (allow_insecure_http or is_loopback(parts.hostname)):
         raise ValueError(
             f"{name} {url!r} is plain http: secrets would cross the network unencrypted. "
-            "Use https, or pass allow_insecure_http=True if this is deliberate")
+            "Use https, or pass allow_insecure_http=True if this is deliberate"
+        )
 
 
 def is_loopback(host: str) -> bool:

@@ -100,30 +100,34 @@ class Profile:
         """Return the refresher of this profile's grant, with its client credentials; with an
         ``issuer``, its endpoints are discovered first. Raises ProfileError when the private
         key file cannot be read, and the discovery's TokenError when it fails."""
-        kind = ClientCredentialsRefresher if self.grant == "client_credentials" \
-            else OAuth2Refresher
+        kind = ClientCredentialsRefresher if self.grant == "client_credentials" else OAuth2Refresher
         if self.token_url is None:
             assert self.issuer is not None  # the reader asks for one or the other
-            return kind.from_issuer(self.issuer, self.client_id, self.client_secret,
-                                    **self._client_options())
-        return kind(self.token_url, self.client_id, self.client_secret,
-                    **self._client_options())
+            return kind.from_issuer(
+                self.issuer, self.client_id, self.client_secret, **self._client_options()
+            )
+        return kind(self.token_url, self.client_id, self.client_secret, **self._client_options())
 
-    def endpoint(self, refresher: OAuth2Refresher | ClientCredentialsRefresher,
-                 name: str) -> str | None:
+    def endpoint(
+        self, refresher: OAuth2Refresher | ClientCredentialsRefresher, name: str
+    ) -> str | None:
         """The URL of endpoint ``name`` (``authorization``, ``device_authorization`` or
         ``revocation``): the profile's own, or the one ``refresher``'s discovery found."""
         given: str | None = getattr(self, f"{name}_url")
         return given or refresher.client.endpoint(f"{name}_endpoint")
 
     def _client_options(self) -> dict[str, Any]:
-        return {"auth_method": self.auth_method, "scope": self.scope,
-                "allow_insecure_http": self.allow_insecure_http,
-                "extra_params": self.extra_params,
-                "private_key": self._read("private_key_file", "the private key"),
-                "key_certificate": self._read("key_certificate_file", "the key's certificate"),
-                "key_id": self.key_id, "algorithm": self.algorithm,
-                "client_cert": self.client_cert}
+        return {
+            "auth_method": self.auth_method,
+            "scope": self.scope,
+            "allow_insecure_http": self.allow_insecure_http,
+            "extra_params": self.extra_params,
+            "private_key": self._read("private_key_file", "the private key"),
+            "key_certificate": self._read("key_certificate_file", "the key's certificate"),
+            "key_id": self.key_id,
+            "algorithm": self.algorithm,
+            "client_cert": self.client_cert,
+        }
 
     def _read(self, key: str, what: str) -> bytes | None:
         """The bytes of the file the profile's ``key`` names, if it names one."""
@@ -133,8 +137,12 @@ class Profile:
         try:
             return Path(path).read_bytes()
         except OSError as error:
-            raise ProfileError(f"cannot read {what} ({error.strerror})", path=self.config_path,
-                               profile=self.name, key=key) from None
+            raise ProfileError(
+                f"cannot read {what} ({error.strerror})",
+                path=self.config_path,
+                profile=self.name,
+                key=key,
+            ) from None
 
     def token_store(self) -> TokenStore:
         """Return the profile's token store: its token file (creating the default folder,
@@ -154,8 +162,9 @@ class Profile:
                 os.chmod(folder, 0o700)  # it holds secrets, whatever the umask made of it
             return TokenFile(self.token_file)
         except (ImportError, OSError, ValueError) as error:
-            raise ProfileError(f"cannot be used ({error})", path=self.config_path,
-                               profile=self.name, key=key) from None
+            raise ProfileError(
+                f"cannot be used ({error})", path=self.config_path, profile=self.name, key=key
+            ) from None
 
     @property
     def login_command(self) -> str:
@@ -181,8 +190,9 @@ def default_token_file(name: str) -> Path:
     return _user_folder(config=False) / "tokens" / f"{name}.json"
 
 
-def load_profile(name: str, path: str | os.PathLike[str] | None = None, *,
-                 need_secret: bool = True) -> Profile:
+def load_profile(
+    name: str, path: str | os.PathLike[str] | None = None, *, need_secret: bool = True
+) -> Profile:
     """Read profile ``name`` from the profile file (``path``, or :func:`config_path`) and
     return it, with the client secret taken from the environment when it says so. Raises
     ProfileError, naming the file, the profile and the key, when anything is wrong. With
@@ -193,8 +203,9 @@ def load_profile(name: str, path: str | os.PathLike[str] | None = None, *,
     table = profiles.get(name)
     if table is None:
         known = ", ".join(sorted(profiles)) or "none"
-        raise ProfileError(f"there is no profile {name!r}; the profiles in this file are: "
-                           f"{known}", path=str(file))
+        raise ProfileError(
+            f"there is no profile {name!r}; the profiles in this file are: {known}", path=str(file)
+        )
     profile = _Reader(table, str(file), name, need_secret).profile()
     if need_secret:
         _check_client(profile)
@@ -208,11 +219,15 @@ def _read_toml(file: Path) -> dict[str, Any]:
         with file.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ProfileError(f"there is no profile file here; create it with a [profiles.NAME] "
-                           f"table, or set {CONFIG_ENV} to its path", path=str(file)) from None
+        raise ProfileError(
+            f"there is no profile file here; create it with a [profiles.NAME] "
+            f"table, or set {CONFIG_ENV} to its path",
+            path=str(file),
+        ) from None
     except OSError as error:
-        raise ProfileError(f"cannot read the profile file ({error.strerror})",
-                           path=str(file)) from None
+        raise ProfileError(
+            f"cannot read the profile file ({error.strerror})", path=str(file)
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"is not valid TOML ({error})", path=str(file)) from None
 
@@ -220,28 +235,38 @@ def _read_toml(file: Path) -> dict[str, Any]:
 def _profiles(document: Mapping[str, Any], path: str) -> dict[str, dict[str, Any]]:
     for key, value in document.items():
         if key != "profiles":
-            hint = f"; a profile goes under [profiles.{key}]" if isinstance(value, dict) \
+            hint = (
+                f"; a profile goes under [profiles.{key}]"
+                if isinstance(value, dict)
                 else _did_you_mean(key, ["profiles"])
+            )
             raise ProfileError(f"unknown top-level key{hint}", path=path, key=key)
     profiles = document.get("profiles", {})
     if not isinstance(profiles, dict):
-        raise ProfileError("must be a table of profiles, as in [profiles.NAME]", path=path,
-                           key="profiles")
+        raise ProfileError(
+            "must be a table of profiles, as in [profiles.NAME]", path=path, key="profiles"
+        )
     for name, table in profiles.items():
         if not _NAME.fullmatch(name):
-            raise ProfileError("a profile name must be letters, digits, '_', '.' or '-', "
-                               "starting with a letter or digit", path=path, profile=name)
+            raise ProfileError(
+                "a profile name must be letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit",
+                path=path,
+                profile=name,
+            )
         if not isinstance(table, dict):
-            raise ProfileError(f"must be a table ([profiles.{name}]), got "
-                               f"{_kind(table)}", path=path, profile=name)
+            raise ProfileError(
+                f"must be a table ([profiles.{name}]), got {_kind(table)}", path=path, profile=name
+            )
     return profiles
 
 
 class _Reader:
     """Reads one profile's table, key by key, with errors that point at the key."""
 
-    def __init__(self, table: Mapping[str, Any], path: str, name: str,
-                 need_secret: bool = True) -> None:
+    def __init__(
+        self, table: Mapping[str, Any], path: str, name: str, need_secret: bool = True
+    ) -> None:
         self.table = table
         self.path = path
         self.name = name
@@ -250,13 +275,17 @@ class _Reader:
     def profile(self) -> Profile:
         unknown = sorted(set(self.table) - set(_KEYS))
         if unknown:
-            raise self.error(unknown[0], f"unknown key{_did_you_mean(unknown[0], _KEYS)}; "
-                                         f"the keys are: {', '.join(_KEYS)}")
+            raise self.error(
+                unknown[0],
+                f"unknown key{_did_you_mean(unknown[0], _KEYS)}; the keys are: {', '.join(_KEYS)}",
+            )
         token_file = self.optional("token_file", _text)
         redis_url = self._from_file_or_env("redis_url")
         if token_file is not None and redis_url is not None:
-            raise self.error("redis_url", "give token_file or a Redis server, not both: the "
-                                          "token lives in one place")
+            raise self.error(
+                "redis_url",
+                "give token_file or a Redis server, not both: the token lives in one place",
+            )
         if redis_url is not None:
             try:
                 check_redis_url(redis_url)
@@ -266,8 +295,9 @@ class _Reader:
             raise self.error("redis_key", "needs redis_url or redis_url_env")
         issuer = self.optional("issuer", _url)
         if issuer is not None and "token_url" in self.table:
-            raise self.error("issuer", "give issuer (whose document names the endpoints) or "
-                                       "token_url, not both")
+            raise self.error(
+                "issuer", "give issuer (whose document names the endpoints) or token_url, not both"
+            )
         key_file = self.optional("private_key_file", _text)
         certificate_file = self.optional("key_certificate_file", _text)
         profile = Profile(
@@ -277,7 +307,8 @@ class _Reader:
             authorization_url=self.optional("authorization_url", _url),
             extra_params=self.optional("extra_params", _string_table) or {},
             private_key_file=None if key_file is None else self._relative(key_file),
-            key_certificate_file=None if certificate_file is None
+            key_certificate_file=None
+            if certificate_file is None
             else self._relative(certificate_file),
             key_id=self.optional("key_id", _text),
             algorithm=self.optional("algorithm", _text),
@@ -294,7 +325,8 @@ class _Reader:
             revocation_url=self.optional("revocation_url", _url),
             default_token_file=token_file is None and redis_url is None,
             redis_url=redis_url,
-            redis_key=None if redis_url is None
+            redis_key=None
+            if redis_url is None
             else self.optional("redis_key", _text) or f"{_APP}:{self.name}",
             allow_insecure_http=self.optional("allow_insecure_http", _flag) or False,
         )
@@ -306,15 +338,19 @@ class _Reader:
         allowed = profile.allow_insecure_http
         checks: list[tuple[str, Callable[[], object]]] = [
             (key, partial(check_endpoint_url, key, getattr(profile, key), allowed))
-            for key in _URL_KEYS if getattr(profile, key) is not None]
-        checks.append(("prefixes", partial(Prefixes, profile.prefixes,
-                                           allow_insecure_http=allowed)))
+            for key in _URL_KEYS
+            if getattr(profile, key) is not None
+        ]
+        checks.append(
+            ("prefixes", partial(Prefixes, profile.prefixes, allow_insecure_http=allowed))
+        )
         for key, check in checks:
             try:
                 check()
             except ValueError as error:
-                problem = str(error).replace("pass allow_insecure_http=True",
-                                             "set allow_insecure_http = true")
+                problem = str(error).replace(
+                    "pass allow_insecure_http=True", "set allow_insecure_http = true"
+                )
                 raise self.error(key, problem) from None
 
     def required(self, key: str, parse: Callable[[object], _T]) -> _T:
@@ -368,8 +404,11 @@ class _Reader:
         if not value and key == "client_secret" and not self.need_secret:
             return None
         if not value:
-            raise self.error(f"{key}_env", f"the environment variable {variable} is not set; "
-                                           f"set it to the {key.replace('_', ' ')}")
+            raise self.error(
+                f"{key}_env",
+                f"the environment variable {variable} is not set; "
+                f"set it to the {key.replace('_', ' ')}",
+            )
         return value
 
 
@@ -394,15 +433,19 @@ def _url(value: object) -> str:
 
 def _string_table(value: object) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
-            isinstance(item, str) and item for item in value.values()):
+        isinstance(item, str) and item for item in value.values()
+    ):
         raise TypeError(f"got {_kind(value)}")
     return dict(value)
 
 
 def _words(value: object) -> list[str]:
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or \
-            not all(isinstance(item, str) and item for item in items):
+    if (
+        not isinstance(items, list)
+        or not items
+        or not all(isinstance(item, str) and item for item in items)
+    ):
         raise TypeError(f"got {_kind(value)}")
     return items
 
@@ -412,6 +455,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
         if value not in options:
             raise ValueError(f"got {_kind(value)}")
         return str(value)
+
     _EXPECTED[parse] = "one of " + ", ".join(repr(option) for option in options)
     return parse
 
@@ -421,17 +465,42 @@ _EXPECTED: dict[Callable[[object], Any], str] = {
     _url: "an absolute https URL (http only on the loopback interface)",
     _words: "a non-empty string or a list of them",
     _flag: "true or false",
-    _string_table: "a table of strings, as in { audience = \"https://api.example.com\" }",
+    _string_table: 'a table of strings, as in { audience = "https://api.example.com" }',
 }
 _AUTH_METHOD = _choice(AUTH_METHODS)
 _GRANT = _choice(GRANTS)
-_KEYS = ("token_url", "issuer", "client_id", "prefixes", "token_file", "client_secret",
-         "client_secret_env", "auth_method", "scope", "grant", "device_authorization_url",
-         "revocation_url", "authorization_url", "extra_params", "private_key_file",
-         "key_certificate_file", "key_id", "algorithm", "client_cert", "redis_url",
-         "redis_url_env", "redis_key", "allow_insecure_http")
-_URL_KEYS = ("token_url", "issuer", "device_authorization_url", "revocation_url",
-             "authorization_url")
+_KEYS = (
+    "token_url",
+    "issuer",
+    "client_id",
+    "prefixes",
+    "token_file",
+    "client_secret",
+    "client_secret_env",
+    "auth_method",
+    "scope",
+    "grant",
+    "device_authorization_url",
+    "revocation_url",
+    "authorization_url",
+    "extra_params",
+    "private_key_file",
+    "key_certificate_file",
+    "key_id",
+    "algorithm",
+    "client_cert",
+    "redis_url",
+    "redis_url_env",
+    "redis_key",
+    "allow_insecure_http",
+)
+_URL_KEYS = (
+    "token_url",
+    "issuer",
+    "device_authorization_url",
+    "revocation_url",
+    "authorization_url",
+)
 
 
 def _joined(words: list[str] | None) -> str | None:
@@ -464,22 +533,28 @@ def _kind(value: object) -> str:
 def _warn_if_shared(file: Path) -> None:
     mode = stat.S_IMODE(file.stat().st_mode)
     if mode & 0o077:
-        logger.warning("the profile file %s holds a client secret or a Redis URL and is "
-                       "readable by other users (mode %04o); chmod 600 it, or use "
-                       "client_secret_env and redis_url_env", file, mode)
+        logger.warning(
+            "the profile file %s holds a client secret or a Redis URL and is "
+            "readable by other users (mode %04o); chmod 600 it, or use "
+            "client_secret_env and redis_url_env",
+            file,
+            mode,
+        )
 
 
 def _user_folder(*, config: bool) -> Path:
     """This application's folder for configuration (``config``) or for state."""
     if sys.platform == "win32":
         variable = "APPDATA" if config else "LOCALAPPDATA"
-        base = Path(os.environ.get(variable) or Path.home() / "AppData" /
-                    ("Roaming" if config else "Local"))
+        base = Path(
+            os.environ.get(variable) or Path.home() / "AppData" / ("Roaming" if config else "Local")
+        )
     elif sys.platform == "darwin":
         base = Path.home() / "Library" / "Application Support"
     else:
-        variable, fallback = ("XDG_CONFIG_HOME", ".config") if config \
-            else ("XDG_STATE_HOME", ".local/state")
+        variable, fallback = (
+            ("XDG_CONFIG_HOME", ".config") if config else ("XDG_STATE_HOME", ".local/state")
+        )
         value = os.environ.get(variable, "")
         # The XDG spec says relative paths there are invalid and must be ignored.
         base = Path(value) if os.path.isabs(value) else Path.home() / fallback

@@ -78,6 +78,7 @@ def refreshing_api_session(
     from .session import RefreshingSession
 
     refresher = OAuth2Refresher(refreshing_auth_server.token_url, CLIENT_ID, CLIENT_SECRET)
-    with RefreshingSession(refreshing_auth_server.api_url, token_file=refreshing_token_file,
-                           refresher=refresher) as session:
+    with RefreshingSession(
+        refreshing_auth_server.api_url, token_file=refreshing_token_file, refresher=refresher
+    ) as session:
         yield session

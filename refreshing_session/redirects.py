@@ -24,7 +24,8 @@ def steered_in(prefixes: Prefixes, method: str, origin: str, url: str) -> bool:
     """Whether a redirect from the URL ``origin`` brings ``method``, one that may change
     something, to ``url`` from outside ``prefixes`` or from another origin."""
     return method.upper() not in SAFE_METHODS and (
-        not prefixes.match(origin) or crosses_origin(origin, url))
+        not prefixes.match(origin) or crosses_origin(origin, url)
+    )
 
 
 def crosses_origin(old: str, new: str) -> bool:

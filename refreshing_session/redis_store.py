@@ -70,8 +70,9 @@ from typing import Any, NoReturn
 try:
     import redis
 except ModuleNotFoundError as missing:  # pragma: no cover - depends on the installation
-    raise ModuleNotFoundError("RedisTokenStore needs the redis package: "
-                              "pip install 'refreshing-session[redis]'") from missing
+    raise ModuleNotFoundError(
+        "RedisTokenStore needs the redis package: pip install 'refreshing-session[redis]'"
+    ) from missing
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -153,13 +154,19 @@ class RedisTokenStore:
     timeouts, TLS files).
     """
 
-    def __init__(self, url_or_client: str | redis.Redis, key: str, *,
-                 lock_ttl: float = DEFAULT_LOCK_TTL,
-                 check_interval: float = DEFAULT_CHECK_INTERVAL) -> None:
+    def __init__(
+        self,
+        url_or_client: str | redis.Redis,
+        key: str,
+        *,
+        lock_ttl: float = DEFAULT_LOCK_TTL,
+        check_interval: float = DEFAULT_CHECK_INTERVAL,
+    ) -> None:
         if not isinstance(key, str) or not key:
             raise (TypeError if not isinstance(key, str) else ValueError)(
                 "key must be a non-empty string, the Redis key of the token, such as "
-                "'refreshing-session:my-api'")
+                "'refreshing-session:my-api'"
+            )
         self.key = key
         self.lock_ttl = seconds("lock_ttl", lock_ttl, allow_zero=False)
         self.check_interval = seconds("check_interval", check_interval, allow_zero=True)
@@ -170,11 +177,15 @@ class RedisTokenStore:
         elif isinstance(url_or_client, redis.Redis):
             self._client = url_or_client
             if url_or_client.connection_pool.connection_kwargs.get("socket_timeout") is None:
-                logger.warning("the Redis client for %r has no socket_timeout: a hung Redis "
-                               "would hold up requests without limit; set one (1 s, say)", key)
+                logger.warning(
+                    "the Redis client for %r has no socket_timeout: a hung Redis "
+                    "would hold up requests without limit; set one (1 s, say)",
+                    key,
+                )
         else:
-            raise TypeError("pass a redis:// URL or a redis.Redis client, got "
-                            f"{type(url_or_client).__name__}")
+            raise TypeError(
+                f"pass a redis:// URL or a redis.Redis client, got {type(url_or_client).__name__}"
+            )
         self._start_process_state()
 
     def _start_process_state(self) -> None:
@@ -231,7 +242,8 @@ class RedisTokenStore:
         stored by this class."""
         with self._talking("read"):
             raw, version, written_at = self._client.hmget(
-                self.key, ["token", "version", "written_at"])
+                self.key, ["token", "version", "written_at"]
+            )
         if raw is None and version is None:
             self._remember(None)
             return None
@@ -245,8 +257,9 @@ class RedisTokenStore:
         assert snapshot is not None  # an unconditional write is never refused
         return snapshot
 
-    def replace(self, token: Token, notes: Mapping[str, Any] | None,
-                replacing: Version | None) -> Snapshot | None:
+    def replace(
+        self, token: Token, notes: Mapping[str, Any] | None, replacing: Version | None
+    ) -> Snapshot | None:
         """Store ``token`` only if the stored version is still ``replacing`` (None: no token),
         checked and written atomically; return the new snapshot, or None when another token
         was stored since (by a holder whose lock had expired, or a login)."""
@@ -269,8 +282,12 @@ class RedisTokenStore:
             yield False
             return
         done = threading.Event()
-        threading.Thread(target=self._keep_alive, args=(holder, done), daemon=True,
-                         name=f"refresh lock of {self.key}").start()
+        threading.Thread(
+            target=self._keep_alive,
+            args=(holder, done),
+            daemon=True,
+            name=f"refresh lock of {self.key}",
+        ).start()
         try:
             yield True
         finally:
@@ -285,17 +302,20 @@ class RedisTokenStore:
                 with self._talking("renew the refresh lock of"):
                     renewed = self._renew(keys=[self.lock_key], args=[holder, ttl_ms])
             except TokenStoreError as error:
-                logger.warning("%s; the lock expires by itself unless a renewal gets through",
-                               error)
+                logger.warning(
+                    "%s; the lock expires by itself unless a renewal gets through", error
+                )
                 continue
             if renewed != 1 and not done.is_set():
-                logger.warning("the refresh lock of %s was lost (this process paused for over "
-                               "lock_ttl=%s s, or Redis lost the key)", self.location,
-                               self.lock_ttl)
+                logger.warning(
+                    "the refresh lock of %s was lost (this process paused for over "
+                    "lock_ttl=%s s, or Redis lost the key)",
+                    self.location,
+                    self.lock_ttl,
+                )
                 return
 
-    def _wait_for_lock(self, holder: str, timeout: float,
-                       stop_waiting: Callable[[], bool]) -> bool:
+    def _wait_for_lock(self, holder: str, timeout: float, stop_waiting: Callable[[], bool]) -> bool:
         deadline = time.monotonic() + max(0.0, timeout)
         pause = _FIRST_PAUSE
         ttl_ms = self._ttl_ms()
@@ -325,18 +345,21 @@ class RedisTokenStore:
             logger.warning("%s; it expires by itself within lock_ttl=%s s", error, self.lock_ttl)
             return
         if released != 1:
-            logger.warning("the refresh lock of %s expired after lock_ttl=%s s, before its "
-                           "holder released it: the process paused for longer, or its renewals "
-                           "did not reach Redis; raise lock_ttl above the longest pause",
-                           self.location, self.lock_ttl)
+            logger.warning(
+                "the refresh lock of %s expired after lock_ttl=%s s, before its "
+                "holder released it: the process paused for longer, or its renewals "
+                "did not reach Redis; raise lock_ttl above the longest pause",
+                self.location,
+                self.lock_ttl,
+            )
 
-    def _put(self, token: Token, notes: Mapping[str, Any] | None,
-             expected: str) -> Snapshot | None:
+    def _put(self, token: Token, notes: Mapping[str, Any] | None, expected: str) -> Snapshot | None:
         token, payload = storable(token, notes)
         written_at = time.time()
         with self._talking("write the token to"):
-            stored = self._store(keys=[self.key],
-                                 args=[expected, payload, repr(written_at), secrets.token_hex(8)])
+            stored = self._store(
+                keys=[self.key], args=[expected, payload, repr(written_at), secrets.token_hex(8)]
+            )
         if stored is None:
             self._forget()  # someone else's version is there now: look at the next check
             return None
@@ -346,8 +369,10 @@ class RedisTokenStore:
 
     def _parse(self, raw: object, version: str | None, written_at: str | None) -> Snapshot:
         if raw is None or version is None or written_at is None:
-            self._fail("does not hold a complete token (its 'token', 'version' and "
-                       "'written_at' fields are written together); delete it and log in again")
+            self._fail(
+                "does not hold a complete token (its 'token', 'version' and "
+                "'written_at' fields are written together); delete it and log in again"
+            )
         data = raw.encode() if isinstance(raw, str) else raw
         assert isinstance(data, bytes)
         if len(data) > MAX_FILE_SIZE:
@@ -373,8 +398,10 @@ class RedisTokenStore:
             yield
         except redis.RedisError as error:
             detail = redact(str(error), [self._password])
-            raise TokenStoreError(f"cannot {action} {self.location}: {detail} "
-                                  f"({type(error).__name__}); {_advice(error)}") from None
+            raise TokenStoreError(
+                f"cannot {action} {self.location}: {detail} "
+                f"({type(error).__name__}); {_advice(error)}"
+            ) from None
 
     def _remember(self, version: Version | None) -> None:
         self._version = version
@@ -389,13 +416,19 @@ class RedisTokenStore:
         if now - self._warned_at < _OUTAGE_WARNING_INTERVAL:
             return
         self._warned_at = now
-        logger.warning("%s; going on with the token last read, until it is due (warned at "
-                       "most once a minute)", error)
+        logger.warning(
+            "%s; going on with the token last read, until it is due (warned at most once a minute)",
+            error,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         connection: object = self._url if self._url is not None else _settings(self._client)
-        return {"connection": connection, "key": self.key, "lock_ttl": self.lock_ttl,
-                "check_interval": self.check_interval}
+        return {
+            "connection": connection,
+            "key": self.key,
+            "lock_ttl": self.lock_ttl,
+            "check_interval": self.check_interval,
+        }
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         connection = state["connection"]
@@ -406,8 +439,9 @@ class RedisTokenStore:
         else:
             pool_class, connection_class, settings = connection
             self._url = None
-            self._client = redis.Redis(connection_pool=pool_class(
-                connection_class=connection_class, **settings))
+            self._client = redis.Redis(
+                connection_pool=pool_class(connection_class=connection_class, **settings)
+            )
         self._start_process_state()
 
     def __repr__(self) -> str:
@@ -417,26 +451,39 @@ class RedisTokenStore:
 def _client_from_url(url: str) -> redis.Redis:
     check_redis_url(url)
     try:
-        return redis.Redis.from_url(url, socket_connect_timeout=_CONNECT_TIMEOUT,
-                                    socket_timeout=_SOCKET_TIMEOUT, retry=_RETRY)
+        return redis.Redis.from_url(
+            url,
+            socket_connect_timeout=_CONNECT_TIMEOUT,
+            socket_timeout=_SOCKET_TIMEOUT,
+            retry=_RETRY,
+        )
     except ValueError:
         # redis-py's own text may quote the URL, password included.
-        raise ValueError("the Redis URL cannot be parsed: check its port, database number and "
-                         "query options (redis://user:password@host:6379/0)") from None
+        raise ValueError(
+            "the Redis URL cannot be parsed: check its port, database number and "
+            "query options (redis://user:password@host:6379/0)"
+        ) from None
 
 
 def _settings(client: redis.Redis) -> tuple[type, type, dict[str, Any]]:
     """What rebuilds ``client``'s connection pool in another process."""
     pool = client.connection_pool
     if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool):
-        raise TypeError(f"a RedisTokenStore on a client with a {type(pool).__name__} cannot be "
-                        "pickled; build it from a redis:// URL instead")
+        raise TypeError(
+            f"a RedisTokenStore on a client with a {type(pool).__name__} cannot be "
+            "pickled; build it from a redis:// URL instead"
+        )
     settings = pool.connection_kwargs
     if any(settings.get(name) is not None for name in _NOT_CARRIED):
-        raise TypeError("a RedisTokenStore on a client with a credential_provider or "
-                        "redis_connect_func cannot be pickled; build one in each process")
-    plain = {name: value for name, value in settings.items()
-             if isinstance(value, _PLAIN) and not name.startswith("orig_")}
+        raise TypeError(
+            "a RedisTokenStore on a client with a credential_provider or "
+            "redis_connect_func cannot be pickled; build one in each process"
+        )
+    plain = {
+        name: value
+        for name, value in settings.items()
+        if isinstance(value, _PLAIN) and not name.startswith("orig_")
+    }
     plain["max_connections"] = pool.max_connections
     return type(pool), pool.connection_class, plain
 
@@ -456,11 +503,15 @@ def _advice(error: redis.RedisError) -> str:
     if isinstance(error, redis.AuthenticationError):
         return "check the user name and password of the Redis URL or client"
     if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
-        return ("check that Redis is running and reachable (sessions keep a token they refreshed "
-                "meanwhile, and store it when Redis is back)")
+        return (
+            "check that Redis is running and reachable (sessions keep a token they refreshed "
+            "meanwhile, and store it when Redis is back)"
+        )
     if isinstance(error, redis.exceptions.NoPermissionError):
-        return ("grant the Redis user the commands HGET, HMGET, HSET, HDEL, HINCRBY, SET, GET, "
-                "DEL, PEXPIRE, EVALSHA and SCRIPT on the key and its ':lock' key")
+        return (
+            "grant the Redis user the commands HGET, HMGET, HSET, HDEL, HINCRBY, SET, GET, "
+            "DEL, PEXPIRE, EVALSHA and SCRIPT on the key and its ':lock' key"
+        )
     if "WRONGTYPE" in str(error):
         return "the key holds another kind of value: choose another key, or delete it"
     return "check the Redis server's configuration"
@@ -473,5 +524,3 @@ def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
-
-

@@ -84,23 +84,36 @@ class TokenEndpoint:
     # Whether a grant that may have been processed can be sent again without harm.
     _resend_safe: ClassVar[bool]
 
-    def __init__(self, token_url: str, client_id: str, client_secret: str | None = None,
-                 **options: Unpack[ClientOptions]) -> None:
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> None:
         """Build the client (raising ValueError or TypeError saying what to fix)."""
         self.client = OAuthClient(token_url, client_id, client_secret, **options)
 
     @classmethod
-    def from_issuer(cls, issuer: str, client_id: str, client_secret: str | None = None,
-                    **options: Unpack[ClientOptions]) -> Self:
+    def from_issuer(
+        cls,
+        issuer: str,
+        client_id: str,
+        client_secret: str | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> Self:
         """A refresher for the authorization server ``issuer``, its endpoints read now from its
         discovery document (RFC 8414 or OpenID Connect Discovery), whose ``issuer`` must be
         the one asked for. The document is read through ``session`` (for a private CA or a
         proxy: no RefreshingSession has handed its settings yet). Raises ClientRejected when
         the document names another issuer or cannot be used, RefreshFailed when it cannot be
         read."""
-        found = discover(issuer, session=options.get("session"),
-                         timeout=options.get("timeout", 10.0),
-                         allow_insecure_http=options.get("allow_insecure_http", False))
+        found = discover(
+            issuer,
+            session=options.get("session"),
+            timeout=options.get("timeout", 10.0),
+            allow_insecure_http=options.get("allow_insecure_http", False),
+        )
         options["endpoints"] = found
         return cls(found["token_endpoint"], client_id, client_secret, **options)
 
@@ -143,8 +156,10 @@ class TokenEndpoint:
         return self.client.grant(form, resend_safe=self._resend_safe, previous=previous)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.token_url!r}, client_id={self.client_id!r}, "
-                f"auth_method={self.auth_method!r})")
+        return (
+            f"{type(self).__name__}({self.token_url!r}, client_id={self.client_id!r}, "
+            f"auth_method={self.auth_method!r})"
+        )
 
 
 class OAuth2Refresher(TokenEndpoint):
@@ -174,12 +189,15 @@ class OAuth2Refresher(TokenEndpoint):
         """Redeem ``token``'s refresh token; return the new token (keeping the refresh token
         when the server sends none). Raises LoginRequired when there is none or it is refused."""
         if not token.refresh_token:
-            raise LoginRequired("the token has no refresh token, so it cannot be refreshed; "
-                                "log in again")
+            raise LoginRequired(
+                "the token has no refresh token, so it cannot be refreshed; log in again"
+            )
         if token.refresh_expires_at is not None and time.time() >= token.refresh_expires_at:
             # The server said when it expires: calling it now could only be refused.
-            raise LoginRequired("the refresh token expired "
-                                f"{time.time() - token.refresh_expires_at:.0f} s ago; log in again")
+            raise LoginRequired(
+                "the refresh token expired "
+                f"{time.time() - token.refresh_expires_at:.0f} s ago; log in again"
+            )
         form = {"grant_type": "refresh_token", "refresh_token": token.refresh_token}
         return self._grant(form, previous=token)
 

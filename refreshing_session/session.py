@@ -79,11 +79,19 @@ class RefreshingSession(requests.Session):
     ) -> None:
         super().__init__()
         self.prefixes, self.keeper = token_parts(
-            prefixes, token_file=token_file, store=store, refresher=refresher, leeway=leeway,
-            lock_timeout=lock_timeout, on_refresh=on_refresh, login_command=login_command,
-            allow_insecure_http=allow_insecure_http)
-        adapter = BearerAdapter(self.prefixes, self.keeper, max_retries=max_retries,
-                                refresh_on=refresh_on)
+            prefixes,
+            token_file=token_file,
+            store=store,
+            refresher=refresher,
+            leeway=leeway,
+            lock_timeout=lock_timeout,
+            on_refresh=on_refresh,
+            login_command=login_command,
+            allow_insecure_http=allow_insecure_http,
+        )
+        adapter = BearerAdapter(
+            self.prefixes, self.keeper, max_retries=max_retries, refresh_on=refresh_on
+        )
         for url in self.prefixes.mount_points:
             self.mount(url, adapter)
         self._hand_network()
@@ -99,8 +107,9 @@ class RefreshingSession(requests.Session):
         self._hand_network()
 
     @classmethod
-    def from_profile(cls, name: str, *, config: str | os.PathLike[str] | None = None,
-                     **options: Any) -> Self:
+    def from_profile(
+        cls, name: str, *, config: str | os.PathLike[str] | None = None, **options: Any
+    ) -> Self:
         """Return a session for profile ``name`` of the profile file (``config``, or the
         default one): its prefixes, token store and refresher. ``options`` are passed on to the
         constructor and win over the profile's (``prefixes=``, ``store=``, ``leeway=``, ...).
@@ -138,8 +147,9 @@ class RefreshingSession(requests.Session):
         url = prepared_request.url or ""
         previous = response.request
         origin = (previous.url if previous is not None else None) or ""
-        if (previous is not None and token_withheld(previous)) \
-                or steered_in(self.prefixes, prepared_request.method or "GET", origin, url):
+        if (previous is not None and token_withheld(previous)) or steered_in(
+            self.prefixes, prepared_request.method or "GET", origin, url
+        ):
             withhold_token(prepared_request)
         if not self.prefixes.match(url):
             super().rebuild_auth(prepared_request, response)
@@ -176,8 +186,9 @@ def token_parts(
     )
 
 
-def profile_arguments(name: str, config: str | os.PathLike[str] | None,
-                      options: dict[str, Any]) -> dict[str, Any]:
+def profile_arguments(
+    name: str, config: str | os.PathLike[str] | None, options: dict[str, Any]
+) -> dict[str, Any]:
     """Return a front end's arguments for profile ``name`` of the profile file ``config`` (or
     the default one): its prefixes, token store and refresher, with ``options`` winning.
     Raises ProfileError when the profile cannot be used."""
@@ -193,12 +204,16 @@ def profile_arguments(name: str, config: str | os.PathLike[str] | None,
 
 def _store(token_file: object, store: object) -> TokenStore:
     if (token_file is None) == (store is None):
-        raise TypeError("pass either token_file= (a path) or store= (a TokenStore), not "
-                        f"{'both' if store is not None else 'neither'}")
+        raise TypeError(
+            "pass either token_file= (a path) or store= (a TokenStore), not "
+            f"{'both' if store is not None else 'neither'}"
+        )
     if store is not None:
         if not isinstance(store, TokenStore):
-            raise TypeError("store must be a TokenStore, such as TokenFile(path) or "
-                            f"RedisTokenStore(...); got {type(store).__name__}")
+            raise TypeError(
+                "store must be a TokenStore, such as TokenFile(path) or "
+                f"RedisTokenStore(...); got {type(store).__name__}"
+            )
         return store
     if not isinstance(token_file, (str, os.PathLike)):
         raise TypeError(f"token_file must be a str or os.PathLike, got {type(token_file).__name__}")
@@ -207,10 +222,11 @@ def _store(token_file: object, store: object) -> TokenStore:
 
 def _check_arguments(refresher: object, on_refresh: object) -> None:
     if refresher is not None and not callable(refresher):
-        raise TypeError("refresher must be callable (Token) -> Token | Mapping, such as an "
-                        f"OAuth2Refresher; got {type(refresher).__name__}")
+        raise TypeError(
+            "refresher must be callable (Token) -> Token | Mapping, such as an "
+            f"OAuth2Refresher; got {type(refresher).__name__}"
+        )
     if on_refresh is not None and not callable(on_refresh):
-        raise TypeError(f"on_refresh must be callable (Token) -> None; got "
-                        f"{type(on_refresh).__name__}")
-
-
+        raise TypeError(
+            f"on_refresh must be callable (Token) -> None; got {type(on_refresh).__name__}"
+        )

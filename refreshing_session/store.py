@@ -75,16 +75,18 @@ class TokenStore(Protocol):
     def write(self, token: Token, notes: Mapping[str, Any] | None = None) -> Snapshot:
         """Store ``token`` (and ``notes``) whatever is stored now; return the new snapshot."""
 
-    def replace(self, token: Token, notes: Mapping[str, Any] | None,
-                replacing: Version | None) -> Snapshot | None:
+    def replace(
+        self, token: Token, notes: Mapping[str, Any] | None, replacing: Version | None
+    ) -> Snapshot | None:
         """Store ``token`` only if the stored version is still ``replacing``; return the new
         snapshot, or None (and store nothing) when someone else stored a token since."""
 
     def delete(self) -> None:
         """Remove the stored token, if any."""
 
-    def lock(self, timeout: float,
-             stop_waiting: Callable[[], bool]) -> AbstractContextManager[bool]:
+    def lock(
+        self, timeout: float, stop_waiting: Callable[[], bool]
+    ) -> AbstractContextManager[bool]:
         """Hold the store's exclusive refresh lock: the context yields True while it is held,
         or False when it could not be had within ``timeout`` seconds or ``stop_waiting()``
         said the wait is pointless."""
@@ -122,8 +124,9 @@ class TokenFile:
         except FileNotFoundError:
             return None
         except OSError as error:
-            raise TokenFileError(f"cannot inspect the token file ({error.strerror})",
-                                 path=self.path) from None
+            raise TokenFileError(
+                f"cannot inspect the token file ({error.strerror})", path=self.path
+            ) from None
 
     def read(self) -> Snapshot | None:
         """Read and parse the file. Return None if it does not exist.
@@ -154,9 +157,12 @@ class TokenFile:
         if len(raw) > MAX_FILE_SIZE:
             raise self._error(f"the token file is larger than {MAX_FILE_SIZE} bytes")
         if status.st_mode & 0o077:
-            logger.warning("token file %s is readable by other users (mode %o); "
-                           "it will be made private (0600) at the next refresh",
-                           self.path, stat.S_IMODE(status.st_mode))
+            logger.warning(
+                "token file %s is readable by other users (mode %o); "
+                "it will be made private (0600) at the next refresh",
+                self.path,
+                stat.S_IMODE(status.st_mode),
+            )
         return self._parse(raw, status)
 
     def write(self, token: Token, notes: Mapping[str, Any] | None = None) -> Snapshot:
@@ -173,8 +179,9 @@ class TokenFile:
             raise self._error(f"cannot write the token file ({error.strerror})") from None
         return Snapshot(token, _signature(status), MappingProxyType(dict(notes or {})))
 
-    def replace(self, token: Token, notes: Mapping[str, Any] | None,
-                replacing: Version | None) -> Snapshot | None:
+    def replace(
+        self, token: Token, notes: Mapping[str, Any] | None, replacing: Version | None
+    ) -> Snapshot | None:
         """Write ``token`` if the file is still the version ``replacing``, else return None.
 
         Under the lock, only a login by hand can change the file between the check and the
@@ -197,17 +204,18 @@ class TokenFile:
     def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
         """Hold the file lock beside the token file (yield True), or yield False after
         ``timeout`` seconds or as soon as ``stop_waiting()`` is true."""
-        lock = filelock.FileLock(self.lock_path, fallback_to_soft=False,
-                                 poll_interval=_LOCK_POLL)
+        lock = filelock.FileLock(self.lock_path, fallback_to_soft=False, poll_interval=_LOCK_POLL)
         try:
             lock.acquire(timeout=max(0.0, timeout), cancel_check=stop_waiting)
         except filelock.Timeout:
             yield False
             return
         except OSError as error:
-            raise TokenFileError(f"cannot lock ({error.strerror}); check that the folder "
-                                 "is writable and the lock file is yours",
-                                 path=self.lock_path) from None
+            raise TokenFileError(
+                f"cannot lock ({error.strerror}); check that the folder "
+                "is writable and the lock file is yours",
+                path=self.lock_path,
+            ) from None
         try:
             yield True
         finally:
@@ -225,7 +233,9 @@ class TokenFile:
                 raise TokenFileError(
                     f"the token file is a symbolic link that belongs to another user (uid "
                     f"{status.st_uid}), so it is not followed; remove it, and keep token files "
-                    "in a folder of your own", path=path)
+                    "in a folder of your own",
+                    path=path,
+                )
             # Relative to the link's folder, as the kernel does; not normalised, so that ".."
             # after a linked folder means what it means to the kernel.
             path = os.path.join(os.path.dirname(path), os.readlink(path))
@@ -246,7 +256,8 @@ class TokenFile:
             raise self._error(
                 f"the token file belongs to another user (uid {status.st_uid}); a token file "
                 "must be your own: remove it (or ask its owner to) and log in again, in a "
-                "folder of your own")
+                "folder of your own"
+            )
 
     def _parse(self, raw: bytes, status: os.stat_result) -> Snapshot:
         try:
@@ -274,9 +285,11 @@ def storable(token: Token, notes: Mapping[str, Any] | None = None) -> tuple[Toke
         token = _without_largest_extras(token, len(payload) - MAX_FILE_SIZE)
         payload = _encoded(token, notes)
     if len(payload) > MAX_FILE_SIZE:
-        raise TokenStoreError(f"the token cannot be stored: it takes {len(payload)} bytes "
-                              f"without its extra fields, and a store holds {MAX_FILE_SIZE} "
-                              "at most; the token endpoint's answer is not a usable token")
+        raise TokenStoreError(
+            f"the token cannot be stored: it takes {len(payload)} bytes "
+            f"without its extra fields, and a store holds {MAX_FILE_SIZE} "
+            "at most; the token endpoint's answer is not a usable token"
+        )
     return token, payload
 
 
@@ -296,17 +309,21 @@ def _json(data: Mapping[str, Any]) -> bytes:
 def _without_largest_extras(token: Token, excess: int) -> Token:
     """``token`` without the largest extra fields whose stored size makes up ``excess`` bytes
     (measured field by field: a server may send thousands of them)."""
-    sizes = sorted(((len(_json({key: value})), key) for key, value in token.extra.items()),
-                   reverse=True)
+    sizes = sorted(
+        ((len(_json({key: value})), key) for key, value in token.extra.items()), reverse=True
+    )
     dropped: list[str] = []
     for size, key in sizes:
         if excess <= 0:
             break
         dropped.append(key)
         excess -= size
-    logger.warning("dropped the token's extra fields %s from the stored token: with them it "
-                   "would exceed the %d bytes a token store holds",
-                   ", ".join(repr(key[:40]) for key in dropped), MAX_FILE_SIZE)
+    logger.warning(
+        "dropped the token's extra fields %s from the stored token: with them it "
+        "would exceed the %d bytes a token store holds",
+        ", ".join(repr(key[:40]) for key in dropped),
+        MAX_FILE_SIZE,
+    )
     kept = {key: value for key, value in token.extra.items() if key not in dropped}
     return replace(token, extra=kept)
 
@@ -318,8 +335,9 @@ def decode(raw: bytes, *, written_at: float) -> tuple[Token, Mapping[str, Any]]:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as error:  # JSON, UTF-8, digit-limit and depth errors
-        raise ValueError("is empty" if not raw.strip() else f"is not valid JSON ({error})") \
-            from None
+        raise ValueError(
+            "is empty" if not raw.strip() else f"is not valid JSON ({error})"
+        ) from None
     if not isinstance(data, dict):
         raise ValueError("does not hold a JSON object")
     notes = data.pop(NOTES_KEY, {})
@@ -374,4 +392,3 @@ def _sync_folder(folder: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-

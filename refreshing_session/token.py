@@ -19,10 +19,18 @@ from typing import Any
 
 # RFC 6750 section 2.1 allows less; this keeps out what would break or forge a header line.
 _TOKEN_SYNTAX = re.compile(r"[\x21-\x7e]+")
-_KNOWN_FIELDS = frozenset({
-    "access_token", "token_type", "refresh_token", "expires_in", "expires_at", "scope",
-    "refresh_expires_in", "refresh_expires_at",
-})
+_KNOWN_FIELDS = frozenset(
+    {
+        "access_token",
+        "token_type",
+        "refresh_token",
+        "expires_in",
+        "expires_at",
+        "scope",
+        "refresh_expires_in",
+        "refresh_expires_at",
+    }
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -49,8 +57,10 @@ class Token:
 
     def __post_init__(self) -> None:
         if not isinstance(self.access_token, str) or not _TOKEN_SYNTAX.fullmatch(self.access_token):
-            raise ValueError("'access_token' is missing, empty, or not printable ASCII without "
-                             "spaces (RFC 6750 section 2.1)")
+            raise ValueError(
+                "'access_token' is missing, empty, or not printable ASCII without "
+                "spaces (RFC 6750 section 2.1)"
+            )
         for name in ("expires_at", "lifetime", "refresh_expires_at"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
@@ -81,10 +91,16 @@ class Token:
             expires_at = lifetime = None
         refresh_expires_at = _refresh_expiry(data, since=requested_at)
         if previous is not None and not data.get("refresh_token"):
-            return cls._parse(data, expires_at, lifetime, default_refresh=previous.refresh_token,
-                              refresh_expires_at=previous.refresh_expires_at)
-        return cls._parse(data, expires_at, lifetime, default_refresh=None,
-                          refresh_expires_at=refresh_expires_at)
+            return cls._parse(
+                data,
+                expires_at,
+                lifetime,
+                default_refresh=previous.refresh_token,
+                refresh_expires_at=previous.refresh_expires_at,
+            )
+        return cls._parse(
+            data, expires_at, lifetime, default_refresh=None, refresh_expires_at=refresh_expires_at
+        )
 
     @classmethod
     def from_file(cls, data: Mapping[str, Any], *, written_at: float) -> Token:
@@ -99,11 +115,17 @@ class Token:
         expires_at = _number(data, "expires_at")
         if expires_at is None:
             expires_at = (
-                written_at + lifetime if lifetime is not None
+                written_at + lifetime
+                if lifetime is not None
                 else _jwt_expiry(data.get("access_token"))
             )
-        return cls._parse(data, expires_at, lifetime, default_refresh=None,
-                          refresh_expires_at=_refresh_expiry(data, since=written_at))
+        return cls._parse(
+            data,
+            expires_at,
+            lifetime,
+            default_refresh=None,
+            refresh_expires_at=_refresh_expiry(data, since=written_at),
+        )
 
     @classmethod
     def _parse(

@@ -25,8 +25,11 @@ _FIGURES: dict[str, object] = {}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--reliability-json", metavar="PATH",
-                     help="write the outcome of each Reliability scenario to PATH")
+    parser.addoption(
+        "--reliability-json",
+        metavar="PATH",
+        help="write the outcome of each Reliability scenario to PATH",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,6 +54,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("--reliability-json")
     if path:
         Path(path).write_text(json.dumps({"results": _RESULTS, "figures": _FIGURES}))
+
+
 # LocalAuthServer's tokens are 43 URL-safe characters (secrets.token_urlsafe(32)).
 TOKEN_SHAPED = re.compile(r"(?<![\w-])[\w-]{43}(?![\w-])", re.ASCII)
 
@@ -94,8 +99,9 @@ def write_grant(path: Path, server: LocalAuthServer, **issue: Any) -> Path:
     return path
 
 
-def refresher_for(server: LocalAuthServer, secret: str = "secret",
-                  **options: Any) -> OAuth2Refresher:
+def refresher_for(
+    server: LocalAuthServer, secret: str = "secret", **options: Any
+) -> OAuth2Refresher:
     return OAuth2Refresher(server.token_url, "client", secret, **options)
 
 

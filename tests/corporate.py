@@ -57,8 +57,10 @@ class CorporateNetwork:
         self._lock = threading.Lock()
         self._server = _https_server(self, require_client_cert)
         self._proxy = _Proxy(self)
-        self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True),
-                         threading.Thread(target=self._proxy.serve_forever, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._server.serve_forever, daemon=True),
+            threading.Thread(target=self._proxy.serve_forever, daemon=True),
+        ]
 
     @property
     def proxy_url(self) -> str:
@@ -79,8 +81,12 @@ class CorporateNetwork:
     def grant(self) -> dict[str, Any]:
         """The current grant, as a token file holds it, already expired."""
         with self._lock:
-            return {"access_token": f"at-{self.generation}", "token_type": "Bearer",
-                    "refresh_token": f"rt-{self.generation}", "expires_at": 1}
+            return {
+                "access_token": f"at-{self.generation}",
+                "token_type": "Bearer",
+                "refresh_token": f"rt-{self.generation}",
+                "expires_at": 1,
+            }
 
     def token_answer(self, headers: dict[str, str], form: dict[str, str]) -> tuple[int, Any]:
         with self._lock:
@@ -88,8 +94,12 @@ class CorporateNetwork:
             if form.get("refresh_token") != f"rt-{self.generation}":
                 return 400, {"error": "invalid_grant"}
             self.generation += 1
-            return 200, {"access_token": f"at-{self.generation}", "token_type": "Bearer",
-                         "expires_in": 3600, "refresh_token": f"rt-{self.generation}"}
+            return 200, {
+                "access_token": f"at-{self.generation}",
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "refresh_token": f"rt-{self.generation}",
+            }
 
     def api_answer(self, authorization: str) -> int:
         with self._lock:
@@ -109,8 +119,9 @@ class CorporateNetwork:
             thread.join(_IO_TIMEOUT)
 
 
-def _https_server(network: CorporateNetwork,
-                  require_client_cert: bool) -> http.server.ThreadingHTTPServer:
+def _https_server(
+    network: CorporateNetwork, require_client_cert: bool
+) -> http.server.ThreadingHTTPServer:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     network.ca.issue_cert(API_HOST, AUTH_HOST).configure_cert(context)
     if require_client_cert:
@@ -131,12 +142,16 @@ def _https_server(network: CorporateNetwork,
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
-            peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) \
+            peer = (
+                self.connection.getpeercert()
+                if isinstance(self.connection, ssl.SSLSocket)
                 else None
+            )
             if peer:
                 names: list[Any] = [pair for part in peer.get("subject", ()) for pair in part]
                 network.seen.client_subjects.extend(
-                    str(pair[1]) for pair in names if pair[0] == "commonName")
+                    str(pair[1]) for pair in names if pair[0] == "commonName"
+                )
             self._answer(*network.token_answer(dict(self.headers.items()), form))
 
         def _answer(self, status: int, body: Any) -> None:
@@ -180,8 +195,9 @@ class _Tunnel(socketserver.StreamRequestHandler):
             self.wfile.write(b"HTTP/1.1 403 Not on this network\r\nContent-Length: 0\r\n\r\n")
             return
         self.server.network.seen.tunnels[host] += 1
-        with socket.create_connection(("127.0.0.1", self.server.network.server_port),
-                                      timeout=_IO_TIMEOUT) as upstream:
+        with socket.create_connection(
+            ("127.0.0.1", self.server.network.server_port), timeout=_IO_TIMEOUT
+        ) as upstream:
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self.wfile.flush()
             _pipe(self.request, upstream)

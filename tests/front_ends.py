@@ -41,8 +41,7 @@ class Client:
     """One client of a front end; ``request`` sends as the front end's users would, following
     redirects. ``chunks`` sends a streamed body (a generator, which cannot be sent twice)."""
 
-    def __init__(self, kind: str, prefixes: Any, portal: BlockingPortal,
-                 **options: Any) -> None:
+    def __init__(self, kind: str, prefixes: Any, portal: BlockingPortal, **options: Any) -> None:
         self.kind = kind
         self.portal = portal
         self.caller_auth = options.pop("caller_auth", None)
@@ -51,8 +50,7 @@ class Client:
             self.native.auth = self.caller_auth
         elif kind in ("httpx", "httpx-async"):
             kind_class = RefreshingClient if kind == "httpx" else RefreshingAsyncClient
-            self.native = kind_class(prefixes, auth=self.caller_auth, timeout=TIMEOUT,
-                                     **options)
+            self.native = kind_class(prefixes, auth=self.caller_auth, timeout=TIMEOUT, **options)
         else:
             assert self.caller_auth is None, "a plain client's auth is the RefreshingAuth"
             plain_class = httpx.Client if kind == "httpx-auth" else httpx.AsyncClient
@@ -62,15 +60,24 @@ class Client:
     def is_async(self) -> bool:
         return self.kind.startswith("httpx-async")
 
-    def request(self, method: str, url: str, *, body: bytes | None = None,
-                chunks: list[bytes] | None = None, headers: dict[str, str] | None = None,
-                auth: tuple[str, str] | None = None) -> Answer:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        chunks: list[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> Answer:
         if self.kind == "requests":
             data = body if chunks is None else iter(chunks)
-            response = self.native.request(method, url, data=data, headers=headers, auth=auth,
-                                           timeout=TIMEOUT)
-            return Answer(response.status_code, response.text,
-                          [r.status_code for r in response.history])
+            response = self.native.request(
+                method, url, data=data, headers=headers, auth=auth, timeout=TIMEOUT
+            )
+            return Answer(
+                response.status_code, response.text, [r.status_code for r in response.history]
+            )
         options: dict[str, Any] = {"headers": headers, "follow_redirects": True}
         if auth is not None:
             options["auth"] = auth
@@ -80,8 +87,14 @@ class Client:
         answer: Answer = self.portal.call(self._async_request, method, url, body, chunks, options)
         return answer
 
-    async def _async_request(self, method: str, url: str, body: bytes | None,
-                             chunks: list[bytes] | None, options: dict[str, Any]) -> Answer:
+    async def _async_request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        chunks: list[bytes] | None,
+        options: dict[str, Any],
+    ) -> Answer:
         content = body if chunks is None else _streamed(chunks)
         return _answer(await self.native.request(method, url, content=content, **options))
 
@@ -107,8 +120,9 @@ def _answer(response: httpx.Response) -> Answer:
 ClientFactory = Callable[..., Client]
 
 
-def client_factory(kind: str, portal: BlockingPortal,
-                   defaults: dict[str, Any]) -> Iterator[ClientFactory]:
+def client_factory(
+    kind: str, portal: BlockingPortal, defaults: dict[str, Any]
+) -> Iterator[ClientFactory]:
     """Yield a function that builds clients of ``kind`` (``prefixes=`` and the front end's
     options, ``defaults`` filling in the rest); closes them afterwards."""
     clients: list[Client] = []
@@ -125,4 +139,3 @@ def client_factory(kind: str, portal: BlockingPortal,
     yield build
     for client in clients:
         client.close()
-

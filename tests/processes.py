@@ -79,8 +79,7 @@ print(json.dumps(outcomes))
 
 def job_for(server: LocalAuthServer, token_file: Path, **extra: object) -> dict[str, object]:
     """The job the REQUESTS program expects, for ``server`` and ``token_file``."""
-    return {"api": server.api_url, "file": str(token_file), "token_url": server.token_url,
-            **extra}
+    return {"api": server.api_url, "file": str(token_file), "token_url": server.token_url, **extra}
 
 
 def use_session(session: RefreshingSession, url: str) -> int:
@@ -100,8 +99,10 @@ def unavailable(message: str) -> NoReturn:
     """Skip the test because a tool it needs is missing, except in CI, where that must fail
     the run instead."""
     if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-        pytest.fail(f"{message} (the CI environment variable is set, so this fails instead of "
-                    "skipping)", pytrace=False)
+        pytest.fail(
+            f"{message} (the CI environment variable is set, so this fails instead of skipping)",
+            pytrace=False,
+        )
     pytest.skip(message)
 
 
@@ -116,12 +117,23 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def start_process(code: str, job: dict[str, object]) -> subprocess.Popen[str]:
     """Start a fresh interpreter running ``code``, with ``job`` as a dict named ``job``."""
     program = f"import json, sys\njob = json.loads(sys.argv[1])\n{code}"
-    return subprocess.Popen([sys.executable, "-c", program, json.dumps(job)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", program, json.dumps(job)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-def run_storm(job: dict[str, object], processes: int, seconds: float, folder: Path,
-              log_in: Callable[[], float], programs: Sequence[str] = ()) -> list[str]:
+def run_storm(
+    job: dict[str, object],
+    processes: int,
+    seconds: float,
+    folder: Path,
+    log_in: Callable[[], float],
+    programs: Sequence[str] = (),
+) -> list[str]:
     """Run the STORM program in ``processes`` processes that start together, however long the
     machine takes to start them: once every one is ready, ``log_in()`` writes the first token
     and returns when it was requested, and the storm runs ``seconds`` from that moment.
@@ -132,8 +144,13 @@ def run_storm(job: dict[str, object], processes: int, seconds: float, folder: Pa
     job = {**job, "ready": str(ready), "go": str(go)}
     workers = [start_process(code, job) for code in programs or [STORM] * processes]
     try:
-        wait_for(lambda: len(list(ready.iterdir())) == processes
-                 or any(worker.poll() is not None for worker in workers), timeout=60)
+        wait_for(
+            lambda: (
+                len(list(ready.iterdir())) == processes
+                or any(worker.poll() is not None for worker in workers)
+            ),
+            timeout=60,
+        )
         assert all(worker.poll() is None for worker in workers), "a worker did not start"
         deadline = log_in() + seconds
         signal = go.with_name("go.tmp")

@@ -39,8 +39,9 @@ class RedisServer:
     """One ``redis-server`` on 127.0.0.1; ``start()`` it again after ``stop()`` to restart it
     on the same port with the same data folder."""
 
-    def __init__(self, folder: Path, *, persistent: bool = False,
-                 user: RedisUser | None = None) -> None:
+    def __init__(
+        self, folder: Path, *, persistent: bool = False, user: RedisUser | None = None
+    ) -> None:
         self.folder = folder
         self.persistent = persistent
         self.user = user
@@ -62,15 +63,21 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         log = self.folder / "redis.log"
         self._process = subprocess.Popen(
-            [_executable(), *self._options()], cwd=self.folder, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            [_executable(), *self._options()],
+            cwd=self.folder,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while not self._answers_ping():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 text = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-                pytest.fail(f"redis-server did not start on port {self.port}; its log:\n{text}",
-                            pytrace=False)
+                pytest.fail(
+                    f"redis-server did not start on port {self.port}; its log:\n{text}",
+                    pytrace=False,
+                )
             time.sleep(0.01)
 
     def stop(self) -> None:
@@ -97,15 +104,29 @@ class RedisServer:
             os.kill(self._process.pid, signal.SIGCONT)
 
     def _options(self) -> list[str]:
-        options = ["--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "no",
-                   "--dir", str(self.folder), "--logfile", "redis.log", "--save", "",
-                   "--appendonly", "yes" if self.persistent else "no"]
+        options = [
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.folder),
+            "--logfile",
+            "redis.log",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.persistent else "no",
+        ]
         if self.persistent:
             options += ["--appendfsync", "always"]
         if self.user is not None:
             acl = self.folder / "users.acl"
-            acl.write_text(f"user default off\nuser {self.user.name} on "
-                           f">{self.user.password} ~* &* +@all\n")
+            acl.write_text(
+                f"user default off\nuser {self.user.name} on >{self.user.password} ~* &* +@all\n"
+            )
             options += ["--aclfile", str(acl)]
         return options
 
@@ -129,6 +150,7 @@ def _free_port() -> int:
 def _executable() -> str:
     found = shutil.which("redis-server")
     if found is None:
-        unavailable("the Redis tests need redis-server on PATH (Debian: apt-get install "
-                    "redis-server)")
+        unavailable(
+            "the Redis tests need redis-server on PATH (Debian: apt-get install redis-server)"
+        )
     return found

@@ -51,15 +51,27 @@ def _run_once(soak_seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "reliability.json"
         subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-m", "scenario",
-             f"--reliability-json={report}"], cwd=ROOT, check=False, timeout=1800,
-            env={**os.environ, "REFRESHING_SESSION_SOAK_SECONDS": str(soak_seconds)})
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-m",
+                "scenario",
+                f"--reliability-json={report}",
+            ],
+            cwd=ROOT,
+            check=False,
+            timeout=1800,
+            env={**os.environ, "REFRESHING_SESSION_SOAK_SECONDS": str(soak_seconds)},
+        )
         outcome: dict[str, Any] = json.loads(report.read_text())
         return outcome
 
 
-def _render(results: dict[str, Counter[str]], figures: dict[str, Any], runs: int,
-            elapsed: float) -> str:
+def _render(
+    results: dict[str, Counter[str]], figures: dict[str, Any], runs: int, elapsed: float
+) -> str:
     lines = [
         f"Produced by `python -m tests.reliability --runs {runs}` ({elapsed / 60:.0f} min on "
         f"{os.cpu_count()} cores); each case is one test or one parametrized variant.",
@@ -74,15 +86,22 @@ def _render(results: dict[str, Counter[str]], figures: dict[str, Any], runs: int
         skipped = f", {counts['skipped']} skipped (as root)" if counts["skipped"] else ""
         verdict = f"{counts['passed']} passed{skipped}" if not failed else f"**{failed} FAILED**"
         lines.append(f"| {name} | {scenario.holds} | {run} | {verdict} |")
-    lines += ["", "Figures of the last run's storms and soak:", "",
-              "| run | requests | caller failures | token-endpoint calls (allowed) | "
-              "reuse detections | faults injected |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Figures of the last run's storms and soak:",
+        "",
+        "| run | requests | caller failures | token-endpoint calls (allowed) | "
+        "reuse detections | faults injected |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, report in figures.items():
         injected = ", ".join(f"{count} {fault}" for fault, count in report["injected"].items())
         allowed = report.get("allowed_calls", report["tokens_due"])
-        lines.append(f"| {name.split(':')[0]} | {report['requests']} | "
-                     f"{report['caller_failures']} | {report['token_endpoint_calls']} "
-                     f"({allowed}) | {report['reuse_detections']} | {injected or 'none'} |")
+        lines.append(
+            f"| {name.split(':')[0]} | {report['requests']} | "
+            f"{report['caller_failures']} | {report['token_endpoint_calls']} "
+            f"({allowed}) | {report['reuse_detections']} | {injected or 'none'} |"
+        )
     return "\n".join(lines)
 
 

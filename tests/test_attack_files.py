@@ -76,6 +76,7 @@ def plant_file(path: Path, content: bytes, owner: int = ATTACKER) -> Path:
 
 # --- as root: another user's links and files are neither followed nor trusted ------------------
 
+
 def test_a_link_planted_by_another_user_is_never_written_through(shared: Path) -> None:
     home = home_of(shared, 0)
     link = plant_link(shared / "token.json", home / "precious.txt")
@@ -83,12 +84,14 @@ def test_a_link_planted_by_another_user_is_never_written_through(shared: Path) -
         TokenFile(link).write(TOKEN)
     assert "remove" in str(caught.value)
     assert (home / "precious.txt").read_bytes() == PRECIOUS
-    assert sorted(entry.name for entry in home.iterdir()) == ["precious.txt"], \
+    assert sorted(entry.name for entry in home.iterdir()) == ["precious.txt"], (
         "a .lock or a temporary file appeared beside the victim's file"
+    )
 
 
 def test_login_import_does_not_write_through_a_planted_link(
-        shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = home_of(shared, 0)
     link = plant_link(shared / "token.json", home / "precious.txt")
     source = tmp_path / "saved.json"
@@ -100,15 +103,15 @@ def test_login_import_does_not_write_through_a_planted_link(
 
 
 def test_a_link_planted_by_another_user_is_not_read(shared: Path) -> None:
-    planted = plant_file(shared / "attackers.json",
-                         json.dumps({"access_token": "at-of-the-attacker"}).encode())
+    planted = plant_file(
+        shared / "attackers.json", json.dumps({"access_token": "at-of-the-attacker"}).encode()
+    )
     link = plant_link(shared / "token.json", planted)
     with pytest.raises(TokenFileError, match=r"link.*another user"):
         TokenFile(link).read()
 
 
-def test_a_token_file_planted_by_another_user_is_neither_used_nor_replaced(
-        shared: Path) -> None:
+def test_a_token_file_planted_by_another_user_is_neither_used_nor_replaced(shared: Path) -> None:
     content = json.dumps({"access_token": "at-of-the-attacker"}).encode()
     planted = plant_file(shared / "token.json", content)
     with pytest.raises(TokenFileError, match=r"belongs to another user.*uid 65534"):
@@ -119,13 +122,18 @@ def test_a_token_file_planted_by_another_user_is_neither_used_nor_replaced(
 
 
 def test_a_session_sends_no_token_from_a_planted_file(
-        shared: Path, server: LocalAuthServer) -> None:
+    shared: Path, server: LocalAuthServer
+) -> None:
     from refreshing_session import RefreshingSession
+
     planted = write_grant(shared / "token.json", server)
     os.chown(planted, ATTACKER, ATTACKER)
-    with RefreshingSession(server.api_url, token_file=planted,
-                           refresher=refresher_for(server)) as session, \
-            pytest.raises(TokenFileError, match="another user"):
+    with (
+        RefreshingSession(
+            server.api_url, token_file=planted, refresher=refresher_for(server)
+        ) as session,
+        pytest.raises(TokenFileError, match="another user"),
+    ):
         session.get(server.api_url + "items", timeout=10)
     assert server.stats().token_requests == 0
 
@@ -166,14 +174,21 @@ except TokenFileError as error:
 
 def as_victim(**job: object) -> str:
     program = f"import json, sys\njob = json.loads(sys.argv[1])\n{AS_VICTIM}"
-    done = subprocess.run([sys.executable, "-c", program, json.dumps({"uid": VICTIM, **job})],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", program, json.dumps({"uid": VICTIM, **job})],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
 def test_a_victim_in_a_shared_folder_does_not_overwrite_its_own_file_through_a_planted_link(
-        shared: Path) -> None:
+    shared: Path,
+) -> None:
     home = home_of(shared, VICTIM)
     plant_link(shared / "token.json", home / "precious.txt")
     said = as_victim(path=str(shared / "token.json"))
@@ -183,8 +198,7 @@ def test_a_victim_in_a_shared_folder_does_not_overwrite_its_own_file_through_a_p
     assert sorted(entry.name for entry in home.iterdir()) == ["precious.txt"]
 
 
-def test_a_victim_follows_links_of_its_own_and_of_root_to_a_file_of_its_own(
-        shared: Path) -> None:
+def test_a_victim_follows_links_of_its_own_and_of_root_to_a_file_of_its_own(shared: Path) -> None:
     home = home_of(shared, VICTIM)
     token_file = home / "token.json"
     plant_file(token_file, json.dumps({"access_token": "at-mine"}).encode(), owner=VICTIM)
@@ -198,8 +212,9 @@ def test_a_victim_follows_links_of_its_own_and_of_root_to_a_file_of_its_own(
 def test_a_victim_refuses_a_token_file_of_root(shared: Path) -> None:
     """Only root's own files count for root: a user's token file must be the user's."""
     home = home_of(shared, VICTIM)
-    planted = plant_file(shared / "token.json", json.dumps({"access_token": "at-x"}).encode(),
-                         owner=0)
+    planted = plant_file(
+        shared / "token.json", json.dumps({"access_token": "at-x"}).encode(), owner=0
+    )
     planted.chmod(0o644)
     plant_link(home / "token.json", planted, owner=VICTIM)
     said = as_victim(path=str(home / "token.json"), read=True)
@@ -222,19 +237,27 @@ sys.stdin.read()
 
 
 def test_a_lock_file_held_by_another_user_costs_at_most_lock_timeout(
-        shared: Path, server: LocalAuthServer) -> None:
+    shared: Path, server: LocalAuthServer
+) -> None:
     from refreshing_session.errors import LockTimeout
     from refreshing_session.keeper import TokenKeeper
+
     token_file = write_grant(shared / "token.json", server)
     program = f"import json, sys\njob = json.loads(sys.argv[1])\n{HOLD_LOCK}"
     job = {"uid": ATTACKER, "lock": str(token_file) + ".lock"}
-    holder = subprocess.Popen([sys.executable, "-c", program, json.dumps(job)], cwd=ROOT,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", program, json.dumps(job)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"
-        keeper = TokenKeeper(TokenFile(token_file), refresher_for(server), leeway=0.0,
-                             lock_timeout=0.5)
+        keeper = TokenKeeper(
+            TokenFile(token_file), refresher_for(server), leeway=0.0, lock_timeout=0.5
+        )
         started = time.monotonic()
         with pytest.raises(LockTimeout):
             keeper.refresh_now()
@@ -246,13 +269,14 @@ def test_a_lock_file_held_by_another_user_costs_at_most_lock_timeout(
 
 
 def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched(
-        shared: Path, server: LocalAuthServer) -> None:
+    shared: Path, server: LocalAuthServer
+) -> None:
     from refreshing_session.keeper import TokenKeeper
+
     home = home_of(shared, 0)
     token_file = write_grant(shared / "token.json", server)
     plant_link(shared / "token.json.lock", home / "precious.txt")
-    keeper = TokenKeeper(TokenFile(token_file), refresher_for(server), leeway=0.0,
-                         lock_timeout=0.5)
+    keeper = TokenKeeper(TokenFile(token_file), refresher_for(server), leeway=0.0, lock_timeout=0.5)
     with pytest.raises(TokenFileError, match="cannot lock"):
         keeper.refresh_now()
     assert (home / "precious.txt").read_bytes() == PRECIOUS
@@ -261,10 +285,17 @@ def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched(
 
 # --- one oversized answer must not brick the token file -----------------------------------------
 
+
 def test_an_oversized_extra_field_is_dropped_with_a_warning_and_the_file_stays_readable(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    answer = {"access_token": "at-big", "refresh_token": "rt-big", "expires_in": 600,
-              "id_token": "x" * (2 * MAX_FILE_SIZE), "tenant": "kept"}
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = {
+        "access_token": "at-big",
+        "refresh_token": "rt-big",
+        "expires_in": 600,
+        "id_token": "x" * (2 * MAX_FILE_SIZE),
+        "tenant": "kept",
+    }
     token = Token.from_response(answer, requested_at=time.time())
     store = TokenFile(tmp_path / "token.json")
     with caplog.at_level(logging.WARNING, logger="refreshing_session.store"):
@@ -280,19 +311,28 @@ def test_an_oversized_extra_field_is_dropped_with_a_warning_and_the_file_stays_r
 
 
 def test_a_hostile_server_with_a_huge_id_token_does_not_brick_the_file_for_the_others(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """The endpoint answers a refresh with an id_token of 300,000 non-ASCII characters: 600 KB
     on the wire, 1.8 MB once JSON-escaped in the file. Every other process must still read it."""
     from refreshing_session import OAuth2Refresher
     from refreshing_session.keeper import TokenKeeper
+
     token_file = tmp_path / "token.json"
     TokenFile(token_file).write(Token("at-old", refresh_token="rt-old", expires_at=1.0))
-    answer = {"access_token": "at-new", "refresh_token": "rt-new", "expires_in": 600,
-              "id_token": "\u00e9" * 300_000}
+    answer = {
+        "access_token": "at-new",
+        "refresh_token": "rt-new",
+        "expires_in": 600,
+        "id_token": "\u00e9" * 300_000,
+    }
     with HostileTokenEndpoint(200, answer) as endpoint:
-        keeper = TokenKeeper(TokenFile(token_file),
-                             OAuth2Refresher(endpoint.url, "client", "secret"),
-                             leeway=0.0, lock_timeout=5.0)
+        keeper = TokenKeeper(
+            TokenFile(token_file),
+            OAuth2Refresher(endpoint.url, "client", "secret"),
+            leeway=0.0,
+            lock_timeout=5.0,
+        )
         assert keeper.refresh_now().access_token == "at-new"
     assert endpoint.calls == 1
     assert token_file.stat().st_size <= MAX_FILE_SIZE

@@ -27,15 +27,21 @@ ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[H\x9b31m\u202e"
 
 def keeper_on(endpoint: HostileTokenEndpoint, token_file: Path) -> TokenKeeper:
     TokenFile(token_file).write(Token("at-old", refresh_token="rt-old", expires_at=1.0))
-    return TokenKeeper(TokenFile(token_file), OAuth2Refresher(endpoint.url, "client", SECRET),
-                       leeway=30.0, lock_timeout=5.0)
+    return TokenKeeper(
+        TokenFile(token_file),
+        OAuth2Refresher(endpoint.url, "client", SECRET),
+        leeway=30.0,
+        lock_timeout=5.0,
+    )
 
 
 # --- 11. an expiry of zero or less is an unknown expiry, not a refresh per request -------------
 
+
 @pytest.mark.parametrize("expires_in", [0, -3600, "0", -0.5])
 def test_an_expiry_of_zero_or_less_does_not_refresh_on_every_request(
-        expires_in: object, tmp_path: Path) -> None:
+    expires_in: object, tmp_path: Path
+) -> None:
     answer = {"access_token": "at-new", "refresh_token": "rt-new", "expires_in": expires_in}
     with HostileTokenEndpoint(200, answer) as endpoint:
         keeper = keeper_on(endpoint, tmp_path / "token.json")
@@ -48,6 +54,7 @@ def test_an_expiry_of_zero_or_less_does_not_refresh_on_every_request(
 
 
 # --- 12. redacting a huge error page is bounded by the excerpt, not the page --------------------
+
 
 def fastest(run: Callable[[], object], times: int = 5) -> float:
     """The fastest of ``times`` runs of ``run``, in seconds: the least disturbed by the load."""
@@ -66,22 +73,29 @@ def test_redacting_a_96_mib_error_page_costs_what_a_small_one_costs() -> None:
     small_time = fastest(lambda: excerpt(small, [SECRET, "rt-abcdefghij"]))
     huge_time = fastest(lambda: excerpt(huge, [SECRET, "rt-abcdefghij"]))
     # The page is 1,536 times larger; reading all of it would cost about that much more.
-    assert huge_time < 20 * small_time + 0.001, \
+    assert huge_time < 20 * small_time + 0.001, (
         f"96 MiB took {huge_time * 1000:.1f} ms, 64 KiB {small_time * 1000:.2f} ms"
+    )
     assert excerpt(huge, [SECRET]) == excerpt(small, [SECRET])
 
 
-@pytest.mark.parametrize(("secret", "form"), [
-    (SECRET, SECRET),
-    ("cs/Zq8+vR2=mK7pW4", "cs%2FZq8%2BvR2%3DmK7pW4"),  # as a form body echoes it
-    ("cs/Zq8+vR2=mK7pW4", "cs\\/Zq8+vR2=mK7pW4"),  # as PHP's JSON echoes it
-])
+@pytest.mark.parametrize(
+    ("secret", "form"),
+    [
+        (SECRET, SECRET),
+        ("cs/Zq8+vR2=mK7pW4", "cs%2FZq8%2BvR2%3DmK7pW4"),  # as a form body echoes it
+        ("cs/Zq8+vR2=mK7pW4", "cs\\/Zq8+vR2=mK7pW4"),  # as PHP's JSON echoes it
+    ],
+)
 def test_a_secret_straddling_the_cut_leaves_no_part_of_it_behind(secret: str, form: str) -> None:
     """Wherever the secret sits: also where the excerpt stops looking, after a run of spaces
     that shrinks to one and brings what follows into view."""
     for before in range(1200):
-        for body in ("x" * before + form + " tail" * 100, " " * before + form + " tail" * 100,
-                     (" " * before + form + " tail" * 100).encode()):
+        for body in (
+            "x" * before + form + " tail" * 100,
+            " " * before + form + " tail" * 100,
+            (" " * before + form + " tail" * 100).encode(),
+        ):
             shown = excerpt(body, [secret], limit=200)
             assert len(shown) <= 200
             for size in range(4, len(form) + 1):
@@ -97,10 +111,14 @@ def test_an_excerpt_escapes_control_characters() -> None:
 
 # --- 13. far-future expiries are shown cleanly ---------------------------------------------------
 
-@pytest.mark.parametrize("fields", [{"expires_in": 1e12}, {"expires_in": 1e300},
-                                    {"expires_at": 1e300}, {"expires_at": -1e300}])
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"expires_in": 1e12}, {"expires_in": 1e300}, {"expires_at": 1e300}, {"expires_at": -1e300}],
+)
 def test_status_shows_a_far_future_expiry_cleanly(
-        fields: dict[str, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fields: dict[str, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "token.json"
     path.write_text(json.dumps({"access_token": "at-far", **fields}))
     path.chmod(0o600)
@@ -114,7 +132,8 @@ def test_status_shows_a_far_future_expiry_cleanly(
 
 
 def test_importing_a_far_future_expiry_succeeds_cleanly(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = tmp_path / "saved.json"
     source.write_text(json.dumps({"access_token": "at-far", "expires_at": 1e300}))
     assert main(["login", str(tmp_path / "token.json"), "--import", str(source)]) == 0
@@ -124,26 +143,39 @@ def test_importing_a_far_future_expiry_succeeds_cleanly(
 
 # --- 14. a server's words reach the terminal escaped ----------------------------------------------
 
+
 @pytest.fixture
 def hostile_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HostileTokenEndpoint:
     """A profile "hostile" whose token endpoint refuses every refresh with ESCAPES in its
     error_description."""
-    endpoint = HostileTokenEndpoint(400, {"error": "invalid_grant",
-                                          "error_description": f"bad{ESCAPES}grant"})
+    endpoint = HostileTokenEndpoint(
+        400, {"error": "invalid_grant", "error_description": f"bad{ESCAPES}grant"}
+    )
     config = tmp_path / "config.toml"
-    config.write_text("\n".join([
-        "[profiles.hostile]", f'token_url = "{endpoint.url}"', 'client_id = "client"',
-        'client_secret_env = "HOSTILE_SECRET"', 'prefixes = "https://api.example.com/"',
-        'token_file = "token.json"']) + "\n")
+    config.write_text(
+        "\n".join(
+            [
+                "[profiles.hostile]",
+                f'token_url = "{endpoint.url}"',
+                'client_id = "client"',
+                'client_secret_env = "HOSTILE_SECRET"',
+                'prefixes = "https://api.example.com/"',
+                'token_file = "token.json"',
+            ]
+        )
+        + "\n"
+    )
     monkeypatch.setenv(CONFIG_ENV, str(config))
     monkeypatch.setenv("HOSTILE_SECRET", SECRET)
     TokenFile(tmp_path / "token.json").write(
-        Token("at-old", refresh_token="rt-old", expires_at=1.0, scope=f"read{ESCAPES}"))
+        Token("at-old", refresh_token="rt-old", expires_at=1.0, scope=f"read{ESCAPES}")
+    )
     return endpoint
 
 
 def test_a_servers_terminal_escapes_reach_refresh_and_status_escaped(
-        hostile_profile: HostileTokenEndpoint, capsys: pytest.CaptureFixture[str]) -> None:
+    hostile_profile: HostileTokenEndpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
     with hostile_profile:
         assert main(["refresh", "--profile", "hostile"]) == 2
     assert hostile_profile.calls == 1

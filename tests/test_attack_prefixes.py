@@ -63,8 +63,11 @@ class HostileServer(LoopbackServer):
     def authorized_outside(self, prefix: str) -> list[str]:
         """The routed paths outside ``prefix`` that received an Authorization header."""
         with self._lock:
-            return [s.routed for s in self.seen
-                    if s.scheme is not None and not s.routed.startswith(prefix)]
+            return [
+                s.routed
+                for s in self.seen
+                if s.scheme is not None and not s.routed.startswith(prefix)
+            ]
 
     def bearer_requests(self) -> list[str]:
         """The wire paths of the requests that carried a bearer token."""
@@ -107,9 +110,11 @@ def hostile() -> Iterator[HostileServer]:
 
 # --- 1. dot segments ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("climb", CLIMBS)
 def test_a_caller_url_climbing_out_of_the_prefix_gets_no_token(
-        climb: str, hostile: HostileServer, make_session: SessionFactory) -> None:
+    climb: str, hostile: HostileServer, make_session: SessionFactory
+) -> None:
     session = make_session(prefixes=hostile.url + "/api/")
     session.get(f"{hostile.url}/api/{climb}pub/steal", timeout=TIMEOUT)
     assert hostile.seen, "the request never reached the hostile server"
@@ -120,8 +125,8 @@ def test_a_caller_url_climbing_out_of_the_prefix_gets_no_token(
 @pytest.mark.parametrize("form", ["absolute", "scheme-relative"])
 @pytest.mark.parametrize("status", [302, 307])
 def test_a_redirect_climbing_out_of_the_prefix_gets_no_token(
-        climb: str, form: str, status: int, hostile: HostileServer,
-        make_session: SessionFactory) -> None:
+    climb: str, form: str, status: int, hostile: HostileServer, make_session: SessionFactory
+) -> None:
     location = f"{hostile.url}/api/{climb}pub/steal"
     if form == "scheme-relative":
         location = location.removeprefix("http:")
@@ -133,12 +138,19 @@ def test_a_redirect_climbing_out_of_the_prefix_gets_no_token(
     assert hostile.authorized_outside("/api/") == [], "the token reached /pub/"
 
 
-@pytest.mark.parametrize("path", [
-    "/api%2F..%2Fpub/steal", "/api%2f%2e%2e%2fpub/steal",  # the boundary slash encoded
-    "/api/items/../more", "/api/./items", "/api/items/%2e%2e/more",  # dot segments that stay
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api%2F..%2Fpub/steal",
+        "/api%2f%2e%2e%2fpub/steal",  # the boundary slash encoded
+        "/api/items/../more",
+        "/api/./items",
+        "/api/items/%2e%2e/more",  # dot segments that stay
+    ],
+)
 def test_encoded_slashes_and_dot_segments_inside_the_prefix_keep_their_answer(
-        path: str, hostile: HostileServer, make_session: SessionFactory) -> None:
+    path: str, hostile: HostileServer, make_session: SessionFactory
+) -> None:
     """Regression guards: what never left the prefix keeps the token, what never entered it
     (an encoded slash at the prefix's boundary) still gets none."""
     session = make_session(prefixes=hostile.url + "/api/")
@@ -148,27 +160,32 @@ def test_encoded_slashes_and_dot_segments_inside_the_prefix_keep_their_answer(
     assert bool(hostile.bearer_requests()) is expect_token
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    *((f"https://h.test/api/{climb}pub/x", False) for climb in CLIMBS),
-    ("https://h.test/api/a/b/../../../pub/x", False),
-    ("https://h.test/api/..", False),
-    ("https://h.test/api/%2e%2E", False),
-    ("https://h.test/api/a%2F..%2F..%2Fpub/x", False),
-    ("https://h.test/api/a/../b", True),
-    ("https://h.test/api/./b/.", True),
-    ("https://h.test/api/..b/c", True),
-    ("https://h.test/api/b?next=../../pub", True),
-    ("https://h.test/api%2F..%2Fpub/x", False),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        *((f"https://h.test/api/{climb}pub/x", False) for climb in CLIMBS),
+        ("https://h.test/api/a/b/../../../pub/x", False),
+        ("https://h.test/api/..", False),
+        ("https://h.test/api/%2e%2E", False),
+        ("https://h.test/api/a%2F..%2F..%2Fpub/x", False),
+        ("https://h.test/api/a/../b", True),
+        ("https://h.test/api/./b/.", True),
+        ("https://h.test/api/..b/c", True),
+        ("https://h.test/api/b?next=../../pub", True),
+        ("https://h.test/api%2F..%2Fpub/x", False),
+    ],
+)
 def test_prefixes_match_after_dot_segment_removal(url: str, expected: bool) -> None:
     assert Prefixes("https://h.test/api/").match(url) is expected
 
 
 # --- 7. plain http to remote hosts ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("prefix", ["http://api.example.com/", "HTTP://10.0.0.8:8080/v1/"])
 def test_a_plain_http_prefix_on_a_remote_host_is_refused(
-        prefix: str, make_session: SessionFactory) -> None:
+    prefix: str, make_session: SessionFactory
+) -> None:
     """An on-path attacker reads every header of plain http: the token must not go there."""
     with pytest.raises(ValueError, match="allow_insecure_http=True"):
         make_session(prefixes=["https://safe.example.com/", prefix])
@@ -177,7 +194,8 @@ def test_a_plain_http_prefix_on_a_remote_host_is_refused(
 
 
 def test_a_plain_http_prefix_on_the_loopback_interface_is_allowed(
-        make_session: SessionFactory, server: LocalAuthServer) -> None:
+    make_session: SessionFactory, server: LocalAuthServer
+) -> None:
     for prefix in ("http://localhost:8080/", "http://[::1]/api/", server.api_url):
         make_session(prefixes=prefix)
     assert make_session().get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
@@ -193,7 +211,8 @@ token_file = "{token_file}"
 
 
 def test_a_profile_with_a_plain_http_prefix_is_refused_unless_allowed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalAuthServer) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalAuthServer
+) -> None:
     config = tmp_path / "config.toml"
     text = PROFILE.format(token_url=server.token_url, token_file=tmp_path / "token.json")
     config.write_text(text)
@@ -209,14 +228,20 @@ def test_a_profile_with_a_plain_http_prefix_is_refused_unless_allowed(
 
 # --- 8. another origin steering an unsafe request into the API ------------------------------------
 
+
 @pytest.mark.parametrize("method", UNSAFE_METHODS)
 @pytest.mark.parametrize("status", [307, 308])
 def test_an_unsafe_request_steered_into_the_api_by_another_origin_gets_no_token(
-        method: str, status: int, hostile: HostileServer, server: LocalAuthServer,
-        make_session: SessionFactory) -> None:
+    method: str,
+    status: int,
+    hostile: HostileServer,
+    server: LocalAuthServer,
+    make_session: SessionFactory,
+) -> None:
     hostile.redirects["/webhook"] = (status, server.api_url + "accounts/delete")
-    response = make_session().request(method, hostile.url + "/webhook",
-                                      data=b"attacker's body", timeout=TIMEOUT)
+    response = make_session().request(
+        method, hostile.url + "/webhook", data=b"attacker's body", timeout=TIMEOUT
+    )
     assert [r.status_code for r in response.history] == [status]
     assert response.status_code == 401, "the API must see the request without a token"
     assert server.stats().api_ok == 0, "the API accepted the attacker's request"
@@ -224,19 +249,23 @@ def test_an_unsafe_request_steered_into_the_api_by_another_origin_gets_no_token(
 
 @pytest.mark.parametrize("method", UNSAFE_METHODS)
 def test_an_unsafe_request_steered_into_the_api_from_outside_the_prefix_gets_no_token(
-        method: str, server: LocalAuthServer, make_session: SessionFactory) -> None:
+    method: str, server: LocalAuthServer, make_session: SessionFactory
+) -> None:
     """The same from a URL on the API's own origin but outside the prefix (users' content)."""
     response = make_session().request(
-        method, f"{server.url}/redirect?status=307&to=/api/accounts/delete",
-        data=b"attacker's body", timeout=TIMEOUT)
+        method,
+        f"{server.url}/redirect?status=307&to=/api/accounts/delete",
+        data=b"attacker's body",
+        timeout=TIMEOUT,
+    )
     assert response.status_code == 401
     assert server.stats().api_ok == 0, "the API accepted the attacker's request"
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_a_safe_request_redirected_into_the_api_by_another_origin_gets_the_token(
-        method: str, hostile: HostileServer, server: LocalAuthServer,
-        make_session: SessionFactory) -> None:
+    method: str, hostile: HostileServer, server: LocalAuthServer, make_session: SessionFactory
+) -> None:
     hostile.redirects["/moved"] = (307, server.api_url + "items")
     response = make_session().request(method, hostile.url + "/moved", timeout=TIMEOUT)
     assert response.status_code == 200
@@ -244,10 +273,12 @@ def test_a_safe_request_redirected_into_the_api_by_another_origin_gets_the_token
 
 
 def test_an_unsafe_request_redirected_within_the_prefixes_keeps_the_token(
-        server: LocalAuthServer, make_session: SessionFactory) -> None:
+    server: LocalAuthServer, make_session: SessionFactory
+) -> None:
     session = make_session(prefixes=[server.url + "/redirect", server.api_url])
-    response = session.post(f"{server.url}/redirect?status=307&to=/api/items",
-                            data=b"body", timeout=TIMEOUT)
+    response = session.post(
+        f"{server.url}/redirect?status=307&to=/api/items", data=b"body", timeout=TIMEOUT
+    )
     assert response.status_code == 200
     assert response.json()["body"] == "body"
 
@@ -277,8 +308,12 @@ def caller_request(session: RefreshingSession, how: str, url: str) -> requests.R
 @pytest.mark.parametrize("how", CALLER_AUTH)
 @pytest.mark.parametrize("status", [302, 307])
 def test_a_caller_authenticated_request_bounced_into_the_api_gets_no_token(
-        how: str, status: int, hostile: HostileServer, server: LocalAuthServer,
-        make_session: SessionFactory) -> None:
+    how: str,
+    status: int,
+    hostile: HostileServer,
+    server: LocalAuthServer,
+    make_session: SessionFactory,
+) -> None:
     hostile.redirects["/login"] = (status, server.api_url + "items")
     response = caller_request(make_session(), how, hostile.url + "/login")
     assert hostile.seen[0].scheme == "basic", "the caller's own credentials went out"
@@ -288,8 +323,8 @@ def test_a_caller_authenticated_request_bounced_into_the_api_gets_no_token(
 
 @pytest.mark.parametrize("how", CALLER_AUTH)
 def test_a_caller_authenticated_api_request_bounced_back_through_another_origin_gets_no_token(
-        how: str, hostile: HostileServer, server: LocalAuthServer,
-        make_session: SessionFactory) -> None:
+    how: str, hostile: HostileServer, server: LocalAuthServer, make_session: SessionFactory
+) -> None:
     """Caller's credentials to a URL under a prefix, which redirects to another origin, which
     redirects back under the prefix: requests drops the credentials on the way; no token."""
     hostile.redirects["/bounce"] = (302, server.api_url + "items")
@@ -302,8 +337,9 @@ def test_a_caller_authenticated_api_request_bounced_back_through_another_origin_
 
 def test_the_hostile_server_model_sees_what_was_sent(hostile: HostileServer) -> None:
     """The recording server itself: a path is routed as a normalising server would."""
-    response = requests.get(f"{hostile.url}/api/%2e%2e/pub/x",
-                            headers={"Authorization": "Bearer x"}, timeout=TIMEOUT)
+    response = requests.get(
+        f"{hostile.url}/api/%2e%2e/pub/x", headers={"Authorization": "Bearer x"}, timeout=TIMEOUT
+    )
     assert response.status_code == 200
     assert hostile.seen[0].routed == "/pub/x"
     assert hostile.authorized_outside("/api/") == ["/pub/x"]

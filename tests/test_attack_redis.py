@@ -39,9 +39,17 @@ def start_expired(redis_server: RedisServer, server: LocalAuthServer) -> dict[st
     token = Token.from_response(server.issue_token(), requested_at=time.time())
     data = {**token.to_dict(), "expires_at": time.time() - 1}
     RedisTokenStore(redis_server.url, KEY).write(Token.from_file(data, written_at=time.time()))
-    return {"api": server.api_url, "url": server.api_url + "items",
-            "token_url": server.token_url, "redis": redis_server.url, "key": KEY,
-            "lock_ttl": LOCK_TTL, "threads": 1, "once": True, "until": time.time() + 60}
+    return {
+        "api": server.api_url,
+        "url": server.api_url + "items",
+        "token_url": server.token_url,
+        "redis": redis_server.url,
+        "key": KEY,
+        "lock_ttl": LOCK_TTL,
+        "threads": 1,
+        "once": True,
+        "until": time.time() + 60,
+    }
 
 
 def outcome(process: object) -> dict[str, int]:
@@ -51,7 +59,8 @@ def outcome(process: object) -> dict[str, int]:
 
 
 def test_a_token_endpoint_slower_than_lock_ttl_does_not_let_a_second_host_reuse_the_grant(
-        redis_server: RedisServer) -> None:
+    redis_server: RedisServer,
+) -> None:
     """The endpoint takes 3 lock_ttls to answer; the holder is alive all along."""
     with LocalAuthServer(access_ttl=60.0) as server:
         job = start_expired(redis_server, server)
@@ -68,7 +77,8 @@ def test_a_token_endpoint_slower_than_lock_ttl_does_not_let_a_second_host_reuse_
 
 
 def test_the_lock_is_released_at_once_and_no_longer_renewed_when_the_holder_finishes(
-        redis_server: RedisServer) -> None:
+    redis_server: RedisServer,
+) -> None:
     store = RedisTokenStore(redis_server.url, KEY, lock_ttl=0.3)
     client = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=TIMEOUT)
     with store.lock(TIMEOUT, lambda: False) as held:
@@ -85,7 +95,8 @@ def test_the_lock_is_released_at_once_and_no_longer_renewed_when_the_holder_fini
 
 
 def test_a_frozen_holder_lets_others_go_on_and_cannot_overwrite_their_token(
-        redis_server: RedisServer) -> None:
+    redis_server: RedisServer,
+) -> None:
     """SIGSTOP freezes the holder and its renewal: the lock expires after lock_ttl, another
     host refreshes, and the resumed holder's write is refused. (The server grants a second
     presentation of the refresh token within its grace period; without one, a provider with
@@ -99,8 +110,7 @@ def test_a_frozen_holder_lets_others_go_on_and_cannot_overwrite_their_token(
             wait_for(lambda: server.stats().token_requests == 1, timeout=TIMEOUT)
             os.kill(frozen.pid, signal.SIGSTOP)
             lock_key = KEY + ":lock"
-            client = redis.Redis(host="127.0.0.1", port=redis_server.port,
-                                 socket_timeout=TIMEOUT)
+            client = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=TIMEOUT)
             wait_for(lambda: client.exists(lock_key) == 0, timeout=TIMEOUT)
             server.slow_token_endpoint(0)
             assert outcome(start_process(STORM, job)) == {"200": 1}

@@ -90,6 +90,7 @@ def hostile() -> Iterator[Callable[[Answer], HostileServer]]:
         threading.Thread(target=endpoint.serve_forever, daemon=True).start()
         started.append(endpoint)
         return endpoint
+
     yield start
     for endpoint in started:
         endpoint.stop.set()
@@ -107,19 +108,28 @@ def head(status: int, length: int | None, **headers: str) -> bytes:
 def answering(status: int, body: bytes, **headers: str) -> Answer:
     def answer(handler: Handler) -> None:
         handler.raw(head(status, len(body), **headers) + body)
+
     return answer
 
 
 def echoing(status: int, error: str = "server_error") -> Answer:
     """An error page that echoes the request, as debug pages and some gateways do."""
+
     def answer(handler: Handler) -> None:
-        body = json.dumps({"error": error, "headers": dict(handler.headers),
-                           "body": handler.request_body.decode()}).encode()
+        body = json.dumps(
+            {
+                "error": error,
+                "headers": dict(handler.headers),
+                "body": handler.request_body.decode(),
+            }
+        ).encode()
         handler.raw(head(status, len(body)) + body)
+
     return answer
 
 
 # ------------------------------------------------------------------ 2. errors hold no credential
+
 
 class Secrets:
     """The client's secrets for one test, each unique and token-shaped (URL-safe)."""
@@ -141,8 +151,11 @@ def leaks(error: BaseException, known: Mapping[str, str]) -> list[str]:
     """Where ``error`` holds any of the ``known`` secrets: in its pickled bytes, or anywhere
     reachable from it through attributes, its request, response, cause and context. Names the
     secret and the place, never the value."""
-    found = [f"{name} in the pickled error" for name, value in known.items()
-             if value.encode() in pickle.dumps(error)]
+    found = [
+        f"{name} in the pickled error"
+        for name, value in known.items()
+        if value.encode() in pickle.dumps(error)
+    ]
     for place, text in _texts(error, "error", set(), 0):
         found += [f"{name} in {place}" for name, value in known.items() if value in text]
     return found
@@ -172,8 +185,12 @@ def _texts(thing: object, place: str, seen: set[int], depth: int) -> Iterator[tu
             children.append((name, getattr(thing, name)))
     children += list(getattr(thing, "__dict__", {}).items())
     for name, child in children:
-        yield from _texts(child, f"{place}.{name}" if not name.startswith(("[", "key")) else
-                          f"{place}{name}", seen, depth + 1)
+        yield from _texts(
+            child,
+            f"{place}.{name}" if not name.startswith(("[", "key")) else f"{place}{name}",
+            seen,
+            depth + 1,
+        )
 
 
 @pytest.fixture
@@ -181,14 +198,17 @@ def known() -> Secrets:
     return Secrets()
 
 
-def session_against(endpoint: HostileServer, known: Secrets, tmp_path: Path,
-                    auth_method: str) -> RefreshingSession:
+def session_against(
+    endpoint: HostileServer, known: Secrets, tmp_path: Path, auth_method: str
+) -> RefreshingSession:
     """A session whose token expired a minute ago, refreshed at ``endpoint``."""
     path = tmp_path / "token.json"
-    TokenFile(path).write(Token(known.access_token, refresh_token=known.refresh_token,
-                                expires_at=time.time() - 60))
-    refresher = OAuth2Refresher(endpoint.url, "client", known.client_secret,
-                                auth_method=auth_method, retries=0, timeout=5)
+    TokenFile(path).write(
+        Token(known.access_token, refresh_token=known.refresh_token, expires_at=time.time() - 60)
+    )
+    refresher = OAuth2Refresher(
+        endpoint.url, "client", known.client_secret, auth_method=auth_method, retries=0, timeout=5
+    )
     return RefreshingSession("http://127.0.0.1:9/api/", token_file=path, refresher=refresher)
 
 
@@ -199,22 +219,36 @@ def error_of(call: Callable[[], object]) -> TokenError:
 
 
 REFRESH_ANSWERS: dict[str, tuple[type[TokenError], Callable[[Secrets], Answer]]] = {
-    "invalid_grant": (LoginRequired, lambda known: answering(
-        400, b'{"error": "invalid_grant", "error_description": "no"}')),
-    "invalid_client": (ClientRejected, lambda known: answering(
-        401, b'{"error": "invalid_client"}', WWW_Authenticate='Basic realm="x"')),
+    "invalid_grant": (
+        LoginRequired,
+        lambda known: answering(400, b'{"error": "invalid_grant", "error_description": "no"}'),
+    ),
+    "invalid_client": (
+        ClientRejected,
+        lambda known: answering(
+            401, b'{"error": "invalid_client"}', WWW_Authenticate='Basic realm="x"'
+        ),
+    ),
     "503": (RefreshFailed, lambda known: answering(503, b"", Retry_After="0")),
     "an echoing error page": (RefreshFailed, lambda known: echoing(500)),
-    "an unusable 200": (RefreshFailed, lambda known: answering(200, json.dumps(
-        {"access_token": known.new_access_token, "token_type": "MAC"}).encode())),
+    "an unusable 200": (
+        RefreshFailed,
+        lambda known: answering(
+            200, json.dumps({"access_token": known.new_access_token, "token_type": "MAC"}).encode()
+        ),
+    ),
 }
 
 
 @pytest.mark.parametrize("auth_method", ["client_secret_basic", "client_secret_post"])
 @pytest.mark.parametrize("answer", list(REFRESH_ANSWERS))
 def test_errors_from_a_refresh_hold_no_credential(
-        hostile: Callable[[Answer], HostileServer], known: Secrets, tmp_path: Path,
-        auth_method: str, answer: str) -> None:
+    hostile: Callable[[Answer], HostileServer],
+    known: Secrets,
+    tmp_path: Path,
+    auth_method: str,
+    answer: str,
+) -> None:
     expected, make_answer = REFRESH_ANSWERS[answer]
     endpoint = hostile(make_answer(known))
     session = session_against(endpoint, known, tmp_path, auth_method)
@@ -227,19 +261,27 @@ def test_errors_from_a_refresh_hold_no_credential(
 
 
 def test_an_error_from_a_custom_refresher_holds_no_credential(
-        hostile: Callable[[Answer], HostileServer], known: Secrets, tmp_path: Path) -> None:
+    hostile: Callable[[Answer], HostileServer], known: Secrets, tmp_path: Path
+) -> None:
     endpoint = hostile(echoing(500))
 
     def refresher(token: Token) -> Token:  # a hand-written refresher, as users write them
-        answer = requests.post(endpoint.url, timeout=5, data={
-            "grant_type": "refresh_token", "refresh_token": token.refresh_token,
-            "client_secret": known.client_secret})
+        answer = requests.post(
+            endpoint.url,
+            timeout=5,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": token.refresh_token,
+                "client_secret": known.client_secret,
+            },
+        )
         answer.raise_for_status()
         raise AssertionError("the endpoint answered 500")
 
     path = tmp_path / "token.json"
-    TokenFile(path).write(Token(known.access_token, refresh_token=known.refresh_token,
-                                expires_at=time.time() - 60))
+    TokenFile(path).write(
+        Token(known.access_token, refresh_token=known.refresh_token, expires_at=time.time() - 60)
+    )
     session = RefreshingSession("http://127.0.0.1:9/api/", token_file=path, refresher=refresher)
     error = error_of(lambda: session.get("http://127.0.0.1:9/api/items"))
     assert isinstance(error, RefreshFailed)
@@ -249,8 +291,8 @@ def test_an_error_from_a_custom_refresher_holds_no_credential(
 
 @pytest.mark.parametrize("answer", list(REFRESH_ANSWERS))
 def test_errors_keep_what_helps_a_user(
-        hostile: Callable[[Answer], HostileServer], known: Secrets, tmp_path: Path,
-        answer: str) -> None:
+    hostile: Callable[[Answer], HostileServer], known: Secrets, tmp_path: Path, answer: str
+) -> None:
     endpoint = hostile(REFRESH_ANSWERS[answer][1](known))
     session = session_against(endpoint, known, tmp_path, "client_secret_basic")
     error = error_of(lambda: session.get("http://127.0.0.1:9/api/items"))
@@ -265,7 +307,8 @@ def test_errors_keep_what_helps_a_user(
 
 
 def test_a_client_credentials_error_holds_no_credential(
-        hostile: Callable[[Answer], HostileServer], known: Secrets) -> None:
+    hostile: Callable[[Answer], HostileServer], known: Secrets
+) -> None:
     endpoint = hostile(echoing(401, "invalid_client"))
     client = ClientCredentialsRefresher(endpoint.url, "client", known.client_secret, retries=0)
     error = error_of(client.new_token)
@@ -274,7 +317,8 @@ def test_a_client_credentials_error_holds_no_credential(
 
 
 def test_a_failed_revocation_holds_no_token(
-        hostile: Callable[[Answer], HostileServer], known: Secrets) -> None:
+    hostile: Callable[[Answer], HostileServer], known: Secrets
+) -> None:
     endpoint = hostile(echoing(503))
     client = OAuth2Refresher(endpoint.url, "client", known.client_secret, retries=0)
     token = Token(known.access_token, refresh_token=known.refresh_token)
@@ -283,15 +327,22 @@ def test_a_failed_revocation_holds_no_token(
 
 
 def test_device_login_errors_hold_no_device_code(
-        hostile: Callable[[Answer], HostileServer], known: Secrets) -> None:
-    no_user_code = json.dumps({"device_code": known.device_code, "expires_in": 60,
-                               "verification_uri": "https://example.com/device"}).encode()
+    hostile: Callable[[Answer], HostileServer], known: Secrets
+) -> None:
+    no_user_code = json.dumps(
+        {
+            "device_code": known.device_code,
+            "expires_in": 60,
+            "verification_uri": "https://example.com/device",
+        }
+    ).encode()
     authorizer = hostile(answering(200, no_user_code))
     poller = hostile(echoing(503))
     client = OAuth2Refresher(poller.url, "client", known.client_secret, retries=0)
     started = error_of(DeviceLogin(client, authorizer.url).start)
-    authorization = DeviceAuthorization("CODE", "https://example.com/device", None, 60, 0.01,
-                                        known.device_code)
+    authorization = DeviceAuthorization(
+        "CODE", "https://example.com/device", None, 60, 0.01, known.device_code
+    )
     polled = error_of(lambda: DeviceLogin(client, authorizer.url).wait(authorization))
     assert leaks(started, known.named()) == []
     assert leaks(polled, known.named()) == []
@@ -309,26 +360,35 @@ def test_an_unreachable_endpoint_error_holds_no_credential(known: Secrets) -> No
 
 # ------------------------------------------------------------ 4. a total deadline per exchange
 
+
 def trickling(whole: bool, seconds: float = 8.0) -> Answer:
     """Process the grant at once, then send the answer a byte at a time over ``seconds``:
     all of it (status line and headers too), or only the body."""
-    body = json.dumps({"access_token": "a" * 43, "token_type": "Bearer", "expires_in": 60,
-                       "refresh_token": "r" * 43}).encode()
+    body = json.dumps(
+        {
+            "access_token": "a" * 43,
+            "token_type": "Bearer",
+            "expires_in": 60,
+            "refresh_token": "r" * 43,
+        }
+    ).encode()
 
     def answer(handler: Handler) -> None:
         slow = head(200, len(body)) + body if whole else body
         if not whole:
             handler.raw(head(200, len(body)))
         for byte in range(len(slow)):
-            handler.raw(slow[byte:byte + 1])
+            handler.raw(slow[byte : byte + 1])
             if handler.server.stop.wait(seconds / len(slow)):
                 return
+
     return answer
 
 
 @pytest.mark.parametrize("whole", [True, False], ids=["whole-answer", "body-only"])
 def test_a_trickled_answer_cannot_hold_a_refresh_past_its_timeout(
-        hostile: Callable[[Answer], HostileServer], whole: bool) -> None:
+    hostile: Callable[[Answer], HostileServer], whole: bool
+) -> None:
     endpoint = hostile(trickling(whole))
     refresher = OAuth2Refresher(endpoint.url, "client", "secret", retries=0, timeout=1)
     started = time.monotonic()
@@ -341,7 +401,8 @@ def test_a_trickled_answer_cannot_hold_a_refresh_past_its_timeout(
 
 
 def test_a_trickled_device_authorization_is_bounded_too(
-        hostile: Callable[[Answer], HostileServer]) -> None:
+    hostile: Callable[[Answer], HostileServer],
+) -> None:
     endpoint = hostile(trickling(True))
     client = OAuth2Refresher(endpoint.url, "client", "secret", retries=0, timeout=1)
     started = time.monotonic()
@@ -351,8 +412,10 @@ def test_a_trickled_device_authorization_is_bounded_too(
 
 # --------------------------------------------------------------------- 5. at most 1 MiB read
 
+
 def flood(size: int) -> Answer:
     """A 200 of ``size`` bytes (a JSON token padded with a huge field), sent as fast as can be."""
+
     def answer(handler: Handler) -> None:
         start, end = b'{"access_token": "x", "pad": "', b'"}'
         handler.raw(head(200, size))
@@ -362,6 +425,7 @@ def flood(size: int) -> Answer:
             handler.raw(b"a" * min(left, MIB))
             left -= MIB
         handler.raw(end)
+
     return answer
 
 
@@ -396,8 +460,14 @@ print(json.dumps({"growth_mib": growth / 1024, "outcome": outcome}))
 
 
 def refresh_in_a_process(url: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", MEASURE, url], capture_output=True, text=True,
-                          timeout=50, cwd=ROOT, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, url],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=ROOT,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report: dict[str, Any] = json.loads(done.stdout)
     return report
@@ -405,28 +475,32 @@ def refresh_in_a_process(url: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("answer", ["40 MiB", "a gzip bomb"])
 def test_a_huge_answer_is_refused_without_growing_memory(
-        hostile: Callable[[Answer], HostileServer], answer: str) -> None:
+    hostile: Callable[[Answer], HostileServer], answer: str
+) -> None:
     endpoint = hostile(flood(40 * MIB) if answer == "40 MiB" else bombing)
     report = refresh_in_a_process(endpoint.url)
     assert "more than 1 MiB" in report["outcome"], report["outcome"]
     assert report["growth_mib"] < 16, f"memory grew by {report['growth_mib']:.0f} MiB"
 
 
-def test_an_answer_of_just_under_1_mib_is_read(
-        hostile: Callable[[Answer], HostileServer]) -> None:
-    body = json.dumps({"access_token": "x" * 43, "token_type": "Bearer",
-                       "pad": "a" * (MIB - 200)}).encode()
+def test_an_answer_of_just_under_1_mib_is_read(hostile: Callable[[Answer], HostileServer]) -> None:
+    body = json.dumps(
+        {"access_token": "x" * 43, "token_type": "Bearer", "pad": "a" * (MIB - 200)}
+    ).encode()
     endpoint = hostile(answering(200, body))
     token = OAuth2Refresher(endpoint.url, "client", "secret", retries=0)(
-        Token("access", refresh_token="refresh"))
+        Token("access", refresh_token="refresh")
+    )
     assert token.access_token == "x" * 43
 
 
 # ------------------------------------------------------------- 10. deeply nested JSON is typed
 
+
 @pytest.mark.parametrize("status", [200, 400, 503])
 def test_deeply_nested_json_from_the_token_endpoint_is_refresh_failed(
-        hostile: Callable[[Answer], HostileServer], status: int) -> None:
+    hostile: Callable[[Answer], HostileServer], status: int
+) -> None:
     endpoint = hostile(answering(status, b"[" * 100_000))
     refresher = OAuth2Refresher(endpoint.url, "client", "secret", retries=0)
     error = error_of(lambda: refresher(Token("access", refresh_token="refresh")))
@@ -435,14 +509,26 @@ def test_deeply_nested_json_from_the_token_endpoint_is_refresh_failed(
 
 
 def test_deeply_nested_json_from_the_device_endpoint_exits_2(
-        hostile: Callable[[Answer], HostileServer], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    hostile: Callable[[Answer], HostileServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     endpoint = hostile(answering(200, b"[" * 100_000))
     config = tmp_path / "config.toml"
-    config.write_text("\n".join([
-        "[profiles.evil]", f'token_url = "{endpoint.url}"', 'client_id = "client"',
-        'prefixes = "http://127.0.0.1:9/api/"', 'token_file = "token.json"',
-        f'device_authorization_url = "{endpoint.url}"']) + "\n")
+    config.write_text(
+        "\n".join(
+            [
+                "[profiles.evil]",
+                f'token_url = "{endpoint.url}"',
+                'client_id = "client"',
+                'prefixes = "http://127.0.0.1:9/api/"',
+                'token_file = "token.json"',
+                f'device_authorization_url = "{endpoint.url}"',
+            ]
+        )
+        + "\n"
+    )
     monkeypatch.setenv(CONFIG_ENV, str(config))
     assert main(["login", "--profile", "evil"]) == 2
     err = capsys.readouterr().err

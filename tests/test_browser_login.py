@@ -55,8 +55,9 @@ class AuthorizationServer(LoopbackServer):
                     server.codes[code] = (query["code_challenge"], query["redirect_uri"])
                     answer["code"] = code
                 self.send_response(302)
-                self.send_header("Location", query["redirect_uri"] + "?"
-                                 + urllib.parse.urlencode(answer))
+                self.send_header(
+                    "Location", query["redirect_uri"] + "?" + urllib.parse.urlencode(answer)
+                )
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -80,11 +81,17 @@ class AuthorizationServer(LoopbackServer):
             return 400, {"error": "invalid_grant"}
         challenge, redirect_uri = bound
         digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
-        if base64.urlsafe_b64encode(digest).decode().rstrip("=") != challenge \
-                or form.get("redirect_uri") != redirect_uri:
+        if (
+            base64.urlsafe_b64encode(digest).decode().rstrip("=") != challenge
+            or form.get("redirect_uri") != redirect_uri
+        ):
             return 400, {"error": "invalid_grant", "error_description": "PKCE or redirect"}
-        return 200, {"access_token": "at-browser", "token_type": "Bearer", "expires_in": 600,
-                     "refresh_token": "rt-browser"}
+        return 200, {
+            "access_token": "at-browser",
+            "token_type": "Bearer",
+            "expires_in": 600,
+            "refresh_token": "rt-browser",
+        }
 
 
 @pytest.fixture
@@ -93,18 +100,25 @@ def auth() -> Iterator[AuthorizationServer]:
         yield server
 
 
-def login_on(server: AuthorizationServer, browser: Callable[[str], object],
-             timeout: float = 20.0) -> BrowserLogin:
-    client = OAuth2Refresher(server.origin + "/token", CLIENT_ID, scope="openid offline_access",
-                             extra_params={"resource": "https://api.example.com"}, retries=0)
-    return BrowserLogin(client, server.origin + "/authorize", open_browser=browser,
-                        timeout=timeout)
+def login_on(
+    server: AuthorizationServer, browser: Callable[[str], object], timeout: float = 20.0
+) -> BrowserLogin:
+    client = OAuth2Refresher(
+        server.origin + "/token",
+        CLIENT_ID,
+        scope="openid offline_access",
+        extra_params={"resource": "https://api.example.com"},
+        retries=0,
+    )
+    return BrowserLogin(client, server.origin + "/authorize", open_browser=browser, timeout=timeout)
 
 
 def in_background(visit: Callable[[str], object]) -> Callable[[str], None]:
     """A browser: ``visit(url)`` in another thread, as the user's browser runs beside us."""
+
     def open_browser(url: str) -> None:
         threading.Thread(target=visit, args=(url,), daemon=True).start()
+
     return open_browser
 
 
@@ -130,7 +144,8 @@ def follow(url: str) -> None:
 
 
 def test_the_code_is_redeemed_with_pkce_and_the_listener_is_closed(
-        auth: AuthorizationServer) -> None:
+    auth: AuthorizationServer,
+) -> None:
     shown: list[str] = []
     token = login_on(auth, in_background(follow))(shown.append)
     assert (token.access_token, token.refresh_token) == ("at-browser", "rt-browser")
@@ -140,10 +155,14 @@ def test_the_code_is_redeemed_with_pkce_and_the_listener_is_closed(
     assert query["scope"] == "openid offline_access"
     assert query["resource"] == "https://api.example.com"
     redirect = urllib.parse.urlsplit(query["redirect_uri"])
-    assert (redirect.scheme, redirect.hostname, redirect.path) == ("http", "127.0.0.1",
-                                                                   "/callback")
-    assert shown == [auth.origin + "/authorize?" + urllib.parse.urlencode(
-        {**{k: v for k, v in query.items() if k != "scope"}, "scope": query["scope"]})]
+    assert (redirect.scheme, redirect.hostname, redirect.path) == ("http", "127.0.0.1", "/callback")
+    assert shown == [
+        auth.origin
+        + "/authorize?"
+        + urllib.parse.urlencode(
+            {**{k: v for k, v in query.items() if k != "scope"}, "scope": query["scope"]}
+        )
+    ]
     [form] = auth.token_forms
     assert form["client_id"] == CLIENT_ID
     assert form["resource"] == "https://api.example.com"
@@ -151,13 +170,13 @@ def test_the_code_is_redeemed_with_pkce_and_the_listener_is_closed(
         socket.create_connection(("127.0.0.1", redirect.port), timeout=2).close()
 
 
-def test_a_forged_callback_with_another_state_changes_nothing(
-        auth: AuthorizationServer) -> None:
+def test_a_forged_callback_with_another_state_changes_nothing(auth: AuthorizationServer) -> None:
     forged: list[int] = []
 
     def attacker_then_user(url: str) -> None:
         redirect_uri = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))[
-            "redirect_uri"]
+            "redirect_uri"
+        ]
         forged.append(get(redirect_uri + "?code=attackers-code&state=guessed")[0])
         forged.append(get(redirect_uri.replace("/callback", "/favicon.ico"))[0])
         follow(url)
@@ -182,8 +201,7 @@ def test_no_callback_ends_at_the_timeout(auth: AuthorizationServer) -> None:
     assert auth.token_forms == []
 
 
-def test_a_browser_that_cannot_open_leaves_the_url_to_the_user(
-        auth: AuthorizationServer) -> None:
+def test_a_browser_that_cannot_open_leaves_the_url_to_the_user(auth: AuthorizationServer) -> None:
     def no_browser(url: str) -> None:
         raise RuntimeError("no display")
 
@@ -205,15 +223,17 @@ def test_the_pasted_address_is_checked_and_redeemed(auth: AuthorizationServer) -
 
     shown.clear()
     with pytest.raises(LoginRequired, match="another login"):
-        login.with_pasted_url(shown.append, lambda: paste_from(shown[0]).replace(
-            "state=", "state=x"))
+        login.with_pasted_url(
+            shown.append, lambda: paste_from(shown[0]).replace("state=", "state=x")
+        )
     with pytest.raises(LoginRequired, match="does not start with"):
         login.with_pasted_url(lambda url: None, lambda: "https://evil.example/callback?code=1")
     assert len(auth.token_forms) == 1
 
 
 def test_a_code_the_server_refuses_keeps_no_code_or_verifier_in_the_error(
-        auth: AuthorizationServer) -> None:
+    auth: AuthorizationServer,
+) -> None:
     login = login_on(auth, lambda url: None)
     request = login.request("http://127.0.0.1:9/callback")
     with pytest.raises(LoginRequired) as caught:
@@ -230,8 +250,7 @@ def test_plain_http_authorization_endpoints_are_refused_off_loopback() -> None:
         BrowserLogin(client, "http://auth.example.com/authorize")
 
 
-def test_a_fixed_redirect_port_is_used_and_a_taken_one_is_named(
-        auth: AuthorizationServer) -> None:
+def test_a_fixed_redirect_port_is_used_and_a_taken_one_is_named(auth: AuthorizationServer) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]

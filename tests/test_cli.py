@@ -29,7 +29,8 @@ from .test_browser_login import AuthorizationServer, follow, in_background
 
 
 def test_status_describes_the_token_without_secrets(
-        token_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["status", str(token_file)]) == 0
     out = capsys.readouterr().out
     token = stored(token_file)
@@ -48,14 +49,16 @@ def test_status_json_is_one_object(token_file: Path, capsys: pytest.CaptureFixtu
     assert report["refresh_refused"] is None
 
 
-def test_status_of_a_missing_file_says_to_log_in(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_of_a_missing_file_says_to_log_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["status", str(tmp_path / "nothing.json")]) == 1
     assert "log in" in capsys.readouterr().err
 
 
-def test_status_of_a_corrupt_file_names_it(tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_of_a_corrupt_file_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "broken.json"
     path.write_text("[]")
     assert main(["status", str(path)]) == 2
@@ -71,9 +74,24 @@ def test_bad_demo_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.timeout(90)
 def test_the_demo_prints_plain_progress_and_a_summary_when_not_on_a_terminal() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "refreshing_session", "demo", "--processes", "2", "--threads",
-         "2", "--seconds", "3"],
-        capture_output=True, text=True, timeout=80, cwd=ROOT, check=False)
+        [
+            sys.executable,
+            "-m",
+            "refreshing_session",
+            "demo",
+            "--processes",
+            "2",
+            "--threads",
+            "2",
+            "--seconds",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=80,
+        cwd=ROOT,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "\r" not in result.stdout
     assert result.stdout.startswith("progress")
@@ -81,14 +99,20 @@ def test_the_demo_prints_plain_progress_and_a_summary_when_not_on_a_terminal() -
     assert result.stdout.rstrip().endswith("result: OK")
 
 
-
 # --- profiles: login, status, refresh, logout ----------------------------------------------------
+
 
 def profile_file(path: Path, server: LocalAuthServer, **keys: str) -> Path:
     """Write a profile named "local" for ``server``, with its token file beside ``path``."""
-    lines = ["[profiles.local]", f'token_url = "{server.token_url}"', 'client_id = "client"',
-             'client_secret_env = "LOCAL_SECRET"', f'prefixes = "{server.api_url}"',
-             'token_file = "token.json"', *(f'{key} = "{value}"' for key, value in keys.items())]
+    lines = [
+        "[profiles.local]",
+        f'token_url = "{server.token_url}"',
+        'client_id = "client"',
+        'client_secret_env = "LOCAL_SECRET"',
+        f'prefixes = "{server.api_url}"',
+        'token_file = "token.json"',
+        *(f'{key} = "{value}"' for key, value in keys.items()),
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -96,9 +120,17 @@ def profile_file(path: Path, server: LocalAuthServer, **keys: str) -> Path:
 @pytest.fixture
 def local(tmp_path: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A "local" profile for ``server`` with device login and revocation; its token file."""
-    monkeypatch.setenv(CONFIG_ENV, str(profile_file(
-        tmp_path / "config.toml", server, device_authorization_url=server.device_authorization_url,
-        revocation_url=server.revocation_url)))
+    monkeypatch.setenv(
+        CONFIG_ENV,
+        str(
+            profile_file(
+                tmp_path / "config.toml",
+                server,
+                device_authorization_url=server.device_authorization_url,
+                revocation_url=server.revocation_url,
+            )
+        ),
+    )
     monkeypatch.setenv("LOCAL_SECRET", "secret")
     return tmp_path / "token.json"
 
@@ -106,9 +138,11 @@ def local(tmp_path: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPat
 def decide_when_asked(decide: Callable[[str], None], server: LocalAuthServer) -> threading.Thread:
     """From another thread, as a user would, ``decide`` on the first device code to show up
     (``server.approve`` or ``server.deny``)."""
+
     def run() -> None:
         wait_for(lambda: bool(server.pending_user_codes()))
         decide(server.pending_user_codes()[0])
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
@@ -118,14 +152,17 @@ def decide_when_asked(decide: Callable[[str], None], server: LocalAuthServer) ->
 def device_server(local: Path) -> Iterator[LocalAuthServer]:
     """A server that wants device polls every 50 ms, which the "local" profile now names."""
     with LocalAuthServer(device_interval=0.05) as server:
-        profile_file(Path(os.environ[CONFIG_ENV]), server,
-                     device_authorization_url=server.device_authorization_url)
+        profile_file(
+            Path(os.environ[CONFIG_ENV]),
+            server,
+            device_authorization_url=server.device_authorization_url,
+        )
         yield server
 
 
 def test_device_login_writes_a_private_token_file_and_prints_no_secret(
-        local: Path, device_server: LocalAuthServer,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    local: Path, device_server: LocalAuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     approver = decide_when_asked(device_server.approve, device_server)
     assert main(["login", "--profile", "local"]) == 0
     approver.join(5)
@@ -141,8 +178,8 @@ def test_device_login_writes_a_private_token_file_and_prints_no_secret(
 
 
 def test_a_denied_device_login_exits_2_and_writes_nothing(
-        local: Path, device_server: LocalAuthServer,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    local: Path, device_server: LocalAuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     denier = decide_when_asked(device_server.deny, device_server)
     assert main(["login", "--profile", "local"]) == 2
     assert "refused on the verification page" in capsys.readouterr().err
@@ -150,11 +187,15 @@ def test_a_denied_device_login_exits_2_and_writes_nothing(
     denier.join(5)
 
 
-def test_client_credentials_login(tmp_path: Path, server: LocalAuthServer,
-                                  monkeypatch: pytest.MonkeyPatch,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv(CONFIG_ENV, str(profile_file(tmp_path / "c.toml", server,
-                                                    grant="client_credentials")))
+def test_client_credentials_login(
+    tmp_path: Path,
+    server: LocalAuthServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(
+        CONFIG_ENV, str(profile_file(tmp_path / "c.toml", server, grant="client_credentials"))
+    )
     monkeypatch.setenv("LOCAL_SECRET", "secret")
     assert main(["login", "--profile", "local"]) == 0
     assert "logged in" in capsys.readouterr().out
@@ -163,8 +204,11 @@ def test_client_credentials_login(tmp_path: Path, server: LocalAuthServer,
 
 
 def test_login_without_a_device_endpoint_says_what_to_add(
-        tmp_path: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    server: LocalAuthServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv(CONFIG_ENV, str(profile_file(tmp_path / "c.toml", server)))
     monkeypatch.setenv("LOCAL_SECRET", "secret")
     assert main(["login", "--profile", "local"]) == 3
@@ -172,8 +216,11 @@ def test_login_without_a_device_endpoint_says_what_to_add(
 
 
 def test_import_from_a_file_keeps_its_time_and_from_stdin_warns(
-        tmp_path: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    server: LocalAuthServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     answer = json.dumps(server.issue_token())  # an identity provider's raw answer
     saved = tmp_path / "from-idp.json"
     saved.write_text(answer)
@@ -190,8 +237,9 @@ def test_import_from_a_file_keeps_its_time_and_from_stdin_warns(
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
-def test_import_of_a_bad_file_exits_3_naming_it(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_of_a_bad_file_exits_3_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"access_token": ""}')
     assert main(["login", str(tmp_path / "t.json"), "--import", str(bad)]) == 3
@@ -200,8 +248,9 @@ def test_import_of_a_bad_file_exits_3_naming_it(tmp_path: Path,
     assert "cannot read" in capsys.readouterr().err
 
 
-def test_status_refresh_and_logout_by_profile(local: Path, server: LocalAuthServer,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_refresh_and_logout_by_profile(
+    local: Path, server: LocalAuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["status", "--profile", "local"]) == 1
     assert "refreshing-session login --profile local" in capsys.readouterr().err
     assert main(["refresh", "--profile", "local"]) == 2
@@ -211,8 +260,10 @@ def test_status_refresh_and_logout_by_profile(local: Path, server: LocalAuthServ
     assert main(["refresh", "--profile", "local"]) == 0
     after = stored(local)
     assert after.access_token != before.access_token
-    assert f"refreshed: the token file {local} (fingerprint {after.fingerprint}" \
+    assert (
+        f"refreshed: the token file {local} (fingerprint {after.fingerprint}"
         in capsys.readouterr().out
+    )
     assert main(["status", "--json", "--profile", "local"]) == 0
     assert json.loads(capsys.readouterr().out)["fingerprint"] == after.fingerprint
     assert main(["logout", "--profile", "local"]) == 0
@@ -225,8 +276,11 @@ def test_status_refresh_and_logout_by_profile(local: Path, server: LocalAuthServ
 
 
 def test_logout_without_revocation_only_removes_the_file(
-        tmp_path: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    server: LocalAuthServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv(CONFIG_ENV, str(profile_file(tmp_path / "c.toml", server)))
     monkeypatch.setenv("LOCAL_SECRET", "secret")
     token_file = write_grant(tmp_path / "token.json", server)
@@ -239,7 +293,8 @@ def test_logout_without_revocation_only_removes_the_file(
 
 
 def test_logout_no_revoke_removes_an_unreadable_token(
-        local: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    local: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     local.write_text("{ truncated")
     assert main(["logout", "--profile", "local"]) == 2
     assert "--no-revoke" in capsys.readouterr().err
@@ -250,10 +305,15 @@ def test_logout_no_revoke_removes_an_unreadable_token(
 
 
 def test_a_failed_revocation_keeps_the_file_and_says_how_to_go_on(
-        tmp_path: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv(CONFIG_ENV, str(profile_file(
-        tmp_path / "c.toml", server, revocation_url=server.url + "/nowhere")))
+    tmp_path: Path,
+    server: LocalAuthServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(
+        CONFIG_ENV,
+        str(profile_file(tmp_path / "c.toml", server, revocation_url=server.url + "/nowhere")),
+    )
     monkeypatch.setenv("LOCAL_SECRET", "secret")
     token_file = write_grant(tmp_path / "token.json", server)
     assert main(["logout", "--profile", "local"]) == 2
@@ -266,8 +326,9 @@ def test_a_failed_revocation_keeps_the_file_and_says_how_to_go_on(
     assert not token_file.exists()
 
 
-def test_profile_errors_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_profile_errors_exit_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "c.toml"
     config.write_text('[profiles.local]\ntoken_url = "https://a.test/t"\n')
     monkeypatch.setenv(CONFIG_ENV, str(config))
@@ -287,12 +348,20 @@ def api_status(server: LocalAuthServer, token: Token) -> int:
 @pytest.mark.timeout(60)
 def test_device_login_as_a_real_process(tmp_path: Path) -> None:
     with LocalAuthServer(device_interval=0.05) as server:
-        config = profile_file(tmp_path / "config.toml", server,
-                              device_authorization_url=server.device_authorization_url)
+        config = profile_file(
+            tmp_path / "config.toml",
+            server,
+            device_authorization_url=server.device_authorization_url,
+        )
         environment = {**os.environ, CONFIG_ENV: str(config), "LOCAL_SECRET": "secret"}
         process = subprocess.Popen(
             [sys.executable, "-m", "refreshing_session", "login", "--profile", "local"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=environment)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=environment,
+        )
         assert process.stdout is not None
         first_line = process.stdout.readline()
         user_code = first_line.rsplit(" ", 1)[-1].strip()
@@ -305,8 +374,10 @@ def test_device_login_as_a_real_process(tmp_path: Path) -> None:
 
 # --- token, status --json, logins without a profile, usage ----------------------------------------
 
-def test_token_prints_only_a_fresh_access_token(local: Path, server: LocalAuthServer,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_token_prints_only_a_fresh_access_token(
+    local: Path, server: LocalAuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_grant(local, server)
     expire(local)
     assert main(["token", "--profile", "local"]) == 0
@@ -318,8 +389,9 @@ def test_token_prints_only_a_fresh_access_token(local: Path, server: LocalAuthSe
     assert server.stats().refreshes == 1
 
 
-def test_token_of_an_expired_bare_file_exits_2(tmp_path: Path, server: LocalAuthServer,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_token_of_an_expired_bare_file_exits_2(
+    tmp_path: Path, server: LocalAuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_grant(tmp_path / "t.json", server)
     expire(path)
     assert main(["token", str(path)]) == 2
@@ -329,7 +401,8 @@ def test_token_of_an_expired_bare_file_exits_2(tmp_path: Path, server: LocalAuth
 
 
 def test_status_json_says_when_the_token_expires_and_where_it_is(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"access_token": "at", "expires_at": time.time() + 120}))
     assert main(["status", "--json", str(path)]) == 0
@@ -347,8 +420,11 @@ def test_status_json_says_when_the_token_expires_and_where_it_is(
 
 
 def test_status_and_logout_no_revoke_need_no_client_secret(
-        local: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    local: Path,
+    server: LocalAuthServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     write_grant(local, server)
     monkeypatch.delenv("LOCAL_SECRET")
     assert main(["status", "--profile", "local"]) == 0
@@ -358,37 +434,74 @@ def test_status_and_logout_no_revoke_need_no_client_secret(
     assert "LOCAL_SECRET is not set" in capsys.readouterr().err
 
 
-def test_device_login_without_a_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_device_login_without_a_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("MY_SECRET", "secret")
     target = tmp_path / "adhoc.json"
     with LocalAuthServer(device_interval=0.05) as server:
         approver = decide_when_asked(server.approve, server)
-        assert main(["login", "--device", "--token-url", server.token_url, "--client-id",
-                     "client", "--client-secret-env", "MY_SECRET",
-                     "--device-authorization-url", server.device_authorization_url,
-                     "--scope", "read", "--token-file", str(target)]) == 0
+        assert (
+            main(
+                [
+                    "login",
+                    "--device",
+                    "--token-url",
+                    server.token_url,
+                    "--client-id",
+                    "client",
+                    "--client-secret-env",
+                    "MY_SECRET",
+                    "--device-authorization-url",
+                    server.device_authorization_url,
+                    "--scope",
+                    "read",
+                    "--token-file",
+                    str(target),
+                ]
+            )
+            == 0
+        )
         approver.join(10)
     assert stored(target).refresh_token
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert "secret" not in capsys.readouterr().out.replace("enter the code", "")
 
 
-def test_browser_login_without_a_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_browser_login_without_a_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = tmp_path / "browser.json"
     with AuthorizationServer() as auth:
         monkeypatch.setattr(webbrowser, "open", in_background(follow))
-        assert main(["login", "--token-url", auth.origin + "/token", "--client-id", "app",
-                     "--authorization-url", auth.origin + "/authorize", str(target)]) == 0
+        assert (
+            main(
+                [
+                    "login",
+                    "--token-url",
+                    auth.origin + "/token",
+                    "--client-id",
+                    "app",
+                    "--authorization-url",
+                    auth.origin + "/authorize",
+                    str(target),
+                ]
+            )
+            == 0
+        )
     assert "Opening the browser" in capsys.readouterr().out
     assert stored(target).access_token == "at-browser"
 
 
-@pytest.mark.parametrize("arguments", [
-    ["status", "--bogus"], ["login", "--client-id", "c", "x.json"],
-    ["login", "--token-url", "https://a.test/t", "--client-id", "c"],
-    ["login", "--browser", "--device", "--profile", "p"]])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["status", "--bogus"],
+        ["login", "--client-id", "c", "x.json"],
+        ["login", "--token-url", "https://a.test/t", "--client-id", "c"],
+        ["login", "--browser", "--device", "--profile", "p"],
+    ],
+)
 def test_usage_errors_exit_3(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     try:
         code = main(arguments)
@@ -399,10 +512,12 @@ def test_usage_errors_exit_3(arguments: list[str], capsys: pytest.CaptureFixture
 
 
 def test_every_command_and_option_has_help_and_says_its_default(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     parser = cli._parser()
-    [commands] = [action for action in parser._actions
-                  if isinstance(action, argparse._SubParsersAction)]
+    [commands] = [
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    ]
     listed = {choice.dest for choice in commands._choices_actions}
     assert listed == set(commands.choices), "every command is listed with its help"
     for name, command in commands.choices.items():

@@ -26,8 +26,11 @@ SHARED_SECRET = "a-shared-secret-of-at-least-32-bytes!"
 
 
 def issuing(form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    return 200, {"access_token": "at-" + form.get("client_assertion", "")[-8:],
-                 "token_type": "Bearer", "expires_in": 300}
+    return 200, {
+        "access_token": "at-" + form.get("client_assertion", "")[-8:],
+        "token_type": "Bearer",
+        "expires_in": 300,
+    }
 
 
 @pytest.fixture
@@ -40,8 +43,9 @@ def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def verified_claims(assertion: str, key: jwk.JWK, algorithm: str) -> tuple[dict[str, Any],
-                                                                            dict[str, Any]]:
+def verified_claims(
+    assertion: str, key: jwk.JWK, algorithm: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The header and claims of ``assertion`` once its signature is verified by jwcrypto."""
     token = jws.JWS()
     token.deserialize(assertion)
@@ -50,21 +54,30 @@ def verified_claims(assertion: str, key: jwk.JWK, algorithm: str) -> tuple[dict[
 
 
 def public_jwk(private: Any) -> jwk.JWK:
-    pem = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return jwk.JWK.from_pem(pem)
 
 
-@pytest.mark.parametrize(("algorithm", "make_key"), [
-    ("RS256", rsa_key), ("PS256", rsa_key),
-    ("ES256", lambda: ec.generate_private_key(ec.SECP256R1()))])
+@pytest.mark.parametrize(
+    ("algorithm", "make_key"),
+    [
+        ("RS256", rsa_key),
+        ("PS256", rsa_key),
+        ("ES256", lambda: ec.generate_private_key(ec.SECP256R1())),
+    ],
+)
 def test_private_key_jwt_signs_a_fresh_short_assertion_the_server_can_verify(
-        endpoint: RecordingEndpoint, algorithm: str, make_key: Callable[[], Any]) -> None:
+    endpoint: RecordingEndpoint, algorithm: str, make_key: Callable[[], Any]
+) -> None:
     key = make_key()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    refresher = ClientCredentialsRefresher(endpoint.url, CLIENT_ID, private_key=pem,
-                                           key_id="key-2026", algorithm=algorithm, retries=0)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    refresher = ClientCredentialsRefresher(
+        endpoint.url, CLIENT_ID, private_key=pem, key_id="key-2026", algorithm=algorithm, retries=0
+    )
     assert refresher.auth_method == "private_key_jwt"
     first, second = refresher.new_token(), refresher.new_token()
     assert first.access_token != second.access_token
@@ -76,8 +89,7 @@ def test_private_key_jwt_signs_a_fresh_short_assertion_the_server_can_verify(
         assert "client_secret" not in form
         header, claims = verified_claims(form["client_assertion"], public_jwk(key), algorithm)
         assert header == {"alg": algorithm, "kid": "key-2026", "typ": "JWT"}
-        assert (claims["iss"], claims["sub"], claims["aud"]) == (CLIENT_ID, CLIENT_ID,
-                                                                 endpoint.url)
+        assert (claims["iss"], claims["sub"], claims["aud"]) == (CLIENT_ID, CLIENT_ID, endpoint.url)
         assert 0 < claims["exp"] - claims["iat"] <= 60, "a short-lived assertion"
         jtis.append(claims["jti"])
     assert len(set(jtis)) == 2, "each assertion has its own jti, so none can be replayed"
@@ -94,8 +106,9 @@ def test_a_key_object_works_as_well_as_a_pem(endpoint: RecordingEndpoint) -> Non
 
 
 def test_client_secret_jwt_signs_with_the_shared_secret(endpoint: RecordingEndpoint) -> None:
-    refresher = ClientCredentialsRefresher(endpoint.url, CLIENT_ID, SHARED_SECRET,
-                                           auth_method="client_secret_jwt", retries=0)
+    refresher = ClientCredentialsRefresher(
+        endpoint.url, CLIENT_ID, SHARED_SECRET, auth_method="client_secret_jwt", retries=0
+    )
     refresher.new_token()
     [(headers, form)] = endpoint.requests
     secret = jwk.JWK.from_password(SHARED_SECRET)
@@ -106,19 +119,25 @@ def test_client_secret_jwt_signs_with_the_shared_secret(endpoint: RecordingEndpo
 
 def test_a_rejected_assertion_is_absent_from_the_error_even_when_the_server_echoes_it() -> None:
     def echoing(form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        return 401, {"error": "invalid_client",
-                     "error_description": f"bad assertion {form.get('client_assertion')}"}
+        return 401, {
+            "error": "invalid_client",
+            "error_description": f"bad assertion {form.get('client_assertion')}",
+        }
 
     with RecordingEndpoint(echoing) as hostile:
-        refresher = ClientCredentialsRefresher(hostile.url, CLIENT_ID, private_key=rsa_key(),
-                                               retries=0)
+        refresher = ClientCredentialsRefresher(
+            hostile.url, CLIENT_ID, private_key=rsa_key(), retries=0
+        )
         with pytest.raises(ClientRejected) as caught:
             refresher.new_token()
         [(_, form)] = hostile.requests
     assertion = form["client_assertion"]
     signature = assertion.rsplit(".", 1)[-1]
-    kept = (str(caught.value), caught.value.response.text if caught.value.response else "",
-            pickle.dumps(caught.value))
+    kept = (
+        str(caught.value),
+        caught.value.response.text if caught.value.response else "",
+        pickle.dumps(caught.value),
+    )
     for where in kept:
         text = where.decode("latin-1") if isinstance(where, bytes) else where
         assert signature not in text, "the error kept a usable client assertion"
@@ -131,10 +150,12 @@ def test_assertions_are_signed_concurrently_each_with_its_own_jti() -> None:
 
     def sign() -> None:
         for _ in range(20):
-            claims = json.loads(jws.base64url_decode(auth.assertion("https://a.test/t")
-                                                     .split(".")[1]))
+            claims = json.loads(
+                jws.base64url_decode(auth.assertion("https://a.test/t").split(".")[1])
+            )
             with lock:
                 found.append(claims["jti"])
+
     workers = [threading.Thread(target=sign) for _ in range(4)]
     for worker in workers:
         worker.start()
@@ -146,32 +167,55 @@ def test_assertions_are_signed_concurrently_each_with_its_own_jti() -> None:
 
 INVALID: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
     "jwt-without-key": ({"auth_method": "private_key_jwt"}, ValueError, "needs a private_key"),
-    "key-with-secret-method": ({"client_secret": "s", "auth_method": "client_secret_post",
-                                "private_key": "unused"}, ValueError,
-                               "only used with private_key_jwt"),
-    "not-a-key": ({"private_key": "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n"
-                                  "-----END PRIVATE KEY-----\n"}, ValueError,
-                  "not an unencrypted PEM private key"),
-    "es256-on-rsa": ({"private_key": "RSA", "algorithm": "ES256"}, ValueError,
-                     "does not suit this key; use RS256 or PS256"),
-    "hs-on-key": ({"client_secret": "s", "auth_method": "client_secret_jwt",
-                   "algorithm": "RS256"}, ValueError, "HS256"),
-    "kid-without-jwt": ({"client_secret": "s", "key_id": "k"}, ValueError,
-                        "only used with client_secret_jwt or private_key_jwt"),
+    "key-with-secret-method": (
+        {"client_secret": "s", "auth_method": "client_secret_post", "private_key": "unused"},
+        ValueError,
+        "only used with private_key_jwt",
+    ),
+    "not-a-key": (
+        {"private_key": "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"},
+        ValueError,
+        "not an unencrypted PEM private key",
+    ),
+    "es256-on-rsa": (
+        {"private_key": "RSA", "algorithm": "ES256"},
+        ValueError,
+        "does not suit this key; use RS256 or PS256",
+    ),
+    "hs-on-key": (
+        {"client_secret": "s", "auth_method": "client_secret_jwt", "algorithm": "RS256"},
+        ValueError,
+        "HS256",
+    ),
+    "kid-without-jwt": (
+        {"client_secret": "s", "key_id": "k"},
+        ValueError,
+        "only used with client_secret_jwt or private_key_jwt",
+    ),
     "tls-without-cert": ({"auth_method": "tls_client_auth"}, ValueError, "needs a client_cert"),
     "cert-not-paths": ({"client_cert": ("a", 1)}, TypeError, "(certificate, key) pair"),
-    "certificate-without-key": ({"client_secret": "s", "key_certificate": "x"}, ValueError,
-                                "only used with private_key_jwt"),
-    "not-a-certificate": ({"private_key": "RSA", "key_certificate": "c2VjcmV0"}, ValueError,
-                          "not a PEM certificate"),
-    "jwt-secret-missing": ({"auth_method": "client_secret_jwt"}, ValueError,
-                           "needs a client_secret"),
+    "certificate-without-key": (
+        {"client_secret": "s", "key_certificate": "x"},
+        ValueError,
+        "only used with private_key_jwt",
+    ),
+    "not-a-certificate": (
+        {"private_key": "RSA", "key_certificate": "c2VjcmV0"},
+        ValueError,
+        "not a PEM certificate",
+    ),
+    "jwt-secret-missing": (
+        {"auth_method": "client_secret_jwt"},
+        ValueError,
+        "needs a client_secret",
+    ),
 }
 
 
 @pytest.mark.parametrize(("options", "error", "message"), INVALID.values(), ids=INVALID.keys())
 def test_invalid_client_authentication_is_refused_with_what_to_fix(
-        options: dict[str, Any], error: type[Exception], message: str) -> None:
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
     if options.get("private_key") == "RSA":
         options = {**options, "private_key": rsa_key()}
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
@@ -184,9 +228,14 @@ def test_the_repr_shows_neither_key_nor_secret() -> None:
     refresher = OAuth2Refresher("https://auth.example.com/token", CLIENT_ID, private_key=key)
     assert "private_key_jwt" in repr(refresher)
     assert "RSAPrivateKey" not in repr(refresher.client.auth)
-    assert SHARED_SECRET not in repr(OAuth2Refresher(
-        "https://auth.example.com/token", CLIENT_ID, SHARED_SECRET,
-        auth_method="client_secret_jwt").client.auth)
+    assert SHARED_SECRET not in repr(
+        OAuth2Refresher(
+            "https://auth.example.com/token",
+            CLIENT_ID,
+            SHARED_SECRET,
+            auth_method="client_secret_jwt",
+        ).client.auth
+    )
 
 
 def test_a_pickled_jwt_refresher_still_signs(endpoint: RecordingEndpoint) -> None:
@@ -201,13 +250,17 @@ def test_self_signed_tls_client_auth_sends_the_certificate_and_only_the_client_i
     # The provider matches the certificate against the client's registered keys: the request
     # carries it as tls_client_auth does (tested against a real TLS server in
     # test_corporate_network.py), and nothing else.
-    auth = ClientAuthentication(CLIENT_ID, "self_signed_tls_client_auth",
-                                client_cert=("client.pem", "client-key.pem"))
+    auth = ClientAuthentication(
+        CLIENT_ID, "self_signed_tls_client_auth", client_cert=("client.pem", "client-key.pem")
+    )
     form: dict[str, str] = {}
     headers: dict[str, str] = {}
     auth.apply(form, headers, audience="https://auth.example.com/token")
-    assert (form, headers, auth.cert) == ({"client_id": CLIENT_ID}, {},
-                                          ("client.pem", "client-key.pem"))
+    assert (form, headers, auth.cert) == (
+        {"client_id": CLIENT_ID},
+        {},
+        ("client.pem", "client-key.pem"),
+    )
 
 
 def test_a_key_certificate_names_the_key_by_its_thumbprints(endpoint: RecordingEndpoint) -> None:
@@ -219,15 +272,18 @@ def test_a_key_certificate_names_the_key_by_its_thumbprints(endpoint: RecordingE
     key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), None)
     certificate = issued.cert_chain_pems[0].bytes()
     der = x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
-    refresher = ClientCredentialsRefresher(endpoint.url, CLIENT_ID, private_key=key,
-                                           key_certificate=certificate, retries=0)
+    refresher = ClientCredentialsRefresher(
+        endpoint.url, CLIENT_ID, private_key=key, key_certificate=certificate, retries=0
+    )
     refresher.new_token()
     [(_, form)] = endpoint.requests
-    header, _ = verified_claims(form["client_assertion"], public_jwk(key), refresher.client.auth
-                                .algorithm or "")
+    header, _ = verified_claims(
+        form["client_assertion"], public_jwk(key), refresher.client.auth.algorithm or ""
+    )
 
     def thumbprint(digest: str) -> str:
         raw = hashlib.new(digest, der).digest()
         return jws.base64url_encode(raw)  # type: ignore[no-any-return]
+
     assert header["x5t"] == thumbprint("sha1")
     assert header["x5t#S256"] == thumbprint("sha256")

@@ -35,12 +35,31 @@ TIMEOUT = 10
 
 @pytest.mark.timeout(120)
 def test_a_storm_of_8_processes_by_4_threads_refreshes_once_per_expiry(
-        record_property: Callable[[str, object], None]) -> None:
+    record_property: Callable[[str, object], None],
+) -> None:
     """The demo is the storm: 8 processes x 4 threads, tokens living 1 s, for 6 s."""
     result = subprocess.run(
-        [sys.executable, "-m", "refreshing_session", "demo", "--processes", "8", "--threads",
-         "4", "--seconds", "6", "--ttl", "1", "--json"],
-        capture_output=True, text=True, timeout=110, cwd=ROOT, check=False)
+        [
+            sys.executable,
+            "-m",
+            "refreshing_session",
+            "demo",
+            "--processes",
+            "8",
+            "--threads",
+            "4",
+            "--seconds",
+            "6",
+            "--ttl",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=ROOT,
+        check=False,
+    )
     report = json.loads(result.stdout)
     record_property("figures", report)
     assert report["caller_failures"] == 0
@@ -54,22 +73,24 @@ def test_a_storm_of_8_processes_by_4_threads_refreshes_once_per_expiry(
     assert result.returncode == 0
 
 
-def test_threads_sharing_a_session_refresh_once(make_session: SessionFactory,
-                                                server: LocalAuthServer, token_file: Path) -> None:
+def test_threads_sharing_a_session_refresh_once(
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     session = make_session()
     assert_one_refresh_for_threads(lambda: session, server)
 
 
-def test_threads_with_their_own_sessions_refresh_once(make_session: SessionFactory,
-                                                      server: LocalAuthServer,
-                                                      token_file: Path) -> None:
+def test_threads_with_their_own_sessions_refresh_once(
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     assert_one_refresh_for_threads(make_session, server)
 
 
-def assert_one_refresh_for_threads(session_for: Callable[[], RefreshingSession],
-                                   server: LocalAuthServer, count: int = 32) -> None:
+def assert_one_refresh_for_threads(
+    session_for: Callable[[], RefreshingSession], server: LocalAuthServer, count: int = 32
+) -> None:
     start = threading.Barrier(count)
     statuses: list[int] = []
 
@@ -89,7 +110,8 @@ def assert_one_refresh_for_threads(session_for: Callable[[], RefreshingSession],
 
 
 def test_a_401_after_a_siblings_refresh_adopts_its_token_without_a_call(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     sibling, late = make_session(), make_session()
     sent = late.token  # the late session sends this one...
     expire(token_file)
@@ -102,7 +124,8 @@ def test_a_401_after_a_siblings_refresh_adopts_its_token_without_a_call(
 
 
 def test_a_refused_refresh_token_stops_every_process_without_more_calls(
-        server: LocalAuthServer, token_file: Path) -> None:
+    server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     server.revoke_all()
     job = job_for(server, token_file)
@@ -113,7 +136,8 @@ def test_a_refused_refresh_token_stops_every_process_without_more_calls(
 
 @pytest.mark.timeout(60)
 def test_a_process_killed_while_refreshing_leaves_no_stale_lock(
-        server: LocalAuthServer, token_file: Path) -> None:
+    server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     before = token_file.read_bytes()
     server.slow_token_endpoint(60)
@@ -133,8 +157,8 @@ def test_a_process_killed_while_refreshing_leaves_no_stale_lock(
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_sessions_keep_sharing_the_file_in_child_processes(
-        method: str, make_session: SessionFactory, server: LocalAuthServer,
-        token_file: Path) -> None:
+    method: str, make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     session = make_session()
     url = server.api_url + "items"
     assert use_session(session, url) == 200  # used before the child starts

@@ -23,8 +23,18 @@ from .corporate import (
     CorporateNetwork,
 )
 
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-                    "all_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -40,12 +50,14 @@ def network(tmp_path: Path) -> Iterator[CorporateNetwork]:
         yield corporate
 
 
-def session_on(network: CorporateNetwork, tmp_path: Path,
-               session: requests.Session | None = None) -> RefreshingSession:
+def session_on(
+    network: CorporateNetwork, tmp_path: Path, session: requests.Session | None = None
+) -> RefreshingSession:
     token_file = tmp_path / "token.json"
     token_file.write_text(json.dumps(network.grant()))
-    refresher = OAuth2Refresher(TOKEN_URL, CLIENT_ID, CLIENT_SECRET, retries=0, timeout=5,
-                                session=session)
+    refresher = OAuth2Refresher(
+        TOKEN_URL, CLIENT_ID, CLIENT_SECRET, retries=0, timeout=5, session=session
+    )
     return RefreshingSession(API_URL, token_file=token_file, refresher=refresher)
 
 
@@ -55,7 +67,8 @@ def corporate_settings(session: requests.Session, network: CorporateNetwork) -> 
 
 
 def test_the_refresh_goes_through_the_sessions_proxy_and_private_ca(
-        network: CorporateNetwork, tmp_path: Path) -> None:
+    network: CorporateNetwork, tmp_path: Path
+) -> None:
     with session_on(network, tmp_path) as session:
         corporate_settings(session, network)  # set after the session was built
         answer = session.get(API_URL + "v1/items", timeout=5)
@@ -67,7 +80,8 @@ def test_the_refresh_goes_through_the_sessions_proxy_and_private_ca(
 
 
 def test_without_the_settings_the_refresh_fails_clearly_and_works_once_they_are_set(
-        network: CorporateNetwork, tmp_path: Path) -> None:
+    network: CorporateNetwork, tmp_path: Path
+) -> None:
     with session_on(network, tmp_path) as session:
         with pytest.raises(RefreshFailed, match=f"could not reach the token endpoint {TOKEN_URL}"):
             session.keeper.refresh_now()
@@ -80,7 +94,8 @@ def test_without_the_settings_the_refresh_fails_clearly_and_works_once_they_are_
 
 
 def test_the_sessions_ca_wins_over_requests_ca_bundle_in_the_environment(
-        network: CorporateNetwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    network: CorporateNetwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "some-other-bundle.pem"))
     with session_on(network, tmp_path) as session:
         corporate_settings(session, network)
@@ -88,7 +103,8 @@ def test_the_sessions_ca_wins_over_requests_ca_bundle_in_the_environment(
 
 
 def test_trust_env_false_on_the_session_keeps_the_environments_proxy_off_the_refresh(
-        network: CorporateNetwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    network: CorporateNetwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HTTPS_PROXY", network.proxy_url)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(network.ca_file))
     with session_on(network, tmp_path) as session:
@@ -100,7 +116,8 @@ def test_trust_env_false_on_the_session_keeps_the_environments_proxy_off_the_ref
 
 
 def test_a_session_given_to_the_refresher_carries_the_refresh(
-        network: CorporateNetwork, tmp_path: Path) -> None:
+    network: CorporateNetwork, tmp_path: Path
+) -> None:
     corporate = requests.Session()
     corporate_settings(corporate, network)
     with session_on(network, tmp_path, session=corporate) as session:
@@ -111,7 +128,8 @@ def test_a_session_given_to_the_refresher_carries_the_refresh(
 
 
 def test_the_token_endpoint_gets_nothing_of_the_callers_credentials(
-        network: CorporateNetwork, tmp_path: Path) -> None:
+    network: CorporateNetwork, tmp_path: Path
+) -> None:
     caller = requests.Session()
     corporate_settings(caller, network)
     caller.auth = ("caller", "caller-password")
@@ -126,8 +144,7 @@ def test_the_token_endpoint_gets_nothing_of_the_callers_credentials(
     assert network.generation == 1
     [(headers, form)] = network.seen.token_requests
     sent = json.dumps([headers, form])
-    for leaked in ("caller-password", "caller-api-key", "caller-cookie", "the-callers-own",
-                   "at-0"):
+    for leaked in ("caller-password", "caller-api-key", "caller-cookie", "the-callers-own", "at-0"):
         assert leaked not in sent, f"the token endpoint got the caller's {leaked!r}"
     assert headers["Authorization"].startswith("Basic ")
     assert form == {"grant_type": "refresh_token", "refresh_token": "rt-0"}
@@ -140,31 +157,39 @@ def mtls_network(tmp_path: Path) -> Iterator[CorporateNetwork]:
 
 
 def test_a_refreshing_session_cannot_carry_its_own_refresh(
-        network: CorporateNetwork, tmp_path: Path) -> None:
+    network: CorporateNetwork, tmp_path: Path
+) -> None:
     with session_on(network, tmp_path) as api, pytest.raises(TypeError, match="plain"):
         # Its adapter would put the API's token on the grant, and refresh inside a refresh.
         OAuth2Refresher(TOKEN_URL, CLIENT_ID, CLIENT_SECRET, session=api)
 
 
 def test_tls_client_auth_presents_the_client_certificate_and_no_secret(
-        mtls_network: CorporateNetwork, tmp_path: Path) -> None:
+    mtls_network: CorporateNetwork, tmp_path: Path
+) -> None:
     certificate = mtls_network.client_cert(tmp_path)
     token_file = tmp_path / "token.json"
     token_file.write_text(json.dumps(mtls_network.grant()))
-    refresher = OAuth2Refresher(TOKEN_URL, CLIENT_ID, auth_method="tls_client_auth",
-                                client_cert=str(certificate), retries=0, timeout=5)
+    refresher = OAuth2Refresher(
+        TOKEN_URL,
+        CLIENT_ID,
+        auth_method="tls_client_auth",
+        client_cert=str(certificate),
+        retries=0,
+        timeout=5,
+    )
     with RefreshingSession(API_URL, token_file=token_file, refresher=refresher) as session:
         corporate_settings(session, mtls_network)
         assert session.keeper.refresh_now().access_token == "at-1"
     [(headers, form)] = mtls_network.seen.token_requests
     assert mtls_network.seen.client_subjects == [CLIENT_ID]
     assert "Authorization" not in headers
-    assert form == {"grant_type": "refresh_token", "refresh_token": "rt-0",
-                    "client_id": CLIENT_ID}
+    assert form == {"grant_type": "refresh_token", "refresh_token": "rt-0", "client_id": CLIENT_ID}
 
 
 def test_without_its_certificate_a_tls_client_is_refused_by_the_handshake(
-        mtls_network: CorporateNetwork, tmp_path: Path) -> None:
+    mtls_network: CorporateNetwork, tmp_path: Path
+) -> None:
     with session_on(mtls_network, tmp_path) as session:
         corporate_settings(session, mtls_network)
         with pytest.raises(RefreshFailed, match="could not reach"):

@@ -64,16 +64,21 @@ def oidc_document(auth: LocalAuthServer) -> Documents:
     def documents(origin: str, path: str) -> dict[str, Any] | None:
         if path != "/.well-known/openid-configuration":
             return None
-        return {"issuer": origin, "token_endpoint": auth.token_url,
-                "device_authorization_endpoint": auth.device_authorization_url,
-                "revocation_endpoint": auth.revocation_url,
-                "authorization_endpoint": origin + "/authorize",
-                "jwks_uri": origin + "/jwks"}
+        return {
+            "issuer": origin,
+            "token_endpoint": auth.token_url,
+            "device_authorization_endpoint": auth.device_authorization_url,
+            "revocation_endpoint": auth.revocation_url,
+            "authorization_endpoint": origin + "/authorize",
+            "jwks_uri": origin + "/jwks",
+        }
+
     return documents
 
 
 def test_from_issuer_reads_the_endpoints_and_the_refresher_works(
-        auth_server: LocalAuthServer) -> None:
+    auth_server: LocalAuthServer,
+) -> None:
     with MetadataServer(oidc_document(auth_server)) as metadata:
         refresher = ClientCredentialsRefresher.from_issuer(metadata.origin, "client", "secret")
         assert refresher.token_url == auth_server.token_url
@@ -91,21 +96,27 @@ def test_an_issuer_with_a_path_is_found_at_the_rfc_8414_location() -> None:
 
     with MetadataServer(documents) as metadata:
         found = discover(metadata.origin + "/tenant/7")
-        assert found == {"issuer": metadata.origin + "/tenant/7",
-                         "token_endpoint": metadata.origin + "/tenant/7/token"}
-        assert metadata.paths == ["/tenant/7/.well-known/openid-configuration",
-                                  "/.well-known/oauth-authorization-server/tenant/7"]
+        assert found == {
+            "issuer": metadata.origin + "/tenant/7",
+            "token_endpoint": metadata.origin + "/tenant/7/token",
+        }
+        assert metadata.paths == [
+            "/tenant/7/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server/tenant/7",
+        ]
 
 
 def test_document_urls_follow_both_specifications() -> None:
     assert document_urls("https://login.example.com/") == (
         "https://login.example.com/.well-known/openid-configuration",
-        "https://login.example.com/.well-known/oauth-authorization-server")
+        "https://login.example.com/.well-known/oauth-authorization-server",
+    )
 
 
 @pytest.mark.parametrize("named", ["https://evil.example", "{origin}/", None, 42])
 def test_a_document_naming_another_issuer_is_refused_before_any_credential_is_sent(
-        named: object) -> None:
+    named: object,
+) -> None:
     def documents(origin: str, path: str) -> dict[str, Any] | None:
         issuer = named.format(origin=origin) if isinstance(named, str) else named
         return {"issuer": issuer, "token_endpoint": origin + "/steal"}
@@ -126,12 +137,18 @@ def test_a_document_pointing_credentials_at_plain_http_is_refused() -> None:
 
 
 def test_no_document_says_what_to_do() -> None:
-    with MetadataServer(lambda origin, path: None) as metadata, pytest.raises(
-            ClientRejected, match=r"publishes no discovery document.*give the token endpoint"):
+    with (
+        MetadataServer(lambda origin, path: None) as metadata,
+        pytest.raises(
+            ClientRejected, match=r"publishes no discovery document.*give the token endpoint"
+        ),
+    ):
         discover(metadata.origin)
 
 
 def test_a_document_without_a_token_endpoint_is_refused() -> None:
-    with MetadataServer(lambda origin, path: {"issuer": origin}) as metadata, pytest.raises(
-            ClientRejected, match="names no token_endpoint"):
+    with (
+        MetadataServer(lambda origin, path: {"issuer": origin}) as metadata,
+        pytest.raises(ClientRejected, match="names no token_endpoint"),
+    ):
         discover(metadata.origin)

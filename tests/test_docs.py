@@ -44,8 +44,11 @@ def test_each_exported_name_and_its_public_methods_have_a_docstring(name: str) -
     exported = getattr(refreshing_session, name)
     assert own_docstring(exported).strip(), f"{name} has no docstring"
     if inspect.isclass(exported):
-        undocumented = [member_name for member_name, member in public_members(exported)
-                        if not own_docstring(member).strip()]
+        undocumented = [
+            member_name
+            for member_name, member in public_members(exported)
+            if not own_docstring(member).strip()
+        ]
         assert undocumented == []
 
 
@@ -86,8 +89,11 @@ def test_the_readme_is_short_enough_to_read_to_the_end() -> None:
 
 
 def test_every_relative_link_in_the_readme_resolves() -> None:
-    targets = [link for link in MARKDOWN_LINK.findall(README.read_text())
-               if "://" not in link and not link.startswith("#")]
+    targets = [
+        link
+        for link in MARKDOWN_LINK.findall(README.read_text())
+        if "://" not in link and not link.startswith("#")
+    ]
     assert targets, "the README links into the documentation"
     broken = [link for link in targets if not (ROOT / link.split("#")[0]).exists()]
     assert broken == []
@@ -100,38 +106,47 @@ def test_the_readme_keeps_the_two_fresh_machine_commands() -> None:
 
 
 def test_the_readme_quickstart_is_the_tested_example() -> None:
-    blocks = [code for language, code in FENCED.findall(README.read_text())
-              if language == "python"]
+    blocks = [code for language, code in FENCED.findall(README.read_text()) if language == "python"]
     assert blocks == [(EXAMPLES / "quickstart.py").read_text()]
 
 
 def test_the_site_shows_code_only_from_files_under_examples() -> None:
-    pasted = [page.relative_to(ROOT) for page in DOCS.rglob("*.md")
-              if "_build" not in page.parts
-              and any(language == "python" for language, _ in FENCED.findall(page.read_text()))]
+    pasted = [
+        page.relative_to(ROOT)
+        for page in DOCS.rglob("*.md")
+        if "_build" not in page.parts
+        and any(language == "python" for language, _ in FENCED.findall(page.read_text()))
+    ]
     assert pasted == [], "include the example with literalinclude instead"
-    included = {match for page in DOCS.rglob("*.md")
-                for match in re.findall(r"literalinclude\} \.\./\.\./examples/(\S+)",
-                                        page.read_text())}
+    included = {
+        match
+        for page in DOCS.rglob("*.md")
+        for match in re.findall(r"literalinclude\} \.\./\.\./examples/(\S+)", page.read_text())
+    }
     assert included, "the site includes the examples"
     assert all((EXAMPLES / name).is_file() for name in included)
 
 
 def test_every_example_is_run_by_a_test() -> None:
     runner = (ROOT / "tests" / "test_examples.py").read_text()
-    examples = [path.relative_to(EXAMPLES).as_posix() for path in EXAMPLES.rglob("*")
-                if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts]
+    examples = [
+        path.relative_to(EXAMPLES).as_posix()
+        for path in EXAMPLES.rglob("*")
+        if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts
+    ]
     named = [name for name in examples if name in runner or Path(name).name in runner]
     # The pytest plugin's example folder runs as a whole.
-    unnamed = [name for name in examples if name not in named
-               and not name.startswith("pytest_plugin/")]
+    unnamed = [
+        name for name in examples if name not in named and not name.startswith("pytest_plugin/")
+    ]
     assert unnamed == []
 
 
-@pytest.mark.parametrize(("page", "section"), [
-    ("reports/reliability.md", "reliability"), ("reports/performance.md", "performance")])
-def test_the_report_pages_have_the_sections_their_generators_write(page: str,
-                                                                   section: str) -> None:
+@pytest.mark.parametrize(
+    ("page", "section"),
+    [("reports/reliability.md", "reliability"), ("reports/performance.md", "performance")],
+)
+def test_the_report_pages_have_the_sections_their_generators_write(page: str, section: str) -> None:
     text = (DOCS / page).read_text()
     assert f"<!-- {section}:begin -->" in text
     assert f"<!-- {section}:end -->" in text

@@ -22,7 +22,8 @@ TIMEOUT = 10
 
 
 def test_a_token_revoked_after_a_401_refresh_is_refreshed_again(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     session = make_session()
     for revocation in range(1, 4):  # T1 revoked -> T2 works; T2 revoked -> T3 works; ...
         assert server.revoke_access_tokens() == 1
@@ -32,7 +33,8 @@ def test_a_token_revoked_after_a_401_refresh_is_refreshed_again(
 
 
 def test_a_sibling_process_refreshes_a_token_that_died_after_a_401_refresh(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     session = make_session()
     server.revoke_access_tokens()
     assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
@@ -44,7 +46,8 @@ def test_a_sibling_process_refreshes_a_token_that_died_after_a_401_refresh(
 
 
 def test_a_server_clock_ahead_kills_tokens_early_and_no_401_reaches_the_caller(
-        make_session: SessionFactory, server: LocalAuthServer) -> None:
+    make_session: SessionFactory, server: LocalAuthServer
+) -> None:
     session = make_session()
     for jump in (70.0, 140.0):  # each jump kills the 60-second token the client thinks fresh
         server.set_clock_offset(jump)
@@ -54,7 +57,8 @@ def test_a_server_clock_ahead_kills_tokens_early_and_no_401_reaches_the_caller(
 
 
 def test_an_always_401_path_mixed_with_working_calls_costs_one_wasted_refresh_per_token(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     session = make_session()
     for _ in range(20):
         assert session.get(server.api_url + "always401", timeout=TIMEOUT).status_code == 401
@@ -68,7 +72,8 @@ def test_an_always_401_path_mixed_with_working_calls_costs_one_wasted_refresh_pe
 
 
 def test_early_deaths_between_refused_calls_are_all_cured(
-        make_session: SessionFactory, server: LocalAuthServer) -> None:
+    make_session: SessionFactory, server: LocalAuthServer
+) -> None:
     session = make_session()
     for round_ in range(6):
         assert session.get(server.api_url + "always401", timeout=TIMEOUT).status_code == 401
@@ -80,7 +85,8 @@ def test_early_deaths_between_refused_calls_are_all_cured(
 
 
 def test_paths_that_refuse_every_token_cost_at_most_two_refreshes_per_token(
-        make_session: SessionFactory, server: LocalAuthServer) -> None:
+    make_session: SessionFactory, server: LocalAuthServer
+) -> None:
     session = make_session()
     for index in range(10):  # ten different refusing paths, each asked three times
         for _ in range(3):
@@ -95,7 +101,8 @@ def test_paths_that_refuse_every_token_cost_at_most_two_refreshes_per_token(
 
 
 def test_a_401_on_a_body_that_could_not_be_replayed_is_not_held_against_its_path(
-        make_session: SessionFactory, server: LocalAuthServer) -> None:
+    make_session: SessionFactory, server: LocalAuthServer
+) -> None:
     session = make_session()
     server.revoke_access_tokens()
     upload = session.post(server.api_url + "upload", data=iter([b"part"]), timeout=TIMEOUT)
@@ -109,7 +116,8 @@ def test_a_401_on_a_body_that_could_not_be_replayed_is_not_held_against_its_path
 
 @pytest.mark.timeout(60)
 def test_threads_mixing_refused_and_working_calls_cost_a_bounded_number_of_refreshes(
-        make_session: SessionFactory, server: LocalAuthServer) -> None:
+    make_session: SessionFactory, server: LocalAuthServer
+) -> None:
     session = make_session()
     statuses: dict[str, list[int]] = {"always401": [], "items": []}
 
@@ -130,17 +138,20 @@ def test_threads_mixing_refused_and_working_calls_cost_a_bounded_number_of_refre
 
 
 def test_the_guard_travels_with_the_token_to_sibling_processes(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     assert make_session().get(server.api_url + "always401", timeout=TIMEOUT).status_code == 401
-    outputs = run_in_processes(REQUESTS, 2, job_for(server, token_file, path="always401",
-                                                    count=5))
+    outputs = run_in_processes(REQUESTS, 2, job_for(server, token_file, path="always401", count=5))
     assert outputs == [" ".join(["401"] * 5)] * 2
     assert server.stats().refreshes == 1
 
 
 def test_each_decision_is_logged_with_its_reason(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    make_session: SessionFactory,
+    server: LocalAuthServer,
+    token_file: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     session, sibling = make_session(), make_session()
     expire(token_file)
     session.get(server.api_url + "items", timeout=TIMEOUT)  # refresh: expired
@@ -153,14 +164,18 @@ def test_each_decision_is_logged_with_its_reason(
     server.revoke_access_tokens()
     sibling.get(server.api_url + "items", timeout=TIMEOUT)  # refreshes for a 401...
     assert stored(token_file) != before
-    messages = [record.getMessage() for record in caplog.records
-                if record.name == "refreshing_session.keeper" and record.levelno == logging.DEBUG]
+    messages = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "refreshing_session.keeper" and record.levelno == logging.DEBUG
+    ]
     for reason in ("it expired", "a 401 refused it", "holding a 401 back"):
         assert any(reason in message for message in messages), (reason, messages)
 
 
 def test_a_siblings_token_adopted_for_a_replay_is_renewed_first_when_it_is_due(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     keeper = make_session().keeper
     sent = keeper.current()
     # A sibling renews the token meanwhile, and its token is due by now (so the server,
@@ -171,13 +186,17 @@ def test_a_siblings_token_adopted_for_a_replay_is_renewed_first_when_it_is_due(
     replacement = keeper.after_unauthorized(sent, "/api/items")  # the request with T1 got a 401
     assert replacement is not None
     assert replacement.access_token != renewed.access_token, "a dead token was adopted"
-    answer = requests.get(server.api_url + "items", timeout=TIMEOUT,
-                          headers={"Authorization": replacement.authorization})
+    answer = requests.get(
+        server.api_url + "items",
+        timeout=TIMEOUT,
+        headers={"Authorization": replacement.authorization},
+    )
     assert answer.status_code == 200
 
 
 def test_a_401_where_the_same_token_worked_is_renewed_even_while_its_cure_is_unrecorded(
-        make_session: SessionFactory, server: LocalAuthServer) -> None:
+    make_session: SessionFactory, server: LocalAuthServer
+) -> None:
     keeper = make_session().keeper
     first = keeper.current()
     server.revoke_access_tokens()

@@ -46,8 +46,9 @@ FIELDS = ("path", "profile", "key", "error", "status_code")
 
 def exported_errors() -> list[type[BaseException]]:
     found = [getattr(refreshing_session, name) for name in refreshing_session.__all__]
-    return [thing for thing in found if isinstance(thing, type) and issubclass(thing,
-                                                                                BaseException)]
+    return [
+        thing for thing in found if isinstance(thing, type) and issubclass(thing, BaseException)
+    ]
 
 
 def test_every_exported_error_has_an_example() -> None:
@@ -58,8 +59,11 @@ def test_every_exported_error_has_an_example() -> None:
 @pytest.mark.parametrize("how", ["pickle", "copy", "deepcopy"])
 def test_every_error_survives_pickle_and_copy(kind: type[BaseException], how: str) -> None:
     original = EXAMPLES[kind]
-    twin = {"pickle": lambda e: pickle.loads(pickle.dumps(e)), "copy": copy.copy,
-            "deepcopy": copy.deepcopy}[how](original)
+    twin = {
+        "pickle": lambda e: pickle.loads(pickle.dumps(e)),
+        "copy": copy.copy,
+        "deepcopy": copy.deepcopy,
+    }[how](original)
     assert type(twin) is kind
     assert str(twin) == str(original)
     for field in FIELDS:
@@ -70,8 +74,7 @@ def test_restated_keeps_the_type_and_fields() -> None:
     rejected = ClientRejected("client rejected", error="invalid_client")
     again = rejected.restated("client rejected (not retried for 3 s)")
     assert isinstance(again, ClientRejected)
-    assert (str(again), again.error) == ("client rejected (not retried for 3 s)",
-                                         "invalid_client")
+    assert (str(again), again.error) == ("client rejected (not retried for 3 s)", "invalid_client")
 
 
 def _raise_token_file_error(path: str) -> None:
@@ -87,11 +90,16 @@ def test_a_token_file_error_comes_back_from_a_process_pool_intact() -> None:
 
 
 def test_a_401_after_an_early_refresh_failed_on_the_lock_raises_the_lock_error(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     snapshot = TokenFile(token_file).read()
     assert snapshot is not None
-    due = Token(snapshot.token.access_token, refresh_token=snapshot.token.refresh_token,
-                expires_at=time.time() + 20, lifetime=60.0)  # due (leeway 30), still valid
+    due = Token(
+        snapshot.token.access_token,
+        refresh_token=snapshot.token.refresh_token,
+        expires_at=time.time() + 20,
+        lifetime=60.0,
+    )  # due (leeway 30), still valid
     TokenFile(token_file).write(due)
     os.mkdir(TokenFile(token_file).lock_path)  # a lock file no one can open
     session = make_session()

@@ -39,13 +39,30 @@ def example_server() -> Iterator[LocalAuthServer]:
         yield running
 
 
-def run_example(server: LocalAuthServer, token_file: Path, *resources: str,
-                secret: str = SECRET) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(EXAMPLE), "--api-url", server.api_url,
-               "--token-url", server.token_url, "--client-id", CLIENT,
-               "--token-file", str(token_file), *resources]
-    return subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=ROOT,
-                          env={**os.environ, "CLIENT_SECRET": secret})
+def run_example(
+    server: LocalAuthServer, token_file: Path, *resources: str, secret: str = SECRET
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        str(EXAMPLE),
+        "--api-url",
+        server.api_url,
+        "--token-url",
+        server.token_url,
+        "--client-id",
+        CLIENT,
+        "--token-file",
+        str(token_file),
+        *resources,
+    ]
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env={**os.environ, "CLIENT_SECRET": secret},
+    )
 
 
 def assert_no_secret(result: subprocess.CompletedProcess[str], *secrets: str | None) -> None:
@@ -56,9 +73,11 @@ def assert_no_secret(result: subprocess.CompletedProcess[str], *secrets: str | N
 
 
 def test_the_example_refreshes_an_expired_token_once_and_fetches_everything(
-        example_server: LocalAuthServer, tmp_path: Path) -> None:
-    token_file = write_grant(tmp_path / "token.json", example_server, client_id=CLIENT,
-                             access_ttl=0)
+    example_server: LocalAuthServer, tmp_path: Path
+) -> None:
+    token_file = write_grant(
+        tmp_path / "token.json", example_server, client_id=CLIENT, access_ttl=0
+    )
     expired = stored(token_file)
 
     result = run_example(example_server, token_file, "items", "orders")
@@ -73,8 +92,9 @@ def test_the_example_refreshes_an_expired_token_once_and_fetches_everything(
     ]
     stats = example_server.stats()
     assert (stats.refreshes, stats.api_ok, stats.reuse_detections) == (1, 2, 0)
-    assert_no_secret(result, expired.access_token, expired.refresh_token,
-                     fresh.access_token, fresh.refresh_token)
+    assert_no_secret(
+        result, expired.access_token, expired.refresh_token, fresh.access_token, fresh.refresh_token
+    )
 
 
 def revoke(server: LocalAuthServer) -> None:
@@ -85,17 +105,25 @@ def fail_with_503(server: LocalAuthServer) -> None:
     server.fail_token_endpoint(503, headers={"Retry-After": "0"}, times=3)
 
 
-@pytest.mark.parametrize(("fault", "secret", "status", "says"), [
-    (revoke, SECRET, 2, "login required: the authorization server rejected the refresh token"),
-    (fail_with_503, SECRET, 1, "refresh failed (HTTP 503): the token endpoint"),
-    (None, "not-the-secret", 3, "client rejected: the token endpoint"),
-])
+@pytest.mark.parametrize(
+    ("fault", "secret", "status", "says"),
+    [
+        (revoke, SECRET, 2, "login required: the authorization server rejected the refresh token"),
+        (fail_with_503, SECRET, 1, "refresh failed (HTTP 503): the token endpoint"),
+        (None, "not-the-secret", 3, "client rejected: the token endpoint"),
+    ],
+)
 def test_the_example_says_what_to_do_when_the_refresh_fails(
-        example_server: LocalAuthServer, tmp_path: Path,
-        fault: Callable[[LocalAuthServer], None] | None, secret: str, status: int,
-        says: str) -> None:
-    token_file = write_grant(tmp_path / "token.json", example_server, client_id=CLIENT,
-                             access_ttl=0)
+    example_server: LocalAuthServer,
+    tmp_path: Path,
+    fault: Callable[[LocalAuthServer], None] | None,
+    secret: str,
+    status: int,
+    says: str,
+) -> None:
+    token_file = write_grant(
+        tmp_path / "token.json", example_server, client_id=CLIENT, access_ttl=0
+    )
     expired = stored(token_file)
     if fault is not None:
         fault(example_server)
@@ -139,13 +167,21 @@ def local_addresses(server: LocalAuthServer) -> dict[str, str]:
 
 
 def run_python(script: Path, folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=30, cwd=folder, env={**os.environ, **env}, check=False)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=folder,
+        env={**os.environ, **env},
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("example", ["quickstart.py", "migrating/after.py"])
 def test_the_quickstart_refreshes_an_expired_token_and_reaches_the_api(
-        example: str, doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    example: str, doc_server: LocalAuthServer, tmp_path: Path
+) -> None:
     write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
 
     result = run_python(aimed_at(example, tmp_path, local_addresses(doc_server)), tmp_path)
@@ -156,7 +192,8 @@ def test_the_quickstart_refreshes_an_expired_token_and_reaches_the_api(
 
 
 def test_the_machine_client_gets_its_first_token_without_a_login(
-        doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    doc_server: LocalAuthServer, tmp_path: Path
+) -> None:
     script = aimed_at("machine_client.py", tmp_path, local_addresses(doc_server))
 
     result = run_python(script, tmp_path)
@@ -166,13 +203,17 @@ def test_the_machine_client_gets_its_first_token_without_a_login(
     assert stored(tmp_path / "job-token.json").access_token
 
 
-@pytest.mark.parametrize(("example", "peer"), [
-    ("migrating/before_requests_oauthlib.py", "requests_oauthlib"),
-    ("migrating/before_authlib.py", "authlib"),
-    ("migrating/before_interceptor.py", "requests"),
-])
+@pytest.mark.parametrize(
+    ("example", "peer"),
+    [
+        ("migrating/before_requests_oauthlib.py", "requests_oauthlib"),
+        ("migrating/before_authlib.py", "authlib"),
+        ("migrating/before_interceptor.py", "requests"),
+    ],
+)
 def test_the_code_a_migration_starts_from_works_in_one_process(
-        example: str, peer: str, doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    example: str, peer: str, doc_server: LocalAuthServer, tmp_path: Path
+) -> None:
     """The "before" code of the migration guide is a fair picture: alone, it works."""
     pytest.importorskip(peer, reason=f"{peer} is in the bench extra: pip install -e '.[bench]'")
     expired = doc_server.issue_token(client_id="my-client", access_ttl=0)
@@ -180,19 +221,24 @@ def test_the_code_a_migration_starts_from_works_in_one_process(
     del expired["expires_in"]
     (tmp_path / "token.json").write_text(json.dumps({**expired, "expires_at": time.time() - 10}))
 
-    result = run_python(aimed_at(example, tmp_path, local_addresses(doc_server)), tmp_path,
-                        **PEERS_ON_LOOPBACK)
+    result = run_python(
+        aimed_at(example, tmp_path, local_addresses(doc_server)), tmp_path, **PEERS_ON_LOOPBACK
+    )
 
     assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
     assert doc_server.stats().refreshes == 1
 
 
 def test_an_in_house_refresh_endpoint_is_a_refresher_function(
-        doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    doc_server: LocalAuthServer, tmp_path: Path
+) -> None:
     write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
     with InHouseRefreshEndpoint(doc_server) as endpoint:
-        script = aimed_at("in_house_refresh.py", tmp_path, {
-            API: doc_server.api_url, "https://auth.example.com/auth/refresh": endpoint.url})
+        script = aimed_at(
+            "in_house_refresh.py",
+            tmp_path,
+            {API: doc_server.api_url, "https://auth.example.com/auth/refresh": endpoint.url},
+        )
 
         result = run_python(script, tmp_path)
 
@@ -212,9 +258,12 @@ class InHouseRefreshEndpoint:
             def do_POST(self) -> None:
                 endpoint.calls += 1
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                answer = requests.post(server.token_url, auth=("my-client", "s3cret"), timeout=10,
-                                       data={"grant_type": "refresh_token",
-                                             "refresh_token": body["token"]})
+                answer = requests.post(
+                    server.token_url,
+                    auth=("my-client", "s3cret"),
+                    timeout=10,
+                    data={"grant_type": "refresh_token", "refresh_token": body["token"]},
+                )
                 self.send_response(answer.status_code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer.content)))
@@ -238,7 +287,8 @@ class InHouseRefreshEndpoint:
 
 
 def test_the_redis_example_shares_the_token_through_redis(
-        doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    doc_server: LocalAuthServer, tmp_path: Path
+) -> None:
     from refreshing_session.redis_store import RedisTokenStore
 
     from .redis_servers import RedisServer
@@ -248,10 +298,13 @@ def test_the_redis_example_shares_the_token_through_redis(
     try:
         key = "refreshing-session:api.example.com"
         expired = doc_server.issue_token(client_id="my-client", access_ttl=0)
-        RedisTokenStore(redis.url, key).write(Token.from_response(expired,
-                                                                  requested_at=time.time()))
-        addresses = {**local_addresses(doc_server),
-                     "redis://my-app:s3cret@redis.internal:6379/0": redis.url}
+        RedisTokenStore(redis.url, key).write(
+            Token.from_response(expired, requested_at=time.time())
+        )
+        addresses = {
+            **local_addresses(doc_server),
+            "redis://my-app:s3cret@redis.internal:6379/0": redis.url,
+        }
         script = aimed_at("redis_store.py", tmp_path, addresses)
 
         result = run_python(script, tmp_path)
@@ -273,9 +326,21 @@ def test_the_testing_example_runs_on_its_own_server(tmp_path: Path) -> None:
 
 def test_the_pytest_plugin_example_passes_with_the_installed_plugin() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(EXAMPLES / "pytest_plugin")], capture_output=True, text=True, timeout=60,
-        cwd=EXAMPLES / "pytest_plugin", check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "pytest_plugin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=EXAMPLES / "pytest_plugin",
+        check=False,
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
@@ -288,8 +353,7 @@ def test_the_profiles_example_is_a_valid_profile_file(monkeypatch: pytest.Monkey
     nightly = load_profile("nightly", EXAMPLES / "profiles.toml")
 
     assert (prod.client_id, prod.scope) == ("my-cli", "openid offline_access api")
-    assert (nightly.grant, nightly.client_secret) == ("client_credentials",
-                                                      "from-the-environment")
+    assert (nightly.grant, nightly.client_secret) == ("client_credentials", "from-the-environment")
 
 
 def test_the_walk_through_from_nothing_to_a_working_script(tmp_path: Path) -> None:
@@ -297,17 +361,29 @@ def test_the_walk_through_from_nothing_to_a_working_script(tmp_path: Path) -> No
     API, refresh, log out, and the app then asks for a login."""
     for name in ("server.py", "app.py"):
         shutil.copy(EXAMPLES / "walkthrough" / name, tmp_path)
-    env = {**os.environ, "REFRESHING_SESSION_CONFIG": str(tmp_path / "config.toml"),
-           "XDG_STATE_HOME": str(tmp_path / "state"), "LOCAL_SECRET": "secret"}
-    server = subprocess.Popen([sys.executable, "server.py"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "REFRESHING_SESSION_CONFIG": str(tmp_path / "config.toml"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "LOCAL_SECRET": "secret",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "server.py"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert server.stdout is not None
         assert server.stdout.readline().startswith("ready http://127.0.0.1:")
 
         def run(*command: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(command, capture_output=True, text=True, timeout=45,
-                                  cwd=tmp_path, env=env, check=False)
+            return subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=45,
+                cwd=tmp_path,
+                env=env,
+                check=False,
+            )
 
         cli = (sys.executable, "-m", "refreshing_session")
         login = run(*cli, "login", "--profile", "local")
@@ -319,7 +395,8 @@ def test_the_walk_through_from_nothing_to_a_working_script(tmp_path: Path) -> No
         assert "'path': '/api/items'" in run(sys.executable, "app.py").stdout
         assert run(*cli, "refresh", "--profile", "local").stdout.startswith("refreshed:")
         assert run(*cli, "logout", "--profile", "local").stdout.startswith(
-            "logged out: revoked the grant")
+            "logged out: revoked the grant"
+        )
         after = run(sys.executable, "app.py")
         assert after.returncode == 1
         assert "log in first with `refreshing-session login --profile local`" in after.stderr
@@ -340,19 +417,28 @@ with TestClient(app) as client:
 """
 
 
-@pytest.mark.parametrize(("logged_in", "expected"), [
-    (True, "200 /api/v1/items\n200 /api/v1/items\n"),
-    (False, "503 this service must be logged in again\n" * 2),
-])
+@pytest.mark.parametrize(
+    ("logged_in", "expected"),
+    [
+        (True, "200 /api/v1/items\n200 /api/v1/items\n"),
+        (False, "503 this service must be logged in again\n" * 2),
+    ],
+)
 def test_the_fastapi_example_serves_through_one_client_for_its_life(
-        logged_in: bool, expected: str, doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    logged_in: bool, expected: str, doc_server: LocalAuthServer, tmp_path: Path
+) -> None:
     if logged_in:
         write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
     script = aimed_at("fastapi_service.py", tmp_path, local_addresses(doc_server))
 
-    result = subprocess.run([sys.executable, "-c", FASTAPI_DRIVER, str(script)],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", FASTAPI_DRIVER, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
 
     assert (result.returncode, result.stdout) == (0, expected), result.stderr
     stats = doc_server.stats()
@@ -360,11 +446,13 @@ def test_the_fastapi_example_serves_through_one_client_for_its_life(
 
 
 def test_the_httpx_example_reaches_the_api_three_ways_with_one_refresh(
-        doc_server: LocalAuthServer, tmp_path: Path) -> None:
+    doc_server: LocalAuthServer, tmp_path: Path
+) -> None:
     write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
 
-    result = run_python(aimed_at("httpx_clients.py", tmp_path, local_addresses(doc_server)),
-                        tmp_path)
+    result = run_python(
+        aimed_at("httpx_clients.py", tmp_path, local_addresses(doc_server)), tmp_path
+    )
 
     assert (result.returncode, result.stdout) == (0, "200\n" * 3), result.stderr
     stats = doc_server.stats()

@@ -63,7 +63,8 @@ def test_readers_never_see_a_partial_or_older_token(tmp_path: Path, killed: bool
 
 @pytest.mark.timeout(30)
 def test_a_hung_token_endpoint_times_out_and_waiters_time_out_sooner(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     before = token_file.read_bytes()
     server.slow_token_endpoint(20)
@@ -81,8 +82,10 @@ def test_a_hung_token_endpoint_times_out_and_waiters_time_out_sooner(
     holder = threading.Thread(target=attempt, args=("holder", session))
     holder.start()
     wait_for(lambda: server.stats().token_requests == 1)  # the holder is stuck in the refresh
-    waiters = [threading.Thread(target=attempt, args=(name, client))
-               for name, client in (("same session", session), ("sibling", sibling))]
+    waiters = [
+        threading.Thread(target=attempt, args=(name, client))
+        for name, client in (("same session", session), ("sibling", sibling))
+    ]
     for thread in waiters:
         thread.start()
     for thread in [*waiters, holder]:
@@ -100,32 +103,43 @@ MISBEHAVIOURS: dict[str, dict[str, Any]] = {
     "502": {"status": 502},
     "503": {"status": 503},
     "429 Retry-After": {"status": 429, "headers": {"Retry-After": "1"}},
-    "HTML error page": {"status": 500, "body": b"<html><h1>Oops</h1></html>",
-                        "content_type": "text/html"},
+    "HTML error page": {
+        "status": 500,
+        "body": b"<html><h1>Oops</h1></html>",
+        "content_type": "text/html",
+    },
     "invalid JSON": {"status": 200, "body": b"{not json", "content_type": "application/json"},
-    "JSON without access_token": {"status": 200, "body": b'{"token_type": "Bearer"}',
-                                  "content_type": "application/json"},
-    "non-bearer token_type": {"status": 200, "content_type": "application/json",
-                              "body": b'{"access_token": "abc", "token_type": "mac"}'},
+    "JSON without access_token": {
+        "status": 200,
+        "body": b'{"token_type": "Bearer"}',
+        "content_type": "application/json",
+    },
+    "non-bearer token_type": {
+        "status": 200,
+        "content_type": "application/json",
+        "body": b'{"access_token": "abc", "token_type": "mac"}',
+    },
 }
 
 
 @pytest.mark.parametrize("fault", MISBEHAVIOURS.values(), ids=MISBEHAVIOURS.keys())
 def test_a_misbehaving_token_endpoint_leaves_the_file_byte_identical(
-        fault: dict[str, Any], make_session: SessionFactory, server: LocalAuthServer,
-        token_file: Path) -> None:
+    fault: dict[str, Any], make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     before = token_file.read_bytes()
     server.fail_token_endpoint(times=10, **fault)
     with pytest.raises(RefreshFailed, match=str(fault["status"])):
         make_session(refresher=refresher_for(server, retries=2)).get(
-            server.api_url + "items", timeout=TIMEOUT)
+            server.api_url + "items", timeout=TIMEOUT
+        )
     assert token_file.read_bytes() == before
     assert server.stats().token_requests <= 3
 
 
 def test_a_connection_reset_leaves_the_file_byte_identical(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     before = token_file.read_bytes()
     server.reset_token_endpoint(times=10)
@@ -136,7 +150,8 @@ def test_a_connection_reset_leaves_the_file_byte_identical(
 
 
 def test_a_single_transient_failure_is_invisible_to_the_caller(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     server.fail_token_endpoint(503, headers={"Retry-After": "0"})
     assert make_session().get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
@@ -145,7 +160,8 @@ def test_a_single_transient_failure_is_invisible_to_the_caller(
 
 @pytest.mark.timeout(60)
 def test_a_flood_of_unfixable_401s_costs_one_refresh(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     session = make_session()
     statuses: list[int] = []
 
@@ -156,8 +172,7 @@ def test_a_flood_of_unfixable_401s_costs_one_refresh(
     threads = [threading.Thread(target=flood) for _ in range(16)]
     for thread in threads:
         thread.start()
-    outputs = run_in_processes(REQUESTS, 4, job_for(server, token_file, path="always401",
-                                                    count=10))
+    outputs = run_in_processes(REQUESTS, 4, job_for(server, token_file, path="always401", count=10))
     for thread in threads:
         thread.join(timeout=30)
     assert statuses == [401] * 160
@@ -167,7 +182,8 @@ def test_a_flood_of_unfixable_401s_costs_one_refresh(
 
 
 def test_a_login_landing_during_a_refused_refresh_is_adopted(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
 
     def refused_while_someone_logs_in(token: Token) -> dict[str, Any]:
@@ -180,7 +196,8 @@ def test_a_login_landing_during_a_refused_refresh_is_adopted(
 
 
 def test_a_file_with_only_expires_in_counts_from_its_modification_time(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     data = stored(token_file).to_dict()
     del data["expires_at"]
     token_file.write_text(json.dumps(data))
@@ -191,7 +208,8 @@ def test_a_file_with_only_expires_in_counts_from_its_modification_time(
 
 
 def test_a_token_without_expiry_is_refreshed_on_401_only(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     data = stored(token_file).to_dict()
     for key in ("expires_at", "expires_in"):
         del data[key]
@@ -207,7 +225,8 @@ def test_a_token_without_expiry_is_refreshed_on_401_only(
 
 
 def test_a_lifetime_shorter_than_the_leeway_is_not_refreshed_on_every_request(
-        make_session: SessionFactory, server: LocalAuthServer, tmp_path: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, tmp_path: Path
+) -> None:
     path = write_grant(tmp_path / "short.json", server, access_ttl=4)
     session = make_session(token_file=path, leeway=30)
     for _ in range(20):
@@ -217,15 +236,17 @@ def test_a_lifetime_shorter_than_the_leeway_is_not_refreshed_on_every_request(
 
 @pytest.mark.timeout(10)
 def test_an_unusable_lock_file_gives_a_clear_error(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     Path(str(token_file) + ".lock").mkdir()
     with pytest.raises(TokenFileError, match=r"\.lock"):
         make_session().get(server.api_url + "items", timeout=TIMEOUT)
 
 
-def test_the_lock_file_holds_no_secret(make_session: SessionFactory, server: LocalAuthServer,
-                                       token_file: Path) -> None:
+def test_the_lock_file_holds_no_secret(
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     make_session().get(server.api_url + "items", timeout=TIMEOUT)
     lock = Path(str(token_file) + ".lock")
@@ -255,7 +276,8 @@ print(json.dumps(statuses))
 
 @pytest.mark.timeout(30)
 def test_a_refreshed_token_the_disk_refuses_is_kept_and_saved_later(
-        server: LocalAuthServer, token_file: Path) -> None:
+    server: LocalAuthServer, token_file: Path
+) -> None:
     expired = expire(token_file)
     [output] = run_in_processes(FULL_DISK, 1, job_for(server, token_file))
     assert set(json.loads(output)) == {200}
@@ -265,7 +287,8 @@ def test_a_refreshed_token_the_disk_refuses_is_kept_and_saved_later(
 
 
 def test_a_login_landing_during_a_refresh_wins(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     refresher = refresher_for(server)
 
@@ -283,7 +306,8 @@ def test_a_login_landing_during_a_refresh_wins(
 
 
 def test_failed_refreshes_of_an_expired_token_back_off(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     server.fail_token_endpoint(503, times=100)
     session = make_session(refresher=refresher_for(server, retries=0))
@@ -298,14 +322,16 @@ def test_failed_refreshes_of_an_expired_token_back_off(
 
 @pytest.mark.timeout(20)
 def test_requests_do_not_wait_for_an_early_refresh_in_flight(
-        make_session: SessionFactory, server: LocalAuthServer, token_file: Path) -> None:
+    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     data = stored(token_file).to_dict()
     data.update(expires_at=time.time() + 20, expires_in=60)  # due (leeway 30), still valid
     TokenFile(token_file).write(Token.from_file(data, written_at=0))
     server.slow_token_endpoint(3)
     session = make_session()
-    early = threading.Thread(target=session.get, args=(server.api_url + "items",),
-                             kwargs={"timeout": TIMEOUT})
+    early = threading.Thread(
+        target=session.get, args=(server.api_url + "items",), kwargs={"timeout": TIMEOUT}
+    )
     early.start()
     wait_for(lambda: server.stats().token_requests == 1)
     started = time.monotonic()

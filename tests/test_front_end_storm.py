@@ -40,9 +40,13 @@ _START = 'if "go" in job:'
 _LOOP = "outcomes = collections.Counter()"
 
 HTTPX_STORM = "from refreshing_session.httpx import RefreshingClient\n" + STORM.replace(
-    _SESSION, "session = RefreshingClient(timeout=10, prefixes=")
+    _SESSION, "session = RefreshingClient(timeout=10, prefixes="
+)
 
-ASYNC_STORM = STORM[:STORM.index(_SESSION)] + STORM[STORM.index(_START):STORM.index(_LOOP)] + """
+ASYNC_STORM = (
+    STORM[: STORM.index(_SESSION)]
+    + STORM[STORM.index(_START) : STORM.index(_LOOP)]
+    + """
 import asyncio
 import httpx
 from refreshing_session.httpx import RefreshingAsyncClient
@@ -70,6 +74,7 @@ async def storm():
 
 print(json.dumps(asyncio.run(storm())))
 """
+)
 
 
 # 4 requests processes x 2 threads, 2 httpx processes x 2 threads, 2 asyncio processes x 200
@@ -80,13 +85,23 @@ MIXED = [STORM] * 4 + [HTTPX_STORM] * 2 + [ASYNC_STORM] * 2
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("shared", ["token file", "redis"])
 def test_requests_httpx_and_asyncio_processes_share_one_refresh_per_expiry(
-        shared: str, tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+    shared: str, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     """4 requests processes x 2 threads, 2 httpx processes x 2 threads and 2 asyncio
     processes x 200 tasks on one token file, or on one Redis key only."""
-    with LocalAuthServer(access_ttl=TTL) as server, \
-            _shared_store(shared, tmp_path) as (store, where):
-        job = job_for(server, tmp_path / "token.json", url=server.api_url + "items", threads=2,
-                      tasks=200, connections=CONNECTIONS, **where)
+    with (
+        LocalAuthServer(access_ttl=TTL) as server,
+        _shared_store(shared, tmp_path) as (store, where),
+    ):
+        job = job_for(
+            server,
+            tmp_path / "token.json",
+            url=server.api_url + "items",
+            threads=2,
+            tasks=200,
+            connections=CONNECTIONS,
+            **where,
+        )
         logins: list[tuple[Token, float]] = []
 
         def log_in() -> float:
@@ -105,12 +120,18 @@ def test_requests_httpx_and_asyncio_processes_share_one_refresh_per_expiry(
     first_due = first.refresh_due_at(LEEWAY)
     assert first_due is not None
     due = math.floor(elapsed / (first_due - start))  # each token is due once
-    figures = {"shared": shared, "processes": {"requests": "4x2 threads",
-                                               "httpx": "2x2 threads", "asyncio": "2x200 tasks"},
-               "seconds": round(elapsed, 2), "requests": sum(outcomes.values()),
-               "outcomes": dict(outcomes), "per_process": [dict(c) for c in per_process],
-               "token_calls": stats.token_requests, "tokens_due": due,
-               "api_401s": stats.api_unauthorized, "reuse_detections": stats.reuse_detections}
+    figures = {
+        "shared": shared,
+        "processes": {"requests": "4x2 threads", "httpx": "2x2 threads", "asyncio": "2x200 tasks"},
+        "seconds": round(elapsed, 2),
+        "requests": sum(outcomes.values()),
+        "outcomes": dict(outcomes),
+        "per_process": [dict(c) for c in per_process],
+        "token_calls": stats.token_requests,
+        "tokens_due": due,
+        "api_401s": stats.api_unauthorized,
+        "reuse_detections": stats.reuse_detections,
+    }
     record_property("figures", figures)
     print(figures)  # shown when this fails
     assert all(counts["200"] > 0 for counts in per_process), "a process made no successful call"
@@ -133,7 +154,9 @@ def _shared_store(shared: str, folder: Path) -> Iterator[tuple[TokenStore, dict[
     server = RedisServer(folder / "redis")
     server.start()
     try:
-        yield RedisTokenStore(server.url, REDIS_KEY), {
-            "redis": server.url, "key": REDIS_KEY, "lock_ttl": 10.0}
+        yield (
+            RedisTokenStore(server.url, REDIS_KEY),
+            {"redis": server.url, "key": REDIS_KEY, "lock_ttl": 10.0},
+        )
     finally:
         server.stop()

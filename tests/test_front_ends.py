@@ -42,11 +42,14 @@ def portal() -> Iterator[BlockingPortal]:
 
 
 @pytest.fixture
-def make_client(kind: str, portal: BlockingPortal, server: LocalAuthServer,
-                token_file: Path) -> Iterator[ClientFactory]:
-    yield from client_factory(kind, portal, {
-        "prefixes": server.api_url, "token_file": token_file,
-        "refresher": refresher_for(server)})
+def make_client(
+    kind: str, portal: BlockingPortal, server: LocalAuthServer, token_file: Path
+) -> Iterator[ClientFactory]:
+    yield from client_factory(
+        kind,
+        portal,
+        {"prefixes": server.api_url, "token_file": token_file, "refresher": refresher_for(server)},
+    )
 
 
 @pytest.fixture
@@ -63,9 +66,11 @@ def other_origin() -> Iterator[LocalAuthServer]:
 
 # --- which URLs get the token ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ALL)
 def test_the_token_goes_under_the_prefix_and_nowhere_else(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer
+) -> None:
     client = make_client(prefixes=["https://elsewhere.example/", server.api_url])
     assert client.request("GET", server.api_url + "items").status == 200
     assert client.request("GET", server.url + "/echo").json()["authorization_present"] is False
@@ -75,7 +80,8 @@ def test_the_token_goes_under_the_prefix_and_nowhere_else(
 @pytest.mark.parametrize("kind", ALL)
 @pytest.mark.parametrize("climb", CLIMBS)
 def test_a_url_climbing_out_of_the_prefix_gets_no_token(
-        kind: str, climb: str, make_client: ClientFactory, hostile: HostileServer) -> None:
+    kind: str, climb: str, make_client: ClientFactory, hostile: HostileServer
+) -> None:
     client = make_client(prefixes=hostile.url + "/api/")
     client.request("GET", f"{hostile.url}/api/{climb}pub/steal")
     assert hostile.seen, "the request never reached the hostile server"
@@ -85,22 +91,27 @@ def test_a_url_climbing_out_of_the_prefix_gets_no_token(
 @pytest.mark.parametrize("kind", ALL)
 @pytest.mark.parametrize("how", ["headers=", "auth="])
 def test_the_callers_own_authorization_wins_and_no_refresh_happens(
-        kind: str, how: str, make_client: ClientFactory, hostile: HostileServer) -> None:
+    kind: str, how: str, make_client: ClientFactory, hostile: HostileServer
+) -> None:
     client = make_client(prefixes=hostile.url + "/api/")
     if how == "auth=":
         client.request("GET", hostile.url + "/api/items", auth=CALLER_BASIC)
     else:
-        client.request("GET", hostile.url + "/api/items",
-                       headers={"Authorization": "Basic Y2FsbGVyOmNhbGxlci1wYXNzd29yZA=="})
+        client.request(
+            "GET",
+            hostile.url + "/api/items",
+            headers={"Authorization": "Basic Y2FsbGVyOmNhbGxlci1wYXNzd29yZA=="},
+        )
     assert [seen.scheme for seen in hostile.seen] == ["basic"]
 
 
 # --- refreshing before expiry, and the 401 flow -----------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ALL)
 def test_an_expired_token_is_refreshed_once_before_sending(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer,
-        token_file: Path) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expired = expire(token_file)
     client = make_client()
     for _ in range(3):
@@ -111,8 +122,8 @@ def test_an_expired_token_is_refreshed_once_before_sending(
 
 @pytest.mark.parametrize("kind", ALL)
 def test_a_401_refreshes_and_replays_once_with_the_body(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer,
-        token_file: Path) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     with_unknown_access_token(token_file)
     answer = make_client().request("POST", server.api_url + "items", body=b"payload")
     assert answer.status == 200
@@ -122,8 +133,8 @@ def test_a_401_refreshes_and_replays_once_with_the_body(
 
 @pytest.mark.parametrize("kind", ALL)
 def test_a_streamed_body_is_not_replayed_and_the_401_comes_back_readable(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer,
-        token_file: Path) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     stale = with_unknown_access_token(token_file)
     answer = make_client().request("POST", server.api_url + "upload", chunks=[b"one", b"two"])
     assert answer.status == 401
@@ -134,7 +145,8 @@ def test_a_streamed_body_is_not_replayed_and_the_401_comes_back_readable(
 
 @pytest.mark.parametrize("kind", ALL)
 def test_a_401_that_refresh_cannot_fix_costs_one_refresh_per_token(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer
+) -> None:
     """The guard: a path where a refresh did not help gets its 401s back without more
     refreshes, across sibling clients; other paths still work."""
     client, sibling = make_client(), make_client()
@@ -146,15 +158,16 @@ def test_a_401_that_refresh_cannot_fix_costs_one_refresh_per_token(
 
 @pytest.mark.parametrize("kind", ALL)
 def test_insufficient_scope_does_not_trigger_a_refresh(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer
+) -> None:
     assert make_client().request("GET", server.api_url + "forbidden-scope").status == 401
     assert server.stats().token_requests == 0
 
 
 @pytest.mark.parametrize("kind", ALL)
 def test_a_sibling_clients_refresh_is_adopted_after_a_401_without_a_call(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer,
-        token_file: Path) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     client, sibling = make_client(), make_client()
     assert client.request("GET", server.api_url + "items").status == 200
     server.revoke_access_tokens()
@@ -165,10 +178,11 @@ def test_a_sibling_clients_refresh_is_adopted_after_a_401_without_a_call(
 
 # --- typed errors, and no secret in them -------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ALL)
 def test_a_missing_token_file_asks_for_a_login_with_a_typed_error(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer,
-        tmp_path: Path) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, tmp_path: Path
+) -> None:
     client = make_client(token_file=tmp_path / "none.json")
     with pytest.raises(LoginRequired, match=r"none\.json") as raised:
         client.request("GET", server.api_url + "items")
@@ -178,8 +192,8 @@ def test_a_missing_token_file_asks_for_a_login_with_a_typed_error(
 
 @pytest.mark.parametrize("kind", ALL)
 def test_a_refused_refresh_token_raises_login_required_without_the_secrets(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer,
-        token_file: Path) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expired = expire(token_file)
     server.revoke_all()
     client = make_client()
@@ -193,8 +207,8 @@ def test_a_refused_refresh_token_raises_login_required_without_the_secrets(
 
 @pytest.mark.parametrize("kind", ALL)
 def test_a_failing_token_endpoint_raises_refresh_failed_and_keeps_the_file(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer,
-        token_file: Path) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, token_file: Path
+) -> None:
     expire(token_file)
     before = token_file.read_bytes()
     server.fail_token_endpoint(times=3)
@@ -205,14 +219,20 @@ def test_a_failing_token_endpoint_raises_refresh_failed_and_keeps_the_file(
 
 # --- redirects, hop by hop ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ALL)
 @pytest.mark.parametrize("status", [302, 307])
 def test_a_redirect_to_another_origin_carries_no_token(
-        kind: str, status: int, make_client: ClientFactory, server: LocalAuthServer,
-        other_origin: LocalAuthServer) -> None:
+    kind: str,
+    status: int,
+    make_client: ClientFactory,
+    server: LocalAuthServer,
+    other_origin: LocalAuthServer,
+) -> None:
     client = make_client(prefixes=[server.url + "/redirect", server.api_url])
     answer = client.request(
-        "GET", f"{server.url}/redirect?status={status}&to={other_origin.url}/echo")
+        "GET", f"{server.url}/redirect?status={status}&to={other_origin.url}/echo"
+    )
     assert answer.redirects == [status]
     assert answer.json()["authorization_present"] is False
     assert other_origin.stats().echo_with_authorization == 0
@@ -220,7 +240,8 @@ def test_a_redirect_to_another_origin_carries_no_token(
 
 @pytest.mark.parametrize("kind", HOP_BY_HOP)
 def test_a_redirect_leaving_the_prefix_on_the_same_origin_carries_no_token(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer
+) -> None:
     client = make_client(prefixes=[server.url + "/redirect", server.api_url])
     answer = client.request("GET", f"{server.url}/redirect?to=/echo")
     assert answer.json()["authorization_present"] is False
@@ -228,7 +249,8 @@ def test_a_redirect_leaving_the_prefix_on_the_same_origin_carries_no_token(
 
 @pytest.mark.parametrize("kind", HOP_BY_HOP)
 def test_a_redirect_into_the_prefix_gets_the_token(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer
+) -> None:
     answer = make_client().request("GET", f"{server.url}/redirect?to={server.api_url}items")
     assert (answer.redirects, answer.status) == ([302], 200)
 
@@ -237,8 +259,8 @@ def test_a_redirect_into_the_prefix_gets_the_token(
 @pytest.mark.parametrize("climb", ["../", "%2e%2e/", "..%2F"])
 @pytest.mark.parametrize("status", [302, 307])
 def test_a_redirect_climbing_out_of_the_prefix_gets_no_token(
-        kind: str, climb: str, status: int, make_client: ClientFactory,
-        hostile: HostileServer) -> None:
+    kind: str, climb: str, status: int, make_client: ClientFactory, hostile: HostileServer
+) -> None:
     hostile.redirects["/api/start"] = (status, f"{hostile.url}/api/{climb}pub/steal")
     make_client(prefixes=hostile.url + "/api/").request("GET", hostile.url + "/api/start")
     assert [seen.routed for seen in hostile.seen] == ["/api/start", "/pub/steal"]
@@ -248,8 +270,12 @@ def test_a_redirect_climbing_out_of_the_prefix_gets_no_token(
 @pytest.mark.parametrize("kind", HOP_BY_HOP)
 @pytest.mark.parametrize("method", UNSAFE_METHODS)
 def test_an_unsafe_request_steered_into_the_api_by_another_origin_gets_no_token(
-        kind: str, method: str, make_client: ClientFactory, hostile: HostileServer,
-        server: LocalAuthServer) -> None:
+    kind: str,
+    method: str,
+    make_client: ClientFactory,
+    hostile: HostileServer,
+    server: LocalAuthServer,
+) -> None:
     hostile.redirects["/webhook"] = (307, server.api_url + "accounts/delete")
     answer = make_client().request(method, hostile.url + "/webhook", body=b"attacker's body")
     assert (answer.redirects, answer.status) == ([307], 401)
@@ -259,9 +285,11 @@ def test_an_unsafe_request_steered_into_the_api_by_another_origin_gets_no_token(
 @pytest.mark.parametrize("kind", HOP_BY_HOP)
 @pytest.mark.parametrize("method", ["POST", "DELETE"])
 def test_an_unsafe_request_steered_into_the_api_from_outside_the_prefix_gets_no_token(
-        kind: str, method: str, make_client: ClientFactory, server: LocalAuthServer) -> None:
+    kind: str, method: str, make_client: ClientFactory, server: LocalAuthServer
+) -> None:
     answer = make_client().request(
-        method, f"{server.url}/redirect?status=308&to=/api/accounts/delete", body=b"x")
+        method, f"{server.url}/redirect?status=308&to=/api/accounts/delete", body=b"x"
+    )
     assert answer.status == 401
     assert server.stats().api_ok == 0, "the API accepted the attacker's request"
 
@@ -269,8 +297,12 @@ def test_an_unsafe_request_steered_into_the_api_from_outside_the_prefix_gets_no_
 @pytest.mark.parametrize("kind", HOP_BY_HOP)
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_a_safe_request_redirected_into_the_api_by_another_origin_gets_the_token(
-        kind: str, method: str, make_client: ClientFactory, hostile: HostileServer,
-        server: LocalAuthServer) -> None:
+    kind: str,
+    method: str,
+    make_client: ClientFactory,
+    hostile: HostileServer,
+    server: LocalAuthServer,
+) -> None:
     hostile.redirects["/moved"] = (307, server.api_url + "items")
     assert make_client().request(method, hostile.url + "/moved").status == 200
     assert server.stats().api_ok == 1
@@ -278,10 +310,10 @@ def test_a_safe_request_redirected_into_the_api_by_another_origin_gets_the_token
 
 @pytest.mark.parametrize("kind", HOP_BY_HOP)
 def test_an_unsafe_request_redirected_within_the_prefixes_keeps_the_token(
-        kind: str, make_client: ClientFactory, server: LocalAuthServer) -> None:
+    kind: str, make_client: ClientFactory, server: LocalAuthServer
+) -> None:
     client = make_client(prefixes=[server.url + "/redirect", server.api_url])
-    answer = client.request("POST", f"{server.url}/redirect?status=307&to=/api/items",
-                            body=b"body")
+    answer = client.request("POST", f"{server.url}/redirect?status=307&to=/api/items", body=b"body")
     assert (answer.status, answer.json()["body"]) == (200, "body")
 
 
@@ -289,8 +321,13 @@ def test_an_unsafe_request_redirected_within_the_prefixes_keeps_the_token(
 @pytest.mark.parametrize("how", ["auth=", "headers=", "client auth"])
 @pytest.mark.parametrize("status", [302, 307])
 def test_a_caller_authenticated_request_bounced_into_the_api_gets_no_token(
-        kind: str, how: str, status: int, make_client: ClientFactory,
-        hostile: HostileServer, server: LocalAuthServer) -> None:
+    kind: str,
+    how: str,
+    status: int,
+    make_client: ClientFactory,
+    hostile: HostileServer,
+    server: LocalAuthServer,
+) -> None:
     hostile.redirects["/login"] = (status, server.api_url + "items")
     answer = _caller_request(make_client, how, hostile.url + "/login")
     assert hostile.seen[0].scheme == "basic", "the caller's own credentials went out"
@@ -301,56 +338,73 @@ def test_a_caller_authenticated_request_bounced_into_the_api_gets_no_token(
 @pytest.mark.parametrize("kind", HOP_BY_HOP)
 @pytest.mark.parametrize("how", ["auth=", "headers=", "client auth"])
 def test_a_caller_authenticated_api_request_bounced_back_through_another_origin_gets_no_token(
-        kind: str, how: str, make_client: ClientFactory, hostile: HostileServer,
-        server: LocalAuthServer) -> None:
+    kind: str, how: str, make_client: ClientFactory, hostile: HostileServer, server: LocalAuthServer
+) -> None:
     hostile.redirects["/bounce"] = (302, server.api_url + "items")
-    answer = _caller_request(make_client, how, f"{server.url}/redirect?to={hostile.url}/bounce",
-                             prefixes=[server.url + "/redirect", server.api_url])
+    answer = _caller_request(
+        make_client,
+        how,
+        f"{server.url}/redirect?to={hostile.url}/bounce",
+        prefixes=[server.url + "/redirect", server.api_url],
+    )
     assert (len(answer.redirects), answer.status) == (2, 401)
     assert server.stats().api_ok == 0, "the bearer token replaced the caller's credentials"
 
 
-def _caller_request(make_client: ClientFactory, how: str, url: str,
-                    **options: Any) -> Any:
+def _caller_request(make_client: ClientFactory, how: str, url: str, **options: Any) -> Any:
     """GET ``url`` with the caller's own Basic credentials, given the way ``how`` names."""
     if how == "client auth":
         return make_client(caller_auth=CALLER_BASIC, **options).request("GET", url)
     client = make_client(**options)
     if how == "auth=":
         return client.request("GET", url, auth=CALLER_BASIC)
-    return client.request("GET", url,
-                          headers={"Authorization": "Basic Y2FsbGVyOmNhbGxlci1wYXNzd29yZA=="})
+    return client.request(
+        "GET", url, headers={"Authorization": "Basic Y2FsbGVyOmNhbGxlci1wYXNzd29yZA=="}
+    )
 
 
 # --- the module itself -------------------------------------------------------------------------
+
 
 def test_importing_the_package_does_not_import_httpx() -> None:
     import subprocess
     import sys
 
     code = "import sys, refreshing_session; print('httpx' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout.strip() == "False"
 
 
 def test_every_front_end_shares_the_token_one_of_them_refreshed(
-        portal: BlockingPortal, server: LocalAuthServer, token_file: Path) -> None:
+    portal: BlockingPortal, server: LocalAuthServer, token_file: Path
+) -> None:
     """One token file, three front ends: the token one of them refreshed is the others'."""
     expire(token_file)
     answers = []
     for kind in HOP_BY_HOP:
-        for build in client_factory(kind, portal, {
-                "prefixes": server.api_url, "token_file": token_file,
-                "refresher": refresher_for(server)}):
+        for build in client_factory(
+            kind,
+            portal,
+            {
+                "prefixes": server.api_url,
+                "token_file": token_file,
+                "refresher": refresher_for(server),
+            },
+        ):
             answers.append(build().request("GET", server.api_url + "items").status)
     assert answers == [200, 200, 200]
     assert server.stats().refreshes == 1
 
 
 def test_the_httpx_front_ends_are_built_from_a_profile_with_options_that_win(
-        portal: BlockingPortal, server: LocalAuthServer, token_file: Path, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    portal: BlockingPortal,
+    server: LocalAuthServer,
+    token_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("LOCAL_SECRET", "secret")
     profiles = server_profile(tmp_path / "profiles.toml", server)
     expire(token_file)
@@ -370,22 +424,42 @@ def test_the_httpx_front_ends_are_built_from_a_profile_with_options_that_win(
 
 
 @pytest.mark.parametrize("kind", ALL)
-@pytest.mark.parametrize(("refresh_on", "status", "refreshes"), [
-    ((401, 403), 200, 1), ((401,), 403, 0)])
+@pytest.mark.parametrize(
+    ("refresh_on", "status", "refreshes"), [((401, 403), 200, 1), ((401,), 403, 0)]
+)
 def test_refresh_on_403_refreshes_and_replays_only_where_asked(
-        kind: str, refresh_on: tuple[int, ...], status: int, refreshes: int,
-        portal: BlockingPortal, tmp_path: Path) -> None:
+    kind: str,
+    refresh_on: tuple[int, ...],
+    status: int,
+    refreshes: int,
+    portal: BlockingPortal,
+    tmp_path: Path,
+) -> None:
     """An API that answers 403 to a dead token (test_refresh_on's)."""
     path = tmp_path / "token.json"
-    path.write_text(json.dumps({"access_token": "at-1", "token_type": "Bearer",
-                                "expires_in": 3600, "refresh_token": "rt-1"}))
+    path.write_text(
+        json.dumps(
+            {
+                "access_token": "at-1",
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "refresh_token": "rt-1",
+            }
+        )
+    )
     path.chmod(0o600)
     with ForbiddingApi() as api:
         issuer = Issuer(api)
         with RecordingEndpoint(issuer) as endpoint:
-            for build in client_factory(kind, portal, {
-                    "prefixes": api.origin + "/", "token_file": path,
-                    "refresher": OAuth2Refresher(endpoint.url, "client", "secret", retries=0)}):
+            for build in client_factory(
+                kind,
+                portal,
+                {
+                    "prefixes": api.origin + "/",
+                    "token_file": path,
+                    "refresher": OAuth2Refresher(endpoint.url, "client", "secret", retries=0),
+                },
+            ):
                 client = build(refresh_on=refresh_on)
                 api.current = "at-revoked"  # the stored token died early
                 assert client.request("GET", api.origin + "/items").status == status

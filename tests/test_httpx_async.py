@@ -102,18 +102,27 @@ BACKENDS = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"], indirec
 @pytest.fixture
 def client(server: LocalAuthServer, token_file: Path) -> RefreshingAsyncClient:
     """A client on the server's API; each test closes it with ``async with``."""
-    return RefreshingAsyncClient(server.api_url, token_file=token_file,
-                                 refresher=refresher_for(server), timeout=10)
+    return RefreshingAsyncClient(
+        server.api_url, token_file=token_file, refresher=refresher_for(server), timeout=10
+    )
 
 
 @pytest.mark.timeout(120)
 def test_the_event_loop_keeps_running_while_500_tasks_wait_for_a_slow_refresh(
-        server: LocalAuthServer, token_file: Path,
-        record_property: Callable[[str, object], None]) -> None:
+    server: LocalAuthServer, token_file: Path, record_property: Callable[[str, object], None]
+) -> None:
     server.slow_token_endpoint(SLOW_TOKEN_ENDPOINT)
-    worker = start_process(LOOP_LAG, {
-        "api": server.api_url, "echo": server.url + "/echo", "file": str(token_file),
-        "token_url": server.token_url, "tasks": TASKS, "rounds": ROUNDS})
+    worker = start_process(
+        LOOP_LAG,
+        {
+            "api": server.api_url,
+            "echo": server.url + "/echo",
+            "file": str(token_file),
+            "token_url": server.token_url,
+            "tasks": TASKS,
+            "rounds": ROUNDS,
+        },
+    )
     out, err = worker.communicate(timeout=110)
     assert worker.returncode == 0, err[-3000:]
     report = json.loads(out)
@@ -122,16 +131,19 @@ def test_the_event_loop_keeps_running_while_500_tasks_wait_for_a_slow_refresh(
 
     def longest(start: float, end: float) -> float:
         """The longest pause of a tick that overlaps the span from ``start`` to ``end``."""
-        return max((lag for at, lag in late if at < end and at + 0.001 + lag > start),
-                   default=0.0)
+        return max((lag for at, lag in late if at < end and at + 0.001 + lag > start), default=0.0)
 
     during_refresh = max(longest(call.started, call.answered) for call in calls)
     figures = {
-        "tasks": TASKS, "token_endpoint_seconds": SLOW_TOKEN_ENDPOINT,
+        "tasks": TASKS,
+        "token_endpoint_seconds": SLOW_TOKEN_ENDPOINT,
         "max_lag_ms_during_refresh": round(during_refresh * 1000, 1),
-        "max_lag_ms_per_phase": {name: round(longest(*span) * 1000, 1)
-                                 for name, span in report["phases"].items()},
-        "outcomes": report["outcomes"], "token_calls": len(calls)}
+        "max_lag_ms_per_phase": {
+            name: round(longest(*span) * 1000, 1) for name, span in report["phases"].items()
+        },
+        "outcomes": report["outcomes"],
+        "token_calls": len(calls),
+    }
     record_property("loop_lag", figures)
     print(figures)  # shown when this fails
     assert report["outcomes"] == {"200": TASKS * ROUNDS * 2}, figures
@@ -144,7 +156,8 @@ def test_the_event_loop_keeps_running_while_500_tasks_wait_for_a_slow_refresh(
 @BACKENDS
 @pytest.mark.anyio
 async def test_tasks_that_find_the_token_expired_share_one_refresh(
-        client: RefreshingAsyncClient, server: LocalAuthServer, token_file: Path) -> None:
+    client: RefreshingAsyncClient, server: LocalAuthServer, token_file: Path
+) -> None:
     expired = expire(token_file)
     statuses: list[int] = []
 
@@ -162,7 +175,8 @@ async def test_tasks_that_find_the_token_expired_share_one_refresh(
 @BACKENDS
 @pytest.mark.anyio
 async def test_a_task_cancelled_during_its_refresh_leaves_the_new_token_stored(
-        client: RefreshingAsyncClient, server: LocalAuthServer, token_file: Path) -> None:
+    client: RefreshingAsyncClient, server: LocalAuthServer, token_file: Path
+) -> None:
     """The refresh a cancelled task started completes and is stored; the next task uses
     that token: no second call, no refresh token presented twice, no lock left held."""
     expired = expire(token_file)
@@ -186,7 +200,8 @@ async def test_a_task_cancelled_during_its_refresh_leaves_the_new_token_stored(
 @BACKENDS
 @pytest.mark.anyio
 async def test_a_task_cancelled_while_it_waits_for_the_lock_leaves_it_free(
-        client: RefreshingAsyncClient, server: LocalAuthServer, token_file: Path) -> None:
+    client: RefreshingAsyncClient, server: LocalAuthServer, token_file: Path
+) -> None:
     """Another process holds the lock (a thread here, on the same lock file) while the task
     waits for it, and the task is cancelled meanwhile. The cancellation takes effect once the
     keeper's call returns: when the holder lets go, the waiting call refreshes and stores the
@@ -241,7 +256,8 @@ def _lock_held_elsewhere(token_file: Path) -> Iterator[threading.Event]:
 @BACKENDS
 @pytest.mark.anyio
 async def test_tasks_waiting_for_a_lock_held_elsewhere_each_get_a_lock_timeout_at_once(
-        server: LocalAuthServer, token_file: Path) -> None:
+    server: LocalAuthServer, token_file: Path
+) -> None:
     """The lock is held by another process (a thread here) past ``lock_timeout``: the tasks
     that waited together each get their own LockTimeout after one wait, not one after another."""
     expire(token_file)
@@ -255,9 +271,12 @@ async def test_tasks_waiting_for_a_lock_held_elsewhere_each_get_a_lock_timeout_a
             errors.append(error)
 
     with _lock_held_elsewhere(token_file):
-        async with RefreshingAsyncClient(server.api_url, token_file=token_file,
-                                         refresher=refresher_for(server),
-                                         lock_timeout=lock_timeout) as client:
+        async with RefreshingAsyncClient(
+            server.api_url,
+            token_file=token_file,
+            refresher=refresher_for(server),
+            lock_timeout=lock_timeout,
+        ) as client:
             started = anyio.current_time()
             async with anyio.create_task_group() as tasks:
                 for _ in range(20):

@@ -6,7 +6,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,9 @@ def lock_held(store: TokenStore) -> Iterator[None]:
         holder.join(5)
 
 
-def test_install_stores_a_login_and_clears_the_notes(server: LocalAuthServer,
-                                                      token_file: Path) -> None:
+def test_install_stores_a_login_and_clears_the_notes(
+    server: LocalAuthServer, token_file: Path
+) -> None:
     store = TokenFile(token_file)
     store.write(stored(token_file), {"refresh_refused": "invalid_grant"})
     login = Token("a-new-login", refresh_token="r", expires_at=2e9)
@@ -73,7 +74,8 @@ def test_install_stores_a_login_and_clears_the_notes(server: LocalAuthServer,
 
 @pytest.mark.timeout(20)
 def test_install_waits_for_the_lock_and_gives_up_after_lock_timeout(
-        server: LocalAuthServer, token_file: Path) -> None:
+    server: LocalAuthServer, token_file: Path
+) -> None:
     store = TokenFile(token_file)
     before = stored(token_file)
     with lock_held(store), pytest.raises(LockTimeout, match=r"lock_timeout=0\.2"):
@@ -81,8 +83,9 @@ def test_install_waits_for_the_lock_and_gives_up_after_lock_timeout(
     assert stored(token_file) == before
 
 
-def test_refresh_now_refreshes_a_token_that_is_not_due(server: LocalAuthServer,
-                                                        token_file: Path) -> None:
+def test_refresh_now_refreshes_a_token_that_is_not_due(
+    server: LocalAuthServer, token_file: Path
+) -> None:
     before = stored(token_file)
     new = keeper_for(server, TokenFile(token_file)).refresh_now()
     assert new != before
@@ -90,18 +93,23 @@ def test_refresh_now_refreshes_a_token_that_is_not_due(server: LocalAuthServer,
     assert server.stats().refreshes == 1
 
 
-def test_refresh_now_without_a_token_asks_for_a_login(server: LocalAuthServer,
-                                                       tmp_path: Path) -> None:
-    keeper = keeper_for(server, TokenFile(tmp_path / "none.json"),
-                        login_command="refreshing-session login --profile prod")
+def test_refresh_now_without_a_token_asks_for_a_login(
+    server: LocalAuthServer, tmp_path: Path
+) -> None:
+    keeper = keeper_for(
+        server,
+        TokenFile(tmp_path / "none.json"),
+        login_command="refreshing-session login --profile prod",
+    )
     for copy in (keeper, pickle.loads(pickle.dumps(keeper))):  # a pool's worker too
         with pytest.raises(LoginRequired, match="--profile prod"):
             copy.refresh_now()
     assert server.stats().token_requests == 0
 
 
-def test_remove_hands_the_token_over_then_deletes_it(server: LocalAuthServer,
-                                                      token_file: Path) -> None:
+def test_remove_hands_the_token_over_then_deletes_it(
+    server: LocalAuthServer, token_file: Path
+) -> None:
     before = stored(token_file)
     seen: list[Token] = []
     assert keeper_for(server, TokenFile(token_file)).remove(seen.append) == before
@@ -111,8 +119,9 @@ def test_remove_hands_the_token_over_then_deletes_it(server: LocalAuthServer,
     assert seen == [before]
 
 
-def test_remove_keeps_the_token_when_the_step_before_fails(server: LocalAuthServer,
-                                                            token_file: Path) -> None:
+def test_remove_keeps_the_token_when_the_step_before_fails(
+    server: LocalAuthServer, token_file: Path
+) -> None:
     def refuse(token: Token) -> None:
         raise RuntimeError("revocation endpoint down")
 
@@ -123,6 +132,7 @@ def test_remove_keeps_the_token_when_the_step_before_fails(server: LocalAuthServ
 
 
 # --- the keeper over a store of another kind -----------------------------------------------------
+
 
 class MemoryStore:
     """A TokenStore in one process's memory: the smallest thing the keeper can rely on."""
@@ -147,8 +157,9 @@ class MemoryStore:
         self.snapshot = Snapshot(token, self.writes, dict(notes or {}))
         return self.snapshot
 
-    def replace(self, token: Token, notes: Mapping[str, Any] | None,
-                replacing: Version | None) -> Snapshot | None:
+    def replace(
+        self, token: Token, notes: Mapping[str, Any] | None, replacing: Version | None
+    ) -> Snapshot | None:
         return self.write(token, notes) if self.version() == replacing else None
 
     def delete(self) -> None:
@@ -164,8 +175,9 @@ class MemoryStore:
                 self._lock.release()
 
 
-def test_a_session_works_over_any_token_store(server: LocalAuthServer,
-                                              make_session: SessionFactory) -> None:
+def test_a_session_works_over_any_token_store(
+    server: LocalAuthServer, make_session: SessionFactory
+) -> None:
     store = MemoryStore()
     assert isinstance(store, TokenStore)
     store.write(Token.from_response(server.issue_token(), requested_at=0.0))
@@ -177,7 +189,8 @@ def test_a_session_works_over_any_token_store(server: LocalAuthServer,
 
 
 def test_a_refreshed_token_written_over_by_a_login_gives_way(
-        server: LocalAuthServer, token_file: Path) -> None:
+    server: LocalAuthServer, token_file: Path
+) -> None:
     """The fencing the stores share: a token is stored only over the version it replaces."""
     expire(token_file)
     store = TokenFile(token_file)
@@ -199,6 +212,7 @@ def test_a_session_rejects_a_store_of_the_wrong_kind(tmp_path: Path) -> None:
 
 # --- a store that fails ------------------------------------------------------------------------
 
+
 class FailingFile(TokenFile):
     """A token file whose writes fail ``failures`` times (a full disk, say), then work."""
 
@@ -206,23 +220,27 @@ class FailingFile(TokenFile):
         super().__init__(path)
         self.failures = failures
 
-    def replace(self, token: Token, notes: Mapping[str, Any] | None,
-                replacing: Version | None) -> Snapshot | None:
+    def replace(
+        self, token: Token, notes: Mapping[str, Any] | None, replacing: Version | None
+    ) -> Snapshot | None:
         if self.failures > 0:
             self.failures -= 1
-            raise TokenFileError("cannot write the token file (No space left on device)",
-                                 path=self.path)
+            raise TokenFileError(
+                "cannot write the token file (No space left on device)", path=self.path
+            )
         return super().replace(token, notes, replacing)
 
 
 def test_refresh_now_stores_the_new_token_once_the_store_recovers(
-        server: LocalAuthServer, token_file: Path) -> None:
+    server: LocalAuthServer, token_file: Path
+) -> None:
     new = keeper_for(server, FailingFile(token_file, failures=2)).refresh_now()
     assert stored(token_file) == new
 
 
 def test_refresh_now_says_so_when_the_new_token_cannot_be_stored(
-        server: LocalAuthServer, token_file: Path) -> None:
+    server: LocalAuthServer, token_file: Path
+) -> None:
     """A command line's process ends after the refresh: a token kept only in its memory
     would be lost silently, with the stored refresh token spent."""
     before = stored(token_file)
@@ -233,15 +251,21 @@ def test_refresh_now_says_so_when_the_new_token_cannot_be_stored(
 
 
 def test_refresh_now_gets_a_first_token_from_a_token_source(
-        server: LocalAuthServer, tmp_path: Path) -> None:
+    server: LocalAuthServer, tmp_path: Path
+) -> None:
     path = tmp_path / "machine.json"
-    keeper = TokenKeeper(TokenFile(path), ClientCredentialsRefresher(
-        server.token_url, "client", "secret"), leeway=30, lock_timeout=5)
+    keeper = TokenKeeper(
+        TokenFile(path),
+        ClientCredentialsRefresher(server.token_url, "client", "secret"),
+        leeway=30,
+        lock_timeout=5,
+    )
     assert keeper.refresh_now() == stored(path)
 
 
 def test_remove_without_a_step_before_removes_an_unreadable_token(
-        server: LocalAuthServer, token_file: Path) -> None:
+    server: LocalAuthServer, token_file: Path
+) -> None:
     token_file.write_text("{ not json")
     with pytest.raises(TokenFileError):
         keeper_for(server, TokenFile(token_file)).remove(lambda token: None)
@@ -263,7 +287,8 @@ class UnreachableLock(TokenFile):
 
 
 def test_an_early_refresh_that_cannot_lock_pauses_instead_of_retrying_per_request(
-        server: LocalAuthServer, token_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server: LocalAuthServer, token_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = {**stored(token_file).to_dict(), "expires_at": time.time() + 20, "expires_in": 60}
     TokenFile(token_file).write(Token.from_file(data, written_at=time.time()))
     store = UnreachableLock(token_file)
@@ -279,14 +304,16 @@ class CountedLock(TokenFile):
 
     attempts = 0
 
-    def lock(self, timeout: float,
-             stop_waiting: Callable[[], bool]) -> AbstractContextManager[bool]:
+    @contextmanager
+    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
         self.attempts += 1
-        return super().lock(timeout, stop_waiting)
+        with super().lock(timeout, stop_waiting) as held:
+            yield held
 
 
 def test_an_early_refresh_that_finds_the_lock_taken_is_not_tried_on_every_request(
-        server: LocalAuthServer, token_file: Path) -> None:
+    server: LocalAuthServer, token_file: Path
+) -> None:
     """While another process renews the token, the others go on with the still-valid token
     and do not try the lock again (each failed try is a file-lock call) until the store
     changes or a short pause has passed."""

@@ -62,8 +62,12 @@ class FakeServer:
         self.issued += 1
         access, self.refresh_token = f"a{self.issued}", f"r{self.issued}"
         self.expiry[access] = math.floor(self.clock.now) + LIFETIME  # rounded, as real ones do
-        return {"access_token": access, "token_type": "Bearer", "expires_in": LIFETIME,
-                "refresh_token": self.refresh_token}
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": LIFETIME,
+            "refresh_token": self.refresh_token,
+        }
 
     def refresh(self, refresh_token: str | None) -> dict[str, object]:
         self.calls += 1
@@ -108,8 +112,9 @@ class MemoryStore:
         self.snapshot = Snapshot(token, self.writes, MappingProxyType(dict(notes or {})))
         return self.snapshot
 
-    def replace(self, token: Token, notes: Mapping[str, Any] | None,
-                replacing: Version | None) -> Snapshot | None:
+    def replace(
+        self, token: Token, notes: Mapping[str, Any] | None, replacing: Version | None
+    ) -> Snapshot | None:
         return None if self.version() != replacing else self.write(token, notes)
 
     def delete(self) -> None:
@@ -159,8 +164,10 @@ class KeeperModel(RuleBasedStateMachine):
         def refresher(token: Token) -> Mapping[str, object]:
             return self.server.refresh(token.refresh_token)
 
-        self.keepers = [TokenKeeper(self.store, refresher, leeway=leeway, lock_timeout=1.0,
-                                    clock=self.clock) for _ in range(siblings)]
+        self.keepers = [
+            TokenKeeper(self.store, refresher, leeway=leeway, lock_timeout=1.0, clock=self.clock)
+            for _ in range(siblings)
+        ]
         self.wasted = 0  # refreshes for 401s that did not help, since the last scheduled one
         self.stored_sequence = self._sequence()
 
@@ -209,13 +216,15 @@ class KeeperModel(RuleBasedStateMachine):
     def no_refreshed_token_lost(self) -> None:
         snapshot = self.store.snapshot
         assert snapshot is not None
-        assert snapshot.token.refresh_token == self.server.refresh_token, \
+        assert snapshot.token.refresh_token == self.server.refresh_token, (
             "the newest refresh token is not in the store"
+        )
 
 
 def test_keeper_model() -> None:
-    run_state_machine_as_test(KeeperModel, settings=settings(
-        max_examples=150, stateful_step_count=40, deadline=None))
+    run_state_machine_as_test(
+        KeeperModel, settings=settings(max_examples=150, stateful_step_count=40, deadline=None)
+    )
 
 
 def test_the_model_catches_a_keeper_without_the_guard(monkeypatch: Any) -> None:
@@ -237,8 +246,9 @@ def test_the_model_catches_a_keeper_that_holds_back_curable_401s(monkeypatch: An
     for another), a token revoked after such a refresh sends its 401 to the caller."""
     from refreshing_session import guard
 
-    monkeypatch.setattr(guard.Guard, "may_refresh",
-                        lambda self, key, proven=False: self == guard.Guard())
+    monkeypatch.setattr(
+        guard.Guard, "may_refresh", lambda self, key, proven=False: self == guard.Guard()
+    )
     monkeypatch.setattr(guard.Guard, "cured", lambda self, key: self)
     monkeypatch.setattr(TokenKeeper, "worked", lambda self, token, path: None)
     machine = KeeperModel()

@@ -28,8 +28,12 @@ class Waits:
     """A sleep that records the waits the client asks for and spends at most ``cap`` seconds
     of each (``first_cap`` of the first), running ``during(count)`` before the ``count``-th."""
 
-    def __init__(self, cap: float, during: Callable[[int], object] = lambda count: None,
-                 first_cap: float | None = None) -> None:
+    def __init__(
+        self,
+        cap: float,
+        during: Callable[[int], object] = lambda count: None,
+        first_cap: float | None = None,
+    ) -> None:
         self.asked: list[float] = []
         self.caps = (cap if first_cap is None else first_cap, cap)
         self.during = during
@@ -46,10 +50,12 @@ def device_server(device_code_ttl: float = 600.0) -> LocalAuthServer:
 
 def approver(server: LocalAuthServer, at: int) -> Callable[[int], None]:
     """Approve the pending device codes just before the client's ``at``-th wait."""
+
     def during(count: int) -> None:
         if count == at:
             for code in server.pending_user_codes():
                 server.approve(code)
+
     return during
 
 
@@ -57,8 +63,9 @@ def test_device_login_shows_the_code_and_returns_the_token_once_approved() -> No
     shown: list[DeviceAuthorization] = []
     with device_server() as server:
         waits = Waits(INTERVAL, approver(server, 3))
-        login = DeviceLogin(refresher_for(server, scope="read"), server.device_authorization_url,
-                            sleep=waits)
+        login = DeviceLogin(
+            refresher_for(server, scope="read"), server.device_authorization_url, sleep=waits
+        )
         token = login(shown.append)
         assert shown[0].verification_uri == server.verification_url
         assert shown[0].device_code not in repr(shown[0])
@@ -82,18 +89,22 @@ def test_slow_down_adds_five_seconds_to_every_later_wait() -> None:
 
 def test_a_denied_login_says_so() -> None:
     with device_server() as server:
+
         def deny(count: int) -> None:
             server.deny(server.pending_user_codes()[0])
-        login = DeviceLogin(refresher_for(server), server.device_authorization_url,
-                            sleep=Waits(INTERVAL, deny))
+
+        login = DeviceLogin(
+            refresher_for(server), server.device_authorization_url, sleep=Waits(INTERVAL, deny)
+        )
         with pytest.raises(LoginRequired, match="refused on the verification page"):
             login(lambda authorization: None)
 
 
 def test_an_expired_code_says_to_log_in_again() -> None:
     with device_server(device_code_ttl=0.2) as server:
-        login = DeviceLogin(refresher_for(server), server.device_authorization_url,
-                            sleep=Waits(INTERVAL))
+        login = DeviceLogin(
+            refresher_for(server), server.device_authorization_url, sleep=Waits(INTERVAL)
+        )
         with pytest.raises(LoginRequired, match="code expired"):
             login(lambda authorization: None)
 
@@ -103,10 +114,16 @@ def test_the_client_gives_up_at_the_codes_expiry_on_its_own_clock() -> None:
     # Each real poll comes too soon for the server's 1 s interval: the waits grow 1, 6, 11, and
     # the last one (16 s) is cut short at the code's expiry (30 s), where the last poll goes.
     with LocalAuthServer(device_interval=1, device_code_ttl=30) as server:
+
         def sleep(seconds: float) -> None:
             now[0] += seconds
-        login = DeviceLogin(refresher_for(server), server.device_authorization_url,
-                            sleep=sleep, clock=lambda: now[0])
+
+        login = DeviceLogin(
+            refresher_for(server),
+            server.device_authorization_url,
+            sleep=sleep,
+            clock=lambda: now[0],
+        )
         with pytest.raises(LoginRequired, match="code expired"):
             login(lambda authorization: None)
         assert now[0] == 30
@@ -115,8 +132,9 @@ def test_the_client_gives_up_at_the_codes_expiry_on_its_own_clock() -> None:
 
 def test_a_wrong_client_secret_is_a_client_error_without_the_secret() -> None:
     with device_server() as server:
-        login = DeviceLogin(refresher_for(server, secret="wrong-secret-value"),
-                            server.device_authorization_url)
+        login = DeviceLogin(
+            refresher_for(server, secret="wrong-secret-value"), server.device_authorization_url
+        )
         with pytest.raises(ClientRejected) as raised:
             login.start()
         assert "wrong-secret-value" not in str(raised.value)
@@ -130,17 +148,29 @@ def test_a_device_endpoint_over_plain_http_elsewhere_is_refused() -> None:
 
 # --- import --------------------------------------------------------------------------------------
 
+
 def test_import_of_a_requests_oauthlib_token() -> None:
-    saved = {"access_token": "at-1", "token_type": "Bearer", "refresh_token": "rt-1",
-             "expires_in": 3600, "expires_at": 1_900_000_000.5, "scope": ["read", "write"]}
+    saved = {
+        "access_token": "at-1",
+        "token_type": "Bearer",
+        "refresh_token": "rt-1",
+        "expires_in": 3600,
+        "expires_at": 1_900_000_000.5,
+        "scope": ["read", "write"],
+    }
     token, warnings = import_token(json.dumps(saved).encode(), source="x", written_at=None)
     assert (token.expires_at, token.lifetime, token.scope) == (1_900_000_000.5, 3600, "read write")
     assert warnings == []
 
 
 def test_import_of_an_authlib_token() -> None:
-    saved = {"access_token": "at-2", "token_type": "bearer", "refresh_token": "rt-2",
-             "expires_at": 1_900_000_000, "id_token": "a.b.c"}
+    saved = {
+        "access_token": "at-2",
+        "token_type": "bearer",
+        "refresh_token": "rt-2",
+        "expires_at": 1_900_000_000,
+        "id_token": "a.b.c",
+    }
     token, warnings = import_token(json.dumps(saved).encode(), source="x", written_at=None)
     assert token.expires_at == 1_900_000_000
     assert token.extra["id_token"] == "a.b.c"
@@ -148,8 +178,9 @@ def test_import_of_an_authlib_token() -> None:
 
 
 def test_import_of_a_raw_answer_counts_from_the_files_time() -> None:
-    raw = json.dumps({"access_token": "at-3", "token_type": "Bearer", "expires_in": 600,
-                      "refresh_token": "rt-3"}).encode()
+    raw = json.dumps(
+        {"access_token": "at-3", "token_type": "Bearer", "expires_in": 600, "refresh_token": "rt-3"}
+    ).encode()
     written = time.time() - 100
     token, warnings = import_token(raw, source="x", written_at=written)
     assert token.expires_at == written + 600
@@ -167,12 +198,15 @@ def test_import_warns_about_a_token_that_cannot_be_refreshed() -> None:
     assert any("expired 6" in warning for warning in warnings)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    (b"", "stdin is empty"),
-    (b"{nope", "stdin is not valid JSON"),
-    (b'{"token": {"access_token": "x"}}', "stdin does not hold a usable token"),
-    (b'{"access_token": "has space", "refresh_token": "rt-secret"}', "not printable"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"", "stdin is empty"),
+        (b"{nope", "stdin is not valid JSON"),
+        (b'{"token": {"access_token": "x"}}', "stdin does not hold a usable token"),
+        (b'{"access_token": "has space", "refresh_token": "rt-secret"}', "not printable"),
+    ],
+)
 def test_import_of_something_else_says_what_is_wrong(raw: bytes, expected: str) -> None:
     with pytest.raises(ValueError, match=expected) as raised:
         import_token(raw, source="stdin", written_at=None)
@@ -180,6 +214,7 @@ def test_import_of_something_else_says_what_is_wrong(raw: bytes, expected: str) 
 
 
 # --- revocation ----------------------------------------------------------------------------------
+
 
 def test_revoke_ends_the_grant() -> None:
     with LocalAuthServer() as server:
@@ -198,8 +233,7 @@ def test_a_server_that_revokes_no_refresh_tokens_gets_the_access_token() -> None
         revoke(refresher, server.revocation_url, token)
         assert server.stats().revocations == 1
         headers = {"Authorization": token.authorization}
-        assert requests.get(server.api_url + "items", headers=headers, timeout=5).status_code \
-            == 401
+        assert requests.get(server.api_url + "items", headers=headers, timeout=5).status_code == 401
 
 
 def test_a_failed_revocation_is_an_error_without_the_token() -> None:

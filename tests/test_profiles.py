@@ -52,7 +52,8 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_a_profile_loads_with_its_secret_from_the_environment(
-        isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(isolated, GOOD)
     monkeypatch.setenv("PROD_SECRET", "from-the-env")
     profile = load_profile("prod")
@@ -65,12 +66,14 @@ def test_a_profile_loads_with_its_secret_from_the_environment(
     assert (refresher.client_id, refresher.auth_method) == ("my-cli", "client_secret_basic")
     job = load_profile("job")
     assert (job.grant, job.prefixes) == ("client_credentials", ("https://api.example.com/",))
-    assert job.token_file == str(isolated.parent / "state" / "refreshing-session" / "tokens"
-                                 / "job.json")
+    assert job.token_file == str(
+        isolated.parent / "state" / "refreshing-session" / "tokens" / "job.json"
+    )
 
 
-def test_the_config_path_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:
+def test_the_config_path_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv(CONFIG_ENV, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     assert config_path() == tmp_path / "refreshing-session" / "config.toml"
@@ -80,36 +83,78 @@ def test_the_config_path_follows_the_environment(monkeypatch: pytest.MonkeyPatch
     assert config_path() == tmp_path / "elsewhere.toml"
 
 
-@pytest.mark.parametrize(("text", "key", "expected"), [
-    ('token_url = 5\nclient_id = "c"\nprefixes = "https://a.test/"', "token_url",
-     "got 5; expected an absolute https URL"),
-    ('token_url = "http://auth.example.com/t"\nclient_id = "c"\nprefixes = "https://a.test/"',
-     "token_url", "plain http"),
-    ('client_id = "c"\nprefixes = "https://a.test/"', "token_url", "is missing"),
-    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = []', "prefixes",
-     "expected a non-empty string or a list of them"),
-    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
-     'tokn_file = "x"', "tokn_file", "did you mean 'token_file'?"),
-    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
-     'grant = "password"', "grant", "one of 'refresh_token', 'client_credentials'"),
-    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
-     'client_secret_env = "SURELY_NOT_SET_ANYWHERE"', "client_secret_env",
-     "SURELY_NOT_SET_ANYWHERE is not set"),
-    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
-     'client_secret = "hush-hush"\nclient_secret_env = "X"', "client_secret_env", "not both"),
-    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
-     'token_file = "t.json"\nredis_url = "redis://u:hush-hush@redis.test:6379/0"', "redis_url",
-     "not both"),
-    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
-     'redis_url = "http://u:hush-hush@redis.test:6379/0"', "redis_url",
-     "must start with redis://"),
-    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
-     'redis_key = "k"', "redis_key", "needs redis_url"),
-    ('token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
-     'redis_url_env = "SURELY_NOT_SET_ANYWHERE"', "redis_url_env", "is not set"),
-])
-def test_bad_keys_are_named_with_what_is_expected(isolated: Path, text: str, key: str,
-                                                  expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        (
+            'token_url = 5\nclient_id = "c"\nprefixes = "https://a.test/"',
+            "token_url",
+            "got 5; expected an absolute https URL",
+        ),
+        (
+            'token_url = "http://auth.example.com/t"\nclient_id = "c"\nprefixes = "https://a.test/"',
+            "token_url",
+            "plain http",
+        ),
+        ('client_id = "c"\nprefixes = "https://a.test/"', "token_url", "is missing"),
+        (
+            'token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = []',
+            "prefixes",
+            "expected a non-empty string or a list of them",
+        ),
+        (
+            'token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+            'tokn_file = "x"',
+            "tokn_file",
+            "did you mean 'token_file'?",
+        ),
+        (
+            'token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+            'grant = "password"',
+            "grant",
+            "one of 'refresh_token', 'client_credentials'",
+        ),
+        (
+            'token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+            'client_secret_env = "SURELY_NOT_SET_ANYWHERE"',
+            "client_secret_env",
+            "SURELY_NOT_SET_ANYWHERE is not set",
+        ),
+        (
+            'token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+            'client_secret = "hush-hush"\nclient_secret_env = "X"',
+            "client_secret_env",
+            "not both",
+        ),
+        (
+            'token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+            'token_file = "t.json"\nredis_url = "redis://u:hush-hush@redis.test:6379/0"',
+            "redis_url",
+            "not both",
+        ),
+        (
+            'token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+            'redis_url = "http://u:hush-hush@redis.test:6379/0"',
+            "redis_url",
+            "must start with redis://",
+        ),
+        (
+            'token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+            'redis_key = "k"',
+            "redis_key",
+            "needs redis_url",
+        ),
+        (
+            'token_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+            'redis_url_env = "SURELY_NOT_SET_ANYWHERE"',
+            "redis_url_env",
+            "is not set",
+        ),
+    ],
+)
+def test_bad_keys_are_named_with_what_is_expected(
+    isolated: Path, text: str, key: str, expected: str
+) -> None:
     write(isolated, f"[profiles.dev]\n{text}\n")
     with pytest.raises(ProfileError) as raised:
         load_profile("dev")
@@ -121,8 +166,11 @@ def test_bad_keys_are_named_with_what_is_expected(isolated: Path, text: str, key
 
 
 def test_a_secret_with_auth_method_none_is_refused(isolated: Path) -> None:
-    write(isolated, '[profiles.dev]\ntoken_url = "https://a.test/t"\nclient_id = "c"\n'
-                    'prefixes = "https://a.test/"\nclient_secret = "x"\nauth_method = "none"\n')
+    write(
+        isolated,
+        '[profiles.dev]\ntoken_url = "https://a.test/t"\nclient_id = "c"\n'
+        'prefixes = "https://a.test/"\nclient_secret = "x"\nauth_method = "none"\n',
+    )
     with pytest.raises(ProfileError, match="auth_method 'none' never sends the client_secret"):
         load_profile("dev")
 
@@ -133,13 +181,16 @@ def test_a_missing_profile_lists_the_ones_there(isolated: Path) -> None:
         load_profile("staging")
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("[prod]\nclient_id = 'c'\n", "a profile goes under [profiles.prod]"),
-    ("profile = 1\n", "did you mean 'profiles'?"),
-    ("[profiles]\nprod = 3\n", "must be a table ([profiles.prod]), got 3"),
-    ("[profiles.'../up']\n", "a profile name must be"),
-    ("[profiles.prod\n", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[prod]\nclient_id = 'c'\n", "a profile goes under [profiles.prod]"),
+        ("profile = 1\n", "did you mean 'profiles'?"),
+        ("[profiles]\nprod = 3\n", "must be a table ([profiles.prod]), got 3"),
+        ("[profiles.'../up']\n", "a profile name must be"),
+        ("[profiles.prod\n", "is not valid TOML"),
+    ],
+)
 def test_a_malformed_file_says_what_is_wrong(isolated: Path, text: str, expected: str) -> None:
     write(isolated, text)
     with pytest.raises(ProfileError) as raised:
@@ -154,7 +205,8 @@ def test_a_missing_file_names_the_environment_variable(isolated: Path) -> None:
 
 
 def test_a_shared_file_with_a_secret_is_warned_about(
-        isolated: Path, caplog: pytest.LogCaptureFixture) -> None:
+    isolated: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     write(isolated, GOOD).chmod(0o644)
     load_profile("job")
     assert "readable by other users" in caplog.text
@@ -162,14 +214,20 @@ def test_a_shared_file_with_a_secret_is_warned_about(
 
 
 def server_profile(path: Path, server: LocalAuthServer, name: str = "local", **keys: str) -> Path:
-    lines = [f"[profiles.{name}]", f'token_url = "{server.token_url}"', 'client_id = "client"',
-             'client_secret_env = "LOCAL_SECRET"', f'prefixes = "{server.api_url}"',
-             *(f'{key} = "{value}"' for key, value in keys.items())]
+    lines = [
+        f"[profiles.{name}]",
+        f'token_url = "{server.token_url}"',
+        'client_id = "client"',
+        'client_secret_env = "LOCAL_SECRET"',
+        f'prefixes = "{server.api_url}"',
+        *(f'{key} = "{value}"' for key, value in keys.items()),
+    ]
     return write(path, "\n".join(lines) + "\n")
 
 
 def test_from_profile_builds_a_working_session_in_a_private_folder(
-        isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LOCAL_SECRET", "secret")
     server_profile(isolated, server)
     token_file = default_token_file("local")
@@ -182,14 +240,15 @@ def test_from_profile_builds_a_working_session_in_a_private_folder(
 
 
 def test_from_profile_options_override_the_profile(
-        isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> None:
+    isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("LOCAL_SECRET", "secret")
     elsewhere = tmp_path / "other profiles.toml"
     server_profile(elsewhere, server)
     mine = write_grant(tmp_path / "mine.json", server)
-    with RefreshingSession.from_profile("local", config=elsewhere, token_file=mine,
-                                        prefixes=server.url + "/echo", leeway=5) as session:
+    with RefreshingSession.from_profile(
+        "local", config=elsewhere, token_file=mine, prefixes=server.url + "/echo", leeway=5
+    ) as session:
         assert session.keeper.leeway == 5
         assert session.get(server.url + "/echo").json()["authorization_present"]
         assert session.get(server.api_url + "items").status_code == 401  # not a prefix now
@@ -198,8 +257,8 @@ def test_from_profile_options_override_the_profile(
 
 
 def test_an_unusable_token_folder_is_a_profile_error(
-        isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> None:
+    isolated: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("LOCAL_SECRET", "secret")
     server_profile(isolated, server)
     blocker = tmp_path / "not-a-folder"
@@ -211,14 +270,17 @@ def test_an_unusable_token_folder_is_a_profile_error(
     assert "cannot be used" in str(raised.value)
 
 
-
 # --- discovery, extra parameters, keys and certificates ---------------------------------------
+
 
 def test_an_issuer_profile_discovers_its_endpoints(isolated: Path) -> None:
     with LocalAuthServer() as server, MetadataServer(oidc_document(server)) as metadata:
-        write(isolated, f'[profiles.idp]\nissuer = "{metadata.origin}"\nclient_id = "client"\n'
-                        f'client_secret = "secret"\nprefixes = "{server.api_url}"\n'
-                        'extra_params = { audience = "https://api.example.com" }\n')
+        write(
+            isolated,
+            f'[profiles.idp]\nissuer = "{metadata.origin}"\nclient_id = "client"\n'
+            f'client_secret = "secret"\nprefixes = "{server.api_url}"\n'
+            'extra_params = { audience = "https://api.example.com" }\n',
+        )
         profile = load_profile("idp")
         assert metadata.paths == [], "loading a profile reads no document"
         refresher = profile.refresher()
@@ -230,31 +292,47 @@ def test_an_issuer_profile_discovers_its_endpoints(isolated: Path) -> None:
 
 def test_a_private_key_file_is_read_beside_the_profile_file(isolated: Path) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (isolated.parent / "client-key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    write(isolated, '[profiles.svc]\ntoken_url = "https://auth.example.com/t"\n'
-                    'client_id = "svc"\nprefixes = "https://api.example.com/"\n'
-                    'auth_method = "private_key_jwt"\nprivate_key_file = "client-key.pem"\n'
-                    'key_id = "k1"\nalgorithm = "PS256"\n')
+    (isolated.parent / "client-key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    write(
+        isolated,
+        '[profiles.svc]\ntoken_url = "https://auth.example.com/t"\n'
+        'client_id = "svc"\nprefixes = "https://api.example.com/"\n'
+        'auth_method = "private_key_jwt"\nprivate_key_file = "client-key.pem"\n'
+        'key_id = "k1"\nalgorithm = "PS256"\n',
+    )
     refresher = load_profile("svc").refresher()
-    assert (refresher.auth_method, refresher.client.auth.algorithm) == ("private_key_jwt",
-                                                                         "PS256")
+    assert (refresher.auth_method, refresher.client.auth.algorithm) == ("private_key_jwt", "PS256")
     (isolated.parent / "client-key.pem").unlink()
     with pytest.raises(ProfileError, match=r"private_key_file.*cannot read the private key"):
         load_profile("svc")
 
 
-@pytest.mark.parametrize(("text", "key", "expected"), [
-    ('issuer = "https://a.test"\ntoken_url = "https://a.test/t"', "issuer", "not both"),
-    ('issuer = "https://a.test"\nextra_params = { audience = 7 }', "extra_params",
-     "a table of strings"),
-    ('issuer = "https://a.test"\nauth_method = "tls_client_auth"', None, "needs a client_cert"),
-    ('issuer = "https://a.test"\nclient_cert = ["a", "b", "c"]', "client_cert",
-     "[certificate, key]"),
-])
-def test_bad_client_keys_are_named(isolated: Path, text: str, key: str | None,
-                                   expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ('issuer = "https://a.test"\ntoken_url = "https://a.test/t"', "issuer", "not both"),
+        (
+            'issuer = "https://a.test"\nextra_params = { audience = 7 }',
+            "extra_params",
+            "a table of strings",
+        ),
+        ('issuer = "https://a.test"\nauth_method = "tls_client_auth"', None, "needs a client_cert"),
+        (
+            'issuer = "https://a.test"\nclient_cert = ["a", "b", "c"]',
+            "client_cert",
+            "[certificate, key]",
+        ),
+    ],
+)
+def test_bad_client_keys_are_named(
+    isolated: Path, text: str, key: str | None, expected: str
+) -> None:
     write(isolated, f'[profiles.dev]\nclient_id = "c"\nprefixes = "https://a.test/"\n{text}\n')
     with pytest.raises(ProfileError, match=re.escape(expected)) as raised:
         load_profile("dev")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 # A user's conftest with fixtures named like this project's own, which the plugin must not take.
-USER_CONFTEST = '''
+USER_CONFTEST = """
 import pytest
 
 @pytest.fixture
@@ -18,10 +18,10 @@ def server():
 @pytest.fixture
 def token_file():
     return "the user's own token file"
-'''
+"""
 
 # A user's tests. Each writes the tokens it saw to SECRETS, for the outer test to look for.
-USER_TESTS = '''
+USER_TESTS = """
 import threading
 import time
 from pathlib import Path
@@ -94,10 +94,10 @@ def test_failure_output_shows_no_token(refreshing_token_file, refreshing_api_ses
     token = remember(refreshing_token_file)
     session = refreshing_api_session
     assert session.token is None, (token, session, session.token)
-'''
+"""
 
 # Passes only when the plugin is loaded but has not imported the server or started a thread.
-UNUSED_PLUGIN_TEST = '''
+UNUSED_PLUGIN_TEST = """
 import sys
 import threading
 
@@ -105,21 +105,28 @@ def test_the_plugin_costs_nothing_until_used(pytestconfig):
     assert pytestconfig.pluginmanager.has_plugin("refreshing_session")
     assert "refreshing_session.testing" not in sys.modules
     assert threading.active_count() == 1
-'''
+"""
 
 
 def run_pytest(project: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """Run pytest in ``project`` the way a user would, untouched by this suite's settings."""
     (project / "pytest.ini").write_text("[pytest]\n")
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith("PYTEST_")}
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")
+    }
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *options],
-        cwd=project, env=environment, capture_output=True, text=True, timeout=50)
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
 
 
 def test_a_users_tests_get_a_server_a_token_file_and_a_session_and_nothing_leaks(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     (tmp_path / "conftest.py").write_text(USER_CONFTEST)
     (tmp_path / "test_user.py").write_text(USER_TESTS)
 

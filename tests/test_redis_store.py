@@ -32,10 +32,14 @@ KEY = "refreshing-session:test"
 TIMEOUT = 10
 PASSWORD = "pw-Vq73-Lk29-Zr51"
 NOW = time.time()
-TOKEN = Token("at-Hs82Jd7Qp", refresh_token="rt-Wn4Bv9Xc1", expires_at=NOW + 3600,
-              lifetime=3600.0, scope="read")
+TOKEN = Token(
+    "at-Hs82Jd7Qp",
+    refresh_token="rt-Wn4Bv9Xc1",
+    expires_at=NOW + 3600,
+    lifetime=3600.0,
+    scope="read",
+)
 OTHER = Token("at-Mz5Tg3Lr8", refresh_token="rt-Ck6Yf2Np0", expires_at=NOW + 3600)
-
 
 
 @pytest.fixture
@@ -72,8 +76,9 @@ def expire(store: RedisTokenStore) -> Token:
     return expired
 
 
-def session_on(store: RedisTokenStore, server: LocalAuthServer,
-               **options: Any) -> RefreshingSession:
+def session_on(
+    store: RedisTokenStore, server: LocalAuthServer, **options: Any
+) -> RefreshingSession:
     options.setdefault("refresher", refresher_for(server))
     return RefreshingSession(server.api_url, store=store, **options)
 
@@ -104,8 +109,9 @@ def test_it_is_a_token_store_and_starts_empty(store: RedisTokenStore) -> None:
     assert store.read() is None
 
 
-def test_a_written_token_reads_back_with_its_notes_and_version(store: RedisTokenStore,
-                                                               redis_server: RedisServer) -> None:
+def test_a_written_token_reads_back_with_its_notes_and_version(
+    store: RedisTokenStore, redis_server: RedisServer
+) -> None:
     written = store.write(TOKEN, {"refresh_refused": "invalid_grant"})
     other = RedisTokenStore(redis_server.url, KEY)
     snapshot = other.read()
@@ -159,7 +165,8 @@ def test_a_store_built_on_a_decoding_client_reads_the_same(redis_server: RedisSe
 
 
 def test_the_version_is_answered_from_memory_within_check_interval(
-        redis_server: RedisServer) -> None:
+    redis_server: RedisServer,
+) -> None:
     store = RedisTokenStore(redis_server.url, KEY, check_interval=60)
     store.write(TOKEN)
     before = calls(redis_server, "hget")
@@ -182,7 +189,8 @@ def test_a_siblings_write_is_seen_after_check_interval(redis_server: RedisServer
 
 
 def test_threads_of_a_fresh_store_never_take_a_stored_token_for_none(
-        redis_server: RedisServer) -> None:
+    redis_server: RedisServer,
+) -> None:
     """Until its first answer from Redis, a store has nothing to answer from memory."""
     RedisTokenStore(redis_server.url, KEY).write(TOKEN)
     fresh = RedisTokenStore(redis_server.url, KEY)
@@ -204,16 +212,17 @@ def test_threads_of_a_fresh_store_never_take_a_stored_token_for_none(
 
 @pytest.mark.timeout(30)
 def test_a_hung_redis_holds_up_a_valid_tokens_requests_once_per_outage_interval(
-        redis_server: RedisServer, server: LocalAuthServer,
-        caplog: pytest.LogCaptureFixture) -> None:
+    redis_server: RedisServer, server: LocalAuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
     store = RedisTokenStore(redis_server.url, KEY, check_interval=0)
     log_in(store, server)
     session = session_on(store, server)
     assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
     with redis_server.paused():
         started = time.monotonic()
-        statuses = [session.get(server.api_url + "items", timeout=TIMEOUT).status_code
-                    for _ in range(10)]
+        statuses = [
+            session.get(server.api_url + "items", timeout=TIMEOUT).status_code for _ in range(10)
+        ]
         took = time.monotonic() - started
     assert statuses == [200] * 10
     assert took < 4  # one look at the hung Redis (its timeouts), then the token in memory
@@ -221,7 +230,8 @@ def test_a_hung_redis_holds_up_a_valid_tokens_requests_once_per_outage_interval(
 
 
 def test_a_client_without_a_socket_timeout_is_warned_about(
-        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
     RedisTokenStore(raw_client(redis_server), KEY)
     assert "no socket_timeout" not in caplog.text
     RedisTokenStore(redis.Redis(port=redis_server.port, socket_timeout=None), KEY)
@@ -285,7 +295,8 @@ def stall(store: RedisTokenStore, redis_server: RedisServer) -> None:
 
 
 def test_a_holder_whose_lock_expired_cannot_overwrite_the_newer_token(
-        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
     stalled = RedisTokenStore(redis_server.url, KEY, lock_ttl=0.2)
     next_holder = RedisTokenStore(redis_server.url, KEY)
     stalled.write(TOKEN)
@@ -322,23 +333,27 @@ def test_a_late_release_never_frees_the_next_holders_lock(redis_server: RedisSer
 # ------------------------------------------------------------------ bad input
 
 
-@pytest.mark.parametrize(("arguments", "options", "error", "says"), [
-    ((123, KEY), {}, TypeError, "redis:// URL or a redis.Redis client"),
-    (("http://127.0.0.1:6379/0", KEY), {}, ValueError, "must start with redis://"),
-    (("127.0.0.1:6379", KEY), {}, ValueError, "must start with redis://"),
-    (("redis://user:pw-SECRET@127.0.0.1:port/0", KEY), {}, ValueError, "port must be a number"),
-    (("redis://user:pw-SECRET@127.0.0.1:6379/zero", KEY), {}, ValueError, "database"),
-    (("redis://127.0.0.1:6379/0", ""), {}, ValueError, "non-empty string"),
-    (("redis://127.0.0.1:6379/0", b"key"), {}, TypeError, "non-empty string"),
-    (("redis://127.0.0.1:6379/0", KEY), {"lock_ttl": 0}, ValueError, "more than 0"),
-    (("redis://127.0.0.1:6379/0", KEY), {"lock_ttl": math.nan}, ValueError, "finite"),
-    (("redis://127.0.0.1:6379/0", KEY), {"lock_ttl": "60"}, TypeError, "number of seconds"),
-    (("redis://127.0.0.1:6379/0", KEY), {"lock_ttl": True}, TypeError, "number of seconds"),
-    (("redis://127.0.0.1:6379/0", KEY), {"check_interval": -1}, ValueError, "0 or more"),
-    (("redis://127.0.0.1:6379/0", KEY), {"check_interval": math.inf}, ValueError, "finite"),
-])
-def test_bad_arguments_say_how_to_fix_them(arguments: tuple[Any, ...], options: dict[str, Any],
-                                           error: type[Exception], says: str) -> None:
+@pytest.mark.parametrize(
+    ("arguments", "options", "error", "says"),
+    [
+        ((123, KEY), {}, TypeError, "redis:// URL or a redis.Redis client"),
+        (("http://127.0.0.1:6379/0", KEY), {}, ValueError, "must start with redis://"),
+        (("127.0.0.1:6379", KEY), {}, ValueError, "must start with redis://"),
+        (("redis://user:pw-SECRET@127.0.0.1:port/0", KEY), {}, ValueError, "port must be a number"),
+        (("redis://user:pw-SECRET@127.0.0.1:6379/zero", KEY), {}, ValueError, "database"),
+        (("redis://127.0.0.1:6379/0", ""), {}, ValueError, "non-empty string"),
+        (("redis://127.0.0.1:6379/0", b"key"), {}, TypeError, "non-empty string"),
+        (("redis://127.0.0.1:6379/0", KEY), {"lock_ttl": 0}, ValueError, "more than 0"),
+        (("redis://127.0.0.1:6379/0", KEY), {"lock_ttl": math.nan}, ValueError, "finite"),
+        (("redis://127.0.0.1:6379/0", KEY), {"lock_ttl": "60"}, TypeError, "number of seconds"),
+        (("redis://127.0.0.1:6379/0", KEY), {"lock_ttl": True}, TypeError, "number of seconds"),
+        (("redis://127.0.0.1:6379/0", KEY), {"check_interval": -1}, ValueError, "0 or more"),
+        (("redis://127.0.0.1:6379/0", KEY), {"check_interval": math.inf}, ValueError, "finite"),
+    ],
+)
+def test_bad_arguments_say_how_to_fix_them(
+    arguments: tuple[Any, ...], options: dict[str, Any], error: type[Exception], says: str
+) -> None:
     with pytest.raises(error, match=says) as raised:
         RedisTokenStore(*arguments, **options)
     assert "SECRET" not in str(raised.value)
@@ -346,28 +361,39 @@ def test_bad_arguments_say_how_to_fix_them(arguments: tuple[Any, ...], options: 
 
 def _hash(**fields: str | bytes) -> Callable[[redis.Redis], object]:
     """What plants a hash with ``fields`` at the token's key."""
+
     def plant(client: redis.Redis) -> None:
         for name, value in fields.items():
             client.hset(KEY, name, value)
+
     return plant
 
 
 GOOD = json.dumps(TOKEN.to_dict())
 
 
-@pytest.mark.parametrize(("plant", "says"), [
-    (lambda client: client.set(KEY, "a string"), "another kind of value"),
-    (_hash(token=b"{not json", version="1-a", written_at="1"), "is not valid JSON"),
-    (_hash(token=b"[1, 2]", version="1-a", written_at="1"), "does not hold a JSON object"),
-    (_hash(token=b'{"token_type": "mac"}', version="1-a", written_at="1"),
-     "does not hold a usable token"),
-    (_hash(token=GOOD), "does not hold a complete token"),
-    (_hash(token=GOOD, version="1-a", written_at="soon"), "'written_at' field that is not"),
-    (_hash(token=b" " * (MAX_FILE_SIZE + 1), version="1-a", written_at="1"), "larger than"),
-], ids=["string", "not-json", "not-object", "not-a-token", "incomplete", "bad-time", "huge"])
+@pytest.mark.parametrize(
+    ("plant", "says"),
+    [
+        (lambda client: client.set(KEY, "a string"), "another kind of value"),
+        (_hash(token=b"{not json", version="1-a", written_at="1"), "is not valid JSON"),
+        (_hash(token=b"[1, 2]", version="1-a", written_at="1"), "does not hold a JSON object"),
+        (
+            _hash(token=b'{"token_type": "mac"}', version="1-a", written_at="1"),
+            "does not hold a usable token",
+        ),
+        (_hash(token=GOOD), "does not hold a complete token"),
+        (_hash(token=GOOD, version="1-a", written_at="soon"), "'written_at' field that is not"),
+        (_hash(token=b" " * (MAX_FILE_SIZE + 1), version="1-a", written_at="1"), "larger than"),
+    ],
+    ids=["string", "not-json", "not-object", "not-a-token", "incomplete", "bad-time", "huge"],
+)
 def test_bad_stored_data_is_a_token_store_error(
-        redis_server: RedisServer, store: RedisTokenStore,
-        plant: Callable[[redis.Redis], object], says: str) -> None:
+    redis_server: RedisServer,
+    store: RedisTokenStore,
+    plant: Callable[[redis.Redis], object],
+    says: str,
+) -> None:
     plant(raw_client(redis_server))
     with pytest.raises(TokenStoreError, match=says) as raised:
         store.read()
@@ -375,7 +401,8 @@ def test_bad_stored_data_is_a_token_store_error(
 
 
 def test_a_session_on_bad_stored_data_raises_a_token_store_error(
-        redis_server: RedisServer, store: RedisTokenStore, server: LocalAuthServer) -> None:
+    redis_server: RedisServer, store: RedisTokenStore, server: LocalAuthServer
+) -> None:
     raw_client(redis_server).set(KEY, "a string")
     with pytest.raises(TokenStoreError, match="another kind of value"):
         session_on(store, server).get(server.api_url + "items", timeout=TIMEOUT)
@@ -398,7 +425,8 @@ def test_an_unreachable_redis_is_a_clear_error_soon(tmp_path: Path) -> None:
 
 
 def test_an_acl_user_works_and_wrong_credentials_are_a_clear_error(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     wrong = "pw-Wrong-Guess-77"
     secured = RedisServer(tmp_path / "redis", user=RedisUser("app", PASSWORD))
     secured.start()
@@ -407,8 +435,11 @@ def test_an_acl_user_works_and_wrong_credentials_are_a_clear_error(
         assert store.write(TOKEN).version == store.version()
         assert pickle.loads(pickle.dumps(store)).read().token == TOKEN
         texts = [repr(store), store.location]
-        for url in (secured.url_for("app", wrong), secured.url_for("nobody", PASSWORD),
-                    secured.url):
+        for url in (
+            secured.url_for("app", wrong),
+            secured.url_for("nobody", PASSWORD),
+            secured.url,
+        ):
             refused = RedisTokenStore(url, KEY)
             with pytest.raises(TokenStoreError, match="cannot read") as raised:
                 refused.read()
@@ -421,8 +452,7 @@ def test_an_acl_user_works_and_wrong_credentials_are_a_clear_error(
     assert wrong not in logged
 
 
-def test_a_store_built_on_a_client_pickles_its_connection_settings(
-        tmp_path: Path) -> None:
+def test_a_store_built_on_a_client_pickles_its_connection_settings(tmp_path: Path) -> None:
     secured = RedisServer(tmp_path / "redis", user=RedisUser("app", PASSWORD))
     secured.start()
     try:
@@ -443,7 +473,8 @@ def test_a_store_built_on_a_client_pickles_its_connection_settings(
 
 @pytest.mark.timeout(60)
 def test_processes_sharing_only_redis_refresh_once_per_due_token(
-        tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     ttl, seconds, processes = 1.0, 4.0, 4
     with LocalAuthServer(access_ttl=ttl) as auth:
         redis_server = RedisServer(tmp_path / "redis")
@@ -451,9 +482,17 @@ def test_processes_sharing_only_redis_refresh_once_per_due_token(
         try:
             ready, go = tmp_path / "ready", tmp_path / "go"
             ready.mkdir()
-            job = {"api": auth.api_url, "url": auth.api_url + "items",
-                   "token_url": auth.token_url, "redis": redis_server.url, "key": KEY,
-                   "lock_ttl": 10.0, "threads": 2, "ready": str(ready), "go": str(go)}
+            job = {
+                "api": auth.api_url,
+                "url": auth.api_url + "items",
+                "token_url": auth.token_url,
+                "redis": redis_server.url,
+                "key": KEY,
+                "lock_ttl": 10.0,
+                "threads": 2,
+                "ready": str(ready),
+                "go": str(go),
+            }
             workers = [start_process(STORM, job) for _ in range(processes)]
             wait_for(lambda: len(list(ready.iterdir())) == processes, timeout=30)
             logged_in = time.time()
@@ -471,9 +510,17 @@ def test_processes_sharing_only_redis_refresh_once_per_due_token(
     # Each token is due halfway through its life (the leeway of 30 s exceeds it).
     due = int(elapsed // (ttl / 2))
     requests = sum(outcomes.values())
-    record_property("figures", {"requests": requests, "caller_failures": requests - outcomes["200"],
-                                "token_endpoint_calls": stats.token_requests, "tokens_due": due,
-                                "reuse_detections": stats.reuse_detections, "injected": {}})
+    record_property(
+        "figures",
+        {
+            "requests": requests,
+            "caller_failures": requests - outcomes["200"],
+            "token_endpoint_calls": stats.token_requests,
+            "tokens_due": due,
+            "reuse_detections": stats.reuse_detections,
+            "injected": {},
+        },
+    )
     assert set(outcomes) == {"200"}, outcomes
     assert outcomes["200"] > 0  # a count that does not depend on the machine's speed
     assert 3 <= stats.token_requests <= due
@@ -490,14 +537,23 @@ def _publish(path: Path, text: str) -> None:
 
 @pytest.mark.timeout(60)
 def test_a_holder_killed_mid_refresh_blocks_the_others_only_until_lock_ttl(
-        redis_server: RedisServer, store: RedisTokenStore, server: LocalAuthServer) -> None:
+    redis_server: RedisServer, store: RedisTokenStore, server: LocalAuthServer
+) -> None:
     lock_ttl = 2.0
     log_in(store, server)
     expired = expire(store)
     server.slow_token_endpoint(60)
-    job = {"api": server.api_url, "url": server.api_url + "items",
-           "token_url": server.token_url, "redis": redis_server.url, "key": KEY,
-           "lock_ttl": lock_ttl, "threads": 1, "once": True, "until": time.time() + 60}
+    job = {
+        "api": server.api_url,
+        "url": server.api_url + "items",
+        "token_url": server.token_url,
+        "redis": redis_server.url,
+        "key": KEY,
+        "lock_ttl": lock_ttl,
+        "threads": 1,
+        "once": True,
+        "until": time.time() + 60,
+    }
     victim = start_process(STORM, job)
     wait_for(lambda: server.stats().token_requests == 1, timeout=30)  # it holds the lock
     killed_at = time.monotonic()
@@ -517,8 +573,8 @@ def test_a_holder_killed_mid_refresh_blocks_the_others_only_until_lock_ttl(
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_sessions_keep_sharing_redis_in_child_processes(
-        method: str, redis_server: RedisServer, store: RedisTokenStore,
-        server: LocalAuthServer) -> None:
+    method: str, redis_server: RedisServer, store: RedisTokenStore, server: LocalAuthServer
+) -> None:
     log_in(store, server)
     session = session_on(store, server)
     url = server.api_url + "items"
@@ -531,8 +587,8 @@ def test_sessions_keep_sharing_redis_in_child_processes(
 
 
 def test_requests_go_on_while_redis_restarts_and_the_token_survives(
-        persistent_redis: RedisServer, server: LocalAuthServer,
-        caplog: pytest.LogCaptureFixture) -> None:
+    persistent_redis: RedisServer, server: LocalAuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
     store = RedisTokenStore(persistent_redis.url, KEY, check_interval=0.05)
     token = log_in(store, server)
     session = session_on(store, server)
@@ -575,8 +631,8 @@ def test_requests_go_on_while_redis_restarts_and_the_token_survives(
 
 
 def test_a_token_refreshed_while_redis_went_down_is_used_and_stored_later(
-        persistent_redis: RedisServer, server: LocalAuthServer,
-        caplog: pytest.LogCaptureFixture) -> None:
+    persistent_redis: RedisServer, server: LocalAuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
     store = RedisTokenStore(persistent_redis.url, KEY, lock_ttl=1.0, check_interval=0.05)
     log_in(store, server)
     expire(store)
@@ -607,14 +663,21 @@ def test_a_token_refreshed_while_redis_went_down_is_used_and_stored_later(
 
 # ------------------------------------------------------------------ a profile naming Redis
 
+
 def test_a_profile_naming_redis_logs_in_serves_sessions_and_logs_out(
-        redis_server: RedisServer, server: LocalAuthServer, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    redis_server: RedisServer,
+    server: LocalAuthServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     config = tmp_path / "config.toml"
-    config.write_text(f'[profiles.fleet]\ntoken_url = "{server.token_url}"\n'
-                      f'client_id = "client"\nclient_secret_env = "FLEET_SECRET"\n'
-                      f'prefixes = "{server.api_url}"\nredis_url_env = "FLEET_REDIS"\n'
-                      'redis_key = "fleet:api"\n')
+    config.write_text(
+        f'[profiles.fleet]\ntoken_url = "{server.token_url}"\n'
+        f'client_id = "client"\nclient_secret_env = "FLEET_SECRET"\n'
+        f'prefixes = "{server.api_url}"\nredis_url_env = "FLEET_REDIS"\n'
+        'redis_key = "fleet:api"\n'
+    )
     monkeypatch.setenv(CONFIG_ENV, str(config))
     monkeypatch.setenv("FLEET_SECRET", "secret")
     monkeypatch.setenv("FLEET_REDIS", redis_server.url)

@@ -38,8 +38,9 @@ class ForbiddingApi(LoopbackServer):
             def do_GET(self) -> None:
                 with api._lock:
                     api.calls += 1
-                    allowed = self.headers.get("Authorization") == f"Bearer {api.current}" \
-                        and not self.path.startswith("/admin")
+                    allowed = self.headers.get(
+                        "Authorization"
+                    ) == f"Bearer {api.current}" and not self.path.startswith("/admin")
                 self.send_response(200 if allowed else 403)
                 if not allowed and challenge:
                     self.send_header("WWW-Authenticate", challenge)
@@ -62,35 +63,54 @@ class Issuer:
             self.issued += 1
             token = f"at-{self.issued + 1}"
         self.api.current = token
-        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600,
-                     "refresh_token": f"rt-{self.issued + 1}"}
+        return 200, {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "refresh_token": f"rt-{self.issued + 1}",
+        }
 
 
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:
     path = tmp_path / "token.json"
-    path.write_text(json.dumps({"access_token": "at-1", "token_type": "Bearer",
-                                "expires_in": 3600, "refresh_token": "rt-1"}))
+    path.write_text(
+        json.dumps(
+            {
+                "access_token": "at-1",
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "refresh_token": "rt-1",
+            }
+        )
+    )
     path.chmod(0o600)
     return path
 
 
 @contextlib.contextmanager
-def running(token_file: Path, challenge: str = "", **options: Any
-            ) -> Iterator[tuple[ForbiddingApi, Issuer, RefreshingSession]]:
+def running(
+    token_file: Path, challenge: str = "", **options: Any
+) -> Iterator[tuple[ForbiddingApi, Issuer, RefreshingSession]]:
     """The API, its token issuer and a session whose stored token the API no longer takes."""
     with ForbiddingApi(challenge) as api:
         issuer = Issuer(api)
-        with RecordingEndpoint(issuer) as endpoint, RefreshingSession(
-                api.origin + "/", token_file=token_file,
+        with (
+            RecordingEndpoint(issuer) as endpoint,
+            RefreshingSession(
+                api.origin + "/",
+                token_file=token_file,
                 refresher=OAuth2Refresher(endpoint.url, "client", "secret", retries=0),
-                **options) as session:
+                **options,
+            ) as session,
+        ):
             api.current = "at-revoked"  # the stored token died early
             yield api, issuer, session
 
 
 def test_with_refresh_on_403_a_dead_token_is_refreshed_and_the_call_replayed(
-        token_file: Path) -> None:
+    token_file: Path,
+) -> None:
     with running(token_file, refresh_on=(401, 403)) as (api, issuer, session):
         assert session.get(api.origin + "/items", timeout=5).status_code == 200
         assert issuer.issued == 1
@@ -106,8 +126,7 @@ def test_by_default_a_403_goes_back_to_the_caller(token_file: Path) -> None:
 def test_a_path_that_always_answers_403_gets_one_wasted_refresh_only(token_file: Path) -> None:
     with running(token_file, refresh_on=(401, 403)) as (api, issuer, session):
         api.current = "at-1"  # the token is good; /admin refuses it anyway
-        statuses = [session.get(api.origin + "/admin", timeout=5).status_code
-                    for _ in range(10)]
+        statuses = [session.get(api.origin + "/admin", timeout=5).status_code for _ in range(10)]
         assert statuses == [403] * 10
         assert issuer.issued == 1, "the guard stops refreshing where a refresh did not help"
 
@@ -126,11 +145,19 @@ def test_the_guard_rules_take_the_statuses() -> None:
     assert not refresh_may_cure(401, "", (403,))
 
 
-@pytest.mark.parametrize(("refresh_on", "error"), [
-    ((), ValueError), ((200,), ValueError), (("403",), ValueError), (403, TypeError),
-    ("401", TypeError), ((True,), ValueError)])
-def test_refresh_on_must_be_4xx_statuses(token_file: Path, refresh_on: Any,
-                                         error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("refresh_on", "error"),
+    [
+        ((), ValueError),
+        ((200,), ValueError),
+        (("403",), ValueError),
+        (403, TypeError),
+        ("401", TypeError),
+        ((True,), ValueError),
+    ],
+)
+def test_refresh_on_must_be_4xx_statuses(
+    token_file: Path, refresh_on: Any, error: type[Exception]
+) -> None:
     with pytest.raises(error, match="refresh_on"):
-        RefreshingSession("https://api.example.com/", token_file=token_file,
-                          refresh_on=refresh_on)
+        RefreshingSession("https://api.example.com/", token_file=token_file, refresh_on=refresh_on)

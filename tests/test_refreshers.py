@@ -121,9 +121,7 @@ def test_only_client_secret_basic_sends_an_authorization_header(
     assert server.stats().echo_with_authorization == int(sends_authorization)
 
 
-def test_netrc_credentials_are_not_added(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_netrc_credentials_are_not_added(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login pub password from-netrc\n")
     netrc.chmod(0o600)
@@ -217,9 +215,7 @@ def test_public_client_cannot_use_client_credentials() -> None:
 TRANSIENT: dict[str, Fault] = {
     "503": failing(503),
     "429-retry-after-0": failing(429, headers=NO_WAIT),
-    "400-temporarily_unavailable": failing(
-        400, **json_body({"error": "temporarily_unavailable"})
-    ),
+    "400-temporarily_unavailable": failing(400, **json_body({"error": "temporarily_unavailable"})),
 }
 
 
@@ -235,7 +231,8 @@ def test_transient_failure_is_retried(server: LocalAuthServer, fault: Fault) -> 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
 def test_a_refresh_grant_that_may_have_been_processed_is_not_resent(
-        server: LocalAuthServer, status: int) -> None:
+    server: LocalAuthServer, status: int
+) -> None:
     server.fail_token_endpoint(status, times=3)
     assert refused(refresher_for(server, retries=2), login(server)).status_code == status
     assert server.stats().token_requests == 1
@@ -261,7 +258,8 @@ def test_persistent_503_fails_after_every_retry(server: LocalAuthServer, retries
 
 
 def test_a_refresh_that_may_have_reached_the_server_is_not_sent_again(
-        server: LocalAuthServer) -> None:
+    server: LocalAuthServer,
+) -> None:
     server.reset_token_endpoint(times=2)
     failure = refused(refresher_for(server, retries=2), login(server))
     assert failure.response is None
@@ -411,28 +409,52 @@ def test_repr_shows_no_secret(cls: type[AnyRefresher]) -> None:
 # ---------------------------------------------------------------- constructor validation
 
 INVALID: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
-    "plain-http-remote": ({"token_url": "http://auth.example.com/token"}, ValueError,
-                          "allow_insecure_http"),
-    "plain-http-localhost-lookalike": ({"token_url": "http://localhost.example.com/t"},
-                                       ValueError, "allow_insecure_http"),
-    "plain-http-userinfo-trick": ({"token_url": "http://127.0.0.1@evil.example/t"},
-                                  ValueError, "allow_insecure_http"),
+    "plain-http-remote": (
+        {"token_url": "http://auth.example.com/token"},
+        ValueError,
+        "allow_insecure_http",
+    ),
+    "plain-http-localhost-lookalike": (
+        {"token_url": "http://localhost.example.com/t"},
+        ValueError,
+        "allow_insecure_http",
+    ),
+    "plain-http-userinfo-trick": (
+        {"token_url": "http://127.0.0.1@evil.example/t"},
+        ValueError,
+        "allow_insecure_http",
+    ),
     "relative-url": ({"token_url": "/oauth/token"}, ValueError, "absolute http(s) URL"),
     "no-scheme": ({"token_url": "auth.example.com/token"}, ValueError, "absolute http(s) URL"),
-    "ftp-scheme": ({"token_url": "ftp://auth.example.com/token"}, ValueError,
-                   "absolute http(s) URL"),
+    "ftp-scheme": (
+        {"token_url": "ftp://auth.example.com/token"},
+        ValueError,
+        "absolute http(s) URL",
+    ),
     "no-host": ({"token_url": "https:///token"}, ValueError, "absolute http(s) URL"),
-    "bytes-url": ({"token_url": b"https://auth.example.com/token"}, TypeError,
-                  "token_url must be a string"),
+    "bytes-url": (
+        {"token_url": b"https://auth.example.com/token"},
+        TypeError,
+        "token_url must be a string",
+    ),
     "none-url": ({"token_url": None}, TypeError, "token_url must be a string"),
     "empty-client-id": ({"client_id": ""}, TypeError, "client_id"),
     "none-client-id": ({"client_id": None}, TypeError, "client_id"),
-    "unknown-auth-method": ({"auth_method": "private_key_jwk"}, ValueError,
-                            "client_secret_basic, client_secret_post, none"),
-    "basic-without-secret": ({"client_secret": None, "auth_method": "client_secret_basic"},
-                             ValueError, "needs a client_secret"),
-    "post-without-secret": ({"client_secret": "", "auth_method": "client_secret_post"},
-                            ValueError, "needs a client_secret"),
+    "unknown-auth-method": (
+        {"auth_method": "private_key_jwk"},
+        ValueError,
+        "client_secret_basic, client_secret_post, none",
+    ),
+    "basic-without-secret": (
+        {"client_secret": None, "auth_method": "client_secret_basic"},
+        ValueError,
+        "needs a client_secret",
+    ),
+    "post-without-secret": (
+        {"client_secret": "", "auth_method": "client_secret_post"},
+        ValueError,
+        "needs a client_secret",
+    ),
     "secret-never-sent": ({"auth_method": "none"}, ValueError, "never sends"),
     "zero-timeout": ({"timeout": 0}, ValueError, "timeout"),
     "negative-timeout": ({"timeout": -1.0}, ValueError, "timeout"),
@@ -443,11 +465,14 @@ INVALID: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
 
 def build(cls: type[AnyRefresher], **overrides: Any) -> AnyRefresher:
     options: dict[str, Any] = {
-        "token_url": "https://auth.example.com/token", "client_id": "app",
-        "client_secret": "secret", **overrides,
+        "token_url": "https://auth.example.com/token",
+        "client_id": "app",
+        "client_secret": "secret",
+        **overrides,
     }
-    return cls(options.pop("token_url"), options.pop("client_id"), options.pop("client_secret"),
-               **options)
+    return cls(
+        options.pop("token_url"), options.pop("client_id"), options.pop("client_secret"), **options
+    )
 
 
 @pytest.mark.parametrize("cls", [OAuth2Refresher, ClientCredentialsRefresher])
@@ -522,33 +547,47 @@ def test_echoed_basic_credentials_are_redacted(server: LocalAuthServer) -> None:
 
 # ------------------------------------------------------------ extra parameters and headers
 
+
 def test_extra_params_and_headers_go_with_every_grant() -> None:
     def issuing(form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         return 200, {"access_token": "at", "token_type": "Bearer", "expires_in": 60}
 
     with RecordingEndpoint(issuing) as endpoint:
         extra = {"audience": "https://api.example.com", "resource": "urn:api:items"}
-        refresher = OAuth2Refresher(endpoint.url, "client", "secret", scope="read",
-                                    extra_params=extra, headers={"X-Tenant": "t-7"})
-        machine = ClientCredentialsRefresher(endpoint.url, "client", "secret",
-                                             extra_params=extra)
+        refresher = OAuth2Refresher(
+            endpoint.url,
+            "client",
+            "secret",
+            scope="read",
+            extra_params=extra,
+            headers={"X-Tenant": "t-7"},
+        )
+        machine = ClientCredentialsRefresher(endpoint.url, "client", "secret", extra_params=extra)
         refresher(Token("at", refresh_token="rt"))
         machine.new_token()
     (refresh_headers, refresh_form), (_, machine_form) = endpoint.requests
-    assert refresh_form == {**extra, "grant_type": "refresh_token", "refresh_token": "rt",
-                            "scope": "read"}
+    assert refresh_form == {
+        **extra,
+        "grant_type": "refresh_token",
+        "refresh_token": "rt",
+        "scope": "read",
+    }
     assert machine_form == {**extra, "grant_type": "client_credentials"}
     assert refresh_headers["X-Tenant"] == "t-7"
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"extra_params": {"grant_type": "password"}}, "extra_params may not set grant_type"),
-    ({"extra_params": {"refresh_token": "x"}}, "may not set refresh_token"),
-    ({"headers": {"authorization": "Bearer x"}}, "headers may not set authorization"),
-    ({"extra_params": {"audience": 7}}, "mapping of strings to strings"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"extra_params": {"grant_type": "password"}}, "extra_params may not set grant_type"),
+        ({"extra_params": {"refresh_token": "x"}}, "may not set refresh_token"),
+        ({"headers": {"authorization": "Bearer x"}}, "headers may not set authorization"),
+        ({"extra_params": {"audience": 7}}, "mapping of strings to strings"),
+    ],
+)
 def test_extra_params_and_headers_cannot_replace_what_the_client_sets(
-        options: dict[str, Any], message: str) -> None:
+    options: dict[str, Any], message: str
+) -> None:
     with pytest.raises((TypeError, ValueError), match=message):
         OAuth2Refresher("https://auth.example.com/token", "client", "secret", **options)
 
@@ -560,8 +599,9 @@ def test_an_extra_headers_value_never_appears_in_an_error() -> None:
         return 503, {"error": "temporarily_unavailable", "error_description": f"key {api_key}"}
 
     with RecordingEndpoint(echoing) as endpoint:
-        refresher = ClientCredentialsRefresher(endpoint.url, "client", "secret", retries=0,
-                                               headers={"X-Api-Key": api_key})
+        refresher = ClientCredentialsRefresher(
+            endpoint.url, "client", "secret", retries=0, headers={"X-Api-Key": api_key}
+        )
         with pytest.raises(RefreshFailed) as caught:
             refresher.new_token()
     assert api_key not in str(caught.value)
@@ -578,8 +618,12 @@ def test_a_pooled_connection_the_server_closed_does_not_fail_the_next_refresh() 
 
     def issuing(form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         served.append(1)
-        return 200, {"access_token": f"at-{len(served)}", "token_type": "Bearer",
-                      "expires_in": 60, "refresh_token": f"rt-{len(served)}"}
+        return 200, {
+            "access_token": f"at-{len(served)}",
+            "token_type": "Bearer",
+            "expires_in": 60,
+            "refresh_token": f"rt-{len(served)}",
+        }
 
     with RecordingEndpoint(issuing, close_after_answer=True) as endpoint:
         refresher = OAuth2Refresher(endpoint.url, "client", "secret", retries=0)

@@ -25,8 +25,11 @@ def secret_server() -> Iterator[LocalAuthServer]:
 
 
 def test_no_secret_leaks_through_a_whole_session_lifetime(
-        secret_server: LocalAuthServer, tmp_path: Path, caplog: pytest.LogCaptureFixture,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    secret_server: LocalAuthServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     server = secret_server
     path = write_grant(tmp_path / "token.json", server)
     secrets = {CLIENT_SECRET}
@@ -36,8 +39,9 @@ def test_no_secret_leaks_through_a_whole_session_lifetime(
         token = stored(path)
         secrets.update({token.access_token, token.refresh_token or CLIENT_SECRET})
 
-    session = RefreshingSession(server.api_url, token_file=path,
-                                refresher=refresher_for(server, CLIENT_SECRET))
+    session = RefreshingSession(
+        server.api_url, token_file=path, refresher=refresher_for(server, CLIENT_SECRET)
+    )
     with caplog.at_level(logging.DEBUG):
         remember()
         session.get(server.api_url + "items", timeout=TIMEOUT)

@@ -27,15 +27,36 @@ SECONDS = float(os.environ.get("REFRESHING_SESSION_SOAK_SECONDS", "40"))
 
 @pytest.mark.timeout(SECONDS + 120)
 def test_a_storm_with_random_faults_loses_nothing_and_leaks_no_reuse(
-        record_property: Callable[[str, object], None]) -> None:
+    record_property: Callable[[str, object], None],
+) -> None:
     """16 processes x 4 threads, 1-second tokens; a slow endpoint, 503s drawn per token call,
     SIGKILLed workers. Every figure asserted is a count or a ratio: none depends on how fast
     the machine is."""
     result = subprocess.run(
-        [sys.executable, "-m", "refreshing_session", "demo", "--chaos", "--seed", "7",
-         "--processes", "16", "--threads", "4", "--ttl", "1", "--seconds", str(SECONDS),
-         "--json"],
-        capture_output=True, text=True, timeout=SECONDS + 110, cwd=ROOT, check=False)
+        [
+            sys.executable,
+            "-m",
+            "refreshing_session",
+            "demo",
+            "--chaos",
+            "--seed",
+            "7",
+            "--processes",
+            "16",
+            "--threads",
+            "4",
+            "--ttl",
+            "1",
+            "--seconds",
+            str(SECONDS),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SECONDS + 110,
+        cwd=ROOT,
+        check=False,
+    )
     assert result.stdout.strip(), f"the demo printed no report; it said: {result.stderr[-3000:]}"
     report = json.loads(result.stdout)
     print(json.dumps(report, indent=1, sort_keys=True))  # shown by pytest when this fails
@@ -61,8 +82,9 @@ def test_the_failures_of_killed_workers_keep_their_kinds(tmp_path: Path) -> None
     with LocalAuthServer() as server:
         token_file = write_grant(tmp_path / "token.json", server)
         server.revoke_all()
-        job = _Job(server.api_url, server.token_url, str(token_file), threads=2,
-                   deadline=time.time() + 60)
+        job = _Job(
+            server.api_url, server.token_url, str(token_file), threads=2, deadline=time.time() + 60
+        )
         fleet = _Fleet(job, 1, tmp_path)
 
         def failures() -> int:

@@ -332,6 +332,7 @@ def test_any_bytes_give_a_snapshot_or_a_token_file_error(content: bytes) -> None
 
 # --- the TokenStore operations the keeper relies on ----------------------------------------------
 
+
 def test_replace_writes_only_over_the_version_it_replaces(path: Path) -> None:
     store = TokenFile(path)
     assert store.replace(TOKEN, None, replacing=None) is not None
@@ -368,7 +369,8 @@ def test_the_lock_yields_false_on_timeout_or_when_told_to_stop_waiting(path: Pat
 
 
 def test_a_token_too_large_even_without_its_extra_fields_is_refused_and_the_file_kept(
-        path: Path) -> None:
+    path: Path,
+) -> None:
     TokenFile(path).write(TOKEN)
     before = path.read_bytes()
     huge = Token("at-" + "x" * MAX_FILE_SIZE, extra={"id_token": "idt"})

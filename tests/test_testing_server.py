@@ -277,8 +277,12 @@ def random_failure_statuses(seed: int, calls: int = 200) -> list[int]:
         server.fail_token_endpoint_at_random(1 / 3, 503, headers={"Retry-After": "0"}, seed=seed)
         statuses = []
         for _ in range(calls):
-            answer = requests.post(server.token_url, data={"grant_type": "client_credentials"},
-                                   auth=("client", "secret"), timeout=TIMEOUT)
+            answer = requests.post(
+                server.token_url,
+                data={"grant_type": "client_credentials"},
+                auth=("client", "secret"),
+                timeout=TIMEOUT,
+            )
             if answer.status_code == 503:
                 assert answer.headers["Retry-After"] == "0"
             statuses.append(answer.status_code)
@@ -303,8 +307,9 @@ def test_random_token_failures_come_after_scheduled_ones_and_stop_at_zero() -> N
         assert refresh(server, token).status_code == 502
         assert refresh(server, token).status_code == 200  # never twice in a row
         server.fail_token_endpoint_at_random(0)
-        assert all(refresh(server, text(server.issue_token(), "refresh_token")).ok
-                   for _ in range(3))
+        assert all(
+            refresh(server, text(server.issue_token(), "refresh_token")).ok for _ in range(3)
+        )
         with pytest.raises(ValueError, match="share"):
             server.fail_token_endpoint_at_random(1.5)
 
@@ -454,8 +459,9 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 def authorize_device(server: LocalAuthServer, **fields: str) -> dict[str, object]:
     """Start an RFC 8628 device authorization for the confidential test client."""
-    response = requests.post(server.device_authorization_url, data=fields,
-                             auth=("client", "secret"), timeout=TIMEOUT)
+    response = requests.post(
+        server.device_authorization_url, data=fields, auth=("client", "secret"), timeout=TIMEOUT
+    )
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     payload = response.json()
@@ -463,8 +469,9 @@ def authorize_device(server: LocalAuthServer, **fields: str) -> dict[str, object
     return payload
 
 
-def poll(server: LocalAuthServer, device_code: str,
-         auth: tuple[str, str] = ("client", "secret")) -> requests.Response:
+def poll(
+    server: LocalAuthServer, device_code: str, auth: tuple[str, str] = ("client", "secret")
+) -> requests.Response:
     data = {"grant_type": DEVICE_GRANT, "device_code": device_code}
     return requests.post(server.token_url, data=data, auth=auth, timeout=TIMEOUT)
 
@@ -474,7 +481,8 @@ def test_device_authorization_answer_follows_rfc_8628() -> None:
         answer = authorize_device(server, scope="read")
         assert answer["verification_uri"] == server.verification_url
         assert answer["verification_uri_complete"] == (
-            f"{server.verification_url}?user_code={answer['user_code']}")
+            f"{server.verification_url}?user_code={answer['user_code']}"
+        )
         assert (answer["expires_in"], answer["interval"]) == (30, 0.01)
         user_code = text(answer, "user_code")
         assert re.fullmatch(r"[B-Z]{4}-[B-Z]{4}", user_code)
@@ -514,8 +522,7 @@ def test_denied_and_expired_device_codes() -> None:
         server.deny(text(denied, "user_code"))
         assert error_of(poll(server, text(denied, "device_code"))) == "access_denied"
         expired = authorize_device(server)
-        wait_until(lambda: error_of(poll(server, text(expired, "device_code")))
-                   == "expired_token")
+        wait_until(lambda: error_of(poll(server, text(expired, "device_code"))) == "expired_token")
         with pytest.raises(ValueError, match="no pending device authorization"):
             server.approve(text(denied, "user_code"))
 
@@ -524,17 +531,21 @@ def test_device_code_belongs_to_its_client() -> None:
     with LocalAuthServer(clients={"client": "secret", "other": "x"}, device_interval=0) as server:
         device_code = text(authorize_device(server), "device_code")
         assert error_of(poll(server, device_code, auth=("other", "x"))) == "invalid_grant"
-        unauthenticated = requests.post(server.device_authorization_url,
-                                        data={"client_id": "client"}, timeout=TIMEOUT)
+        unauthenticated = requests.post(
+            server.device_authorization_url, data={"client_id": "client"}, timeout=TIMEOUT
+        )
         assert error_of(unauthenticated) == "invalid_client"
 
 
 # ---------------------------------------------------------------- revocation
 
-def revoke(server: LocalAuthServer, token: str, auth: tuple[str, str] = ("client", "secret"),
-           **fields: str) -> requests.Response:
-    return requests.post(server.revocation_url, data={"token": token, **fields}, auth=auth,
-                         timeout=TIMEOUT)
+
+def revoke(
+    server: LocalAuthServer, token: str, auth: tuple[str, str] = ("client", "secret"), **fields: str
+) -> requests.Response:
+    return requests.post(
+        server.revocation_url, data={"token": token, **fields}, auth=auth, timeout=TIMEOUT
+    )
 
 
 def test_revoking_a_refresh_token_revokes_the_grant() -> None:
@@ -566,8 +577,14 @@ def test_revocation_answers_200_for_unknown_tokens_and_authenticates_the_client(
         assert error_of(wrong_secret) == "invalid_client"
         other_client = revoke(server, text(grant, "refresh_token"), auth=("other", "x"))
         assert error_of(other_client) == "unauthorized_client"
-        assert error_of(requests.post(server.revocation_url, data={}, auth=("client", "secret"),
-                                      timeout=TIMEOUT)) == "invalid_request"
+        assert (
+            error_of(
+                requests.post(
+                    server.revocation_url, data={}, auth=("client", "secret"), timeout=TIMEOUT
+                )
+            )
+            == "invalid_request"
+        )
         assert requests.get(server.revocation_url, timeout=TIMEOUT).status_code == 405
         assert refresh(server, text(grant, "refresh_token")).status_code == 200
 
@@ -657,7 +674,10 @@ def test_revoke_access_tokens_kills_every_live_one_and_keeps_refresh_tokens() ->
             assert api(server, renewed.json()["access_token"]).status_code == 200
         stats = server.stats()
         assert (stats.revoked_access_tokens, stats.revoked_grants, stats.reuse_detections) == (
-            3, 0, 0)
+            3,
+            0,
+            0,
+        )
         assert server.revoke_access_tokens() == 2  # the two renewed ones
         assert server.stats().revoked_access_tokens == 5
 
@@ -740,7 +760,10 @@ print("\\n".join(sorted(name for name in sys.modules if name.startswith("refresh
 def test_the_server_imports_nothing_of_the_client() -> None:
     result = subprocess.run(
         [sys.executable, "-c", ISOLATION_PROBE],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 0, f"importing the server alone failed: {result.stderr}"
     loaded = result.stdout.split()

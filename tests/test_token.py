@@ -226,9 +226,7 @@ def test_unreadable_jwt_payload_leaves_the_expiry_unknown(payload: bytes) -> Non
         ),
     ],
 )
-def test_files_saved_by_other_libraries_load_as_is(
-    saved: dict[str, Any], expected: Token
-) -> None:
+def test_files_saved_by_other_libraries_load_as_is(saved: dict[str, Any], expected: Token) -> None:
     assert Token.from_file(saved, written_at=NOW + 50) == expected
 
 
@@ -307,7 +305,10 @@ def test_fingerprint_is_the_same_in_another_process() -> None:
     script = "import sys, refreshing_session as r; print(r.Token(sys.argv[1]).fingerprint)"
     other = subprocess.run(
         [sys.executable, "-c", script, ACCESS],
-        capture_output=True, text=True, check=True, timeout=10,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
         env={**os.environ, "PYTHONHASHSEED": "12345"},
     )
     assert other.stdout.strip() == Token(ACCESS).fingerprint
@@ -316,8 +317,20 @@ def test_fingerprint_is_the_same_in_another_process() -> None:
 # property: any JSON-like answer gives a Token or a ValueError
 
 INTERESTING_STRINGS = st.sampled_from(
-    ["Bearer", "bearer", "mac", "60", "1e400", "nan", "-inf", " 12.5 ", "a.b.c",
-     jwt({"exp": NOW}), jwt({"exp": "x"}), jwt(b"not json")]
+    [
+        "Bearer",
+        "bearer",
+        "mac",
+        "60",
+        "1e400",
+        "nan",
+        "-inf",
+        " 12.5 ",
+        "a.b.c",
+        jwt({"exp": NOW}),
+        jwt({"exp": "x"}),
+        jwt(b"not json"),
+    ]
 )
 JSON_VALUES = st.recursive(
     st.none()
@@ -326,8 +339,9 @@ JSON_VALUES = st.recursive(
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12)
     | INTERESTING_STRINGS,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
     max_leaves=5,
 )
 NUMBERS = (
@@ -390,19 +404,28 @@ def test_extra_is_a_read_only_copy() -> None:
         token.extra["id_token"] = "y"  # type: ignore[index]
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    ({"refresh_expires_in": 1800}, 1000.0 + 1800), ({"refresh_expires_in": 0}, None),
-    ({}, None), ({"refresh_expires_at": 5000}, 5000.0)])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"refresh_expires_in": 1800}, 1000.0 + 1800),
+        ({"refresh_expires_in": 0}, None),
+        ({}, None),
+        ({"refresh_expires_at": 5000}, 5000.0),
+    ],
+)
 def test_the_refresh_token_expiry_the_server_states_is_kept(
-        answer: dict[str, object], expected: float | None) -> None:
-    token = Token.from_response({"access_token": "a", "refresh_token": "r", **answer},
-                                requested_at=1000.0)
+    answer: dict[str, object], expected: float | None
+) -> None:
+    token = Token.from_response(
+        {"access_token": "a", "refresh_token": "r", **answer}, requested_at=1000.0
+    )
     assert token.refresh_expires_at == expected
     assert Token.from_file(token.to_dict(), written_at=0) == token
 
 
 def test_a_kept_refresh_token_keeps_its_expiry() -> None:
-    first = Token.from_response({"access_token": "a", "refresh_token": "r",
-                                 "refresh_expires_in": 60}, requested_at=1000.0)
+    first = Token.from_response(
+        {"access_token": "a", "refresh_token": "r", "refresh_expires_in": 60}, requested_at=1000.0
+    )
     second = Token.from_response({"access_token": "b"}, requested_at=1010.0, previous=first)
     assert (second.refresh_token, second.refresh_expires_at) == ("r", 1060.0)

@@ -7,8 +7,9 @@ with open("token.json") as file:
     token = json.load(file)
 
 
-def update_token(token: dict[str, Any], refresh_token: str | None = None,
-                 access_token: str | None = None) -> None:
+def update_token(
+    token: dict[str, Any], refresh_token: str | None = None, access_token: str | None = None
+) -> None:
     with open("token.json", "w") as file:
         json.dump(token, file)
 

@@ -268,8 +268,9 @@ class OAuthState:
     def pending_user_codes(self) -> list[str]:
         """Return the user codes of device authorizations awaiting a decision, oldest first."""
         with self._lock:
-            return [code.user_code for code in self._device_codes.values()
-                    if code.decision == "pending"]
+            return [
+                code.user_code for code in self._device_codes.values() if code.decision == "pending"
+            ]
 
     def decide(self, user_code: str, decision: str) -> None:
         """Record the user's ``decision`` ("approved" or "denied") on the pending device
@@ -292,8 +293,11 @@ class OAuthState:
         """Kill every live access token, keeping grants and refresh tokens; return how many."""
         with self._lock:
             now = self._now()
-            live = [record for record in self._access_tokens.values()
-                    if not record.revoked and now < record.expires_at]
+            live = [
+                record
+                for record in self._access_tokens.values()
+                if not record.revoked and now < record.expires_at
+            ]
             for record in live:
                 record.revoked = True
             self._bump("revoked_access_tokens", len(live))
@@ -428,8 +432,9 @@ class OAuthState:
             raise _OAuthError(400, "invalid_request", "missing token parameter")
         refresh = self._refresh_tokens.get(token)
         if refresh is not None and not self._revokes_refresh_tokens:
-            raise _OAuthError(400, "unsupported_token_type",
-                              "this server revokes access tokens only")
+            raise _OAuthError(
+                400, "unsupported_token_type", "this server revokes access tokens only"
+            )
         access = self._access_tokens.get(token)
         grant = refresh.grant if refresh is not None else access.grant if access else None
         if grant is not None:
@@ -613,4 +618,3 @@ class OAuthState:
         if scope:
             payload["scope"] = scope
         return payload
-

@@ -57,17 +57,21 @@ class Client:
     auth_method: str
 
     def refresher(self, token_url: str, **options: Any) -> OAuth2Refresher:
-        return OAuth2Refresher(token_url, self.client_id, self.client_secret,
-                               auth_method=self.auth_method, **options)
+        return OAuth2Refresher(
+            token_url, self.client_id, self.client_secret, auth_method=self.auth_method, **options
+        )
 
     def authenticate(self, form: Mapping[str, str]) -> dict[str, Any]:
         """Keyword arguments for ``requests.post`` that authenticate this client, written here
         independently of the library (RFC 6749 section 2.3.1 for Basic)."""
         if self.auth_method == "client_secret_post":
-            return {"data": {**form, "client_id": self.client_id,
-                             "client_secret": self.client_secret}}
-        return {"data": dict(form),
-                "auth": (quote_plus(self.client_id), quote_plus(self.client_secret))}
+            return {
+                "data": {**form, "client_id": self.client_id, "client_secret": self.client_secret}
+            }
+        return {
+            "data": dict(form),
+            "auth": (quote_plus(self.client_id), quote_plus(self.client_secret)),
+        }
 
 
 @dataclass(frozen=True)
@@ -129,8 +133,9 @@ class OidcProvider(RealServer):
     def issue_grant(self, client: Client) -> Token:
         """A fresh grant for ``client``, as a login would leave it: access and refresh token."""
         requested_at = time.time()
-        response = requests.post(self.base_url + "/test/grant",
-                                 json={"client_id": client.client_id}, timeout=10)
+        response = requests.post(
+            self.base_url + "/test/grant", json={"client_id": client.client_id}, timeout=10
+        )
         response.raise_for_status()
         return Token.from_response(response.json(), requested_at=requested_at)
 
@@ -147,22 +152,28 @@ class OidcProvider(RealServer):
 
     def destroy_access_token(self, access_token: str) -> None:
         """Make the server forget one access token; its grant and refresh token stay valid."""
-        response = requests.post(self.base_url + "/test/destroy-access-token",
-                                 json={"access_token": access_token}, timeout=10)
+        response = requests.post(
+            self.base_url + "/test/destroy-access-token",
+            json={"access_token": access_token},
+            timeout=10,
+        )
         response.raise_for_status()
         assert response.json() == {"destroyed": True}
 
     def revoke(self, token: str, hint: str, client: Client) -> None:
         """RFC 7009 revocation through the provider's own revocation endpoint."""
         response = requests.post(
-            self.revocation_url, timeout=10,
-            **client.authenticate({"token": token, "token_type_hint": hint}))
+            self.revocation_url,
+            timeout=10,
+            **client.authenticate({"token": token, "token_type_hint": hint}),
+        )
         assert response.status_code == 200, response.text
 
     def accepts(self, access_token: str) -> bool:
         """Whether the protected resource takes ``access_token`` now."""
-        response = requests.get(self.items_url, timeout=10,
-                                headers={"Authorization": "Bearer " + access_token})
+        response = requests.get(
+            self.items_url, timeout=10, headers={"Authorization": "Bearer " + access_token}
+        )
         assert response.status_code in (200, 401), response.status_code
         return response.status_code == 200
 
@@ -170,14 +181,19 @@ class OidcProvider(RealServer):
 def _toolchain() -> tuple[str, str]:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        unavailable("the interop tests need Node.js and npm on PATH "
-                     f"(node: {node or 'missing'}, npm: {npm or 'missing'})")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30,
-                             check=False).stdout.strip()
+        unavailable(
+            "the interop tests need Node.js and npm on PATH "
+            f"(node: {node or 'missing'}, npm: {npm or 'missing'})"
+        )
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout.strip()
     major = re.match(r"v(\d+)\.", version)
     if major is None or int(major.group(1)) < MINIMUM_NODE:
-        unavailable(f"the interop tests need Node.js {MINIMUM_NODE} or newer, found "
-                     f"{version or 'an unknown version'} at {node}")
+        unavailable(
+            f"the interop tests need Node.js {MINIMUM_NODE} or newer, found "
+            f"{version or 'an unknown version'} at {node}"
+        )
     return node, npm
 
 
@@ -195,18 +211,33 @@ def _install(npm: str) -> None:
     with FileLock(guard, timeout=INSTALL_TIMEOUT):
         if has_lock and stamp.exists() and stamp.read_text() == wanted:
             return
-        command = [npm, "ci" if has_lock else "install", "--no-audit", "--no-fund",
-                   "--ignore-scripts"]
+        command = [
+            npm,
+            "ci" if has_lock else "install",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+        ]
         try:
-            done = subprocess.run(command, cwd=PROVIDER_DIR, capture_output=True, text=True,
-                                  timeout=INSTALL_TIMEOUT, check=False)
+            done = subprocess.run(
+                command,
+                cwd=PROVIDER_DIR,
+                capture_output=True,
+                text=True,
+                timeout=INSTALL_TIMEOUT,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
-            pytest.fail(f"`{' '.join(command[1:])}` in {PROVIDER_DIR} took over "
-                        f"{INSTALL_TIMEOUT:.0f} s", pytrace=False)
+            pytest.fail(
+                f"`{' '.join(command[1:])}` in {PROVIDER_DIR} took over {INSTALL_TIMEOUT:.0f} s",
+                pytrace=False,
+            )
         if done.returncode != 0:
-            pytest.fail(f"`{' '.join(command[1:])}` in {PROVIDER_DIR} failed "
-                        f"({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}",
-                        pytrace=False)
+            pytest.fail(
+                f"`{' '.join(command[1:])}` in {PROVIDER_DIR} failed "
+                f"({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}",
+                pytrace=False,
+            )
         if has_lock:
             stamp.write_text(wanted)
 
@@ -227,8 +258,9 @@ def storm_oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oi
 
 
 @contextlib.contextmanager
-def _running_provider(tmp_path_factory: pytest.TempPathFactory,
-                      access_ttl: int) -> Iterator[OidcProvider]:
+def _running_provider(
+    tmp_path_factory: pytest.TempPathFactory, access_ttl: int
+) -> Iterator[OidcProvider]:
     """Install (if needed) and start node oidc-provider whose access tokens live
     ``access_ttl`` seconds; stop it, by its own pid, on exit."""
     node, npm = _toolchain()
@@ -236,8 +268,12 @@ def _running_provider(tmp_path_factory: pytest.TempPathFactory,
     version = _installed_version()
     log = tmp_path_factory.mktemp("oidc-provider") / "server.log"
     process, port = start_server(
-        [node, "server.mjs", "0"], name="node oidc-provider", cwd=PROVIDER_DIR, log=log,
-        env={"ACCESS_TOKEN_TTL": str(access_ttl)})
+        [node, "server.mjs", "0"],
+        name="node oidc-provider",
+        cwd=PROVIDER_DIR,
+        log=log,
+        env={"ACCESS_TOKEN_TTL": str(access_ttl)},
+    )
     try:
         base_url = f"http://127.0.0.1:{port}"
         answer = requests.get(base_url + "/test/clients", timeout=10)
@@ -289,21 +325,36 @@ def login_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginPr
     served.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
     served.private_key_pem.write_to_path(str(folder / "key.pem"))
     ca.issue_cert("mtls.interop.test").private_key_and_cert_chain_pem.write_to_path(
-        str(folder / "mtls.pem"))
+        str(folder / "mtls.pem")
+    )
     trustme.CA().issue_cert("mtls.interop.test").private_key_and_cert_chain_pem.write_to_path(
-        str(folder / "stranger.pem"))
+        str(folder / "stranger.pem")
+    )
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     public = json.loads(jwk.JWK.from_pem(pem).export_public())
     jwks = json.dumps({"keys": [{**public, "kid": "interop-key-1", "use": "sig"}]})
     process, port = start_server(
-        [node, "login_server.mjs", "0"], name="node oidc-provider (logins)", cwd=PROVIDER_DIR,
+        [node, "login_server.mjs", "0"],
+        name="node oidc-provider (logins)",
+        cwd=PROVIDER_DIR,
         log=folder / "server.log",
-        env={"TLS_CERT": str(folder / "cert.pem"), "TLS_KEY": str(folder / "key.pem"),
-             "TLS_CA": str(folder / "ca.pem"), "JWT_CLIENT_JWKS": jwks})
+        env={
+            "TLS_CERT": str(folder / "cert.pem"),
+            "TLS_KEY": str(folder / "key.pem"),
+            "TLS_CA": str(folder / "ca.pem"),
+            "JWT_CLIENT_JWKS": jwks,
+        },
+    )
     try:
-        yield LoginProvider(f"https://127.0.0.1:{port}", folder / "ca.pem", pem,
-                            folder / "mtls.pem", folder / "stranger.pem")
+        yield LoginProvider(
+            f"https://127.0.0.1:{port}",
+            folder / "ca.pem",
+            pem,
+            folder / "mtls.pem",
+            folder / "stranger.pem",
+        )
     finally:
         stop_server(process)

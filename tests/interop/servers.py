@@ -33,15 +33,22 @@ class RealServer:
         return self.api_url + "items"
 
 
-def start_server(command: Sequence[str], *, name: str, cwd: Path, log: Path,
-                 env: Mapping[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+def start_server(
+    command: Sequence[str], *, name: str, cwd: Path, log: Path, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
     """Start ``command``, a server told to listen on port 0 that prints ``READY <port>`` once
     it listens; return the process and its port. Fails the test, quoting the server's log, if
     it exits or stays silent for READY_TIMEOUT seconds."""
     with log.open("a") as errors:
-        process = subprocess.Popen(list(command), cwd=cwd, text=True, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=errors,
-                                   env={**os.environ, **(env or {})})
+        process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env={**os.environ, **(env or {})},
+        )
     assert process.stdout is not None
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_drain, args=(process.stdout, lines), daemon=True).start()
@@ -55,9 +62,11 @@ def start_server(command: Sequence[str], *, name: str, cwd: Path, log: Path,
             return process, int(line.split()[1])
         if line is None:
             stop_server(process)
-            pytest.fail(f"{name} did not start (no READY within {READY_TIMEOUT:.0f} s, or it "
-                        f"exited); its log:\n{log.read_text(errors='replace')[-3000:]}",
-                        pytrace=False)
+            pytest.fail(
+                f"{name} did not start (no READY within {READY_TIMEOUT:.0f} s, or it "
+                f"exited); its log:\n{log.read_text(errors='replace')[-3000:]}",
+                pytrace=False,
+            )
 
 
 def stop_server(process: subprocess.Popen[str]) -> None:

@@ -72,8 +72,9 @@ class DotServer(RealServer):
 
     def grant(self, client_id: str = clients.BASIC_CLIENT_ID) -> dict[str, Any]:
         """A first token for the user and ``client_id``, as a login would give it."""
-        response = requests.post(self.base_url + "/test/grant", data={"client_id": client_id},
-                                 timeout=HTTP_TIMEOUT)
+        response = requests.post(
+            self.base_url + "/test/grant", data={"client_id": client_id}, timeout=HTTP_TIMEOUT
+        )
         response.raise_for_status()
         answer: dict[str, Any] = response.json()
         return answer
@@ -93,8 +94,11 @@ class DotServer(RealServer):
     def family(self, refresh_token: str) -> Stats:
         """The login ``refresh_token`` belongs to: ``tokens`` issued in it, ``due`` (those at
         half their life by now), ``live`` (neither rotated nor revoked)."""
-        response = requests.get(self.base_url + "/test/family", timeout=HTTP_TIMEOUT,
-                                params={"refresh_token": refresh_token})
+        response = requests.get(
+            self.base_url + "/test/family",
+            timeout=HTTP_TIMEOUT,
+            params={"refresh_token": refresh_token},
+        )
         response.raise_for_status()
         answer: Stats = response.json()
         return answer
@@ -106,8 +110,9 @@ class DotServer(RealServer):
 
 
 @pytest.fixture(scope="module", params=[0, GRACE], ids=["grace0", f"grace{GRACE}"])
-def dot_server(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[DotServer]:
+def dot_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DotServer]:
     """DOT on a free port of 127.0.0.1, with a fresh SQLite database; terminated at the end.
 
     Parametrized: no grace period, and a GRACE-second one. Tests that need the strict server
@@ -115,10 +120,20 @@ def dot_server(request: pytest.FixtureRequest,
     grace: int = request.param
     folder = tmp_path_factory.mktemp(f"dot-grace{grace}-")
     log = folder / "server.log"
-    command = [sys.executable, "-m", "tests.interop.dot_server.serve", "--port", "0",
-               "--db", str(folder / "dot.sqlite3"), "--grace", str(grace)]
-    process, port = start_server(command, name="the DOT server (is the test extra installed?)",
-                                 cwd=ROOT, log=log)
+    command = [
+        sys.executable,
+        "-m",
+        "tests.interop.dot_server.serve",
+        "--port",
+        "0",
+        "--db",
+        str(folder / "dot.sqlite3"),
+        "--grace",
+        str(grace),
+    ]
+    process, port = start_server(
+        command, name="the DOT server (is the test extra installed?)", cwd=ROOT, log=log
+    )
     try:
         yield DotServer(f"http://127.0.0.1:{port}", grace, log)
     finally:
@@ -128,12 +143,17 @@ def dot_server(request: pytest.FixtureRequest,
 GRACE_0 = pytest.mark.parametrize("dot_server", [0], indirect=True, ids=["grace0"])
 
 
-def _session(server: DotServer, token_file: Path, client: Client | None = None,
-             ) -> RefreshingSession:
+def _session(
+    server: DotServer,
+    token_file: Path,
+    client: Client | None = None,
+) -> RefreshingSession:
     client_id, secret, auth_method = client or server.basic
     return RefreshingSession(
-        server.api_url, token_file=token_file,
-        refresher=OAuth2Refresher(server.token_url, client_id, secret, auth_method=auth_method))
+        server.api_url,
+        token_file=token_file,
+        refresher=OAuth2Refresher(server.token_url, client_id, secret, auth_method=auth_method),
+    )
 
 
 def _stored(path: Path) -> Token:
@@ -152,8 +172,9 @@ def _expired(token: Token) -> Token:
 @pytest.mark.timeout(60)
 @GRACE_0
 @pytest.mark.parametrize("auth_method", ["client_secret_basic", "client_secret_post"])
-def test_proactive_refresh_across_token_lifetimes(dot_server: DotServer, tmp_path: Path,
-                                                  auth_method: str) -> None:
+def test_proactive_refresh_across_token_lifetimes(
+    dot_server: DotServer, tmp_path: Path, auth_method: str
+) -> None:
     """One caller, back to back for more than a token's lifetime: the token is refreshed at
     half its life, before it is sent, so DOT never sees a stale token nor a reused one."""
     client = dot_server.basic if auth_method == "client_secret_basic" else dot_server.post
@@ -207,10 +228,18 @@ def test_reactive_refresh_on_401_replays_once(dot_server: DotServer, tmp_path: P
 
 def _job(server: DotServer, path: Path, **extra: object) -> dict[str, object]:
     client_id, secret, auth_method = server.basic
-    return {"api": server.api_url, "url": server.items_url, "token_url": server.token_url,
-            "file": str(path), "client_id": client_id, "client_secret": secret,
-            "auth_method": auth_method,
-            "threads": 1, "until": time.time() + 30, **extra}
+    return {
+        "api": server.api_url,
+        "url": server.items_url,
+        "token_url": server.token_url,
+        "file": str(path),
+        "client_id": client_id,
+        "client_secret": secret,
+        "auth_method": auth_method,
+        "threads": 1,
+        "until": time.time() + 30,
+        **extra,
+    }
 
 
 def _outcomes(outputs: list[str]) -> dict[str, int]:
@@ -223,8 +252,8 @@ def _outcomes(outputs: list[str]) -> dict[str, int]:
 
 @pytest.mark.timeout(90)
 def test_storm_of_4_processes_by_2_threads_through_several_expiries(
-        dot_server: DotServer, tmp_path: Path,
-        record_property: Callable[[str, object], None]) -> None:
+    dot_server: DotServer, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     """4 processes x 2 threads share one token file for 6 s (3 lifetimes) from the moment all
     have started: no caller sees an error, DOT is asked at most once per token that came due,
     and never sees a reuse (which would have revoked the grant) -- with no grace period and
@@ -244,8 +273,10 @@ def test_storm_of_4_processes_by_2_threads_through_several_expiries(
     assert first.refresh_token is not None
     login = dot_server.family(first.refresh_token)
     outcomes = _outcomes(outputs)
-    record_property("dot_storm", {"grace": dot_server.grace, "outcomes": outcomes,
-                                  "due_tokens": login["due"], **grew})
+    record_property(
+        "dot_storm",
+        {"grace": dot_server.grace, "outcomes": outcomes, "due_tokens": login["due"], **grew},
+    )
     assert set(outcomes) == {"200"}, outcomes
     assert all(json.loads(output).get("200", 0) > 0 for output in outputs), outcomes
     assert grew["reuse_detections"] == grew["invalid_grant"] == grew["grants_revoked"] == 0
@@ -259,8 +290,9 @@ def test_storm_of_4_processes_by_2_threads_through_several_expiries(
 
 @pytest.mark.timeout(60)
 @GRACE_0
-def test_invalid_grant_raises_login_required_and_stops_siblings(dot_server: DotServer,
-                                                               tmp_path: Path) -> None:
+def test_invalid_grant_raises_login_required_and_stops_siblings(
+    dot_server: DotServer, tmp_path: Path
+) -> None:
     """A refresh token DOT already rotated, presented again (an old token file restored after
     a refresh): DOT answers invalid_grant and revokes the grant; the session raises
     LoginRequired, and sibling sessions and processes raise it too without asking DOT."""
@@ -292,8 +324,9 @@ def test_invalid_grant_raises_login_required_and_stops_siblings(dot_server: DotS
 
 @pytest.mark.timeout(60)
 @GRACE_0
-def test_client_credentials_token_is_created_then_reacquired(dot_server: DotServer,
-                                                              tmp_path: Path) -> None:
+def test_client_credentials_token_is_created_then_reacquired(
+    dot_server: DotServer, tmp_path: Path
+) -> None:
     """No token file at first: the first request gets a client_credentials token and creates
     the file; a new one is got at half the token's life while in use, and after it expired
     while idle, each before the request goes out (no 401)."""
@@ -329,27 +362,33 @@ def test_client_credentials_token_is_created_then_reacquired(dot_server: DotServ
 @pytest.mark.timeout(30)
 @GRACE_0
 @pytest.mark.parametrize("auth_method", ["client_secret_basic", "client_secret_post"])
-def test_secrets_with_colon_percent_plus_and_space(dot_server: DotServer,
-                                                   auth_method: str) -> None:
+def test_secrets_with_colon_percent_plus_and_space(dot_server: DotServer, auth_method: str) -> None:
     """RFC 6749 2.3.1: the id and secret are form-urlencoded before HTTP Basic. DOT decodes
     them so; the session's encoding is accepted, a secret sent without it is refused."""
     client_id, secret, _ = dot_server.machine
     assert all(char in secret for char in ":%+ ")
     before = dot_server.stats()
-    token = ClientCredentialsRefresher(dot_server.token_url, client_id, secret,
-                                       auth_method=auth_method).new_token()
+    token = ClientCredentialsRefresher(
+        dot_server.token_url, client_id, secret, auth_method=auth_method
+    ).new_token()
     assert token.access_token
     headers = {"Authorization": token.authorization}
-    assert requests.get(dot_server.items_url, headers=headers,
-                        timeout=HTTP_TIMEOUT).status_code == 200
+    assert (
+        requests.get(dot_server.items_url, headers=headers, timeout=HTTP_TIMEOUT).status_code == 200
+    )
     # The same secret without the encoding, and one with its "+" read as a space: refused.
-    naive = requests.post(dot_server.token_url, data={"grant_type": "client_credentials"},
-                          auth=(client_id, secret), timeout=HTTP_TIMEOUT)
+    naive = requests.post(
+        dot_server.token_url,
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, secret),
+        timeout=HTTP_TIMEOUT,
+    )
     assert naive.status_code == 401
     assert naive.json()["error"] == "invalid_client"
     with pytest.raises(ClientRejected):
-        ClientCredentialsRefresher(dot_server.token_url, client_id, secret.replace("+", " "),
-                                   auth_method=auth_method).new_token()
+        ClientCredentialsRefresher(
+            dot_server.token_url, client_id, secret.replace("+", " "), auth_method=auth_method
+        ).new_token()
     grew = dot_server.since(before)
     assert grew["cc_successes"] == 1
     assert grew["invalid_client"] == 2
@@ -365,8 +404,12 @@ def test_the_server_detects_reuse_and_applies_its_grace_period(dot_server: DotSe
     token pair again and revokes nothing."""
     client_id, secret, _ = dot_server.post
     grant = dot_server.grant(client_id)
-    form = {"grant_type": "refresh_token", "refresh_token": grant["refresh_token"],
-            "client_id": client_id, "client_secret": secret}
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": grant["refresh_token"],
+        "client_id": client_id,
+        "client_secret": secret,
+    }
     before = dot_server.stats()
     first = requests.post(dot_server.token_url, data=form, timeout=HTTP_TIMEOUT)
     assert first.status_code == 200
@@ -376,8 +419,10 @@ def test_the_server_detects_reuse_and_applies_its_grace_period(dot_server: DotSe
     assert grew["reuse_detections"] == 1
     rotated = first.json()
     still_valid = requests.get(
-        dot_server.items_url, timeout=HTTP_TIMEOUT,
-        headers={"Authorization": f"Bearer {rotated['access_token']}"}).status_code
+        dot_server.items_url,
+        timeout=HTTP_TIMEOUT,
+        headers={"Authorization": f"Bearer {rotated['access_token']}"},
+    ).status_code
     if dot_server.grace == 0:
         assert again.status_code == 400
         assert again.json()["error"] == "invalid_grant"
@@ -387,6 +432,8 @@ def test_the_server_detects_reuse_and_applies_its_grace_period(dot_server: DotSe
         assert again.status_code == 200
         answer = again.json()
         assert (answer["access_token"], answer["refresh_token"]) == (
-            rotated["access_token"], rotated["refresh_token"])
+            rotated["access_token"],
+            rotated["refresh_token"],
+        )
         assert grew["grants_revoked"] == 0
         assert still_valid == 200

@@ -27,17 +27,24 @@ SECONDS = 7.5
 
 @pytest.mark.timeout(120, func_only=True)
 def test_requests_httpx_and_asyncio_processes_share_the_providers_rotating_tokens(
-        oidc_provider: OidcProvider, tmp_path: Path,
-        record_property: Callable[[str, object], None]) -> None:
+    oidc_provider: OidcProvider, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     provider = oidc_provider
     assert provider.access_ttl == ACCESS_TTL == 3
     client = provider.clients["basic"]
     path = tmp_path / "token.json"
     job: dict[str, object] = {
-        "api": provider.api_url, "url": provider.items_url, "file": str(path),
-        "token_url": provider.token_url, "client_id": client.client_id,
-        "client_secret": client.client_secret, "auth_method": client.auth_method,
-        "threads": 2, "tasks": 200, "connections": CONNECTIONS}
+        "api": provider.api_url,
+        "url": provider.items_url,
+        "file": str(path),
+        "token_url": provider.token_url,
+        "client_id": client.client_id,
+        "client_secret": client.client_secret,
+        "auth_method": client.auth_method,
+        "threads": 2,
+        "tasks": 200,
+        "connections": CONNECTIONS,
+    }
     logins: list[tuple[Token, float]] = []
 
     def log_in() -> float:
@@ -55,11 +62,16 @@ def test_requests_httpx_and_asyncio_processes_share_the_providers_rotating_token
     first_due = first.refresh_due_at(30.0)
     assert first_due is not None
     due = math.floor(elapsed / (first_due - start))
-    figures = {"seconds": round(elapsed, 2), "outcomes": dict(outcomes),
-               "per_process": [dict(counts) for counts in per_process],
-               "api_401s": seen.api_unauthorized, "refreshes": seen.refreshes,
-               "tokens_due": due, "reuse_detections": seen.reuse_detections,
-               "presented_again": seen.refresh_tokens_presented_again}
+    figures = {
+        "seconds": round(elapsed, 2),
+        "outcomes": dict(outcomes),
+        "per_process": [dict(counts) for counts in per_process],
+        "api_401s": seen.api_unauthorized,
+        "refreshes": seen.refreshes,
+        "tokens_due": due,
+        "reuse_detections": seen.reuse_detections,
+        "presented_again": seen.refresh_tokens_presented_again,
+    }
     record_property("figures", figures)
     print(figures)  # shown when this fails
     assert all(counts["200"] > 0 for counts in per_process), "a process made no successful call"

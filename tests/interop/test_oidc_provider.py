@@ -37,8 +37,9 @@ RESERVED = set(":%+ ")  # RFC 6749 2.3.1: must be form-encoded before Basic
 
 
 def _session(provider: OidcProvider, path: Path, client: Client) -> RefreshingSession:
-    return RefreshingSession(provider.api_url, token_file=path,
-                             refresher=client.refresher(provider.token_url))
+    return RefreshingSession(
+        provider.api_url, token_file=path, refresher=client.refresher(provider.token_url)
+    )
 
 
 def _requested_at(token: Token) -> float:
@@ -58,7 +59,8 @@ def _assert_no_reuse(seen: Stats) -> None:
 @pytest.mark.timeout(30, func_only=True)
 @pytest.mark.parametrize("role", ["basic", "post"])
 def test_proactive_refresh_with_each_client_auth_method(
-        oidc_provider: OidcProvider, tmp_path: Path, role: str) -> None:
+    oidc_provider: OidcProvider, tmp_path: Path, role: str
+) -> None:
     client = oidc_provider.clients[role]
     path = tmp_path / "token.json"
     before = oidc_provider.stats()
@@ -93,7 +95,8 @@ def test_proactive_refresh_with_each_client_auth_method(
 @pytest.mark.timeout(20, func_only=True)
 @pytest.mark.parametrize("stale", ["never issued", "destroyed by the server"])
 def test_reactive_refresh_after_a_401(
-        oidc_provider: OidcProvider, tmp_path: Path, stale: str) -> None:
+    oidc_provider: OidcProvider, tmp_path: Path, stale: str
+) -> None:
     client = oidc_provider.clients["basic"]
     grant = oidc_provider.issue_grant(client)
     if stale == "destroyed by the server":
@@ -104,8 +107,15 @@ def test_reactive_refresh_after_a_401(
     assert not oidc_provider.accepts(access_token)
     path = tmp_path / "token.json"
     # Valid for an hour as far as the client knows: only the 401 can make it refresh.
-    TokenFile(path).write(Token(access_token, refresh_token=grant.refresh_token,
-                                expires_at=time.time() + 3600, lifetime=3600, scope=grant.scope))
+    TokenFile(path).write(
+        Token(
+            access_token,
+            refresh_token=grant.refresh_token,
+            expires_at=time.time() + 3600,
+            lifetime=3600,
+            scope=grant.scope,
+        )
+    )
     before = oidc_provider.stats()
     with _session(oidc_provider, path, client) as session:
         first = session.get(oidc_provider.items_url, timeout=10)
@@ -132,8 +142,12 @@ STORM_SECONDS = 6.0
 @pytest.mark.timeout(120, func_only=True)
 @pytest.mark.parametrize(("processes", "threads"), [(8, 2), (16, 4)], ids=["8x2", "16x4"])
 def test_a_storm_on_2_second_tokens_shows_no_caller_an_error_and_redeems_each_refresh_once(
-        storm_oidc_provider: OidcProvider, tmp_path: Path, processes: int, threads: int,
-        record_property: Callable[[str, object], None]) -> None:
+    storm_oidc_provider: OidcProvider,
+    tmp_path: Path,
+    processes: int,
+    threads: int,
+    record_property: Callable[[str, object], None],
+) -> None:
     """``processes`` x ``threads`` callers share one token file through several expiries of
     tokens that oidc-provider ends up to a second early: no caller sees an error (a 401 from a
     token that died early is cured by a refresh), no refresh token is presented twice, and
@@ -143,10 +157,15 @@ def test_a_storm_on_2_second_tokens_shows_no_caller_an_error_and_redeems_each_re
     client = provider.clients["basic"]
     path = tmp_path / "token.json"
     job: dict[str, object] = {
-        "api": provider.api_url, "url": provider.items_url, "file": str(path),
-        "token_url": provider.token_url, "client_id": client.client_id,
-        "client_secret": client.client_secret, "auth_method": client.auth_method,
-        "threads": threads}
+        "api": provider.api_url,
+        "url": provider.items_url,
+        "file": str(path),
+        "token_url": provider.token_url,
+        "client_id": client.client_id,
+        "client_secret": client.client_secret,
+        "auth_method": client.auth_method,
+        "threads": threads,
+    }
     logins: list[Token] = []
 
     def log_in() -> float:
@@ -165,12 +184,19 @@ def test_a_storm_on_2_second_tokens_shows_no_caller_an_error_and_redeems_each_re
     first_due = first.refresh_due_at(30.0)  # halfway through its life: the leeway is capped
     assert first_due is not None
     due = math.floor(elapsed / (first_due - start))
-    figures = {"processes": processes, "threads": threads, "seconds": round(elapsed, 2),
-               "requests": sum(outcomes.values()), "outcomes": dict(outcomes),
-               "caller_401s": outcomes["401"], "api_401s": seen.api_unauthorized,
-               "token_calls": seen.token_calls, "tokens_due": due,
-               "reuse_detections": seen.reuse_detections,
-               "presented_again": seen.refresh_tokens_presented_again}
+    figures = {
+        "processes": processes,
+        "threads": threads,
+        "seconds": round(elapsed, 2),
+        "requests": sum(outcomes.values()),
+        "outcomes": dict(outcomes),
+        "caller_401s": outcomes["401"],
+        "api_401s": seen.api_unauthorized,
+        "token_calls": seen.token_calls,
+        "tokens_due": due,
+        "reuse_detections": seen.reuse_detections,
+        "presented_again": seen.refresh_tokens_presented_again,
+    }
     record_property("oidc_storm", figures)
     print(figures)  # shown by pytest when this fails
     assert all(counts["200"] > 0 for counts in per_process), "a worker made no successful call"
@@ -190,16 +216,24 @@ def _assert_siblings_refused(oidc_provider: OidcProvider, path: Path, client: Cl
     before = oidc_provider.stats()
     with _session(oidc_provider, path, client) as sibling, pytest.raises(LoginRequired):
         sibling.get(oidc_provider.items_url, timeout=10)
-    outputs = run_in_processes(REQUESTS, 2, {
-        "api": oidc_provider.api_url, "file": str(path), "token_url": oidc_provider.token_url,
-        "count": 2})
+    outputs = run_in_processes(
+        REQUESTS,
+        2,
+        {
+            "api": oidc_provider.api_url,
+            "file": str(path),
+            "token_url": oidc_provider.token_url,
+            "count": 2,
+        },
+    )
     assert outputs == ["LoginRequired LoginRequired"] * 2
     assert oidc_provider.stats().since(before).token_calls == 0
 
 
 @pytest.mark.timeout(30, func_only=True)
 def test_revoked_grant_raises_login_required_and_siblings_do_not_retry(
-        oidc_provider: OidcProvider, tmp_path: Path) -> None:
+    oidc_provider: OidcProvider, tmp_path: Path
+) -> None:
     client = oidc_provider.clients["post"]
     path = tmp_path / "token.json"
     grant = oidc_provider.write_grant(path, client)
@@ -225,7 +259,8 @@ def test_revoked_grant_raises_login_required_and_siblings_do_not_retry(
 
 @pytest.mark.timeout(30, func_only=True)
 def test_consumed_refresh_token_trips_reuse_detection_and_login_required(
-        oidc_provider: OidcProvider, tmp_path: Path) -> None:
+    oidc_provider: OidcProvider, tmp_path: Path
+) -> None:
     client = oidc_provider.clients["basic"]
     path = tmp_path / "token.json"
     oidc_provider.write_grant(path, client)
@@ -253,11 +288,16 @@ def test_consumed_refresh_token_trips_reuse_detection_and_login_required(
 
 @pytest.mark.timeout(30, func_only=True)
 def test_client_credentials_token_is_created_then_reacquired(
-        oidc_provider: OidcProvider, tmp_path: Path) -> None:
+    oidc_provider: OidcProvider, tmp_path: Path
+) -> None:
     client = oidc_provider.clients["basic"]
     path = tmp_path / "token.json"
-    refresher = ClientCredentialsRefresher(oidc_provider.token_url, client.client_id,
-                                           client.client_secret, auth_method=client.auth_method)
+    refresher = ClientCredentialsRefresher(
+        oidc_provider.token_url,
+        client.client_id,
+        client.client_secret,
+        auth_method=client.auth_method,
+    )
     before = oidc_provider.stats()
 
     def grants() -> int:
@@ -292,7 +332,8 @@ def test_client_credentials_token_is_created_then_reacquired(
 
 @pytest.mark.timeout(20, func_only=True)
 def test_reserved_characters_in_basic_credentials(
-        oidc_provider: OidcProvider, tmp_path: Path) -> None:
+    oidc_provider: OidcProvider, tmp_path: Path
+) -> None:
     """RFC 6749 2.3.1: client_id and secret are form-encoded, then joined for HTTP Basic."""
     plain, odd = oidc_provider.clients["basic"], oidc_provider.clients["odd"]
     assert plain.auth_method == odd.auth_method == "client_secret_basic"
@@ -301,13 +342,18 @@ def test_reserved_characters_in_basic_credentials(
     before = oidc_provider.stats()
     # Control: Basic without the form-encoding (requests' own) is refused by the provider.
     for client in (plain, odd):
-        naive = requests.post(oidc_provider.token_url, data={"grant_type": "client_credentials"},
-                              auth=(client.client_id, client.client_secret), timeout=10)
+        naive = requests.post(
+            oidc_provider.token_url,
+            data={"grant_type": "client_credentials"},
+            auth=(client.client_id, client.client_secret),
+            timeout=10,
+        )
         assert naive.status_code in (400, 401), naive.text
         assert naive.json()["error"] in ("invalid_client", "invalid_request")
 
-    machine = ClientCredentialsRefresher(oidc_provider.token_url, odd.client_id,
-                                         odd.client_secret).new_token()
+    machine = ClientCredentialsRefresher(
+        oidc_provider.token_url, odd.client_id, odd.client_secret
+    ).new_token()
     assert oidc_provider.accepts(machine.access_token)
     path = tmp_path / "token.json"
     oidc_provider.write_grant(path, odd)
@@ -323,7 +369,8 @@ def test_reserved_characters_in_basic_credentials(
 
 @pytest.mark.timeout(20, func_only=True)
 def test_wrong_secret_is_client_rejected_and_spends_no_refresh_token(
-        oidc_provider: OidcProvider) -> None:
+    oidc_provider: OidcProvider,
+) -> None:
     client = oidc_provider.clients["post"]
     grant = oidc_provider.issue_grant(client)
     wrong = Client(client.client_id, client.client_secret + "x", client.auth_method)

@@ -74,8 +74,9 @@ class Browser:
         assert forms.forms, f"no form on {page.url}: {page.text[:300]}"
         action, method, inputs = forms.forms[0]
         assert method.lower() == "post"
-        return self.http.post(urljoin(page.url, action), data={**inputs, **values}, timeout=20,
-                              verify=self.verify)
+        return self.http.post(
+            urljoin(page.url, action), data={**inputs, **values}, timeout=20, verify=self.verify
+        )
 
     def sign_in_and_consent(self, page: requests.Response) -> requests.Response:
         """The provider's login page (any login and password), then its consent page."""
@@ -87,9 +88,11 @@ class Browser:
 
 # --- discovery -----------------------------------------------------------------------------------
 
+
 def test_discovery_finds_the_providers_endpoints(login_provider: LoginProvider) -> None:
-    refresher = OAuth2Refresher.from_issuer(login_provider.issuer, "native",
-                                            session=login_provider.session())
+    refresher = OAuth2Refresher.from_issuer(
+        login_provider.issuer, "native", session=login_provider.session()
+    )
     issuer = login_provider.issuer
     assert refresher.token_url == issuer + "/token"
     assert refresher.client.endpoint("authorization_endpoint") == issuer + "/auth"
@@ -114,10 +117,13 @@ def test_without_the_private_ca_discovery_fails_clearly(login_provider: LoginPro
 
 # --- authorization code with PKCE, through the provider's own pages -------------------------------
 
+
 def test_browser_login_through_the_providers_login_and_consent_pages(
-        login_provider: LoginProvider) -> None:
-    refresher = OAuth2Refresher.from_issuer(login_provider.issuer, "native", scope=OFFLINE,
-                                            session=login_provider.session())
+    login_provider: LoginProvider,
+) -> None:
+    refresher = OAuth2Refresher.from_issuer(
+        login_provider.issuer, "native", scope=OFFLINE, session=login_provider.session()
+    )
     authorization = refresher.client.endpoint("authorization_endpoint")
     assert authorization is not None
     browser = Browser(login_provider)
@@ -130,28 +136,50 @@ def test_browser_login_through_the_providers_login_and_consent_pages(
         threading.Thread(target=person, args=(url,), daemon=True).start()
 
     token = BrowserLogin(refresher, authorization, open_browser=open_browser, timeout=30)(
-        lambda url: None)
+        lambda url: None
+    )
     assert finished[0].url.startswith("http://127.0.0.1:"), "the provider sent it back home"
     assert "Signed in" in finished[0].text
     assert token.refresh_token, "the provider gives native clients a refresh token"
     # Without prompt=consent the provider grants no offline_access: refresh without a scope.
     renewed = OAuth2Refresher(refresher.token_url, "native", session=login_provider.session())(
-        token)
+        token
+    )
     assert renewed.access_token != token.access_token
     assert renewed.refresh_token != token.refresh_token, "the provider rotates it"
 
 
 # --- the device flow, end to end through the command line -----------------------------------------
 
-def test_device_login_through_the_command_line(login_provider: LoginProvider,
-                                               tmp_path: Path) -> None:
+
+def test_device_login_through_the_command_line(
+    login_provider: LoginProvider, tmp_path: Path
+) -> None:
     target = tmp_path / "device.json"
-    command = [sys.executable, "-m", "refreshing_session", "login", "--device", "--issuer",
-               login_provider.issuer, "--client-id", "native", "--scope", OFFLINE,
-               "--token-file", str(target)]
+    command = [
+        sys.executable,
+        "-m",
+        "refreshing_session",
+        "login",
+        "--device",
+        "--issuer",
+        login_provider.issuer,
+        "--client-id",
+        "native",
+        "--scope",
+        OFFLINE,
+        "--token-file",
+        str(target),
+    ]
     environment = {**os.environ, "REQUESTS_CA_BUNDLE": str(login_provider.ca_file)}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          cwd=ROOT, env=environment) as login:
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+    ) as login:
         assert login.stdout is not None
         shown = login.stdout.readline()
         match = re.search(r"open (\S+) and enter the code (\S+)", shown)
@@ -169,6 +197,7 @@ def test_device_login_through_the_command_line(login_provider: LoginProvider,
 
 # --- client authentication: private_key_jwt, tls_client_auth; resource indicators ----------------
 
+
 def claims_of(jwt: str) -> dict[str, object]:
     """The payload of a JWT access token (its signature is the provider's business here)."""
     payload = jwt.split(".")[1]
@@ -178,8 +207,13 @@ def claims_of(jwt: str) -> dict[str, object]:
 @pytest.fixture
 def jwt_refresher(login_provider: LoginProvider) -> ClientCredentialsRefresher:
     return ClientCredentialsRefresher.from_issuer(
-        login_provider.issuer, "jwt", private_key=login_provider.jwt_key_pem,
-        key_id="interop-key-1", session=login_provider.session(), retries=0)
+        login_provider.issuer,
+        "jwt",
+        private_key=login_provider.jwt_key_pem,
+        key_id="interop-key-1",
+        session=login_provider.session(),
+        retries=0,
+    )
 
 
 def test_private_key_jwt_gets_a_token(jwt_refresher: ClientCredentialsRefresher) -> None:
@@ -188,11 +222,17 @@ def test_private_key_jwt_gets_a_token(jwt_refresher: ClientCredentialsRefresher)
 
 
 def test_client_secret_jwt_gets_a_token_and_a_wrong_secret_is_rejected(
-        login_provider: LoginProvider) -> None:
+    login_provider: LoginProvider,
+) -> None:
     def client(secret: str) -> ClientCredentialsRefresher:
         return ClientCredentialsRefresher.from_issuer(
-            login_provider.issuer, "hmac", secret, auth_method="client_secret_jwt",
-            session=login_provider.session(), retries=0)
+            login_provider.issuer,
+            "hmac",
+            secret,
+            auth_method="client_secret_jwt",
+            session=login_provider.session(),
+            retries=0,
+        )
 
     assert client("interop-hmac-secret-of-at-least-32-bytes").new_token().access_token
     with pytest.raises(ClientRejected, match="invalid_client"):
@@ -200,11 +240,18 @@ def test_client_secret_jwt_gets_a_token_and_a_wrong_secret_is_rejected(
 
 
 def test_a_resource_indicator_gives_a_token_for_that_audience(
-        login_provider: LoginProvider) -> None:
+    login_provider: LoginProvider,
+) -> None:
     refresher = ClientCredentialsRefresher.from_issuer(
-        login_provider.issuer, "jwt", private_key=login_provider.jwt_key_pem,
-        key_id="interop-key-1", scope="api:read", extra_params={"resource": RESOURCE},
-        session=login_provider.session(), retries=0)
+        login_provider.issuer,
+        "jwt",
+        private_key=login_provider.jwt_key_pem,
+        key_id="interop-key-1",
+        scope="api:read",
+        extra_params={"resource": RESOURCE},
+        session=login_provider.session(),
+        retries=0,
+    )
     claims = claims_of(refresher.new_token().access_token)
     assert claims["aud"] == RESOURCE
     assert claims["scope"] == "api:read"
@@ -212,8 +259,12 @@ def test_a_resource_indicator_gives_a_token_for_that_audience(
 
 def test_the_documented_recipe_works(login_provider: LoginProvider) -> None:
     recipe = runpy.run_path(str(ROOT / "examples" / "providers.py"))
-    made = recipe["clients"](login_provider.issuer, str(login_provider.ca_file),
-                             login_provider.jwt_key_pem, str(login_provider.mtls_cert))
+    made = recipe["clients"](
+        login_provider.issuer,
+        str(login_provider.ca_file),
+        login_provider.jwt_key_pem,
+        str(login_provider.mtls_cert),
+    )
     assert claims_of(made["service"].new_token().access_token)["aud"] == RESOURCE
     assert made["certificate"].new_token().access_token
     assert made["person"].client.endpoint("authorization_endpoint")
@@ -223,23 +274,36 @@ def test_a_key_the_provider_does_not_know_is_rejected(login_provider: LoginProvi
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     stranger = ClientCredentialsRefresher.from_issuer(
-        login_provider.issuer, "jwt", key_id="interop-key-1", session=login_provider.session(),
-        private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048), retries=0)
+        login_provider.issuer,
+        "jwt",
+        key_id="interop-key-1",
+        session=login_provider.session(),
+        private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        retries=0,
+    )
     with pytest.raises(ClientRejected, match="invalid_client"):
         stranger.new_token()
 
 
 def test_tls_client_auth_presents_the_certificate(login_provider: LoginProvider) -> None:
     refresher = ClientCredentialsRefresher.from_issuer(
-        login_provider.issuer, "mtls", client_cert=str(login_provider.mtls_cert),
-        session=login_provider.session(), retries=0)
+        login_provider.issuer,
+        "mtls",
+        client_cert=str(login_provider.mtls_cert),
+        session=login_provider.session(),
+        retries=0,
+    )
     assert refresher.auth_method == "tls_client_auth"
     assert refresher.new_token().access_token
 
 
 def test_a_certificate_from_another_ca_is_rejected(login_provider: LoginProvider) -> None:
     stranger = ClientCredentialsRefresher.from_issuer(
-        login_provider.issuer, "mtls", client_cert=str(login_provider.stranger_cert),
-        session=login_provider.session(), retries=0)
+        login_provider.issuer,
+        "mtls",
+        client_cert=str(login_provider.stranger_cert),
+        session=login_provider.session(),
+        retries=0,
+    )
     with pytest.raises(ClientRejected, match="invalid_client"):
         stranger.new_token()

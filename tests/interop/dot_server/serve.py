@@ -50,24 +50,33 @@ def _prepare(db: Path, grace: int) -> None:
     # default) and checks what clients send against the hash. Reading client_secret back after
     # save gives the hash, which no client could authenticate with.
     for client_id, secret, grant_type in (
-        (clients.BASIC_CLIENT_ID, clients.BASIC_CLIENT_SECRET,
-         Application.GRANT_AUTHORIZATION_CODE),
-        (clients.POST_CLIENT_ID, clients.POST_CLIENT_SECRET,
-         Application.GRANT_AUTHORIZATION_CODE),
+        (
+            clients.BASIC_CLIENT_ID,
+            clients.BASIC_CLIENT_SECRET,
+            Application.GRANT_AUTHORIZATION_CODE,
+        ),
+        (clients.POST_CLIENT_ID, clients.POST_CLIENT_SECRET, Application.GRANT_AUTHORIZATION_CODE),
         (clients.CC_CLIENT_ID, clients.CC_CLIENT_SECRET, Application.GRANT_CLIENT_CREDENTIALS),
     ):
         Application.objects.create(
-            name=client_id, client_id=client_id, client_secret=secret, user=user,
-            client_type=Application.CLIENT_CONFIDENTIAL, authorization_grant_type=grant_type,
-            redirect_uris="http://127.0.0.1/callback", hash_client_secret=True)
+            name=client_id,
+            client_id=client_id,
+            client_secret=secret,
+            user=user,
+            client_type=Application.CLIENT_CONFIDENTIAL,
+            authorization_grant_type=grant_type,
+            redirect_uris="http://127.0.0.1/callback",
+            hash_client_secret=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0 (the default) takes a free one")
     parser.add_argument("--db", type=Path, required=True, help="SQLite file to create")
-    parser.add_argument("--grace", type=int, default=0,
-                        help="REFRESH_TOKEN_GRACE_PERIOD_SECONDS (default 0)")
+    parser.add_argument(
+        "--grace", type=int, default=0, help="REFRESH_TOKEN_GRACE_PERIOD_SECONDS (default 0)"
+    )
     args = parser.parse_args(argv)
     _prepare(args.db, args.grace)
 

@@ -54,6 +54,5 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["stderr"], "level": "WARNING"},
     # "Unauthorized: /api/items" for every 401 is expected here, and would flood the log.
-    "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR",
-                                   "propagate": False}},
+    "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False}},
 }

@@ -56,21 +56,21 @@ _COUNTS: Counter[str] = Counter()
 _PRESENTED: set[str] = set()  # checksums of every refresh token presented so far
 
 COUNTERS = (
-    "token_calls",            # every POST to the token endpoint
-    "auth_basic",             # ...that authenticated the client with HTTP Basic
-    "auth_post",              # ...that sent client_secret in the form body
-    "invalid_client",         # ...that DOT answered invalid_client
-    "refresh_calls",          # refresh_token grants
-    "refresh_successes",      # ...answered 200
-    "invalid_grant",          # ...answered invalid_grant
-    "refresh_other_errors",   # ...answered another error
-    "reuse_detections",       # ...presenting a refresh token already presented or revoked
-    "grants_revoked",         # ...after which the token's family had no live token left
-    "cc_calls",               # client_credentials grants
-    "cc_successes",           # ...answered 200
-    "api_ok",                 # GET /api/items answered 200
-    "api_unauthorized",       # GET /api/items answered 401
-    "grants_issued",          # POST /test/grant
+    "token_calls",  # every POST to the token endpoint
+    "auth_basic",  # ...that authenticated the client with HTTP Basic
+    "auth_post",  # ...that sent client_secret in the form body
+    "invalid_client",  # ...that DOT answered invalid_client
+    "refresh_calls",  # refresh_token grants
+    "refresh_successes",  # ...answered 200
+    "invalid_grant",  # ...answered invalid_grant
+    "refresh_other_errors",  # ...answered another error
+    "reuse_detections",  # ...presenting a refresh token already presented or revoked
+    "grants_revoked",  # ...after which the token's family had no live token left
+    "cc_calls",  # client_credentials grants
+    "cc_successes",  # ...answered 200
+    "api_ok",  # GET /api/items answered 200
+    "api_unauthorized",  # GET /api/items answered 401
+    "grants_issued",  # POST /test/grant
 )
 
 
@@ -112,7 +112,8 @@ def _lookup(refresh_token: str) -> tuple[bool, uuid.UUID | None]:
 
 def _family_live(token_family: uuid.UUID | None) -> bool:
     return token_family is not None and bool(
-        RefreshToken.objects.filter(token_family=token_family, revoked__isnull=True).exists())
+        RefreshToken.objects.filter(token_family=token_family, revoked__isnull=True).exists()
+    )
 
 
 class CountingTokenView(TokenView):  # type: ignore[misc]  # Django is untyped
@@ -160,8 +161,9 @@ class ItemsView(ProtectedResourceMetadataMixin, ProtectedResourceView):  # type:
         owner = getattr(request.resource_owner, "username", None)
         return JsonResponse({"items": ["apple", "pear"], "user": owner})
 
-    def unauthenticated_response(self, request: HttpRequest,
-                                 oauthlib_request: Any = None) -> HttpResponse:
+    def unauthenticated_response(
+        self, request: HttpRequest, oauthlib_request: Any = None
+    ) -> HttpResponse:
         response = super().unauthenticated_response(request, oauthlib_request)
         _record(Counter(api_unauthorized=int(response.status_code == 401)))
         return response
@@ -177,19 +179,32 @@ def grant(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     user = get_user_model().objects.get(username=USERNAME)
-    application = Application.objects.get(client_id=request.POST.get("client_id",
-                                                                     BASIC_CLIENT_ID))
+    application = Application.objects.get(client_id=request.POST.get("client_id", BASIC_CLIENT_ID))
     with transaction.atomic():
         access = AccessToken.objects.create(
-            user=user, application=application, token=generate_token(), scope=SCOPE,
-            expires=timezone.now() + timedelta(seconds=ACCESS_TOKEN_TTL))
+            user=user,
+            application=application,
+            token=generate_token(),
+            scope=SCOPE,
+            expires=timezone.now() + timedelta(seconds=ACCESS_TOKEN_TTL),
+        )
         refresh = RefreshToken.objects.create(
-            user=user, application=application, token=generate_token(), access_token=access,
-            token_family=uuid.uuid4())
+            user=user,
+            application=application,
+            token=generate_token(),
+            access_token=access,
+            token_family=uuid.uuid4(),
+        )
     _record(Counter(grants_issued=1))
-    return JsonResponse({"access_token": access.token, "token_type": "Bearer",
-                         "expires_in": ACCESS_TOKEN_TTL, "refresh_token": refresh.token,
-                         "scope": SCOPE})
+    return JsonResponse(
+        {
+            "access_token": access.token,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_TTL,
+            "refresh_token": refresh.token,
+            "scope": SCOPE,
+        }
+    )
 
 
 def stats(request: HttpRequest) -> HttpResponse:
@@ -213,5 +228,10 @@ def family(request: HttpRequest) -> HttpResponse:
     _, token_family = _lookup(request.GET.get("refresh_token", ""))
     rows = RefreshToken.objects.filter(token_family=token_family)
     halfway = timezone.now() - timedelta(seconds=ACCESS_TOKEN_TTL / 2)
-    return JsonResponse({"tokens": rows.count(), "due": rows.filter(created__lte=halfway).count(),
-                         "live": rows.filter(revoked__isnull=True).count()})
+    return JsonResponse(
+        {
+            "tokens": rows.count(),
+            "due": rows.filter(created__lte=halfway).count(),
+            "live": rows.filter(revoked__isnull=True).count(),
+        }
+    )
