@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from requests import PreparedRequest, Response
@@ -24,8 +24,11 @@ from .keeper import TokenKeeper
 from .refreshers import check_endpoint_url
 from .token import Token
 
-if TYPE_CHECKING:
-    from requests._types import CertType, TimeoutType, VerifyType
+# HTTPAdapter.send's settings, typed as requests documents them (its own aliases live in a
+# private module, missing from some of the versions we support).
+_TimeoutType = float | tuple[float | None, float | None] | None
+_VerifyType = bool | str
+_CertType = str | tuple[str, str] | None
 
 _T = TypeVar("_T")
 
@@ -116,9 +119,9 @@ class BearerAdapter(HTTPAdapter):
         self,
         request: PreparedRequest,
         stream: bool = False,
-        timeout: TimeoutType = None,
-        verify: VerifyType = True,
-        cert: CertType = None,
+        timeout: _TimeoutType = None,
+        verify: _VerifyType = True,
+        cert: _CertType = None,
         proxies: dict[str, str] | None = None,
     ) -> Response:
         """Send ``request``, with the token when its URL is under a prefix; return the response."""
