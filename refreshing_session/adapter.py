@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError
+from requests.structures import CaseInsensitiveDict
 from requests.utils import rewind_body
 
 from .flow import bearer_flow, drive
@@ -141,9 +142,7 @@ class BearerAdapter(HTTPAdapter):
 
     def _refused(self, response: Response) -> bool:
         """Was the token refused in a way that a new token may cure?"""
-        return refresh_may_cure(
-            response.status_code, response.headers.get("WWW-Authenticate", ""), self.refresh_on
-        )
+        return refresh_may_cure(response.status_code, response.headers, self.refresh_on)
 
 
 def withhold_token(request: PreparedRequest) -> None:
@@ -170,10 +169,20 @@ def _with_token(request: PreparedRequest, token: Token) -> PreparedRequest:
     # A copy: the caller's request (which requests reuses for redirects) never holds the token.
     # Shallow but for the headers: PreparedRequest.copy() would also copy the cookie jar.
     authorized = shallow_copy(request)
-    authorized.headers = request.headers.copy()
+    authorized.headers = _copied(request.headers)
     authorized.headers["Authorization"] = token.authorization
     setattr(authorized, _TOKEN_COPY, True)
     return authorized
+
+
+def _copied(headers: CaseInsensitiveDict[_T]) -> CaseInsensitiveDict[_T]:
+    if type(headers) is not CaseInsensitiveDict:
+        return headers.copy()
+    # copy() adds the headers back one at a time; copying the store that holds them (as it
+    # has in every requests since 1.0) costs a fifth of that, on every API request.
+    copied: CaseInsensitiveDict[_T] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+    copied._store = headers._store.copy()
+    return copied
 
 
 def _is_stream(request: PreparedRequest) -> bool:

@@ -34,13 +34,16 @@ _CHALLENGE_ERROR = re.compile(r'\berror\s*=\s*"?([\w.-]+)', re.IGNORECASE)
 _NOT_CURED_BY_REFRESH = frozenset({"insufficient_scope", "invalid_request"})
 
 
-def refresh_may_cure(status: int, challenge: str, statuses: Collection[int] = (401,)) -> bool:
-    """Return True when an answer with ``status`` and this ``WWW-Authenticate`` header may be
-    cured by a new token: a status of ``statuses`` (401 unless the API also answers 403, say,
-    to an expired token) whose challenge is absent, or a Bearer challenge without an error
-    that a token cannot fix (a Basic or Digest challenge is not about our token)."""
+def refresh_may_cure(
+    status: int, headers: Mapping[str, str], statuses: Collection[int] = (401,)
+) -> bool:
+    """Return True when an answer with ``status`` and these ``headers`` may be cured by a new
+    token: a status of ``statuses`` (401 unless the API also answers 403, say, to an expired
+    token) whose ``WWW-Authenticate`` challenge is absent, or a Bearer challenge without an
+    error that a token cannot fix (a Basic or Digest challenge is not about our token)."""
     if status not in statuses:
         return False
+    challenge = headers.get("WWW-Authenticate", "")
     if challenge and not _BEARER.search(challenge):
         return False
     error = _CHALLENGE_ERROR.search(challenge)

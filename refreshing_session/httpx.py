@@ -169,9 +169,7 @@ class RefreshingAuth(httpx.Auth):
 
     def _refused(self, response: httpx.Response) -> bool:
         """Was the token refused in a way that a new token may cure?"""
-        return refresh_may_cure(
-            response.status_code, response.headers.get("WWW-Authenticate", ""), self.refresh_on
-        )
+        return refresh_may_cure(response.status_code, response.headers, self.refresh_on)
 
     def _flow(self, request: httpx.Request) -> Flow:
         # The path as sent (httpx's URL.path is decoded): the guard's key for it is the one

@@ -41,8 +41,8 @@ def test_the_guard_round_trips_through_notes_and_ignores_malformed_ones() -> Non
 
 
 def test_which_401s_a_refresh_may_cure() -> None:
-    assert refresh_may_cure(401, "")
-    assert refresh_may_cure(401, 'Bearer error="invalid_token"')
-    assert not refresh_may_cure(401, 'Bearer error="insufficient_scope"')
-    assert not refresh_may_cure(401, 'Basic realm="x"')
-    assert not refresh_may_cure(403, "")
+    assert refresh_may_cure(401, {})
+    assert refresh_may_cure(401, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    assert not refresh_may_cure(401, {"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
+    assert not refresh_may_cure(401, {"WWW-Authenticate": 'Basic realm="x"'})
+    assert not refresh_may_cure(403, {})

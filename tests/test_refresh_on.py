@@ -139,10 +139,12 @@ def test_a_403_for_missing_scope_is_never_refreshed_for(token_file: Path) -> Non
 
 
 def test_the_guard_rules_take_the_statuses() -> None:
-    assert refresh_may_cure(403, "", (401, 403))
-    assert not refresh_may_cure(403, "")
-    assert not refresh_may_cure(403, 'Bearer error="insufficient_scope"', (403,))
-    assert not refresh_may_cure(401, "", (403,))
+    assert refresh_may_cure(403, {}, (401, 403))
+    assert not refresh_may_cure(403, {})
+    assert not refresh_may_cure(
+        403, {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}, (403,)
+    )
+    assert not refresh_may_cure(401, {}, (403,))
 
 
 @pytest.mark.parametrize(
