@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .keeper import TokenKeeper
 from .token import Token
@@ -26,15 +25,15 @@ logger = logging.getLogger(__name__)
 _R = TypeVar("_R")
 
 
-@dataclass(frozen=True)
-class Send:
+# The steps are named tuples, not frozen dataclasses: as immutable, and built at half the cost
+# on every request.
+class Send(NamedTuple):
     """Send the request with ``token``; answer with whether the response refused it."""
 
     token: Token
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """Run ``function`` (a keeper call, which may wait for locks or refresh) and answer with
     what it returns. A ``shareable`` call may answer every request that asks for it while it
     runs: its answer does not depend on the request."""
