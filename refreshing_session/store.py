@@ -2,7 +2,8 @@
 
 :class:`TokenStore` is what the keeper needs from a store; :class:`TokenFile`, the default, is
 a JSON file on a local filesystem with a file lock beside it. Its reads are cheap to repeat:
-:meth:`TokenFile.version` is one ``stat`` call, and the keeper re-reads only when the version
+:meth:`TokenFile.version` is one ``fstat`` call on the file last read, held open (a ``stat`` by
+path when that file changed or was replaced), and the keeper re-reads only when the version
 changed. Its writes are atomic: a private temporary file in the same folder, created 0600,
 flushed to disk, then renamed over the old one, so a reader sees either the old token or the
 new one, never a mixture.
@@ -15,6 +16,7 @@ import logging
 import os
 import stat
 import tempfile
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -38,6 +40,11 @@ _LOCK_POLL = 0.002
 # As the kernel allows (Linux's MAXSYMLINKS).
 _MOST_LINKS = 40
 _NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# O_NONBLOCK: a FIFO planted at the path must not hang the reader. O_NOFOLLOW: a link swapped
+# in after the checks is refused, not followed.
+_READING = os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0)
+# Windows cannot rename a file over one that is open, so there no file is held open.
+_WATCHABLE = os.name == "posix"
 
 # What identifies one stored version of the token; opaque to everyone but its store.
 Version = Hashable
@@ -105,6 +112,7 @@ class TokenFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        self._watch: _Watch | None = None
 
     @property
     def location(self) -> str:
@@ -117,8 +125,15 @@ class TokenFile:
         return os.path.realpath(self._resolved()) + ".lock"
 
     def version(self) -> Version | None:
-        """Return what identifies the current version of the file (one ``stat`` call), or None
-        if it is missing."""
+        """Return what identifies the current version of the file, or None if it is missing:
+        one ``fstat`` of the file last read or written, when it is unchanged and still in place,
+        else one ``stat`` by path."""
+        watch = self._watch
+        if watch is not None and watch.unchanged():
+            return watch.version
+        return self._version_at_path()
+
+    def _version_at_path(self) -> Version | None:
         try:
             return _signature(os.stat(self.path))
         except FileNotFoundError:
@@ -135,25 +150,17 @@ class TokenFile:
         """
         resolved = self._resolved()
         try:
-            # O_NONBLOCK: a FIFO planted at the path must not hang the reader. O_NOFOLLOW: a
-            # link swapped in after the checks is refused, not followed.
-            fd = os.open(resolved, os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0))
+            fd = os.open(resolved, _READING)
         except FileNotFoundError:
             return None
         except OSError as error:
             raise self._error(f"cannot open the token file ({error.strerror})") from None
         try:
-            status = os.fstat(fd)
-            if not stat.S_ISREG(status.st_mode):
-                raise self._error("the token file is not a regular file")
-            self._check_owner(status)
-            raw = _read_up_to(fd, MAX_FILE_SIZE + 1)
-        except TokenFileError:
-            raise
-        except OSError as error:
-            raise self._error(f"cannot read the token file ({error.strerror})") from None
-        finally:
+            status, raw = self._contents(fd)
+        except BaseException:
             os.close(fd)
+            raise
+        self._watch_or_close(fd, resolved, status)
         if len(raw) > MAX_FILE_SIZE:
             raise self._error(f"the token file is larger than {MAX_FILE_SIZE} bytes")
         if status.st_mode & 0o077:
@@ -165,6 +172,20 @@ class TokenFile:
             )
         return self._parse(raw, status)
 
+    def _contents(self, fd: int) -> tuple[os.stat_result, bytes]:
+        """The status and the first bytes (one more than allowed) of the token file open at
+        ``fd``; raises TokenFileError when it is not a regular file of this user's."""
+        try:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                raise self._error("the token file is not a regular file")
+            self._check_owner(status)
+            return status, _read_up_to(fd, MAX_FILE_SIZE + 1)
+        except TokenFileError:
+            raise
+        except OSError as error:
+            raise self._error(f"cannot read the token file ({error.strerror})") from None
+
     def write(self, token: Token, notes: Mapping[str, Any] | None = None) -> Snapshot:
         """Atomically replace the file with ``token`` (and ``notes``); return the new snapshot."""
         token, payload = storable(token, notes)
@@ -174,9 +195,10 @@ class TokenFile:
             self._check_owner(existing)
         try:
             _replace_atomically(target, payload)
-            status = os.stat(target)
+            fd = os.open(target, _READING)
         except OSError as error:
             raise self._error(f"cannot write the token file ({error.strerror})") from None
+        status = self._watch_or_close(fd, target, os.fstat(fd))
         return Snapshot(token, _signature(status), MappingProxyType(dict(notes or {})))
 
     def replace(
@@ -185,9 +207,10 @@ class TokenFile:
         """Write ``token`` if the file is still the version ``replacing``, else return None.
 
         Under the lock, only a login by hand can change the file between the check and the
-        write; the window is one ``stat`` long.
+        write; the window is one ``stat`` long. The check is by path, whatever the file held
+        open says: a token newer than ``replacing`` is never overwritten.
         """
-        if self.version() != replacing:
+        if self._version_at_path() != replacing:
             return None
         return self.write(token, notes)
 
@@ -266,11 +289,46 @@ class TokenFile:
             raise self._error(f"the token file {error}") from None
         return Snapshot(token, _signature(status), notes)
 
+    def _watch_or_close(self, fd: int, opened: str, status: os.stat_result) -> os.stat_result:
+        """Hold ``fd`` (the file at ``opened``, with ``status``) open for :meth:`version`, or
+        close it; return ``status``. A file reached through a symlink is not held: a link can
+        be pointed elsewhere without touching the file it led to."""
+        if _WATCHABLE and opened == self.path:
+            self._watch = _Watch(fd, _signature(status))
+        else:
+            os.close(fd)
+        return status
+
     def _error(self, message: str) -> TokenFileError:
         return TokenFileError(message, path=self.path)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}  # a file held open belongs to this process
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self.path, self._watch = state["path"], None
+
     def __repr__(self) -> str:
         return f"TokenFile({self.path!r})"
+
+
+class _Watch:
+    """The token file as last read or written, held open: an ``fstat`` on it costs less than a
+    ``stat`` by path (on every request), and tells whether the file changed in place, or was
+    replaced or removed (a replace renames another file over the path, which unlinks this one).
+    It is closed once no thread uses it any more, so a thread never sees its number reused."""
+
+    def __init__(self, fd: int, version: Version) -> None:
+        self.fd, self.version = fd, version
+        weakref.finalize(self, os.close, fd)
+
+    def unchanged(self) -> bool:
+        """Whether the file is as it was, and still at its path."""
+        try:
+            status = os.fstat(self.fd)
+        except OSError:
+            return False
+        return status.st_nlink > 0 and _signature(status) == self.version
 
 
 def storable(token: Token, notes: Mapping[str, Any] | None = None) -> tuple[Token, bytes]:

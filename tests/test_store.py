@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
+import pickle
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -377,3 +379,78 @@ def test_a_token_too_large_even_without_its_extra_fields_is_refused_and_the_file
     with pytest.raises(TokenStoreError, match="without its extra fields"):
         TokenFile(path).write(huge)
     assert path.read_bytes() == before
+
+
+# The file held open for version(): every change a sibling or a person makes is seen at once
+
+
+def test_a_siblings_write_changes_the_version_at_once(path: Path) -> None:
+    ours, sibling = TokenFile(path), TokenFile(path)
+    ours.write(TOKEN)
+    held = ours.version()
+    sibling.write(Token("at-from-a-sibling"))
+    assert ours.version() != held
+    assert read(ours).token.access_token == "at-from-a-sibling"
+
+
+def test_a_write_in_place_by_another_tool_changes_the_version(path: Path) -> None:
+    store = TokenFile(path)
+    store.write(TOKEN)
+    held = store.version()
+    with open(path, "r+b") as file:  # same inode: as an editor or `cat > file` would
+        file.truncate()
+        file.write(json.dumps({"access_token": "at-typed-in-by-hand"}).encode())
+    assert store.version() != held
+    assert read(store).token.access_token == "at-typed-in-by-hand"
+
+
+def test_a_removed_file_has_no_version_although_it_is_held_open(path: Path) -> None:
+    store = TokenFile(path)
+    store.write(TOKEN)
+    read(store)
+    path.unlink()
+    assert store.version() is None
+
+
+def test_a_symlink_pointed_at_another_file_changes_the_version(tmp_path: Path) -> None:
+    first, second, link = tmp_path / "first.json", tmp_path / "second.json", tmp_path / "t.json"
+    TokenFile(first).write(TOKEN)
+    TokenFile(second).write(Token("at-second"))
+    link.symlink_to(first)
+    store = TokenFile(link)
+    held = read(store).version
+    link.unlink()
+    link.symlink_to(second)  # what a Kubernetes secret volume does on an update
+    assert store.version() != held
+    assert read(store).token.access_token == "at-second"
+
+
+def test_replace_never_overwrites_a_newer_file_the_held_one_cannot_see(path: Path) -> None:
+    store = TokenFile(path)
+    held = store.write(TOKEN).version
+    path.rename(path.with_name("moved-aside.json"))  # the held file stays linked
+    TokenFile(path).write(Token("at-newer"))
+    assert store.replace(Token("at-ours"), None, replacing=held) is None
+    assert read(store).token.access_token == "at-newer"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_one_file_at_most_is_held_open_and_none_after_the_store_is_gone(path: Path) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    store = TokenFile(path)
+    for number in range(5):
+        store.write(Token(f"at-{number}"))
+        read(store)
+    assert len(os.listdir("/proc/self/fd")) == before + 1
+    del store
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_pickled_or_copied_store_holds_no_file_of_the_original(path: Path) -> None:
+    store = TokenFile(path)
+    store.write(TOKEN)
+    for twin in (pickle.loads(pickle.dumps(store)), copy.copy(store), copy.deepcopy(store)):
+        assert twin.path == store.path
+        assert twin.version() == store.version()
+        TokenFile(path).write(Token("at-later"))
+        assert read(twin).token.access_token == "at-later"
