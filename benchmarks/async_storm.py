@@ -70,10 +70,13 @@ class _Outcome:
     latency: Latency  # of successful requests
     loop_lag: Latency  # how late the 1 ms ticker woke
     cpu: float  # the worker's CPU seconds while its tasks ran
+    # time.perf_counter() when the last request ended: a request that started before the
+    # deadline may wait in the client's queue and take its token after it
+    last_end: float
 
 
 # What a worker that never reported counts for.
-_LOST = _Outcome({}, Latency.of([]), Latency.of([]), 0.0)
+_LOST = _Outcome({}, Latency.of([]), Latency.of([]), 0.0, 0.0)
 
 
 def run_async_storm(
@@ -114,21 +117,16 @@ def _run_cell(
         )
         before = server.stats()
         write_grant(endpoint.store(), server.issue_token())
+        granted = time.perf_counter()
         connection.send(
-            _Job(
-                key,
-                endpoint,
-                server.api_url + "items",
-                tasks,
-                tasks / rate,
-                time.perf_counter() + seconds,
-            )
+            _Job(key, endpoint, server.api_url + "items", tasks, tasks / rate, granted + seconds)
         )
         lost = not connection.poll(seconds + _GRACE)
         outcome = _LOST if lost else connection.recv()
         after = server.stats()
     requests = sum(outcome.outcomes.values())
-    due = max(1, int(seconds // (ttl / 2)))
+    # Tokens come due for as long as requests take them, the deadline or not.
+    due = max(1, int(max(seconds, outcome.last_end - granted) // (ttl / 2)))
     calls = after.token_requests - before.token_requests
     return {
         "library": key,
@@ -190,10 +188,16 @@ async def _storm(job: _Job) -> _Outcome:
     cpu_started = time.process_time()
     async with build(job.endpoint, httpx.Limits(max_connections=_CONNECTIONS)) as client:
         ticker = asyncio.create_task(_tick(job.deadline, lags))
-        await asyncio.gather(*(_task(client, job, outcomes, durations) for _ in range(job.tasks)))
+        ends = await asyncio.gather(
+            *(_task(client, job, outcomes, durations) for _ in range(job.tasks))
+        )
         await ticker
     return _Outcome(
-        dict(outcomes), Latency.of(durations), Latency.of(lags), time.process_time() - cpu_started
+        dict(outcomes),
+        Latency.of(durations),
+        Latency.of(lags),
+        time.process_time() - cpu_started,
+        max(ends, default=0.0),
     )
 
 
@@ -207,21 +211,23 @@ async def _tick(deadline: float, lags: list[float]) -> None:
 
 async def _task(
     client: httpx.AsyncClient, job: _Job, outcomes: Counter[str], durations: list[float]
-) -> None:
+) -> float:
     """Call the API every ``job.interval`` seconds from a random offset until the deadline (a
     slot missed while a request was slow is skipped, not made up in a burst); count the
-    outcomes and time the successes."""
+    outcomes and time the successes. Return when the last request ended (0.0: none)."""
     next_at = time.perf_counter() + random.random() * job.interval
+    ended = 0.0
     while True:
         await asyncio.sleep(max(0.0, min(next_at, job.deadline) - time.perf_counter()))
         started = time.perf_counter()
         if started >= job.deadline:
-            return
+            return ended
         outcome = await _call(client, job.url)
+        ended = time.perf_counter()
         outcomes[outcome] += 1
         if outcome == "ok":
-            durations.append(time.perf_counter() - started)
-        next_at = max(next_at + job.interval, time.perf_counter())
+            durations.append(ended - started)
+        next_at = max(next_at + job.interval, ended)
 
 
 async def _call(client: httpx.AsyncClient, url: str) -> str:
