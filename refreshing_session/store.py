@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import stat
 import tempfile
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
@@ -102,7 +104,8 @@ class TokenStore(Protocol):
 class TokenFile:
     """The token file at ``path``, with its lock file beside it: the :class:`TokenStore` a
     session builds for ``token_file=``. Use it to write a first token (a login) or to read the
-    current one.
+    current one. A relative ``path`` is taken from the working folder when the TokenFile is
+    made; ``path`` is then absolute.
 
     As OpenSSH does with its files, the token file must belong to the current user, and a
     symlink is followed (its target read and replaced) only when the link belongs to the
@@ -111,7 +114,10 @@ class TokenFile:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
+        # Absolute from the start: the file meant is the one named where the store was made,
+        # whatever the process's working folder later, and messages name it unambiguously.
+        # pathlib drops "." but keeps "..", which after a linked folder is the kernel's to read.
+        self.path = str(Path(path).absolute())
         self._watch: _Watch | None = None
 
     @property
@@ -165,10 +171,11 @@ class TokenFile:
             raise self._error(f"the token file is larger than {MAX_FILE_SIZE} bytes")
         if status.st_mode & 0o077:
             logger.warning(
-                "token file %s is readable by other users (mode %o); "
-                "it will be made private (0600) at the next refresh",
+                "the token file %s is open to other users (mode %04o): run `chmod 600 %s` "
+                "(the next refresh makes it private too)",
                 self.path,
                 stat.S_IMODE(status.st_mode),
+                shlex.quote(self.path),
             )
         return self._parse(raw, status)
 
