@@ -19,6 +19,11 @@ want more say so with ``extra_params = { audience = "..." }``, ``auth_method =
 "private_key_jwt"`` with ``private_key_file`` (and ``key_id``, ``algorithm``,
 ``key_certificate_file``), or
 ``auth_method = "tls_client_auth"`` with ``client_cert`` (a PEM path, or [certificate, key]).
+The secret may also sit in a file of its own: ``client_secret_file = "path"``.
+
+The profile file, and every file it names, must pass the rule of :mod:`.trusted_files` (yours
+or root's, no one else may change it, no other user's link on its path; and no one else may
+read a key or a secret): whoever could change them could send your secrets where they like.
 
 A fleet on several machines keeps its token in Redis instead of a token file (this needs
 ``pip install refreshing-session[redis]``)::
@@ -37,7 +42,8 @@ import shlex
 import stat
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -54,6 +60,7 @@ from .refreshers import (
     check_endpoint_url,
 )
 from .store import TokenFile, TokenStore
+from .trusted_files import UntrustedFile, read_trusted, trusted_path
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +69,8 @@ GRANTS = ("refresh_token", "client_credentials")
 _APP = "refreshing-session"
 # Profile names become file names: nothing that could climb out of the folder.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Keys whose value is (or may hold) a secret: an error describes its type, never its value.
+_SECRET_KEYS = ("client_secret", "redis_url")
 _T = TypeVar("_T")
 
 
@@ -122,27 +131,43 @@ class Profile:
             "scope": self.scope,
             "allow_insecure_http": self.allow_insecure_http,
             "extra_params": self.extra_params,
-            "private_key": self._read("private_key_file", "the private key"),
-            "key_certificate": self._read("key_certificate_file", "the key's certificate"),
+            "private_key": self._read("private_key_file", "the private key file", private=True),
+            "key_certificate": self._read("key_certificate_file", "the key's certificate file"),
             "key_id": self.key_id,
             "algorithm": self.algorithm,
-            "client_cert": self.client_cert,
+            "client_cert": self._checked_client_cert(),
         }
 
-    def _read(self, key: str, what: str) -> bytes | None:
-        """The bytes of the file the profile's ``key`` names, if it names one."""
+    def _read(self, key: str, what: str, *, private: bool = False) -> bytes | None:
+        """The bytes of the file the profile's ``key`` names, if it names one, once the file
+        passes the rule of trusted files (``private``: one that holds a secret)."""
         path: str | None = getattr(self, key)
         if path is None:
             return None
-        try:
-            return Path(path).read_bytes()
-        except OSError as error:
-            raise ProfileError(
-                f"cannot read {what} ({error.strerror})",
-                path=self.config_path,
-                profile=self.name,
-                key=key,
-            ) from None
+        with _restated(what, path, self._error(key)):
+            return read_trusted(path, what, private=private)
+
+    def _checked_client_cert(self) -> str | tuple[str, str] | None:
+        """The client certificate, once its files pass the rule of trusted files (requests
+        reads them at each exchange): a file that holds the key is private."""
+        cert = self.client_cert
+        if cert is None:
+            return None
+        files = (
+            [(cert, "the client certificate file", True)]
+            if isinstance(cert, str)
+            else [
+                (cert[0], "the client certificate file", False),
+                (cert[1], "the client certificate's key file", True),
+            ]
+        )
+        for path, what, private in files:
+            with _restated(what, path, self._error("client_cert")):
+                trusted_path(path, what, private=private)
+        return cert
+
+    def _error(self, key: str) -> Callable[[str], ProfileError]:
+        return partial(ProfileError, path=self.config_path, profile=self.name, key=key)
 
     def token_store(self) -> TokenStore:
         """Return the profile's token store: its token file (creating the default folder,
@@ -170,7 +195,7 @@ class Profile:
     def login_command(self) -> str:
         """The shell command that logs in to this profile."""
         command = f"refreshing-session login --profile {self.name}"
-        if Path(self.config_path) != config_path():
+        if Path(self.config_path) != config_path().absolute():
             command = f"{CONFIG_ENV}={shlex.quote(self.config_path)} {command}"
         return command
 
@@ -194,11 +219,13 @@ def load_profile(
     name: str, path: str | os.PathLike[str] | None = None, *, need_secret: bool = True
 ) -> Profile:
     """Read profile ``name`` from the profile file (``path``, or :func:`config_path`) and
-    return it, with the client secret taken from the environment when it says so. Raises
-    ProfileError, naming the file, the profile and the key, when anything is wrong. With
-    ``need_secret`` False (to describe or remove the stored token), a secret variable that is
-    not set leaves the secret None, and the client's configuration is not checked."""
-    file = Path(path).expanduser() if path is not None else config_path()
+    return it, with the client secret taken from the environment or a file when it says so.
+    Raises ProfileError, naming the file (by its absolute path), the profile and the key, when
+    anything is wrong, and when the profile file or a file it names is not to be trusted (see
+    :mod:`.trusted_files`). With ``need_secret`` False (to describe or remove the stored
+    token), a secret variable that is not set leaves the secret None, no secret file is read,
+    and the client's configuration is not checked."""
+    file = (Path(path).expanduser() if path is not None else config_path()).absolute()
     profiles = _profiles(_read_toml(file), str(file))
     table = profiles.get(name)
     if table is None:
@@ -216,8 +243,12 @@ def load_profile(
 
 def _read_toml(file: Path) -> dict[str, Any]:
     try:
-        with file.open("rb") as handle:
-            return tomllib.load(handle)
+        return tomllib.loads(read_trusted(file, "the profile file").decode())
+    except UntrustedFile as error:
+        raise ProfileError(str(error), path=str(file)) from None
+    except UnicodeDecodeError:
+        # Not the codec's message: it quotes a byte of the file, which may hold a secret.
+        raise ProfileError("is not UTF-8 text, as TOML must be", path=str(file)) from None
     except FileNotFoundError:
         raise ProfileError(
             f"there is no profile file here; create it with a [profiles.NAME] "
@@ -317,7 +348,7 @@ class _Reader:
             prefixes=tuple(self.required("prefixes", _words)),
             token_file=None if redis_url is not None else self._token_file(token_file),
             config_path=self.path,
-            client_secret=self._from_file_or_env("client_secret"),
+            client_secret=self._client_secret(),
             auth_method=self.optional("auth_method", _AUTH_METHOD),
             scope=_joined(self.optional("scope", _words)),
             grant=self.optional("grant", _GRANT) or "refresh_token",
@@ -367,7 +398,8 @@ class _Reader:
         try:
             return parse(value)
         except (TypeError, ValueError) as error:
-            raise self.error(key, f"{error}; expected {_EXPECTED[parse]}") from None
+            problem = f"got {_secret_kind(value)}" if key in _SECRET_KEYS else str(error)
+            raise self.error(key, f"{problem}; expected {_EXPECTED[parse]}") from None
 
     def error(self, key: str, problem: str) -> ProfileError:
         return ProfileError(problem, path=self.path, profile=self.name, key=key)
@@ -390,6 +422,35 @@ class _Reader:
             raise self.error("client_cert", "give one PEM file, or [certificate, key]")
         paths = [self._relative(part) for part in parts]
         return paths[0] if len(paths) == 1 else (paths[0], paths[1])
+
+    def _client_secret(self) -> str | None:
+        """The client secret: in the profile file, in the environment, or in a file of its own
+        (read only when the secret is needed)."""
+        file = self.optional("client_secret_file", _text)
+        if file is None:
+            return self._from_file_or_env("client_secret")
+        for other in ("client_secret", "client_secret_env"):
+            if other in self.table:
+                raise self.error(
+                    "client_secret_file", f"give {other} or client_secret_file, not both"
+                )
+        return self._secret_in(self._relative(file)) if self.need_secret else None
+
+    def _secret_in(self, path: str) -> str:
+        """The secret a client_secret_file holds, without the line break that ends it."""
+        what = "the client secret file"
+        with _restated(what, path, partial(self.error, "client_secret_file")):
+            raw = read_trusted(path, what, private=True)
+        try:
+            secret = raw.decode().rstrip("\r\n")
+        except UnicodeDecodeError:
+            # Not the codec's message: it quotes a byte of the secret.
+            raise self.error("client_secret_file", f"{path} is not UTF-8 text") from None
+        if not secret:
+            raise self.error(
+                "client_secret_file", f"{path} is empty; write the client secret in it"
+            )
+        return secret
 
     def _from_file_or_env(self, key: str) -> str | None:
         """The value of ``key``, or of the environment variable that ``key_env`` names: for
@@ -477,6 +538,7 @@ _KEYS = (
     "token_file",
     "client_secret",
     "client_secret_env",
+    "client_secret_file",
     "auth_method",
     "scope",
     "grant",
@@ -512,8 +574,9 @@ def _check_client(profile: Profile) -> None:
     auth_method "none", say), without discovering an issuer's endpoints yet."""
     url = profile.token_url or profile.issuer
     assert url is not None
+    options = profile._client_options()  # its files' own errors name their keys
     try:
-        OAuthClient(url, profile.client_id, profile.client_secret, **profile._client_options())
+        OAuthClient(url, profile.client_id, profile.client_secret, **options)
     except (TypeError, ValueError, ImportError) as error:
         raise ProfileError(str(error), path=profile.config_path, profile=profile.name) from None
 
@@ -528,6 +591,25 @@ def _kind(value: object) -> str:
     if isinstance(value, str):
         return "an empty string" if not value else f"a string of length {len(value)}"
     return f"{value!r}" if isinstance(value, (bool, int, float)) else f"a {type(value).__name__}"
+
+
+def _secret_kind(value: object) -> str:
+    """A description of a bad secret: its type, never its value (not even a number's)."""
+    if isinstance(value, bool):
+        return "true or false"
+    return "a number" if isinstance(value, (int, float)) else _kind(value)
+
+
+@contextmanager
+def _restated(what: str, path: str, error: Callable[[str], ProfileError]) -> Iterator[None]:
+    """Raise a file's refusal by the rule of trusted files, or the failure to read it, as the
+    ProfileError that ``error`` makes of a problem."""
+    try:
+        yield
+    except UntrustedFile as refused:
+        raise error(str(refused)) from None
+    except OSError as failed:
+        raise error(f"cannot read {what} {os.path.abspath(path)} ({failed.strerror})") from None
 
 
 def _warn_if_shared(file: Path) -> None:

@@ -29,6 +29,7 @@ import filelock
 
 from .errors import TokenFileError, TokenStoreError
 from .token import Token
+from .trusted_files import UntrustedFile, check_owner, follow_links
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,10 @@ NOTES_KEY = "refreshing_session"
 # Waiting processes poll the lock this often; short, because a refresh is a round trip.
 _LOCK_POLL = 0.002
 
-# As the kernel allows (Linux's MAXSYMLINKS).
-_MOST_LINKS = 40
+_NOT_YOURS = (
+    "a token file must be your own: remove it (or ask its owner to) and log in again, in a "
+    "folder of your own"
+)
 _NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # O_NONBLOCK: a FIFO planted at the path must not hang the reader. O_NOFOLLOW: a link swapped
 # in after the checks is refused, not followed.
@@ -252,24 +255,14 @@ class TokenFile:
             lock.release()
 
     def _resolved(self) -> str:
-        """The path of the real token file: ``path``, or where its symlinks lead when each
-        link belongs to the current user or root. Raises TokenFileError otherwise."""
-        path = self.path
-        for _ in range(_MOST_LINKS):
-            status = self._lstat(path)
-            if status is None or not stat.S_ISLNK(status.st_mode):
-                return path
-            if status.st_uid not in (os.geteuid(), 0):
-                raise TokenFileError(
-                    f"the token file is a symbolic link that belongs to another user (uid "
-                    f"{status.st_uid}), so it is not followed; remove it, and keep token files "
-                    "in a folder of your own",
-                    path=path,
-                )
-            # Relative to the link's folder, as the kernel does; not normalised, so that ".."
-            # after a linked folder means what it means to the kernel.
-            path = os.path.join(os.path.dirname(path), os.readlink(path))
-        raise self._error("the token file's symbolic links go round in circles")
+        """The path of the real token file: ``path``, with the symbolic links on it followed
+        when each belongs to the current user or root. Raises TokenFileError otherwise."""
+        try:
+            return follow_links(self.path, "the token file")
+        except UntrustedFile as error:
+            raise self._error(str(error)) from None
+        except OSError as error:
+            raise self._error(f"cannot inspect the token file ({error.strerror})") from None
 
     def _lstat(self, path: str) -> os.stat_result | None:
         """``path``'s own status (a link's, not its target's), or None when it is missing."""
@@ -281,13 +274,12 @@ class TokenFile:
             raise self._error(f"cannot inspect the token file ({error.strerror})") from None
 
     def _check_owner(self, status: os.stat_result) -> None:
-        """Refuse a token file of another user: its token is not ours to send or replace."""
-        if status.st_uid != os.geteuid():
-            raise self._error(
-                f"the token file belongs to another user (uid {status.st_uid}); a token file "
-                "must be your own: remove it (or ask its owner to) and log in again, in a "
-                "folder of your own"
-            )
+        """Refuse a token file of another user (root's too, unless we are root): its token is
+        not ours to send or replace."""
+        try:
+            check_owner(status, "the token file", root_too=False, advice=_NOT_YOURS)
+        except UntrustedFile as error:
+            raise self._error(str(error)) from None
 
     def _parse(self, raw: bytes, status: os.stat_result) -> Snapshot:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from pathlib import Path
@@ -299,6 +300,7 @@ def test_a_private_key_file_is_read_beside_the_profile_file(isolated: Path) -> N
             serialization.NoEncryption(),
         )
     )
+    (isolated.parent / "client-key.pem").chmod(0o600)  # a key others can read is refused
     write(
         isolated,
         '[profiles.svc]\ntoken_url = "https://auth.example.com/t"\n'
@@ -337,3 +339,88 @@ def test_bad_client_keys_are_named(
     with pytest.raises(ProfileError, match=re.escape(expected)) as raised:
         load_profile("dev")
     assert raised.value.key == key
+
+
+# --- the files a profile trusts (the attacks are in test_attack_profile_files) ------------------
+
+PLAIN = '[profiles.dev]\ntoken_url = "https://a.test/t"\nclient_id = "c"\nprefixes = "https://a.test/"\n'
+
+
+def test_a_relative_profile_path_is_named_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(CONFIG_ENV, "config.toml")
+    write(tmp_path / "config.toml", PLAIN + 'token_file = "t.json"\n')
+    profile = load_profile("dev")
+    assert profile.config_path == str(tmp_path / "config.toml")
+    assert profile.token_file == str(tmp_path / "t.json")
+    assert profile.login_command == "refreshing-session login --profile dev"
+    with pytest.raises(ProfileError) as raised:
+        load_profile("nope")
+    assert str(raised.value).startswith(f"{tmp_path / 'config.toml'}: ")
+
+
+def test_links_of_ones_own_on_the_path_are_followed(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    write(real / "config.toml", PLAIN)
+    (tmp_path / "linked-folder").symlink_to(real)
+    (tmp_path / "linked-file.toml").symlink_to(tmp_path / "linked-folder" / "config.toml")
+    assert load_profile("dev", tmp_path / "linked-file.toml").client_id == "c"
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_as_the_profile_file_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(ProfileError, match=rf"the profile file {fifo} is not a regular file"):
+        load_profile("dev", fifo)
+
+
+def test_a_profile_file_that_is_not_utf8_says_so_without_quoting_it(isolated: Path) -> None:
+    isolated.write_bytes(PLAIN.encode() + b'client_secret = "\xfe\xff-hush"\n')
+    isolated.chmod(0o600)
+    with pytest.raises(ProfileError, match="is not UTF-8 text") as raised:
+        load_profile("dev")
+    assert "0xfe" not in str(raised.value)
+    assert "hush" not in str(raised.value)
+
+
+def test_the_client_secret_may_sit_in_a_file_of_its_own(isolated: Path) -> None:
+    (isolated.parent / "secret").write_text("from-a-file\n")
+    (isolated.parent / "secret").chmod(0o400)
+    write(isolated, PLAIN + 'client_secret_file = "secret"\n')
+    profile = load_profile("dev")
+    assert profile.client_secret == "from-a-file"
+    assert "from-a-file" not in repr(profile)
+    assert profile.refresher().auth_method == "client_secret_basic"
+
+
+def test_a_secret_file_is_read_only_when_the_secret_is_needed(isolated: Path) -> None:
+    write(isolated, PLAIN + 'client_secret_file = "missing"\n')
+    assert load_profile("dev", need_secret=False).client_secret is None
+    with pytest.raises(
+        ProfileError, match=r"cannot read the client secret file .*missing"
+    ) as raised:
+        load_profile("dev")
+    assert raised.value.key == "client_secret_file"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('client_secret_file = "secret"\nclient_secret_env = "X"', "not both"),
+        ('client_secret_file = "empty"', "is empty; write the client secret in it"),
+        ('client_secret_file = "binary"', "is not UTF-8 text"),
+    ],
+)
+def test_a_bad_secret_file_says_what_is_wrong(isolated: Path, extra: str, expected: str) -> None:
+    for name, content in (("secret", b"s"), ("empty", b"\n"), ("binary", b"\xfe\xff")):
+        (isolated.parent / name).write_bytes(content)
+        (isolated.parent / name).chmod(0o600)
+    write(isolated, PLAIN + extra + "\n")
+    with pytest.raises(ProfileError, match=re.escape(expected)) as raised:
+        load_profile("dev")
+    assert raised.value.key == "client_secret_file"
+    assert "0xfe" not in str(raised.value)
