@@ -122,11 +122,13 @@ def check_trusted(status: os.stat_result, path: str, what: str, *, private: bool
             f"{mode:04o}), and only files that no one else can change are trusted: "
             f"chmod go-w {path}"
         )
-    if private and mode & _unwanted_readers(status):
+    readers = mode & _unwanted_readers(status)
+    if private and readers:
+        fix = "chmod 600" if readers & stat.S_IRGRP else "chmod o-r"
         raise UntrustedFile(
-            f"{named} holds a secret that {_who(mode, stat.S_IRGRP, stat.S_IROTH)} can read "
+            f"{named} holds a secret that {_who(readers, stat.S_IRGRP, stat.S_IROTH)} can read "
             f"(mode {mode:04o}); as ssh does with its keys, such a file is used only when no "
-            f"one else can read it: chmod 600 {path}"
+            f"one else can read it: {fix} {path}"
         )
 
 

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from refreshing_session import RefreshingSession
+from refreshing_session import RefreshingSession, Token, TokenFile, TokenFileError
 from refreshing_session.cli import main
 from refreshing_session.errors import ProfileError
 from refreshing_session.profiles import CONFIG_ENV, default_token_file, load_profile
@@ -33,10 +30,10 @@ from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, write_grant
 from .hostile import HostileTokenEndpoint
-from .processes import ROOT, unavailable
+from .test_attack_files import ATTACKER, VICTIM, plant_link, shared
 
-ATTACKER = 65534  # nobody
-VICTIM = 64999  # a uid of no one, for a victim who is not root
+__all__ = ["shared"]  # the fixture: a sticky folder every test uid can reach (needs root)
+
 SECRET = "the-victims-client-secret"
 KEY = ec.generate_private_key(ec.SECP256R1())
 KEY_PEM = KEY.private_bytes(
@@ -61,21 +58,6 @@ def certificate_pem() -> bytes:
 
 
 CERT_PEM = certificate_pem()
-
-
-def needs_root() -> None:
-    if os.geteuid() != 0:
-        unavailable("playing another local user needs root (os.chown, setuid)")
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    """A sticky, world-writable folder like /tmp, that every test uid can reach."""
-    needs_root()
-    folder = Path(tempfile.mkdtemp(prefix="shared-", dir="/tmp"))
-    folder.chmod(0o1777)
-    yield folder
-    shutil.rmtree(folder)
 
 
 @pytest.fixture
@@ -104,12 +86,6 @@ def plant(path: Path, content: bytes, *, owner: int | None = None, mode: int = 0
     if owner is not None:
         os.chown(path, owner, owner)
     return path
-
-
-def plant_link(link: Path, target: Path, owner: int = ATTACKER) -> Path:
-    link.symlink_to(target)
-    os.lchown(link, owner, owner)
-    return link
 
 
 # --- the profile file ----------------------------------------------------------------------------
@@ -282,64 +258,73 @@ def test_a_named_file_reached_through_another_users_link_is_refused(
 
 # --- a victim who is not root --------------------------------------------------------------------
 
-# Drops to job["uid"] after the imports, then loads profile "work" from job["config"]; prints
-# "loaded", or the ProfileError's text.
-AS_VICTIM = """
-import os
-from refreshing_session.errors import ProfileError
-from refreshing_session.profiles import load_profile
-os.setgroups([])
-os.setresgid(job["uid"], job["uid"], job["uid"])
-os.setresuid(job["uid"], job["uid"], job["uid"])
-try:
-    load_profile("work", job["config"]).refresher()
-    print("loaded")
-except ProfileError as error:
-    print(f"ProfileError: {error}")
-"""
+
+@contextmanager
+def acting_as(uid: int) -> Iterator[None]:
+    """Run the block as user ``uid`` (its effective ids: root gets them back after)."""
+    os.setegid(uid)
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
 
 
-def as_victim(**job: object) -> str:
-    import json
-
-    program = f"import json, sys\njob = json.loads(sys.argv[1])\n{AS_VICTIM}"
-    done = subprocess.run(
-        [sys.executable, "-c", program, json.dumps({"uid": VICTIM, **job})],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+def load_as_victim(config: Path) -> str:
+    """Load profile "work" of ``config`` as the victim: "loaded", or the ProfileError's text."""
+    with acting_as(VICTIM):
+        try:
+            load_profile("work", config).refresher()
+        except ProfileError as error:
+            return f"ProfileError: {error}"
+    return "loaded"
 
 
-def test_a_victim_trusts_roots_files_and_its_own_but_not_another_users(shared: Path) -> None:
+def test_a_victim_trusts_roots_files_but_not_another_users(shared: Path) -> None:
     """Root's 0644 profile file (a machine-wide setup) is trusted, and a key that root shares
-    with a group; another user's profile file is not."""
+    with the victim's group, not with everyone; another user's profile file is not."""
+    key = plant(shared / "root-key.pem", KEY_PEM, mode=0o640)
+    os.chown(key, 0, VICTIM)
     by_root = plant(
         shared / "by-root.toml",
         profile_text(
             "https://auth.example.com/t",
             "https://api.example.com/",
             auth_method='"private_key_jwt"',
-            private_key_file=f'"{shared / "root-key.pem"}"',
+            private_key_file=f'"{key}"',
         ).encode(),
         mode=0o644,
     )
-    plant(shared / "root-key.pem", KEY_PEM, mode=0o640)
-    os.chown(shared / "root-key.pem", 0, VICTIM)
-    assert as_victim(config=str(by_root)) == "loaded"
+    assert load_as_victim(by_root) == "loaded"
+    key.chmod(0o644)
+    said = load_as_victim(by_root)
+    assert f"{key} holds a secret that other users can read (mode 0644)" in said, said
     by_attacker = plant(
         shared / "by-attacker.toml",
         profile_text("https://auth.example.com/t", "https://api.example.com/").encode(),
         owner=ATTACKER,
         mode=0o644,
     )
-    said = as_victim(config=str(by_attacker))
+    said = load_as_victim(by_attacker)
     assert said.startswith("ProfileError"), said
     assert "belongs to another user (uid 65534)" in said
+
+
+# --- the token file: the same rule for links on its path ----------------------------------------
+
+
+def test_a_token_file_reached_through_another_users_folder_link_is_refused(
+    shared: Path, tmp_path: Path
+) -> None:
+    """The attacker links a folder of the shared path to a folder of the victim's: the victim's
+    token would be written where the attacker chose."""
+    home = tmp_path / "home"
+    home.mkdir()
+    link = plant_link(shared / "team", home)
+    with pytest.raises(TokenFileError, match=rf"reached through {link}, a symbolic link.*65534"):
+        TokenFile(link / "token.json").write(Token("at-of-the-victim"))
+    assert list(home.iterdir()) == [], "the token was written through the attacker's link"
 
 
 # --- a secret's value never appears in an error --------------------------------------------------
