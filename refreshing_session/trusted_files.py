@@ -103,7 +103,7 @@ def check_owner(status: os.stat_result, what: str, *, root_too: bool = True, adv
 def check_trusted(status: os.stat_result, path: str, what: str, *, private: bool = False) -> None:
     """Refuse the file at ``path`` (absolute; ``status`` is its own, ``what`` names it) when it
     is not a regular file of the current user's or root's, when its group or others can write
-    it, or (``private``) when others can read it."""
+    it, or (``private``) when anyone else can read it."""
     named = f"{what} {path}"
     if not stat.S_ISREG(status.st_mode):
         raise UntrustedFile(f"{named} is not a regular file")
