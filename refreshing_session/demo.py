@@ -7,7 +7,11 @@ oidc-provider: an access token dies at the whole second it was issued in plus it
 they run: 503 answers to token calls, drawn per call (never two in a row, so one retry gets
 through however slow the machine), and, twice a second, a slow token endpoint or a worker
 killed with SIGKILL (and replaced). The report says what callers saw, in every worker (killed
-ones too), and what the authorization server saw.
+ones too), and what the authorization server saw. Its count of tokens due is the run's length
+over the refresh interval, a bound: a token is renewed only when a request finds it due, so
+one that comes due after the workers stop (or a little later, as each renewal waits for a
+request) costs no call. The report says when the last token came due, so the two can be told
+apart.
 """
 
 from __future__ import annotations
@@ -90,16 +94,26 @@ def run_demo(options: DemoOptions, progress: TextIO) -> dict[str, Any]:
         _watch(fleet, chaos, job.deadline, options.seconds, progress)
         failure_kinds = fleet.finish()
         report = _report(options, fleet, failure_kinds, server, chaos, started)
-        report["token_file_intact"] = _intact(token_file)
+        last = _last_token(token_file)
+        report["token_file_intact"] = last is not None
         report["ok"] = report["ok"] and report["token_file_intact"]
+        report["last_token_due"] = _since(started, last)
         return report
 
 
-def _intact(token_file: str) -> bool:
+def _last_token(token_file: str) -> Token | None:
+    """The token the run left in the token file; None when it holds no usable one."""
     try:
-        return TokenFile(token_file).read() is not None
+        snapshot = TokenFile(token_file).read()
     except TokenFileError:
-        return False
+        return None
+    return None if snapshot is None else snapshot.token
+
+
+def _since(started: float, last: Token | None) -> float | None:
+    """When ``last`` came (or comes) due, in seconds since the run started; None if unknown."""
+    due = None if last is None else last.refresh_due_at(LEEWAY)
+    return None if due is None else round(due - started, 3)
 
 
 class _Fleet:
@@ -303,6 +317,9 @@ def _report(
         "failure_kinds": dict(sorted(failure_kinds.items())),
         "token_endpoint_calls": stats.token_requests,
         "tokens_due": due,
+        # The workers send no request after this (seconds since the start): a token that comes
+        # due later is never renewed, which is why there may be fewer calls than tokens due.
+        "workers_stopped": options.seconds,
         "allowed_calls": allowed_calls,
         "reuse_detections": stats.reuse_detections,
         "grace_reuses": stats.grace_reuses,

@@ -6,6 +6,8 @@ import argparse
 import io
 import json
 import os
+import re
+import shlex
 import stat
 import subprocess
 import sys
@@ -21,11 +23,32 @@ import requests
 from refreshing_session import Token, cli
 from refreshing_session.cli import main
 from refreshing_session.profiles import CONFIG_ENV
+from refreshing_session.store import TokenFile
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, stored, write_grant
 from .processes import ROOT, wait_for
 from .test_browser_login import AuthorizationServer, follow, in_background
+
+
+def run_cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real command in a fresh interpreter whose working folder is ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "refreshing_session", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def exit_code(arguments: list[str]) -> int:
+    """The exit code of the command, whether argparse exits or main returns."""
+    try:
+        return main(arguments)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
 
 
 def test_status_describes_the_token_without_secrets(
@@ -73,30 +96,56 @@ def test_bad_demo_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> N
 
 @pytest.mark.timeout(90)
 def test_the_demo_prints_plain_progress_and_a_summary_when_not_on_a_terminal() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "refreshing_session",
-            "demo",
-            "--processes",
-            "2",
-            "--threads",
-            "2",
-            "--seconds",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=80,
-        cwd=ROOT,
-        check=False,
-    )
+    result = run_cli("demo", "--processes", "2", "--threads", "2", "--seconds", "3", cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "\r" not in result.stdout
     assert result.stdout.startswith("progress")
     assert "reuse detections: 0" in result.stdout
     assert result.stdout.rstrip().endswith("result: OK")
+    calls, due = map(int, CALLS_AND_DUE.findall(result.stdout)[0])
+    explained = "why fewer calls: a token is renewed only when a request finds it due"
+    assert (explained in result.stdout) == (calls < due), (
+        f"{calls} calls for {due} tokens due: the report explains fewer calls, and only those"
+    )
+
+
+CALLS_AND_DUE = re.compile(r"token-endpoint calls: (\d+) \(tokens that came due: (\d+)\)")
+
+
+def demo_report(calls: int, due: int, last_due: float | None) -> dict[str, object]:
+    """A demo report of a clean 10-second run with ``calls`` token calls for ``due`` tokens."""
+    return {
+        "processes": 2,
+        "threads": 2,
+        "seconds": 10.2,
+        "ttl": 2.0,
+        "requests": 100,
+        "successes": 100,
+        "caller_failures": 0,
+        "failure_kinds": {},
+        "token_endpoint_calls": calls,
+        "tokens_due": due,
+        "workers_stopped": 10.0,
+        "last_token_due": last_due,
+        "reuse_detections": 0,
+        "revoked_grants": 0,
+        "injected": {},
+        "ok": True,
+    }
+
+
+def test_the_demo_report_says_why_there_were_fewer_calls_than_tokens_due(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cli._print_report(demo_report(9, 10, last_due=10.05))
+    shown = capsys.readouterr().out
+    assert "token-endpoint calls: 9 (tokens that came due: 10)" in shown
+    assert (
+        "why fewer calls: a token is renewed only when a request finds it due; the workers "
+        "stopped at 10.00 s, the last token came due at 10.05 s"
+    ) in shown
+    cli._print_report(demo_report(10, 10, last_due=10.5))
+    assert "why fewer calls" not in capsys.readouterr().out, "nothing to explain"
 
 
 # --- profiles: login, status, refresh, logout ----------------------------------------------------
@@ -209,10 +258,26 @@ def test_login_without_a_device_endpoint_says_what_to_add(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv(CONFIG_ENV, str(profile_file(tmp_path / "c.toml", server)))
+    config = profile_file(tmp_path / "c.toml", server)
+    monkeypatch.setenv(CONFIG_ENV, str(config))
     monkeypatch.setenv("LOCAL_SECRET", "secret")
     assert main(["login", "--profile", "local"]) == 3
-    assert "has no device_authorization_url: add it to" in capsys.readouterr().err
+    assert (
+        "profile 'local' has no device_authorization_url: add device_authorization_url "
+        f"(or issuer) to {config}, or import a token with --import FILE"
+    ) in capsys.readouterr().err
+
+
+def test_login_options_without_a_device_endpoint_say_which_option_adds_it(
+    tmp_path: Path, server: LocalAuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    login = ["login", "--device", "--token-url", server.token_url, "--client-id", "client"]
+    assert main([*login, str(tmp_path / "t.json")]) == 3
+    assert (
+        "the client given has no device_authorization_url: give --device-authorization-url "
+        "(or --issuer), or import a token with --import FILE"
+    ) in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists()
 
 
 def test_import_from_a_file_keeps_its_time_and_from_stdin_warns(
@@ -503,11 +568,7 @@ def test_browser_login_without_a_profile(
     ],
 )
 def test_usage_errors_exit_3(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    try:
-        code = main(arguments)
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    assert code == 3
+    assert exit_code(arguments) == 3
     assert "error" in capsys.readouterr().err
 
 
@@ -531,3 +592,225 @@ def test_every_command_and_option_has_help_and_says_its_default(
     with pytest.raises(SystemExit):
         main(["login", "--help"])
     assert "sign-in (default: 300.0)" in " ".join(capsys.readouterr().out.split())
+
+
+# --- messages: absolute paths, profiles, advice, output for scripts -------------------------------
+
+
+def test_a_relative_token_file_is_named_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # as cron runs a job: from a folder of its own
+    absolute = tmp_path / "job-token.json"
+    login = f"`refreshing-session login --import FILE {shlex.quote(str(absolute))}`"
+    assert main(["status", "job-token.json"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: there is no token in the token file {absolute}; log in first with {login}\n"
+    )
+    assert main(["token", "job-token.json"]) == 2
+    assert f"there is no token in the token file {absolute}; log in first with {login}" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "broken.json").write_text("[]")
+    assert main(["status", "broken.json"]) == 2
+    assert f"does not hold a JSON object: {tmp_path / 'broken.json'}" in capsys.readouterr().err
+    assert main(["login", "t.json", "--import", "missing.json"]) == 3
+    assert f"cannot read {tmp_path / 'missing.json'} (" in capsys.readouterr().err
+
+
+def test_a_token_file_stays_the_file_named_when_the_working_folder_changes(
+    tmp_path: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    store = TokenFile("./token.json")
+    climbing = TokenFile("second/../token.json")
+    monkeypatch.chdir(second)
+    store.write(Token.from_response(server.issue_token(), requested_at=time.time()))
+    assert (first / "token.json").exists(), "the file named where the store was made"
+    assert not (second / "token.json").exists()
+    assert store.location == f"the token file {first / 'token.json'}"
+    # ".." is kept: after a linked folder it means what the kernel makes of it.
+    assert climbing.path == f"{first}/second/../token.json"
+
+
+def test_a_token_file_argument_that_names_a_profile_asks_did_you_mean(
+    local: Path,
+    server: LocalAuthServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    asked = f"error: there is no token file {tmp_path / 'local'}; did you mean --profile local?"
+    for command in ("status", "token", "logout", "login"):
+        assert main([command, "local"]) == 3, command
+        assert asked in capsys.readouterr().err, command
+    assert main(["status", "elsewhere"]) == 1, "no profile of that name: no token, as before"
+    assert "did you mean" not in capsys.readouterr().err
+    write_grant(tmp_path / "local", server)
+    assert main(["status", "local"]) == 0, "a file of that name is what was meant"
+
+
+def test_the_profile_may_come_before_the_command(
+    local: Path, server: LocalAuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_grant(local, server)
+    assert main(["--profile", "local", "status", "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert main(["status", "--json", "--profile", "local"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    for key in ("fingerprint", "expires_at", "location", "path"):
+        assert after[key] == before[key], key
+    assert before["path"] == str(local)
+    assert main(["--profile", "local", "refresh"]) == 0
+    assert f"refreshed: the token file {local}" in capsys.readouterr().out
+    assert main(["--profile", "local", "status", "--profile", "local"]) == 0, "once, twice"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (
+            ["--profile", "a", "status", "--profile", "b"],
+            "--profile is given twice (a and b); give one",
+        ),
+        (["--profile", "a", "demo"], "demo takes no --profile"),
+        (
+            ["--json", "status", "t.json"],
+            "unrecognized arguments: --json (a command's options go after its name, as "
+            "`refreshing-session status --help` lists them; only --profile may also come "
+            "before it)",
+        ),
+        (["refresh"], "refresh needs --profile NAME: a bare token file has no refresher"),
+    ],
+)
+def test_options_out_of_place_say_where_they_go(
+    arguments: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert exit_code(arguments) == 3
+    assert says in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs load_profile to add profiles._did_you_mean(name, profiles) to its 'there "
+    "is no profile' message (profiles.py is not the CLI's; asked of the lead)",
+)
+def test_a_profile_name_typo_gets_a_did_you_mean(
+    local: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--profile", "locla"]) == 3
+    assert "did you mean 'local'?" in capsys.readouterr().err
+
+
+def test_keeper_messages_name_the_command_that_logs_in(
+    local: Path,
+    server: LocalAuthServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bare = tmp_path / "bare.json"
+    login = f"`refreshing-session login --import FILE {bare}`"
+    assert main(["token", str(bare)]) == 2
+    assert f"there is no token in the token file {bare}; log in first with {login}" in (
+        capsys.readouterr().err
+    )
+    write_grant(bare, server)
+    expire(bare)
+    assert main(["token", str(bare)]) == 2
+    assert f"log in again with {login}" in capsys.readouterr().err
+    assert main(["token", "--profile", "local"]) == 2
+    err = capsys.readouterr().err
+    assert f"there is no token in the token file {local}; log in first with `" in err
+    assert "refreshing-session login --profile local`" in err
+
+
+@pytest.mark.parametrize("expired", [False, True], ids=["no token", "expired"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs keeper.py to give no Python advice (use a ClientCredentialsRefresher, pass "
+    "refresher=) when a login_command is given (the lead's change)",
+)
+def test_cli_messages_give_no_python_advice(
+    expired: bool, tmp_path: Path, server: LocalAuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bare = tmp_path / "bare.json"
+    if expired:
+        write_grant(bare, server)
+        expire(bare)
+    assert main(["token", str(bare)]) == 2
+    err = capsys.readouterr().err
+    for python in ("ClientCredentialsRefresher", "refresher="):
+        assert python not in err
+
+
+@pytest.mark.timeout(90)
+def test_a_token_file_open_to_others_is_warned_with_the_chmod_to_run(
+    tmp_path: Path, server: LocalAuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_grant(tmp_path / "token.json", server)
+    path.chmod(0o644)
+    chmod = f"chmod 600 {shlex.quote(str(path))}"
+    result = run_cli("status", "token.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"the token file {path} is open to other users (mode 0644): run `{chmod}` "
+        "(the next refresh makes it private too)"
+    ) in result.stderr
+    assert re.search(r"^ +mode: 0644$", result.stdout, re.MULTILINE), result.stdout
+    assert f"warning: the token file is open to other users: run {chmod}" in result.stdout
+    assert main(["status", "--json", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["mode"], report["warnings"]) == (
+        "0644",
+        [f"the token file is open to other users: run {chmod}"],
+    )
+    path.chmod(0o600)
+    assert main(["status", "--json", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []
+
+
+def test_human_status_says_yes_or_no_and_names_the_path_once(
+    token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", str(token_file)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(str(token_file)) == 1, out
+    assert re.search(r"^ +expired: no$", out, re.MULTILINE), out
+    expire(token_file)
+    assert main(["status", str(token_file)]) == 0, "expired, but it has a refresh token"
+    out = capsys.readouterr().out
+    assert re.search(r"^ +expired: yes$", out, re.MULTILINE), out
+    for python in ("True", "False", "None"):
+        assert python not in out, out
+
+
+def test_status_json_without_a_usable_token_prints_json_saying_why(
+    tmp_path: Path, local: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.json"
+    login = f"refreshing-session login --import FILE {missing}"
+    assert main(["status", "--json", str(missing)]) == 1
+    captured = capsys.readouterr()
+    reason = f"there is no token in the token file {missing}; log in first with `{login}`"
+    assert json.loads(captured.out) == {
+        "logged_in": False,
+        "usable": False,
+        "reason": reason,
+        "location": f"the token file {missing}",
+        "path": str(missing),
+        "login_command": login,
+    }
+    assert captured.err == f"error: {reason}\n"
+    missing.write_text("{ truncated")
+    assert main(["status", "--json", str(missing)]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["logged_in"] is False
+    assert "is not valid JSON" in report["reason"]
+    assert main(["--profile", "local", "status", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["logged_in"] is False
+    assert report["login_command"].endswith("refreshing-session login --profile local")
