@@ -2,6 +2,9 @@
 
 The JSON form is the token endpoint's answer (RFC 6749 section 5.1) plus ``expires_at``, in
 absolute epoch seconds, the shape requests-oauthlib and Authlib save. Unknown fields are kept.
+A DPoP token (RFC 9449) also holds ``dpop_key``, the private key it is bound to (PEM), so that
+every process that reads it from the store signs its proofs with that key; a token endpoint's
+answer can never set it.
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ _KNOWN_FIELDS = frozenset(
         "scope",
         "refresh_expires_in",
         "refresh_expires_at",
+        "dpop_key",
     }
 )
+# The token types a token may have (RFC 6750 and RFC 9449), by their lower-case names.
+_TOKEN_TYPES = frozenset({"bearer", "dpop"})
 
 
 @dataclass(frozen=True, repr=False)
@@ -43,7 +49,8 @@ class Token:
     ``lifetime`` is the seconds the server granted, when known; it
     caps how early a refresh may happen. ``refresh_expires_at`` is when the refresh token
     expires, when the server said so (Keycloak's ``refresh_expires_in``; 0 there means never).
-    ``extra`` holds every other field of the token.
+    ``extra`` holds every other field of the token. ``dpop_key`` is the PEM private key a DPoP
+    token is bound to, when it is stored with it: a secret, never shown (see :mod:`.dpop`).
     """
 
     access_token: str
@@ -54,6 +61,7 @@ class Token:
     scope: str | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     refresh_expires_at: float | None = None
+    dpop_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.access_token, str) or not _TOKEN_SYNTAX.fullmatch(self.access_token):
@@ -65,6 +73,8 @@ class Token:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name!r} is not a finite number")
+        if self.dpop_key is not None and not isinstance(self.dpop_key, str):
+            raise ValueError("'dpop_key' is not a string (a PEM private key)")
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
     @classmethod
@@ -75,8 +85,10 @@ class Token:
 
         ``expires_in`` counts from ``requested_at``, when the request left, so a slow answer
         never makes a token look fresher than it is. Without a new refresh token, the
-        previous one is kept. Raises ValueError when ``data`` is not a usable token.
+        previous one is kept. A ``dpop_key`` field is ignored: the key is the client's, never
+        the server's to choose. Raises ValueError when ``data`` is not a usable token.
         """
+        data = {key: value for key, value in data.items() if key != "dpop_key"}
         lifetime = _lifetime(data)
         expires_at = _number(data, "expires_at")
         if lifetime is not None:
@@ -138,8 +150,8 @@ class Token:
         refresh_expires_at: float | None,
     ) -> Token:
         token_type = data.get("token_type", "Bearer")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise ValueError(f"'token_type' must be Bearer, got {_shown(token_type)}")
+        if not isinstance(token_type, str) or token_type.lower() not in _TOKEN_TYPES:
+            raise ValueError(f"'token_type' must be Bearer or DPoP, got {_shown(token_type)}")
         refresh_token = data.get("refresh_token")
         if refresh_token is None or refresh_token == "":
             refresh_token = default_refresh
@@ -154,6 +166,7 @@ class Token:
             scope=_scope(data.get("scope")),
             refresh_expires_at=refresh_expires_at,
             extra={key: value for key, value in data.items() if key not in _KNOWN_FIELDS},
+            dpop_key=data.get("dpop_key"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +179,7 @@ class Token:
             "expires_at": self.expires_at,
             "scope": self.scope,
             "refresh_expires_at": self.refresh_expires_at,
+            "dpop_key": self.dpop_key,
         }
         data.update((key, value) for key, value in optional.items() if value is not None)
         return data
@@ -180,9 +194,16 @@ class Token:
         return self.expires_at - leeway
 
     @property
+    def is_dpop(self) -> bool:
+        """Whether the token is bound to a DPoP key (``token_type`` DPoP): every request that
+        carries it needs a proof signed by that key."""
+        return self.token_type.lower() == "dpop"
+
+    @property
     def authorization(self) -> str:
-        """The value of the Authorization header that carries this token."""
-        return "Bearer " + self.access_token
+        """The value of the Authorization header that carries this token: ``Bearer <token>``,
+        or ``DPoP <token>`` for a DPoP token (RFC 9449 section 7.1)."""
+        return ("DPoP " if self.is_dpop else "Bearer ") + self.access_token
 
     @property
     def fingerprint(self) -> str:
@@ -247,7 +268,9 @@ def _scope(value: object) -> str | None:
     raise ValueError("'scope' is neither a string nor a list of strings")
 
 
-def _jwt_expiry(access_token: object) -> float | None:
+def jwt_claims(access_token: object) -> dict[str, Any] | None:
+    """The claims of a JWT access token, read without checking its signature (the client only
+    learns what the token says of itself), or None when it is not a JWT with a JSON object."""
     if not isinstance(access_token, str) or access_token.count(".") != 2:
         return None
     payload = access_token.split(".")[1]
@@ -255,7 +278,12 @@ def _jwt_expiry(access_token: object) -> float | None:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (binascii.Error, ValueError, RecursionError):
         return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return claims if isinstance(claims, dict) else None
+
+
+def _jwt_expiry(access_token: object) -> float | None:
+    claims = jwt_claims(access_token)
+    exp = claims.get("exp") if claims else None
     if isinstance(exp, bool) or not isinstance(exp, (int, float)):
         return None
     return _finite(exp)

@@ -120,6 +120,56 @@ def test_missing_token_type_means_bearer() -> None:
     assert token.authorization == f"Bearer {ACCESS}"
 
 
+@pytest.mark.parametrize("token_type", ["DPoP", "dpop", "DPOP"])
+def test_a_dpop_token_is_sent_with_the_dpop_scheme(token_type: str) -> None:
+    token = Token.from_response(answer(token_type=token_type), requested_at=NOW)
+    assert token.is_dpop
+    assert token.authorization == f"DPoP {ACCESS}"
+    assert not Token(ACCESS).is_dpop
+
+
+# Stands for a PEM private key: what matters here is that it never shows.
+KEY = "-----BEGIN PRIVATE KEY-----\nMIGHkey-Zp6Vt3Wq8Ls1\n-----END PRIVATE KEY-----\n"
+
+
+def test_the_dpop_key_is_stored_with_the_token_and_read_back() -> None:
+    token = Token(ACCESS, "DPoP", REFRESH, expires_at=NOW + 60, dpop_key=KEY)
+    written = token.to_dict()
+    assert written["dpop_key"] == KEY
+    assert Token.from_file(json.loads(json.dumps(written)), written_at=NOW) == token
+
+
+def test_a_token_endpoint_cannot_choose_the_dpop_key() -> None:
+    token = Token.from_response(answer(token_type="DPoP", dpop_key=KEY), requested_at=NOW)
+    assert token.dpop_key is None
+    assert "dpop_key" not in token.extra
+    assert "dpop_key" not in token.to_dict()
+
+
+def test_the_dpop_key_never_shows_in_repr_or_str() -> None:
+    token = Token(ACCESS, "DPoP", dpop_key=KEY)
+    for shown in (repr(token), str(token), f"{token}", repr([token])):
+        assert "Zp6Vt3Wq8Ls1" not in shown
+        assert "PRIVATE" not in shown
+
+
+@pytest.mark.parametrize("stored", [42, {"kty": "EC", "d": "Zp6Vt3Wq8Ls1"}, ["Zp6Vt3Wq8Ls1"]])
+def test_a_stored_dpop_key_that_is_not_a_string_is_refused_without_showing_it(
+    stored: object,
+) -> None:
+    with pytest.raises(ValueError, match="dpop_key") as caught:
+        Token.from_file({"access_token": ACCESS, "dpop_key": stored}, written_at=NOW)
+    assert "Zp6Vt3Wq8Ls1" not in str(caught.value)
+
+
+def test_a_tokens_jwt_claims_are_read_without_checking_the_signature() -> None:
+    from refreshing_session.token import jwt_claims
+
+    assert jwt_claims(jwt({"cnf": {"jkt": "abc"}})) == {"cnf": {"jkt": "abc"}}
+    assert jwt_claims(jwt(b"[1, 2]")) is None
+    assert jwt_claims("opaque") is None
+
+
 def test_scope_list_is_joined_with_spaces() -> None:
     token = Token.from_response(answer(scope=["read", "write"]), requested_at=NOW)
     assert token.scope == "read write"
@@ -137,7 +187,7 @@ def test_unknown_fields_are_kept_in_extra_and_written_back() -> None:
     ("data", "named_field"),
     [
         pytest.param(answer(token_type="mac"), "token_type", id="mac"),
-        pytest.param(answer(token_type="DPoP"), "token_type", id="dpop"),
+        pytest.param(answer(token_type="N_A"), "token_type", id="exchange-n-a"),
         pytest.param({"refresh_token": REFRESH}, "access_token", id="access-missing"),
         pytest.param(answer(access_token=""), "access_token", id="access-empty"),
         pytest.param(answer(access_token=42), "access_token", id="access-number"),
@@ -351,7 +401,7 @@ NUMBERS = (
 )
 PLAUSIBLE = {
     "access_token": st.text(min_size=1, max_size=12) | st.just(jwt({"exp": NOW})),
-    "token_type": st.sampled_from(["Bearer", "bearer", "BEARER"]),
+    "token_type": st.sampled_from(["Bearer", "bearer", "BEARER", "DPoP"]),
     "refresh_token": st.none() | st.text(max_size=12),
     "expires_in": NUMBERS,
     "expires_at": NUMBERS,

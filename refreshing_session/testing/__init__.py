@@ -4,7 +4,8 @@
 behaves like production servers (Okta, Auth0, oidc-provider): rotating
 single-use refresh tokens with reuse detection, RFC 6749 client
 authentication, RFC 6750 bearer challenges, the RFC 8628 device authorization
-grant, RFC 7009 revocation, plus fault injection for the token endpoint.
+grant, RFC 7009 revocation, DPoP (RFC 9449) with bound tokens, proof checks and nonces, plus
+fault injection for the token endpoint.
 
 It is as harsh about time as real servers are: by default an access token's
 expiry is counted from the whole second it was issued in (as oidc-provider
@@ -15,7 +16,8 @@ and every access token can be made to die at a random moment of its lifetime.
 
 The package's modules, each importing only those listed before it:
 ``messages`` (request and response values), ``checks`` (argument checks),
-``transport`` (the HTTP plumbing), ``oauth`` (the OAuth state, no sockets),
+``transport`` (the HTTP plumbing), ``dpop`` (the DPoP proof checks, nonces
+and record), ``oauth`` (the OAuth state, no sockets),
 ``faults`` (fault injection for the token endpoint) and ``server`` (the
 :class:`LocalAuthServer` facade). Only the names exported here are public.
 
@@ -24,7 +26,8 @@ This package deliberately imports nothing from the rest of
 bug here.
 """
 
+from .dpop import DPoPProof
 from .oauth import ServerStats
 from .server import LocalAuthServer, TokenCall
 
-__all__ = ["LocalAuthServer", "ServerStats", "TokenCall"]
+__all__ = ["DPoPProof", "LocalAuthServer", "ServerStats", "TokenCall"]

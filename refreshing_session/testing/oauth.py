@@ -1,5 +1,6 @@
 """The OAuth state of the local server: clients, grants, rotating refresh tokens with reuse
-detection, access tokens and their expiry, device codes and revocation.
+detection, access tokens and their expiry, device codes and revocation, and tokens bound to a
+DPoP key (the proof checks themselves are in :mod:`.dpop`).
 
 It answers :class:`~.messages.Request` values with :class:`~.messages.Response`
 values and opens no socket, so the protocol rules can be read apart from the
@@ -22,13 +23,17 @@ from dataclasses import dataclass
 from email.message import Message
 
 from .checks import check_finite, check_non_negative
-from .messages import NO_STORE, Request, Response, error_response, json_response
+from .dpop import ALGORITHMS, CheckedProof, DPoPRules, ProofError
+from .messages import NO_STORE, Headers, Request, Response, error_response, json_response
 
 _DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # RFC 8628 section 6.1: no vowels (no words), no easily confused characters.
 _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 _MAX_FORM_FIELDS = 100
 _FORM_TYPE = "application/x-www-form-urlencoded"
+# What oidc-provider tells a client whose grant request failed a DPoP rule (a missing, replayed
+# or wrongly keyed proof): the same words as for a dead grant, although the grant lives on.
+_GRANT_INVALID = "grant request is invalid"
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,10 @@ class ServerStats:
     device codes redeemed for a token, ``slow_downs`` polls answered
     ``slow_down``; ``revocations`` counts known tokens revoked at the
     revocation endpoint; ``revoked_access_tokens`` counts live access tokens
-    killed by :meth:`LocalAuthServer.revoke_access_tokens`.
+    killed by :meth:`LocalAuthServer.revoke_access_tokens`; ``dpop_nonce_challenges``
+    counts ``use_dpop_nonce`` answers (token endpoint and API), ``dpop_refusals`` requests
+    refused for their DPoP proof (invalid, replayed, signed with the wrong key, or missing
+    where one is required).
     """
 
     token_requests: int = 0
@@ -67,6 +75,8 @@ class ServerStats:
     slow_downs: int = 0
     revocations: int = 0
     revoked_access_tokens: int = 0
+    dpop_nonce_challenges: int = 0
+    dpop_refusals: int = 0
 
 
 @dataclass
@@ -75,6 +85,7 @@ class _Grant:
     scope: str | None
     revoked: bool = False
     current_refresh: str | None = None
+    jkt: str | None = None  # the key a public client's refresh tokens are bound to
 
 
 @dataclass
@@ -91,6 +102,7 @@ class _AccessToken:
     grant: _Grant
     expires_at: float  # on the server's clock
     revoked: bool = False
+    jkt: str | None = None  # the DPoP key it is bound to
 
 
 @dataclass
@@ -180,9 +192,28 @@ def _narrow_scope(granted: str | None, requested: str | None) -> str | None:
     return requested
 
 
-def _unauthorized(error: str, description: str) -> Response:
-    challenge = f'Bearer error="{error}", error_description="{description}"'
+def _unauthorized(error: str, description: str, *, dpop: bool = False) -> Response:
+    """A 401 from the API, its challenge in the DPoP scheme (naming the proof algorithms, as
+    oidc-provider does) for a request about a DPoP proof or a bound token."""
+    scheme = "DPoP" if dpop else "Bearer"
+    algs = f', algs="{" ".join(ALGORITHMS)}"' if dpop else ""
+    challenge = f'{scheme} error="{error}", error_description="{description}"{algs}'
     return error_response(401, error, description, (("WWW-Authenticate", challenge),))
+
+
+def _with_headers(response: Response, headers: Headers) -> Response:
+    return (
+        dataclasses.replace(response, headers=response.headers + headers) if headers else response
+    )
+
+
+def _access_token_of(request: Request) -> tuple[str, str] | None:
+    """The scheme (lower case) and token of the request's Authorization header, if any."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    return scheme.lower(), token.strip()
 
 
 def _api_echo(request: Request, client_id: str) -> Response:
@@ -219,6 +250,8 @@ class OAuthState:
         whole_second_expiry: bool,
         clock_offset: float,
         early_death: random.Random | None,
+        dpop: DPoPRules,
+        dpop_required: bool,
     ) -> None:
         self._access_ttl = access_ttl
         self._refresh_ttl = refresh_ttl
@@ -236,11 +269,20 @@ class OAuthState:
         self._whole_second_expiry = whole_second_expiry
         self._clock_offset = clock_offset
         self._early_death = early_death
+        self.dpop = dpop
+        self._dpop_required = dpop_required
 
     def issue_token(
-        self, client_id: str, *, scope: str | None, access_ttl: float | None
+        self,
+        client_id: str,
+        *,
+        scope: str | None,
+        access_ttl: float | None,
+        dpop_jkt: str | None = None,
     ) -> dict[str, object]:
-        """Mint a new grant as if a user just logged in and return its token response.
+        """Mint a new grant as if a user just logged in and return its token response; with
+        ``dpop_jkt``, its access token (and a public client's refresh tokens) are bound to the
+        DPoP key of that thumbprint.
 
         Raises ValueError for an unknown client or a negative ``access_ttl``.
         """
@@ -249,10 +291,9 @@ class OAuthState:
             raise ValueError(f"unknown client {client_id!r}")
         ttl = self._access_ttl if access_ttl is None else access_ttl
         with self._lock:
-            grant = _Grant(client_id, scope)
-            self._grants.append(grant)
+            grant = self._new_grant(client_id, scope, dpop_jkt)
             refresh_token = self._new_refresh_token(grant, self._now())
-            return self._mint(grant, scope, refresh_token, ttl)
+            return self._mint(grant, scope, refresh_token, ttl, dpop_jkt)
 
     def stats(self) -> ServerStats:
         """Return a snapshot of the request counters."""
@@ -323,26 +364,54 @@ class OAuthState:
 
     # ------------------------------------------------------------ endpoints
 
-    def api(self, request: Request) -> Response:
-        """Answer a request to the protected API: an echo for a live token, else a 401."""
+    def api(self, request: Request, url: str) -> Response:
+        """Answer a request to the protected API at ``url`` (without its query): an echo for a
+        live token (with a valid DPoP proof, for a bound one), else a 401."""
+        presented = _access_token_of(request)
+        now = self.now()
+        try:
+            proof = self.dpop.check(
+                request.headers,
+                endpoint="api",
+                method=request.method,
+                url=url,
+                now=now,
+                access_token=presented[1] if presented and presented[0] == "dpop" else None,
+            )
+        except ProofError as refused:
+            self.count("api_unauthorized", *self._proof_counters(refused))
+            return _with_headers(
+                _unauthorized(refused.error, refused.description, dpop=True),
+                self._nonce_for(refused, now),
+            )
         with self._lock:
-            response, client_id = self._authorize_api(request)
+            response, client_id = self._authorize_api(request, proof, now)
             self._bump("api_unauthorized" if client_id is None else "api_ok")
-        return response
+        return _with_headers(response, self.dpop.nonce_headers(proof, now))
 
-    def token_request(self, request: Request) -> Response:
-        """Answer a POST to the token endpoint (refresh, client credentials or device grant)."""
+    def token_request(self, request: Request, url: str) -> Response:
+        """Answer a POST to the token endpoint at ``url`` (refresh, client credentials or
+        device grant)."""
+        now = self.now()
+        proof = None
         try:
             form = _parse_form(request)
             client_id = self._authenticate(request.headers, form)
+            proof = self.dpop.check(
+                request.headers, endpoint="token", method=request.method, url=url, now=now
+            )
             with self._lock:
-                payload = self._grant(client_id, form)
+                payload = self._grant(client_id, form, proof)
+        except ProofError as refused:
+            self.count(*self._proof_counters(refused))
+            response = error_response(400, refused.error, refused.description, NO_STORE)
+            return _with_headers(response, self._nonce_for(refused, now))
         except _OAuthError as exc:
             if exc.error == "invalid_grant":
                 with self._lock:
                     self._bump("invalid_grants")
-            return exc.response
-        return json_response(200, payload, NO_STORE)
+            return _with_headers(exc.response, self.dpop.nonce_headers(proof, now))
+        return json_response(200, payload, NO_STORE + self.dpop.nonce_headers(proof, now))
 
     def device_authorization(self, request: Request, verification_url: str) -> Response:
         """Answer a request to the RFC 8628 device authorization endpoint; users are sent to
@@ -355,27 +424,66 @@ class OAuthState:
         """Answer a request to the RFC 7009 revocation endpoint."""
         return self._form_endpoint(request, self._revocation)
 
+    def _proof_counters(self, refused: ProofError) -> tuple[str, ...]:
+        return (
+            ("dpop_nonce_challenges",) if refused.error == "use_dpop_nonce" else ("dpop_refusals",)
+        )
+
+    def _nonce_for(self, refused: ProofError, now: float) -> Headers:
+        """The nonce a ``use_dpop_nonce`` answer hands out."""
+        if refused.error != "use_dpop_nonce":
+            return ()
+        return (("DPoP-Nonce", self.dpop.current_nonce(now)),)
+
     # ------------------------------------------------------------ rules (lock held)
 
-    def _authorize_api(self, request: Request) -> tuple[Response, str | None]:
-        header = request.headers.get("Authorization")
-        if header is None:
-            challenge = (("WWW-Authenticate", 'Bearer realm="api"'),)
-            return error_response(401, "unauthorized", "bearer token required", challenge), None
-        scheme, _, token = header.strip().partition(" ")
+    def _authorize_api(
+        self, request: Request, proof: CheckedProof | None, now: float
+    ) -> tuple[Response, str | None]:
+        presented = _access_token_of(request)
+        if presented is None:
+            challenges: Headers = (("WWW-Authenticate", 'Bearer realm="api"'),)
+            if self._dpop_required:
+                challenges += (("WWW-Authenticate", f'DPoP algs="{" ".join(ALGORITHMS)}"'),)
+            return error_response(401, "unauthorized", "bearer token required", challenges), None
+        scheme, token = presented
+        record = self._access_tokens.get(token)
+        bound = proof is not None or scheme == "dpop" or (record is not None and record.jkt)
         problem = (
-            self._access_token_problem(token.strip())
-            if scheme.lower() == "bearer"
-            else "authorization scheme must be Bearer"
+            self._access_token_problem(token) or self._binding_problem(token, proof, now)
+            if scheme in ("bearer", "dpop")
+            else "authorization scheme must be Bearer or DPoP"
         )
         if problem is None and (request.path + "/").startswith("/api/always401/"):
             problem = "this endpoint rejects every token"
         if problem is not None:
-            return _unauthorized("invalid_token", problem), None
+            return _unauthorized("invalid_token", problem, dpop=bool(bound)), None
         if request.path == "/api/forbidden-scope":
-            return _unauthorized("insufficient_scope", "token lacks the required scope"), None
-        client_id = self._access_tokens[token.strip()].grant.client_id
+            return _unauthorized(
+                "insufficient_scope", "token lacks the required scope", dpop=bool(bound)
+            ), None
+        client_id = self._access_tokens[token].grant.client_id
         return _api_echo(request, client_id), client_id
+
+    def _binding_problem(self, token: str, proof: CheckedProof | None, now: float) -> str | None:
+        """What is wrong with the DPoP binding of a live ``token`` presented with ``proof``
+        (oidc-provider's checks and words), or None."""
+        record = self._access_tokens[token]
+        problem = None
+        if proof is not None and not self.dpop.unique(record.grant.client_id, proof, now):
+            problem = "DPoP proof JWT Replay detected"
+        elif proof is not None and record.jkt is None:
+            problem = "access token is not sender-constrained but proof of possession was provided"
+        elif record.jkt is not None and (proof is None or proof.jkt != record.jkt):
+            problem = "failed jkt verification"
+        if problem is not None:
+            self._dpop_refused(proof, problem)
+        return problem
+
+    def _dpop_refused(self, proof: CheckedProof | None, problem: str) -> None:
+        self._bump("dpop_refusals")
+        if proof is not None:
+            self.dpop.refuse(proof, problem)
 
     def _access_token_problem(self, token: str) -> str | None:
         record = self._access_tokens.get(token)
@@ -484,29 +592,61 @@ class OAuthState:
             )
         return client_id
 
-    def _grant(self, client_id: str, form: Mapping[str, str]) -> dict[str, object]:
+    def _grant(
+        self, client_id: str, form: Mapping[str, str], proof: CheckedProof | None
+    ) -> dict[str, object]:
         grant_type = form.get("grant_type")
         if grant_type == "refresh_token":
-            return self._refresh(client_id, form)
+            return self._refresh(client_id, form, proof)
         if grant_type == "client_credentials":
-            return self._client_credentials(client_id, form.get("scope"))
+            self._check_dpop_grant(client_id, proof)
+            return self._client_credentials(client_id, form.get("scope"), proof)
         if grant_type == _DEVICE_GRANT:
-            return self._device_token(client_id, form.get("device_code"))
+            self._check_dpop_grant(client_id, proof)
+            return self._device_token(client_id, form.get("device_code"), proof)
         if not grant_type:
             raise _OAuthError(400, "invalid_request", "missing grant_type parameter")
         raise _OAuthError(400, "unsupported_grant_type", "grant_type is not supported")
 
-    def _client_credentials(self, client_id: str, scope: str | None) -> dict[str, object]:
+    def _check_dpop_grant(
+        self, client_id: str, proof: CheckedProof | None, bound_to: str | None = None
+    ) -> None:
+        """oidc-provider's DPoP rules for a grant request (a proof where one is required, no
+        replayed proof, the key a refresh token is bound to), each refused with its
+        invalid_grant "grant request is invalid", whatever the reason."""
+        problem = None
+        if proof is None and (self._dpop_required or bound_to is not None):
+            problem = (
+                "DPoP proof JWT not provided" if bound_to is None else "failed jkt verification"
+            )
+        elif proof is not None and not self.dpop.unique(client_id, proof, self._now()):
+            problem = "DPoP proof JWT Replay detected"
+        elif proof is not None and bound_to is not None and proof.jkt != bound_to:
+            problem = "failed jkt verification"
+        if problem is not None:
+            self._dpop_refused(proof, problem)
+            raise _OAuthError(400, "invalid_grant", _GRANT_INVALID)
+
+    def _new_grant(self, client_id: str, scope: str | None, jkt: str | None) -> _Grant:
+        """A new grant; a public client's refresh tokens are bound to the DPoP key ``jkt``."""
+        grant = _Grant(client_id, scope, jkt=jkt if self._clients[client_id] is None else None)
+        self._grants.append(grant)
+        return grant
+
+    def _client_credentials(
+        self, client_id: str, scope: str | None, proof: CheckedProof | None
+    ) -> dict[str, object]:
         if self._clients[client_id] is None:
             raise _OAuthError(
                 400, "unauthorized_client", "public clients cannot use client_credentials"
             )
-        grant = _Grant(client_id, scope or None)
-        self._grants.append(grant)
+        grant = self._new_grant(client_id, scope or None, None)
         self._bump("client_credentials")
-        return self._mint(grant, grant.scope, None, self._access_ttl)
+        return self._mint(grant, grant.scope, None, self._access_ttl, _jkt(proof))
 
-    def _device_token(self, client_id: str, device_code: str | None) -> dict[str, object]:
+    def _device_token(
+        self, client_id: str, device_code: str | None, proof: CheckedProof | None
+    ) -> dict[str, object]:
         """RFC 8628 section 3.5: answer a poll with the token once the user approved."""
         if not device_code:
             raise _OAuthError(400, "invalid_request", "missing device_code parameter")
@@ -526,17 +666,22 @@ class OAuthState:
                 raise _OAuthError(400, "slow_down", "polling faster than the interval")
             raise _OAuthError(400, "authorization_pending", "the user has not decided yet")
         code.decision = "used"
-        grant = _Grant(client_id, code.scope)
-        self._grants.append(grant)
+        grant = self._new_grant(client_id, code.scope, _jkt(proof))
         self._bump("device_grants")
-        return self._mint(grant, code.scope, self._new_refresh_token(grant, now), self._access_ttl)
+        refresh_token = self._new_refresh_token(grant, now)
+        return self._mint(grant, code.scope, refresh_token, self._access_ttl, _jkt(proof))
 
-    def _refresh(self, client_id: str, form: Mapping[str, str]) -> dict[str, object]:
+    def _refresh(
+        self, client_id: str, form: Mapping[str, str], proof: CheckedProof | None
+    ) -> dict[str, object]:
         presented = form.get("refresh_token")
         if not presented:
             raise _OAuthError(400, "invalid_request", "missing refresh_token parameter")
         now = self._now()
         record = self._usable_refresh_token(presented, client_id, now)
+        # As oidc-provider: the DPoP rules come before reuse detection, so that a wrong
+        # proof never spends or revokes the grant.
+        self._check_dpop_grant(client_id, proof, record.grant.jkt)
         if record.consumed_at is not None and not self._in_grace(record, now):
             self._bump("reuse_detections")
             self._revoke(record.grant)
@@ -550,7 +695,7 @@ class OAuthState:
             record.grace_used = True
             self._bump("grace_reuses")
         self._bump("refreshes")
-        return self._mint(record.grant, scope, record.successor, self._access_ttl)
+        return self._mint(record.grant, scope, record.successor, self._access_ttl, _jkt(proof))
 
     def _usable_refresh_token(self, token: str, client_id: str, now: float) -> _RefreshToken:
         record = self._refresh_tokens.get(token)
@@ -604,13 +749,20 @@ class OAuthState:
         return token
 
     def _mint(
-        self, grant: _Grant, scope: str | None, refresh_token: str | None, ttl: float
+        self,
+        grant: _Grant,
+        scope: str | None,
+        refresh_token: str | None,
+        ttl: float,
+        jkt: str | None,
     ) -> dict[str, object]:
+        """A new access token for ``grant``, bound to the DPoP key ``jkt`` if given; return
+        the token response."""
         access_token = _new_token()
-        self._access_tokens[access_token] = _AccessToken(grant, self._access_expiry(ttl))
+        self._access_tokens[access_token] = _AccessToken(grant, self._access_expiry(ttl), jkt=jkt)
         payload: dict[str, object] = {
             "access_token": access_token,
-            "token_type": "Bearer",
+            "token_type": "Bearer" if jkt is None else "DPoP",
             "expires_in": _expires_in(ttl),
         }
         if refresh_token is not None:
@@ -618,3 +770,7 @@ class OAuthState:
         if scope:
             payload["scope"] = scope
         return payload
+
+
+def _jkt(proof: CheckedProof | None) -> str | None:
+    return None if proof is None else proof.jkt

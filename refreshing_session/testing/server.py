@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from .checks import check_finite, check_non_negative
+from .dpop import DPoPProof, DPoPRules
 from .faults import TokenEndpointFaults
 from .messages import Request, Response, error_response, json_response
 from .oauth import OAuthState, ServerStats
@@ -68,6 +69,9 @@ class LocalAuthServer:
         clock_offset: float = 0.0,
         early_death: bool = False,
         seed: int | None = None,
+        dpop: bool = False,
+        dpop_nonce: bool = False,
+        dpop_nonce_rotation: float = 60.0,
     ) -> None:
         """Configure the server without starting it.
 
@@ -107,6 +111,27 @@ class LocalAuthServer:
           ``expires_in`` still announces the full lifetime. ``seed`` seeds
           those draws, so that a test can reproduce a run.
 
+        DPoP (RFC 9449), as node oidc-provider with ``features.dPoP`` enabled:
+        a token request that carries a ``DPoP`` proof gets an access token bound
+        to the proof's key (``token_type`` ``DPoP``), and a public client's
+        refresh tokens are bound to the key of its first grant; the API then
+        wants ``Authorization: DPoP`` with a proof of that key. Every proof is
+        checked (signature with the embedded public key, ``typ``, ``alg`` ES256
+        or EdDSA, ``htm``, ``htu``, ``iat`` within 5 minutes, ``jti`` never
+        seen before, ``ath`` at the API, the bound key) and recorded
+        (:meth:`dpop_proofs`). A proof the server refuses is answered
+        ``invalid_dpop_proof``; a missing, replayed or wrongly keyed one at the
+        token endpoint is answered ``invalid_grant`` "grant request is invalid",
+        as oidc-provider does (the grant lives on), and at the API
+        ``invalid_token`` with a ``DPoP`` challenge. ``dpop`` requires a proof
+        with every token request. ``dpop_nonce`` requires a server nonce in
+        every proof (RFC 9449 sections 8 and 9): one without it is answered
+        ``use_dpop_nonce`` (400 at the token endpoint, 401 at the API) with a
+        ``DPoP-Nonce`` header; a new nonce is issued every
+        ``dpop_nonce_rotation`` seconds (the two before it stay valid, and an
+        answer to a proof with an older one carries the new one), or at once
+        by :meth:`rotate_dpop_nonce`. Proofs need PyJWT and cryptography.
+
         Raises ValueError for a negative duration or a clock offset that is
         not a finite number.
         """
@@ -116,6 +141,7 @@ class LocalAuthServer:
             ("grace_period", grace_period),
             ("device_interval", device_interval),
             ("device_code_ttl", device_code_ttl),
+            ("dpop_nonce_rotation", dpop_nonce_rotation),
         ):
             check_non_negative(name, value)
         check_finite("clock_offset", clock_offset)
@@ -130,6 +156,8 @@ class LocalAuthServer:
             whole_second_expiry=whole_second_expiry,
             clock_offset=clock_offset,
             early_death=random.Random(seed) if early_death else None,
+            dpop=DPoPRules(require_nonce=dpop_nonce, nonce_rotation=dpop_nonce_rotation),
+            dpop_required=dpop,
         )
         self._faults = TokenEndpointFaults()
         self._host = host
@@ -230,6 +258,7 @@ class LocalAuthServer:
         *,
         scope: str | None = None,
         access_ttl: float | None = None,
+        dpop_jkt: str | None = None,
     ) -> dict[str, object]:
         """Mint a new grant as if a user just logged in.
 
@@ -237,9 +266,28 @@ class LocalAuthServer:
         ``token_type`` ``"Bearer"``, ``expires_in``, ``refresh_token`` and
         ``scope`` (when given). ``access_ttl`` overrides the lifetime of this
         first access token only; refreshed ones use the server's ``access_ttl``.
+        With ``dpop_jkt`` (the RFC 7638 thumbprint of a DPoP key), the login
+        was made with that key: the access token is bound to it (``token_type``
+        ``"DPoP"``), and so are a public client's refresh tokens.
         Raises ValueError for an unknown client or a negative ``access_ttl``.
         """
-        return self._state.issue_token(client_id, scope=scope, access_ttl=access_ttl)
+        return self._state.issue_token(
+            client_id, scope=scope, access_ttl=access_ttl, dpop_jkt=dpop_jkt
+        )
+
+    def dpop_proofs(self) -> list[DPoPProof]:
+        """Every DPoP proof received so far (token endpoint and API), oldest first, decoded,
+        with the reason it was refused, if it was."""
+        return self._state.dpop.proofs()
+
+    def dpop_nonce(self) -> str:
+        """The DPoP nonce the server hands out now (with ``dpop_nonce``)."""
+        return self._state.dpop.current_nonce(self.now())
+
+    def rotate_dpop_nonce(self) -> None:
+        """Issue a new DPoP nonce now; proofs with any earlier one are answered
+        ``use_dpop_nonce`` from now on."""
+        self._state.dpop.rotate_nonce(self.now())
 
     def stats(self) -> ServerStats:
         """Return a snapshot of the request counters."""
@@ -353,7 +401,7 @@ class LocalAuthServer:
         if request.path == _VERIFY_PATH:
             return Response(200, b"Enter the code shown on your device.\n", "text/plain")
         if request.path.startswith(_API_PREFIX):
-            return self._state.api(request)
+            return self._state.api(request, self.url + request.path)
         if request.path == "/echo":
             return self._echo(request)
         if request.path == "/redirect":
@@ -388,4 +436,4 @@ class LocalAuthServer:
         fault = self._faults.take()
         if fault is not None:
             return fault.response
-        return self._state.token_request(request)
+        return self._state.token_request(request, self.token_url)
