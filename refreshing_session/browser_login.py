@@ -11,14 +11,18 @@ the user opens the printed URL elsewhere and pastes back the address the browser
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
 import logging
 import secrets
+import socket
+import threading
 import time
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .errors import LoginRequired, excerpt
@@ -30,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/callback"
 DEFAULT_TIMEOUT = 300.0  # seconds for the user to sign in
-_READ_TIMEOUT = 10.0  # seconds a connection to the listener may take to send its request
+_READ_TIMEOUT = 10.0  # seconds a read of a connection to the listener may wait, at most
+_SHORTEST_READ = 0.05  # seconds: a connection accepted at the deadline still gets a read
 _DONE_PAGE = (
     b"<!doctype html><title>Signed in</title><p>Signed in. You can close this tab and "
     b"go back to the terminal.</p>"
@@ -165,16 +170,23 @@ def _said(query: dict[str, str]) -> str:
 
 
 class _Listener:
-    """A one-shot HTTP listener on 127.0.0.1 for the redirect that ends a login."""
+    """A one-shot HTTP listener on 127.0.0.1 for the redirect that ends a login. Each
+    connection is served in a thread of its own, so that a local program that connects and
+    stays silent (or sends a byte at a time) cannot keep the browser's callback out; each
+    read waits at most as long as the login has left, and the login's timeout is a deadline:
+    at its end every connection still open is shut down."""
 
     def __init__(self, timeout: float, port: int) -> None:
         self._deadline = time.monotonic() + timeout
         self._state = ""
+        self._arrived = threading.Event()
         self.query: dict[str, str] | None = None
         listener = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            timeout = _READ_TIMEOUT
+            def setup(self) -> None:
+                self.timeout = min(_READ_TIMEOUT, max(listener.left(), _SHORTEST_READ))
+                super().setup()
 
             def log_message(self, format: str, *args: object) -> None:
                 """Silent: the callback's query holds the code."""
@@ -185,8 +197,6 @@ class _Listener:
                 ours = parts.path == CALLBACK_PATH and secrets.compare_digest(
                     query.get("state", ""), listener._state
                 )
-                if ours:
-                    listener.query = query
                 self.send_response(200 if ours else 404)
                 page = _DONE_PAGE if ours else b"Not the sign-in this terminal is waiting for."
                 self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -194,15 +204,23 @@ class _Listener:
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 self.wfile.write(page)
+                if ours:  # after the page is sent: the login ends, and the listener with it
+                    listener.arrived(query)
 
         try:
-            self._server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+            self._server = _Server(("127.0.0.1", port), Handler)
         except OSError as error:
             raise LoginRequired(
                 f"cannot listen on 127.0.0.1:{port} for the sign-in's redirect "
                 f"({error.strerror}); free that port, or choose another one "
                 "registered with the provider"
             ) from None
+        self._serving = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="sign-in listener",
+            daemon=True,
+        )
 
     @property
     def redirect_uri(self) -> str:
@@ -211,22 +229,73 @@ class _Listener:
     def expect(self, state: str) -> None:
         self._state = state
 
+    def left(self) -> float:
+        """Seconds until the deadline (negative once it passed)."""
+        return self._deadline - time.monotonic()
+
+    def arrived(self, query: dict[str, str]) -> None:
+        """Keep the first callback carrying the expected state, and end the wait."""
+        with self._server.lock:
+            if self.query is None:
+                self.query = query
+        self._arrived.set()
+
     def wait(self) -> dict[str, str]:
         """The query of the callback carrying the expected state; LoginRequired at the
         deadline."""
-        while self.query is None:
-            left = self._deadline - time.monotonic()
-            if left <= 0:
-                raise LoginRequired(
-                    "no sign-in came back before the timeout; run the login "
-                    "again (or use --no-browser to paste the address)"
-                )
-            self._server.timeout = left
-            self._server.handle_request()
+        self._serving.start()
+        if not self._arrived.wait(max(0.0, self.left())) or self.query is None:
+            raise LoginRequired(
+                "no sign-in came back before the timeout; run the login "
+                "again (or use --no-browser to paste the address)"
+            )
         return self.query
 
     def __enter__(self) -> _Listener:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._serving.ident is not None:  # started: shutdown() waits for its loop to end
+            self._server.shutdown()
         self._server.server_close()
+        self._server.end_connections()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """The listener's server: a thread per connection, and a record of the connections still
+    open, to end them with the login."""
+
+    daemon_threads = True
+    block_on_close = False  # server_close must not wait for a connection that trickles
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler]
+    ) -> None:
+        self.lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        super().__init__(address, handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection, and record it as open."""
+        connection, address = super().get_request()
+        with self.lock:
+            self._open.add(connection)
+        return connection, address
+
+    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
+        """Close a connection that was served, and forget it."""
+        with self.lock:
+            self._open.discard(request)  # type: ignore[arg-type]  # TCP: always a socket
+        super().shutdown_request(request)
+
+    def end_connections(self) -> None:
+        """Shut down every connection still open: its thread's read ends at once."""
+        with self.lock:
+            still_open = list(self._open)
+        for connection in still_open:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Silent: a connection ended by the deadline, or a client that hung up, is no fault
+        of the login."""

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import quote, quote_plus
 
 import requests
+
+if TYPE_CHECKING:
+    from .token import Token
 
 REDACTED = "[redacted]"
 _E = TypeVar("_E", bound=BaseException)
@@ -150,6 +153,49 @@ class RefreshFailed(TokenError):
     def status_code(self) -> int | None:
         """The token endpoint's HTTP status, or None when no response arrived."""
         return None if self.response is None else int(self.response.status_code)
+
+
+class AnswerUnderway(RefreshFailed):
+    """The token endpoint began a successful answer that the deadline cut off; the grant is
+    being completed in the background.
+
+    The status line and headers of a 2xx answer arrived, but not all of its body within the
+    timeout. The server has most likely spent the refresh token already, and this answer
+    holds the only copy of the new one: it is read on in the background, for at most the
+    limit that :meth:`finish` states, and never presented again. Not retried.
+    """
+
+    def __init__(
+        self, *args: Any, finish: Callable[[float], Token] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._finish = finish
+
+    def finish(self, timeout: float) -> Token:
+        """Wait up to ``timeout`` seconds for the rest of the answer and return its token.
+
+        Raises RefreshFailed when the answer breaks, grows past 1 MiB, is not a usable token,
+        or is not complete within ``timeout`` (call again to wait longer) or within the
+        background limit; also in a copy of this error that crossed a pickle, which cannot
+        carry the answer (only the process that began the exchange can finish it).
+        """
+        if self._finish is None:
+            raise RefreshFailed(
+                "this AnswerUnderway was pickled: only the process that began the exchange "
+                "can finish it"
+            )
+        return self._finish(timeout)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The handle is a live thread's: it cannot travel, so a pickled copy goes without it.
+        return _rebuilt, (type(self), self.args, {**self.__dict__, "_finish": None})
+
+    def __copy__(self) -> Self:
+        return _rebuilt(type(self), self.args, dict(self.__dict__))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        # One answer, one handle: a deep copy shares it.
+        return self.__copy__()
 
 
 class ClientRejected(TokenError):

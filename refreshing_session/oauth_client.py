@@ -22,7 +22,14 @@ import requests
 from . import exchange
 from .arguments import seconds
 from .client_auth import ClientAuthentication, ClientCert
-from .errors import ClientRejected, LoginRequired, RefreshFailed, TokenError, excerpt
+from .errors import (
+    AnswerUnderway,
+    ClientRejected,
+    LoginRequired,
+    RefreshFailed,
+    TokenError,
+    excerpt,
+)
 from .token import Token
 
 logger = logging.getLogger(__name__)
@@ -198,14 +205,19 @@ class OAuthClient:
         self, form: Mapping[str, str], *, resend_safe: bool, previous: Token | None = None
     ) -> Token:
         """Post a grant (with ``extra_params`` and ``scope`` when the form names none),
-        retrying transient failures; return the token it gave."""
+        retrying transient failures; return the token it gave. Raises AnswerUnderway (never
+        retried) when the deadline cut off a successful answer that had begun."""
         form = {**self.extra_params, **form}
         if self.scope and "scope" not in form:
             form["scope"] = self.scope
 
         def attempt() -> Token:
             requested_at = time.time()
-            return self.token_answer(self.post(form), requested_at, form, previous)
+
+            def token_of(response: requests.Response) -> Token:
+                return self.token_answer(response, requested_at, form, previous)
+
+            return token_of(self.post(form, underway=token_of))
 
         return self.retrying(attempt, resend_safe=resend_safe)
 
@@ -225,11 +237,18 @@ class OAuthClient:
                 time.sleep(delay)
                 count += 1
 
-    def post(self, form: Mapping[str, str], url: str | None = None) -> requests.Response:
+    def post(
+        self,
+        form: Mapping[str, str],
+        url: str | None = None,
+        *,
+        underway: Callable[[requests.Response], Token] | None = None,
+    ) -> requests.Response:
         """POST ``form`` to ``url`` (the token endpoint by default) with the client's
         authentication and no redirects; return the answer, whatever its status, read within
         the timeout in all and at most 1 MiB (see :func:`exchange.send`). Raises RefreshFailed
-        when no complete answer came. The answer's request holds only the method and URL."""
+        when no complete answer came; with ``underway``, AnswerUnderway when a 2xx answer
+        began but did not end in time. The answer's request holds only the method and URL."""
         url = url or self.token_url
         form = dict(form)
         headers = {**self.headers, "Accept": "application/json"}
@@ -243,6 +262,7 @@ class OAuthClient:
             timeout=self.timeout,
             endpoint=self._endpoint(url),
             secrets=self._secrets(form),
+            underway=underway,
         )
 
     def _network(self, url: str) -> tuple[requests.Session, dict[str, Any]]:
@@ -250,7 +270,7 @@ class OAuthClient:
         given session's, or the handed session's as they are now, or requests' defaults; the
         client certificate of TLS client authentication wins."""
         if self._pool is None:
-            self._pool = self.session or requests.Session()
+            self._pool = self.session or exchange.watched_pool()
         handed = self._network_source() if self._network_source is not None else None
         network = network_settings(self.session or handed or self._pool, url)
         if self.auth.cert is not None:
@@ -395,6 +415,8 @@ def _transient(failure: RefreshFailed, resend_safe: bool) -> bool:
     must not be sent again: the server may have spent the refresh token, and a second
     redemption revokes the grant. 503, 429 and temporarily_unavailable say the request was not
     processed; a 500, 502 or 504 (from a gateway) does not."""
+    if isinstance(failure, AnswerUnderway):
+        return False  # the answer is on its way: sending the grant again would spend it twice
     response = failure.response
     if response is None:
         return resend_safe or isinstance(failure.__cause__, exchange.NotConnected)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import pickle
 import secrets
 import subprocess
@@ -36,6 +37,7 @@ from refreshing_session import (
     TokenFile,
 )
 from refreshing_session.cli import main
+from refreshing_session.errors import AnswerUnderway
 from refreshing_session.login import DeviceAuthorization, DeviceLogin, revoke
 from refreshing_session.profiles import CONFIG_ENV
 
@@ -408,6 +410,159 @@ def test_a_trickled_device_authorization_is_bounded_too(
     started = time.monotonic()
     error_of(DeviceLogin(client, endpoint.url).start)
     assert time.monotonic() - started < 4
+
+
+# ------------------------------- 4b. an abandoned exchange ends (issue 23, item 5): no leak
+
+
+def trickling_head_forever(handler: Handler) -> None:
+    """A 200 whose head never ends: a status line, then one header byte every 0.2 s for as
+    long as the client listens (each byte well within any read timeout)."""
+    slow = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000
+    for byte in range(len(slow)):
+        handler.raw(slow[byte : byte + 1])
+        if handler.server.stop.wait(0.2):
+            return
+
+
+def exchange_threads() -> int:
+    return sum(thread.name == "token endpoint exchange" for thread in threading.enumerate())
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def eventually(condition: Callable[[], bool], timeout: float, why: Callable[[], str]) -> None:
+    """Wait (bounded) for ``condition``; fail with ``why()`` if it never holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, why()
+        time.sleep(0.05)
+
+
+def timed_refresh(refresher: OAuth2Refresher) -> tuple[float, BaseException | None]:
+    """One refresh: how long it took, and what it raised."""
+    started = time.monotonic()
+    try:
+        refresher(Token("access", refresh_token="refresh"))
+    except TokenError as error:
+        return time.monotonic() - started, error
+    return time.monotonic() - started, None
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_abandoned_exchanges_leave_no_thread_or_socket_behind(
+    hostile: Callable[[Answer], HostileServer],
+) -> None:
+    endpoint = hostile(trickling_head_forever)
+    refresher = OAuth2Refresher(endpoint.url, "client", "secret", retries=0, timeout=0.5)
+    threads_before, descriptors_before = exchange_threads(), open_descriptors()
+    outcomes: list[tuple[float, BaseException | None]] = []
+
+    def caller() -> None:  # 10 callers of 5 refreshes each: 50 abandoned exchanges
+        outcomes.extend(timed_refresh(refresher) for _ in range(5))
+
+    callers = [threading.Thread(target=caller) for _ in range(10)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(60)
+    assert len(outcomes) == 50, "a caller was not released"
+    assert all(
+        isinstance(error, RefreshFailed) and "too slow" in str(error) for _, error in outcomes
+    ), {type(error).__name__ for _, error in outcomes}
+    slowest = max(took for took, _ in outcomes)
+    assert slowest < 0.5 + 2, f"a refresh with timeout=0.5 took {slowest:.1f} s"
+    # the server keeps trickling to every connection it still has: only the client can end them
+    eventually(
+        lambda: (
+            exchange_threads() <= threads_before + 1
+            and open_descriptors() <= descriptors_before + 4
+        ),
+        timeout=10,
+        why=lambda: (
+            f"after 50 abandoned exchanges, {exchange_threads() - threads_before} exchange "
+            f"threads and {open_descriptors() - descriptors_before} file descriptors more "
+            "than before are still open 10 s later"
+        ),
+    )
+
+
+# ------------------- 4c. a successful answer the deadline cut off is finished (issue 23, item 7)
+
+
+def counted(answer: Answer) -> tuple[Answer, list[bytes]]:
+    """``answer``, and the list of the request bodies it got."""
+    bodies: list[bytes] = []
+
+    def counting(handler: Handler) -> None:
+        bodies.append(handler.request_body)
+        answer(handler)
+
+    return counting, bodies
+
+
+@pytest.mark.timeout(60)
+def test_a_begun_answer_cut_off_by_the_deadline_is_finished_in_the_background(
+    hostile: Callable[[Answer], HostileServer], known: Secrets
+) -> None:
+    answer, bodies = counted(trickling(whole=False, seconds=3))
+    endpoint = hostile(answer)
+    refresher = OAuth2Refresher(endpoint.url, "client", known.client_secret, retries=2, timeout=1)
+    took, error = timed_refresh(refresher)
+    assert isinstance(error, AnswerUnderway), f"not AnswerUnderway: {error!r}"
+    assert took < 1 + 2, f"the caller was held {took:.1f} s past a 1-second timeout"
+    assert "too slow" in str(error)
+    token = error.finish(30)
+    assert token.refresh_token == "r" * 43, "the server's new refresh token"
+    assert token.access_token == "a" * 43
+    assert len(bodies) == 1, "the grant was sent again although its answer was on its way"
+    assert leaks(error, {**known.named(), "new": "r" * 43}) == []
+
+
+@pytest.mark.timeout(60)
+def test_a_client_credentials_answer_underway_is_not_retried(
+    hostile: Callable[[Answer], HostileServer],
+) -> None:
+    answer, bodies = counted(trickling(whole=False, seconds=3))
+    endpoint = hostile(answer)
+    client = ClientCredentialsRefresher(endpoint.url, "client", "secret", retries=2, timeout=1)
+    underway = error_of(client.new_token)
+    assert isinstance(underway, AnswerUnderway)
+    assert underway.finish(30).access_token == "a" * 43
+    assert len(bodies) == 1
+
+
+@pytest.mark.timeout(60)
+def test_finish_reports_an_answer_that_breaks(hostile: Callable[[Answer], HostileServer]) -> None:
+    def breaking(handler: Handler) -> None:  # a 200 that promises 100 bytes, sends 2, hangs up
+        handler.raw(head(200, 100) + b'{"')
+        handler.server.stop.wait(1.5)
+
+    endpoint = hostile(breaking)
+    refresher = OAuth2Refresher(endpoint.url, "client", "secret", retries=0, timeout=1)
+    underway = error_of(lambda: refresher(Token("access", refresh_token="refresh")))
+    assert isinstance(underway, AnswerUnderway)
+    with pytest.raises(RefreshFailed) as caught:
+        underway.finish(30)
+    assert not isinstance(caught.value, AnswerUnderway)
+
+
+@pytest.mark.timeout(60)
+def test_an_error_answer_cut_off_by_the_deadline_is_a_plain_failure(
+    hostile: Callable[[Answer], HostileServer],
+) -> None:
+    def slow_503(handler: Handler) -> None:
+        handler.raw(head(503, 100) + b'{"')
+        handler.server.stop.wait(8)
+
+    endpoint = hostile(slow_503)
+    refresher = OAuth2Refresher(endpoint.url, "client", "secret", retries=0, timeout=1)
+    error = error_of(lambda: refresher(Token("access", refresh_token="refresh")))
+    assert type(error) is RefreshFailed, "only a 2xx answer is worth finishing"
+    assert "too slow" in str(error)
 
 
 # --------------------------------------------------------------------- 5. at most 1 MiB read

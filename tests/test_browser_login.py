@@ -1,7 +1,8 @@
 """The browser login (authorization code + PKCE S256, loopback redirect) against an
 authorization server of the test's own, which checks PKCE and the redirect as a real one does;
 a test plays the browser. Attacks: a forged callback, another login's state, a refusal, a
-callback that never comes."""
+callback that never comes, a local program that connects to the listener first and stays silent
+or sends a byte at a time."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import secrets
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
@@ -264,3 +266,77 @@ def test_a_fixed_redirect_port_is_used_and_a_taken_one_is_named(auth: Authorizat
         login.port = taken.getsockname()[1]
         with pytest.raises(LoginRequired, match=f"cannot listen on 127.0.0.1:{login.port}"):
             login(lambda url: None)
+
+
+def redirect_port(url: str) -> int:
+    """The listener's port, from the authorization URL's redirect_uri."""
+    redirect_uri = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))["redirect_uri"]
+    return urllib.parse.urlsplit(redirect_uri).port or 0
+
+
+@pytest.mark.timeout(30)
+def test_an_idle_local_connection_opened_first_does_not_keep_the_callback_out(
+    auth: AuthorizationServer,
+) -> None:
+    squatters: list[socket.socket] = []
+
+    def squatter_then_user(url: str) -> None:
+        # another local program connects first and says nothing; the browser comes at 0.3 s
+        squatters.append(socket.create_connection(("127.0.0.1", redirect_port(url)), timeout=5))
+        user = threading.Timer(0.3, follow, args=(url,))
+        user.daemon = True
+        user.start()
+
+    try:
+        token = login_on(auth, squatter_then_user, timeout=4)(lambda url: None)
+    finally:
+        for squatter in squatters:
+            squatter.close()
+    assert token.access_token == "at-browser", "the user signed in: the login must succeed"
+    assert len(squatters) == 1
+
+
+class Trickler:
+    """A local program that connects to the listener and sends one byte every 0.2 s, for at
+    most ``longest`` seconds, until the listener cuts it off."""
+
+    def __init__(self, longest: float = 12.0) -> None:
+        self.stop = threading.Event()
+        self.cut_off = threading.Event()
+        self.longest = longest
+        self.thread: threading.Thread | None = None
+
+    def __call__(self, url: str) -> None:
+        """As the login's browser: connect, and start trickling."""
+        connection = socket.create_connection(("127.0.0.1", redirect_port(url)), timeout=5)
+        self.thread = threading.Thread(target=self._trickle, args=(connection,), daemon=True)
+        self.thread.start()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        with connection:
+            deadline = time.monotonic() + self.longest
+            while time.monotonic() < deadline and not self.stop.wait(0.2):
+                try:
+                    connection.sendall(b"G")
+                except OSError:  # the listener shut the connection down
+                    self.cut_off.set()
+                    return
+
+
+@pytest.mark.timeout(60)
+def test_a_trickling_local_connection_cannot_hold_the_login_past_its_timeout(
+    auth: AuthorizationServer,
+) -> None:
+    trickler = Trickler()
+    started = time.monotonic()
+    try:
+        with pytest.raises(LoginRequired, match="before the timeout"):
+            login_on(auth, trickler, timeout=2)(lambda url: None)
+        took = time.monotonic() - started
+        # the connection is ended with the login, not when the other program stops
+        cut_off = trickler.cut_off.wait(5)
+    finally:
+        trickler.stop.set()
+    assert took < 2 + 2, f"a login with timeout=2 ended after {took:.1f} s against a trickle"
+    assert cut_off, "the trickling connection was still open 5 s after the login ended"
+    assert auth.token_forms == []

@@ -9,6 +9,7 @@ import pickle
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,7 @@ from refreshing_session import (
     TokenFileError,
     TokenStoreError,
 )
+from refreshing_session.errors import AnswerUnderway
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import SessionFactory
@@ -40,6 +42,9 @@ EXAMPLES: dict[type[BaseException], BaseException] = {
     TokenFileError: TokenFileError("cannot lock", path="/some/token.json.lock"),
     LockTimeout: LockTimeout("another process held the lock"),
     ProfileError: ProfileError("unknown key", path="/c.toml", profile="prod", key="tokn_url"),
+    AnswerUnderway: AnswerUnderway(
+        "the token endpoint was too slow", finish=lambda timeout: Token("at-finished")
+    ),
 }
 FIELDS = ("path", "profile", "key", "error", "status_code")
 
@@ -52,7 +57,8 @@ def exported_errors() -> list[type[BaseException]]:
 
 
 def test_every_exported_error_has_an_example() -> None:
-    assert set(exported_errors()) == set(EXAMPLES), "add the new error to EXAMPLES"
+    # AnswerUnderway is raised by OAuthClient.grant, whether or not the package exports it
+    assert set(exported_errors()) | {AnswerUnderway} == set(EXAMPLES), "add the error to EXAMPLES"
 
 
 @pytest.mark.parametrize("kind", list(EXAMPLES), ids=lambda kind: kind.__name__)
@@ -68,6 +74,20 @@ def test_every_error_survives_pickle_and_copy(kind: type[BaseException], how: st
     assert str(twin) == str(original)
     for field in FIELDS:
         assert getattr(twin, field, None) == getattr(original, field, None), field
+
+
+@pytest.mark.parametrize("how", [copy.copy, copy.deepcopy], ids=["copy", "deepcopy"])
+def test_a_copied_answer_underway_can_still_be_finished(how: Any) -> None:
+    twin = how(EXAMPLES[AnswerUnderway])
+    assert isinstance(twin, AnswerUnderway)
+    assert twin.finish(1).access_token == "at-finished"
+
+
+def test_a_pickled_answer_underway_says_it_cannot_be_finished_there() -> None:
+    twin = pickle.loads(pickle.dumps(EXAMPLES[AnswerUnderway]))
+    assert isinstance(twin, AnswerUnderway)
+    with pytest.raises(RefreshFailed, match="only the process that began the exchange"):
+        twin.finish(1)
 
 
 def test_restated_keeps_the_type_and_fields() -> None:
