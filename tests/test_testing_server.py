@@ -7,8 +7,11 @@ yardstick the client is measured against, so it is checked independently.
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
+import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -770,3 +773,234 @@ def test_the_server_imports_nothing_of_the_client() -> None:
     assert "refreshing_session.testing.server" in loaded, "the probe did not load the server"
     borrowed = [name for name in loaded if not name.startswith("refreshing_session.testing")]
     assert not borrowed, f"the test server must not import the client it measures: {borrowed}"
+
+
+# ------------------------------------------------------------------ DPoP (RFC 9449)
+# Proofs made here with PyJWT and cryptography directly, not with the library's signer.
+
+PUBLIC_CLIENTS = {"client": "secret", "public": None}
+
+
+class ProofKey:
+    """A P-256 key that makes DPoP proofs, however right or wrong a test wants them."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from jwt.algorithms import ECAlgorithm
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.jwk = ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        members = {name: self.jwk[name] for name in ("crv", "kty", "x", "y")}
+        canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+        self.jkt = b64url(hashlib.sha256(canonical).digest())
+
+    def proof(self, method: str, url: str, **claims: object) -> str:
+        import jwt
+
+        header = {"typ": claims.pop("typ", "dpop+jwt"), "jwk": claims.pop("jwk", self.jwk)}
+        payload = {
+            "htm": method,
+            "htu": url,
+            "iat": int(time.time()),
+            "jti": b64url(os.urandom(16)),
+        }
+        payload.update(claims)
+        return jwt.encode(payload, self.key, algorithm="ES256", headers=header)
+
+    def api_headers(self, token: str, url: str, **claims: object) -> dict[str, str]:
+        claims.setdefault("ath", b64url(hashlib.sha256(token.encode()).digest()))
+        return {"Authorization": f"DPoP {token}", "DPoP": self.proof("GET", url, **claims)}
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def dpop_grant(server: LocalAuthServer, key: ProofKey, **claims: object) -> requests.Response:
+    """A client_credentials grant with a proof of ``key``."""
+    headers = {"DPoP": key.proof("POST", server.token_url, **claims)}
+    return requests.post(
+        server.token_url,
+        data={"grant_type": "client_credentials"},
+        auth=("client", "secret"),
+        headers=headers,
+        timeout=TIMEOUT,
+    )
+
+
+def test_a_proof_at_the_token_endpoint_binds_the_access_token_to_its_key() -> None:
+    key = ProofKey()
+    with LocalAuthServer() as server:
+        answer = dpop_grant(server, key)
+        assert answer.ok, answer.text
+        assert answer.json()["token_type"] == "DPoP"
+        token = text(answer.json(), "access_token")
+        url = server.api_url + "items"
+        assert requests.get(url + "?q=1", headers=key.api_headers(token, url), timeout=TIMEOUT).ok
+        as_bearer = api(server, token)
+        assert as_bearer.status_code == 401
+        assert as_bearer.headers["WWW-Authenticate"].startswith('DPoP error="invalid_token"')
+        assert "failed jkt verification" in as_bearer.headers["WWW-Authenticate"]
+        other = ProofKey().api_headers(token, url)
+        assert requests.get(url, headers=other, timeout=TIMEOUT).status_code == 401
+        proofs = server.dpop_proofs()
+        assert [(proof.endpoint, proof.problem) for proof in proofs] == [
+            ("token", None),
+            ("api", None),
+            ("api", "failed jkt verification"),
+        ]
+        assert proofs[1].url == url
+        assert proofs[1].claims["htu"] == url
+        assert proofs[0].jkt == proofs[1].jkt == key.jkt
+
+
+def test_a_replayed_proof_is_refused_at_the_api() -> None:
+    key = ProofKey()
+    with LocalAuthServer() as server:
+        token = text(dpop_grant(server, key).json(), "access_token")
+        url = server.api_url + "items"
+        headers = key.api_headers(token, url)
+        assert requests.get(url, headers=headers, timeout=TIMEOUT).ok
+        again = requests.get(url, headers=headers, timeout=TIMEOUT)
+        assert again.status_code == 401
+        assert "Replay detected" in again.headers["WWW-Authenticate"]
+        assert server.stats().dpop_refusals == 1
+
+
+@pytest.mark.parametrize(
+    ("claims", "problem"),
+    [
+        ({"typ": "JWT"}, "invalid DPoP key binding"),
+        ({"htm": "GET"}, "DPoP proof htm mismatch"),
+        ({"htu": "http://127.0.0.1:1/oauth/token"}, "DPoP proof htu mismatch"),
+        ({"iat": int(time.time()) - 3600}, "DPoP proof iat is not recent enough"),
+        ({"jti": ""}, "DPoP proof must have a jti string property"),
+        ({"nonce": "unasked"}, "DPoP nonces are not supported"),
+        ({"jwk": {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}}, "invalid DPoP key binding"),
+    ],
+)
+def test_a_wrong_proof_is_invalid_dpop_proof_at_the_token_endpoint(
+    claims: dict[str, object], problem: str
+) -> None:
+    with LocalAuthServer() as server:
+        answer = dpop_grant(server, ProofKey(), **claims)
+        assert answer.status_code == 400
+        assert answer.json() == {"error": "invalid_dpop_proof", "error_description": problem}
+        assert server.dpop_proofs()[0].problem == problem
+        assert server.stats().client_credentials == 0
+
+
+def test_a_proof_with_the_query_of_the_request_in_its_htu_still_matches() -> None:
+    key = ProofKey()
+    with LocalAuthServer() as server:
+        token = text(dpop_grant(server, key).json(), "access_token")
+        url = server.api_url + "items"
+        headers = key.api_headers(token, url + "?q=1#frag")
+        assert requests.get(url + "?q=1", headers=headers, timeout=TIMEOUT).ok
+
+
+def test_a_wrong_access_token_hash_is_refused_at_the_api() -> None:
+    key = ProofKey()
+    with LocalAuthServer() as server:
+        token = text(dpop_grant(server, key).json(), "access_token")
+        url = server.api_url + "items"
+        headers = key.api_headers(token, url, ath=b64url(b"x" * 32))
+        answer = requests.get(url, headers=headers, timeout=TIMEOUT)
+        assert answer.status_code == 401
+        assert answer.headers["WWW-Authenticate"].startswith('DPoP error="invalid_dpop_proof"')
+        assert "ath mismatch" in answer.headers["WWW-Authenticate"]
+
+
+def test_nonces_are_required_at_the_token_endpoint_and_the_api_and_rotate() -> None:
+    key = ProofKey()
+    with LocalAuthServer(dpop_nonce=True, dpop_nonce_rotation=60, access_ttl=600) as server:
+        asked = dpop_grant(server, key)
+        assert asked.status_code == 400
+        assert "WWW-Authenticate" not in asked.headers
+        assert error_of(asked) == "use_dpop_nonce"
+        nonce = asked.headers["DPoP-Nonce"]
+        granted = dpop_grant(server, key, nonce=nonce)
+        assert granted.ok
+        assert "DPoP-Nonce" not in granted.headers  # the nonce it carried is the current one
+        token = text(granted.json(), "access_token")
+        url = server.api_url + "items"
+        refused = requests.get(url, headers=key.api_headers(token, url), timeout=TIMEOUT)
+        assert refused.status_code == 401
+        assert 'DPoP error="use_dpop_nonce"' in refused.headers["WWW-Authenticate"]
+        assert refused.headers["DPoP-Nonce"] == nonce
+        assert requests.get(url, headers=key.api_headers(token, url, nonce=nonce), timeout=5).ok
+        # Time moves the nonce on: the old one still works, and the answer hands out the new.
+        server.set_clock_offset(61)
+        moved = requests.get(url, headers=key.api_headers(token, url, nonce=nonce), timeout=5)
+        assert moved.ok
+        assert moved.headers["DPoP-Nonce"] not in ("", nonce)
+        # A rotation by hand ends every earlier nonce at once.
+        server.rotate_dpop_nonce()
+        old = moved.headers["DPoP-Nonce"]
+        ended = requests.get(url, headers=key.api_headers(token, url, nonce=old), timeout=5)
+        assert ended.status_code == 401
+        assert ended.headers["DPoP-Nonce"] == server.dpop_nonce()
+        assert server.stats().dpop_nonce_challenges == 3
+
+
+def refresh_with(
+    server: LocalAuthServer, refresh_token: str, key: ProofKey | None
+) -> requests.Response:
+    headers = {"DPoP": key.proof("POST", server.token_url)} if key else None
+    return refresh(server, refresh_token, auth=None, headers=headers, client_id="public")
+
+
+def test_a_public_clients_refresh_token_is_bound_to_its_key_and_a_wrong_key_spends_nothing() -> (
+    None
+):
+    key, other = ProofKey(), ProofKey()
+    with LocalAuthServer(clients=PUBLIC_CLIENTS) as server:
+        login = server.issue_token("public", dpop_jkt=key.jkt)
+        assert login["token_type"] == "DPoP"
+        refresh_token = text(login, "refresh_token")
+        for wrong in (other, None):
+            answer = refresh_with(server, refresh_token, wrong)
+            # oidc-provider's words for a dead grant, although this one lives on.
+            assert answer.json() == {
+                "error": "invalid_grant",
+                "error_description": "grant request is invalid",
+            }
+        assert server.stats().dpop_refusals == 2
+        assert server.stats().reuse_detections == server.stats().revoked_grants == 0
+        renewed = refresh_with(server, refresh_token, key)
+        assert renewed.ok
+        assert renewed.json()["token_type"] == "DPoP"
+        assert refresh_with(server, text(renewed.json(), "refresh_token"), key).ok
+
+
+def test_a_replayed_proof_at_the_token_endpoint_is_an_invalid_grant() -> None:
+    key = ProofKey()
+    with LocalAuthServer() as server:
+        proof = key.proof("POST", server.token_url)
+        grants = [
+            requests.post(
+                server.token_url,
+                data={"grant_type": "client_credentials"},
+                auth=("client", "secret"),
+                headers={"DPoP": proof},
+                timeout=TIMEOUT,
+            )
+            for _ in range(2)
+        ]
+        assert grants[0].ok
+        assert grants[1].json()["error"] == "invalid_grant"
+        assert server.dpop_proofs()[1].problem == "DPoP proof JWT Replay detected"
+
+
+def test_dpop_true_requires_a_proof_with_every_grant() -> None:
+    with LocalAuthServer(dpop=True) as server:
+        plain = requests.post(
+            server.token_url,
+            data={"grant_type": "client_credentials"},
+            auth=("client", "secret"),
+            timeout=TIMEOUT,
+        )
+        assert plain.json()["error"] == "invalid_grant"
+        assert dpop_grant(server, ProofKey()).ok
+        bare = requests.get(server.api_url + "items", timeout=TIMEOUT)
+        assert bare.headers["WWW-Authenticate"] == 'Bearer realm="api", DPoP algs="ES256 EdDSA"'
