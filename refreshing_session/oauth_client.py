@@ -5,15 +5,22 @@ typed errors with the secrets redacted.
 The refreshers send their grants through one; the login sends device authorization and
 authorization code requests, and the logout its revocation, through the same kind of client
 (held, not inherited). Each request is one bounded exchange (see :mod:`.exchange`).
+
+With ``dpop=True``, every grant carries a DPoP proof (RFC 9449) signed by the key the token is
+bound to (see :mod:`.dpop`), follows the server's nonces, and returns a token that carries its
+key; a refusal caused by the proof is told apart from a refused grant.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import re
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
@@ -22,6 +29,7 @@ import requests
 from . import exchange
 from .arguments import seconds
 from .client_auth import ClientAuthentication, ClientCert
+from .dpop import DPoPKey, Nonces, bound_jkt, key_of, require_jwt
 from .errors import (
     AnswerUnderway,
     ClientRejected,
@@ -46,6 +54,8 @@ _CLIENT_ERRORS = frozenset(
     }
 )
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable"})
+# An invalid_grant whose description says this is about the DPoP proof, not the grant.
+_ABOUT_PROOF = re.compile(r"dpop|proof|\bjkt\b|\bjti\b|replay|key binding|thumbprint", re.I)
 _LONGEST_BACKOFF = 10.0
 # Form parameters whose values are secrets: redacted from every error message.
 _SECRET_PARAMETERS = (
@@ -93,6 +103,8 @@ class ClientOptions(TypedDict, total=False):
     retries: int
     allow_insecure_http: bool
     endpoints: Mapping[str, str] | None
+    dpop: bool
+    dpop_key: str | os.PathLike[str] | None
 
 
 class OAuthClient:
@@ -119,6 +131,13 @@ class OAuthClient:
     :param endpoints: the server's other endpoints, by their RFC 8414 names
         (``device_authorization_endpoint``, ``revocation_endpoint``,
         ``authorization_endpoint``), and ``issuer``, as discovery found them.
+    :param dpop: send a DPoP proof (RFC 9449) with every grant, and expect DPoP-bound tokens.
+        A grant signs with the key the token it replaces is stored with, else the
+        ``dpop_key`` file's, else a new P-256 key; the new token carries that key, so that it is
+        stored with it. Needs ``pip install refreshing-session[jwt]``.
+    :param dpop_key: a PEM file holding the EC P-256 (or Ed25519) private key to sign with,
+        provisioned by the caller; it must pass the checks of a private key file (see
+        :mod:`.trusted_files`). Only with ``dpop=True``.
     """
 
     def __init__(
@@ -141,6 +160,8 @@ class OAuthClient:
         retries: int = 2,
         allow_insecure_http: bool = False,
         endpoints: Mapping[str, str] | None = None,
+        dpop: bool = False,
+        dpop_key: str | os.PathLike[str] | None = None,
     ) -> None:
         """Check and keep the client's configuration; raises ValueError or TypeError saying
         what to fix."""
@@ -178,6 +199,9 @@ class OAuthClient:
         for name, url in self.endpoints.items():
             if name != "issuer":
                 check_endpoint_url(name, url, allow_insecure_http)
+        self.dpop = dpop
+        self.dpop_key = _dpop_key(dpop, dpop_key)
+        self._nonces = Nonces()
         self._pool: requests.Session | None = None
         self._network_source: weakref.ref[requests.Session] | None = None
 
@@ -204,22 +228,37 @@ class OAuthClient:
     def grant(
         self, form: Mapping[str, str], *, resend_safe: bool, previous: Token | None = None
     ) -> Token:
-        """Post a grant (with ``extra_params`` and ``scope`` when the form names none),
-        retrying transient failures; return the token it gave. Raises AnswerUnderway (never
-        retried) when the deadline cut off a successful answer that had begun."""
+        """Post a grant (with ``extra_params`` and ``scope`` when the form names none, and a
+        DPoP proof signed by :meth:`proof_key` with ``dpop``), retrying transient failures;
+        return the token it gave. Raises AnswerUnderway (never retried) when the deadline cut
+        off a successful answer that had begun."""
         form = {**self.extra_params, **form}
         if self.scope and "scope" not in form:
             form["scope"] = self.scope
+        key = self.proof_key(previous)
 
         def attempt() -> Token:
             requested_at = time.time()
 
             def token_of(response: requests.Response) -> Token:
-                return self.token_answer(response, requested_at, form, previous)
+                return self.token_answer(response, requested_at, form, previous, proof_key=key)
 
-            return token_of(self.post(form, underway=token_of))
+            return token_of(self.post(form, underway=token_of, proof_key=key))
 
         return self.retrying(attempt, resend_safe=resend_safe)
+
+    def proof_key(self, previous: Token | None = None) -> DPoPKey | None:
+        """The key a grant signs its DPoP proofs with: None without ``dpop``; else the key
+        stored with ``previous`` (the token a refresh replaces: its refresh token may be bound
+        to it), else the ``dpop_key`` file's, else a new P-256 key. Raises LoginRequired when
+        ``previous`` holds a key that cannot be read."""
+        if not self.dpop:
+            return None
+        try:
+            stored = None if previous is None else key_of(previous)
+        except ValueError as error:
+            raise LoginRequired(str(error)) from None
+        return stored or self.dpop_key or DPoPKey.generate()
 
     def retrying(self, attempt: Callable[[], _T], *, resend_safe: bool) -> _T:
         """Return what ``attempt()`` returns, calling it again (up to ``retries`` times, with
@@ -243,16 +282,40 @@ class OAuthClient:
         url: str | None = None,
         *,
         underway: Callable[[requests.Response], Token] | None = None,
+        proof_key: DPoPKey | None = None,
     ) -> requests.Response:
         """POST ``form`` to ``url`` (the token endpoint by default) with the client's
         authentication and no redirects; return the answer, whatever its status, read within
         the timeout in all and at most 1 MiB (see :func:`exchange.send`). Raises RefreshFailed
         when no complete answer came; with ``underway``, AnswerUnderway when a 2xx answer
-        began but did not end in time. The answer's request holds only the method and URL."""
+        began but did not end in time. The answer's request holds only the method and URL.
+
+        With ``proof_key``, the request carries a new DPoP proof signed by it, with the
+        latest nonce of the server's origin; an answer that asks for a nonce (``use_dpop_nonce``
+        with a ``DPoP-Nonce`` header) is sent once more with that nonce, and only once: the
+        server did not process the request."""
         url = url or self.token_url
+        response = self._post_once(form, url, underway, proof_key)
+        if proof_key is None:
+            return response
+        if self._nonces.remember(url, response.headers) and _asks_for_nonce(response):
+            logger.debug("%s asked for a DPoP nonce; sending once more", self._endpoint(url))
+            response = self._post_once(form, url, underway, proof_key)
+            self._nonces.remember(url, response.headers)
+        return response
+
+    def _post_once(
+        self,
+        form: Mapping[str, str],
+        url: str,
+        underway: Callable[[requests.Response], Token] | None,
+        proof_key: DPoPKey | None,
+    ) -> requests.Response:
         form = dict(form)
         headers = {**self.headers, "Accept": "application/json"}
         self.auth.apply(form, headers, audience=self.token_url)
+        if proof_key is not None:
+            headers["DPoP"] = proof_key.proof("POST", url, nonce=self._nonces.get(url))
         http, network = self._network(url)
         request = requests.Request("POST", url, data=form, headers=headers)
         return exchange.send(
@@ -283,17 +346,30 @@ class OAuthClient:
         requested_at: float,
         form: Mapping[str, str],
         previous: Token | None = None,
+        *,
+        proof_key: DPoPKey | None = None,
     ) -> Token:
-        """Return the token in the token endpoint's ``response`` to ``form``, or raise the
-        typed error its refusal means (see :meth:`refusal`)."""
+        """Return the token in the token endpoint's ``response`` to ``form`` (sent with a DPoP
+        proof signed by ``proof_key``, if any, to replace ``previous``), or raise the typed
+        error its refusal means (see :meth:`refusal`). A token answered to a proof must be a
+        DPoP token, and carries ``proof_key``; without a proof it must not be one: else
+        ClientRejected says so."""
         if not response.ok:
-            raise self.refusal(response, form)
+            raise self.refusal(response, form, previous=previous, proof_key=proof_key)
         try:
-            return Token.from_response(
+            token = Token.from_response(
                 json_object(response) or {}, requested_at=requested_at, previous=previous
             )
         except ValueError as error:
             problem = str(error)
+        else:
+            mismatch = _binding_mismatch(token, proof_key)
+            if mismatch is None:
+                return token if proof_key is None else _carrying(token, proof_key)
+            raise ClientRejected(
+                f"{self._endpoint(response.url)} answered a token that {mismatch}",
+                response=self.kept_for_error(response, form),
+            )
         # Raised outside the except clause, so that the error keeps no context.
         raise self._failure(response, f"no usable token: {problem}", form)
 
@@ -304,14 +380,34 @@ class OAuthClient:
         credential, token or code in it (see :func:`exchange.kept_for_error`)."""
         return exchange.kept_for_error(response, self._secrets(form))
 
-    def refusal(self, response: requests.Response, form: Mapping[str, str]) -> TokenError:
-        """The typed error for an error answer to ``form``: LoginRequired for invalid_grant,
-        ClientRejected for a bad client configuration, else RefreshFailed. Its message quotes
-        the server's error and never a secret."""
+    def refusal(
+        self,
+        response: requests.Response,
+        form: Mapping[str, str],
+        *,
+        previous: Token | None = None,
+        proof_key: DPoPKey | None = None,
+    ) -> TokenError:
+        """The typed error for an error answer to ``form`` (sent to replace ``previous``, with
+        a DPoP proof signed by ``proof_key``, if any): LoginRequired for invalid_grant,
+        ClientRejected for a bad client configuration or a refused DPoP proof (which says what
+        was wrong with the proof: an invalid_grant about the proof is not a dead grant), else
+        RefreshFailed. Its message quotes the server's error and never a secret."""
         data = json_object(response)
         code = error_code(response)
         description = str(data.get("error_description", "")) if data else ""
         said = excerpt(f"{code}: {description}" if description else code, self._secrets(form))
+        proof_problem = _proof_problem(code, description, previous, proof_key)
+        if proof_problem is not None:
+            return ClientRejected(
+                f"{self._endpoint(response.url)} refused the DPoP proof, not the grant ({said}): "
+                f"{proof_problem}; the grant was not marked as refused",
+                response=self.kept_for_error(response, form),
+                error=code,
+            )
+        if code == "use_dpop_nonce":
+            again = f"{said}; a new DPoP nonce again, after the one retry with its nonce"
+            return self._failure(response, again, form)
         if code == "invalid_grant":
             grant = "the refresh token" if "refresh_token" in form else "the grant"
             return LoginRequired(
@@ -370,8 +466,79 @@ class OAuthClient:
     def __repr__(self) -> str:
         return (
             f"OAuthClient({self.token_url!r}, client_id={self.client_id!r}, "
-            f"auth_method={self.auth_method!r})"
+            f"auth_method={self.auth_method!r}{', dpop=True' if self.dpop else ''})"
         )
+
+
+def _dpop_key(dpop: bool, path: str | os.PathLike[str] | None) -> DPoPKey | None:
+    """The key of the ``dpop_key`` file at ``path``, if any; raises TypeError or ValueError
+    saying what to fix, or ImportError when DPoP is asked for without PyJWT."""
+    if not isinstance(dpop, bool):
+        raise TypeError(f"dpop must be True or False, got {type(dpop).__name__}")
+    if path is not None and not dpop:
+        raise ValueError("dpop_key is only used with dpop=True")
+    if dpop:
+        require_jwt()  # fail now, not at the first grant
+    return None if path is None else DPoPKey.from_file(path)
+
+
+def _asks_for_nonce(response: requests.Response) -> bool:
+    """Whether the token endpoint's ``response`` asks for a DPoP nonce (RFC 9449 section 8)."""
+    return error_code(response) == "use_dpop_nonce"
+
+
+def _binding_mismatch(token: Token, proof_key: DPoPKey | None) -> str | None:
+    """What is wrong with the binding of ``token``, answered to a request whose proof
+    ``proof_key`` signed (None: no proof), or None when nothing is."""
+    if proof_key is None:
+        unasked = "is DPoP-bound although no DPoP proof was sent; pass dpop=True"
+        return unasked if token.is_dpop else None
+    if not token.is_dpop:
+        return (
+            f"is not DPoP-bound (token_type {token.token_type!r}, not DPoP) although a DPoP "
+            "proof was sent: the server does not bind this client's tokens; enable DPoP for "
+            "the client at the server, or pass dpop=False"
+        )
+    bound = bound_jkt(token)
+    if bound is not None and bound != proof_key.jkt:
+        return f"is bound to the key {bound}, not to the proof's key {proof_key.jkt}"
+    return None
+
+
+def _carrying(token: Token, key: DPoPKey) -> Token:
+    """``token`` with ``key`` stored in it, so that every process signs with the same key."""
+    return replace(token, dpop_key=key.private_pem())
+
+
+def _proof_problem(
+    code: str, description: str, previous: Token | None, proof_key: DPoPKey | None
+) -> str | None:
+    """What was wrong with a grant's DPoP proof (or its absence), when the refusal ``code``
+    with ``description`` is about it rather than about the grant; None when it is not.
+
+    An invalid_grant may be the proof's doing: node oidc-provider answers a missing proof, a
+    replayed one and a public client's proof signed with the wrong key all with invalid_grant
+    "grant request is invalid", although the grant survives. It is told apart by the
+    description, or by a proof that could not have been right."""
+    if code == "invalid_dpop_proof":
+        return "the server found the proof invalid"
+    is_dpop = previous is not None and previous.is_dpop
+    if code != "invalid_grant" or (proof_key is None and not is_dpop):
+        return None
+    if proof_key is None:
+        return "the token is DPoP-bound, but the request carried no proof; pass dpop=True"
+    if _ABOUT_PROOF.search(description):
+        return "the server's description names the proof"
+    bound = None if previous is None else bound_jkt(previous)
+    if bound is not None and bound != proof_key.jkt:
+        return f"it was signed with the key {proof_key.jkt}, but the token is bound to {bound}"
+    if is_dpop and previous is not None and previous.dpop_key is None:
+        return (
+            f"the token came without the key it is bound to, and the proof was signed with "
+            f"{proof_key.jkt}, which may not be that key; log in again with DPoP on, so that "
+            "the key is stored with the token"
+        )
+    return None
 
 
 def network_settings(session: requests.Session, url: str) -> dict[str, Any]:
