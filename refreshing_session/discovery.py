@@ -14,7 +14,8 @@ import requests
 
 from . import exchange
 from .errors import ClientRejected, RefreshFailed, excerpt
-from .oauth_client import check_endpoint_url, json_object, network_settings
+from .oauth_client import json_object, network_settings
+from .urls import check_endpoint_url
 
 # The endpoints a client of this library uses, by their metadata names.
 ENDPOINTS = (

@@ -3,12 +3,14 @@
 Send the keeper's token; when the answer is a 401 that a new token may cure (see
 :mod:`refreshing_session.guard`), get the token to replay with, and replay once if the body can
 be sent again. :func:`bearer_flow` is a generator that says each step and leaves the doing to a
-front end: :class:`Send` a request with a token (and send back whether the answer refused it),
-or :class:`Call` the keeper (a blocking call, which async front ends run off the event loop).
-The answer the caller gets is the last one received.
+pump: :class:`Send` a request with a token (and send back whether the answer refused it), or
+:class:`Call` the keeper (a blocking call).
 
-Every front end drives this one flow: :func:`drive` runs it in the calling thread (requests,
-httpx's sync transport); ``refreshing_session.httpx`` runs it as an httpx auth flow.
+There is one pump per concurrency model. :func:`exchanges` runs the keeper calls in the calling
+thread and hands out the tokens to send; :func:`drive` sends them with a front end's function
+(the requests adapter, the httpx sync client), and httpx's sync auth flow iterates it.
+:mod:`refreshing_session.async_flow` is the async pump. Each closes the flow in ``finally``.
+The answer the caller gets is the last one received.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .token import Token
 
 logger = logging.getLogger(__name__)
 _R = TypeVar("_R")
+_T = TypeVar("_T")
 
 
 # The steps are named tuples, not frozen dataclasses: as immutable, and built at half the cost
@@ -36,10 +39,12 @@ class Send(NamedTuple):
 class Call(NamedTuple):
     """Run ``function`` (a keeper call, which may wait for locks or refresh) and answer with
     what it returns. A ``shareable`` call may answer every request that asks for it while it
-    runs: its answer does not depend on the request."""
+    runs: its answer does not depend on the request. ``at_once``, when given, answers without
+    blocking, or returns None when only ``function`` can (async pumps try it on the loop)."""
 
     function: Callable[[], Any]
     shareable: bool = False
+    at_once: Callable[[], Any] | None = None
 
 
 Flow = Generator[Send | Call, Any, None]
@@ -49,7 +54,7 @@ def bearer_flow(keeper: TokenKeeper, path: str, replayable: bool) -> Flow:
     """The steps of one request for ``path``: send it with the current token, and after a 401
     that a new token may cure, replay it once with the token the keeper gives, if the body is
     ``replayable``."""
-    token: Token = yield Call(keeper.current, shareable=True)
+    token: Token = yield Call(keeper.current, shareable=True, at_once=keeper.current_at_once)
     if not (yield Send(token)):
         keeper.worked(token, path)
         return
@@ -64,6 +69,23 @@ def bearer_flow(keeper: TokenKeeper, path: str, replayable: bool) -> Flow:
     yield Call(partial(keeper.replayed, replacement, path, refused=refused))
 
 
+def exchanges(flow: Flow, refused: Callable[[_R], bool]) -> Generator[Token, _R, None]:
+    """The pump for threads: run ``flow``, its keeper calls in this thread; yield each token to
+    send a request with, and receive the answer (``refused`` says whether it refused the
+    token). Closes ``flow`` however it ends."""
+    try:
+        step = next(flow)
+        while True:
+            if isinstance(step, Call):
+                step = flow.send(step.function())
+            else:
+                step = flow.send(refused((yield step.token)))
+    except StopIteration:
+        return
+    finally:
+        flow.close()
+
+
 def drive(
     flow: Flow,
     send: Callable[[Token], _R],
@@ -74,18 +96,15 @@ def drive(
     answer, ``refused`` says whether an answer refused the token, and ``release`` frees an
     answer that will not be returned (before the replay, or when a step raises). Return the
     last answer."""
+    pump = exchanges(flow, refused)
     answer: _R | None = None
     try:
-        step = next(flow)
+        token = next(pump)
         while True:
-            if isinstance(step, Call):
-                step = flow.send(step.function())
-                continue
-            if answer is not None:
-                release(answer)
-                answer = None
-            answer = send(step.token)
-            step = flow.send(refused(answer))
+            answer = send(token)
+            token = pump.send(answer)
+            release(answer)  # a replay follows: this answer will not be returned
+            answer = None
     except StopIteration:
         assert answer is not None, "the flow ended before sending the request"
         return answer
@@ -93,3 +112,13 @@ def drive(
         if answer is not None:
             release(answer)
         raise
+    finally:
+        pump.close()
+
+
+def shallow_copy(thing: _T) -> _T:
+    """A shallow copy of a plain object (several times cheaper than ``copy.copy``): front ends
+    send a copy of the caller's request with the token, so the caller's never holds it."""
+    twin: _T = object.__new__(type(thing))
+    twin.__dict__.update(thing.__dict__)
+    return twin

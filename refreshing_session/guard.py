@@ -103,13 +103,13 @@ class Guard:
             merged[_NOTE] = {"wasted": list(self.wasted), "pending": self.pending}
         return merged
 
-    def may_refresh(self, key: str, *, proven: bool = False) -> bool:
+    def may_refresh(self, key: str) -> bool:
         """May a 401 at the path ``key`` be answered with a refresh? Never at a doubtful path
         (wasted, or pending); at another one while fewer than ``MAX_WASTED`` paths are
-        doubtful, or always when the token is ``proven`` (it worked since it was obtained):
-        then the 401 means it died."""
+        doubtful. (The keeper also refreshes for a 401 where the very token worked before:
+        there it means the token died.)"""
         doubtful = (*self.wasted, *((self.pending,) if self.pending else ()))
-        return key not in doubtful and (proven or len(doubtful) < MAX_WASTED)
+        return key not in doubtful and len(doubtful) < MAX_WASTED
 
     def successor(self, key: str) -> Guard:
         """The guard of the token obtained because of a 401 at ``key``: an unresolved pending

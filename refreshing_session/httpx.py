@@ -5,53 +5,49 @@ async, refreshed once for every client and process that shares the store.
 :class:`httpx.AsyncClient` subclasses that decide on every hop, redirects included, as
 :class:`~refreshing_session.RefreshingSession` does: the token only under the prefixes, never
 when the caller authenticates the request, never on a hop that a redirect brings into the
-prefixes with a method other than GET or HEAD from outside them or from another origin.
-:class:`RefreshingAuth` is the same token as an :class:`httpx.Auth` for clients of your own;
-there httpx follows redirects itself, and its rule applies to the later hops: the header
-follows a redirect within the origin (under a prefix or not) and is dropped across origins.
+prefixes with a method other than GET or HEAD from outside them or from another origin. They
+follow redirects themselves, through httpx's public ``send`` one hop at a time, so the
+transports httpx chooses are its own. :class:`RefreshingAuth` is the same token as an
+:class:`httpx.Auth` for clients of your own; there httpx follows redirects itself, and its rule
+applies to the later hops: the header follows a redirect within the origin (under a prefix or
+not) and is dropped across origins.
 
-In async code every keeper call that may block (the lock, the file, the refresh) runs in a
-worker thread, so the event loop never waits for it; a task cancelled meanwhile is cancelled
-once the call returns, so a refresh it started is always completed and stored, and no lock is
-left held. Works under asyncio and trio.
+In async code a keeper call that may block (the lock, the file, the refresh) runs in a worker
+thread (see :mod:`refreshing_session.async_flow`). Works under asyncio and trio.
 
-Install with ``pip install "refreshing-session[httpx]"``.
+Install with ``pip install ".[httpx]"`` from a checkout.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
-from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
-from dataclasses import dataclass
-from typing import Any, Self
+from contextlib import AbstractAsyncContextManager, nullcontext
+from functools import partial
+from typing import Any, Self, TypeVar, Unpack
 from urllib.parse import urlsplit
 
 try:
     import anyio
     import anyio.lowlevel
-    import anyio.to_thread
     import httpx
 except ModuleNotFoundError as missing:  # pragma: no cover - depends on the installation
     raise ModuleNotFoundError(
-        "refreshing_session.httpx needs httpx and anyio: pip install 'refreshing-session[httpx]'"
+        'refreshing_session.httpx needs httpx and anyio: pip install ".[httpx]" from a checkout'
     ) from missing
 
-from .adapter import Prefixes, shallow_copy
-from .errors import TokenError
-from .flow import Call, Flow, bearer_flow
-from .guard import refresh_may_cure, refresh_statuses
+from .async_flow import OffLoop, async_drive, async_exchanges
+from .flow import Call, Flow, bearer_flow, drive, exchanges, shallow_copy
+from .guard import refresh_may_cure
 from .keeper import TokenKeeper
-from .redirects import steered_in
-from .refreshers import Refresher
-from .session import profile_arguments, token_parts
-from .store import TokenStore
+from .options import TOKEN_ARGUMENTS, Options, TokenArguments, profile_arguments
+from .shadowed import ShadowedToken
 from .token import Token
+from .urls import Prefixes, steered_in
 
 __all__ = ["RefreshingAsyncClient", "RefreshingAuth", "RefreshingClient"]
 
-# The redirect hops of one request share its extensions: they carry the hops' state along.
-_HOPS = "refreshing_session.hops"
+_R = TypeVar("_R")
 # httpx's default Limits(max_connections=...).
 _HTTPX_POOL_SIZE = 100
 
@@ -67,33 +63,10 @@ class RefreshingAuth(httpx.Auth):
     returned.
     """
 
-    def __init__(
-        self,
-        prefixes: str | Iterable[str],
-        *,
-        token_file: str | os.PathLike[str] | None = None,
-        store: TokenStore | None = None,
-        refresher: Refresher | None = None,
-        leeway: float = 30.0,
-        lock_timeout: float = 30.0,
-        on_refresh: Callable[[Token], object] | None = None,
-        login_command: str | None = None,
-        allow_insecure_http: bool = False,
-        refresh_on: Iterable[int] = (401,),
-    ) -> None:
-        self.prefixes, self.keeper = token_parts(
-            prefixes,
-            token_file=token_file,
-            store=store,
-            refresher=refresher,
-            leeway=leeway,
-            lock_timeout=lock_timeout,
-            on_refresh=on_refresh,
-            login_command=login_command,
-            allow_insecure_http=allow_insecure_http,
-        )
-        self.refresh_on = refresh_statuses(refresh_on)
-        self._off_loop = _OffLoop()
+    def __init__(self, prefixes: str | Iterable[str], **options: Unpack[TokenArguments]) -> None:
+        self.token_options = Options.of(prefixes, **options)
+        self.keeper = self.token_options.keeper()
+        self._off_loop = OffLoop()
 
     @classmethod
     def from_profile(
@@ -101,6 +74,11 @@ class RefreshingAuth(httpx.Auth):
     ) -> Self:
         """Return the auth for profile ``name``, as ``RefreshingSession.from_profile`` does."""
         return cls(**profile_arguments(name, config, options))
+
+    @property
+    def prefixes(self) -> Prefixes:
+        """The URL prefixes that receive the token."""
+        return self.token_options.prefixes
 
     @property
     def token(self) -> Token:
@@ -116,124 +94,50 @@ class RefreshingAuth(httpx.Auth):
         if "Authorization" in request.headers or not self.prefixes.match(str(request.url)):
             yield request
             return
-        yield from self.token_flow(request)
+        pump = exchanges(_flow(self.keeper, request), partial(_refused, self.token_options))
+        try:
+            token = next(pump)
+            while True:
+                token = pump.send((yield _with_token(request, token)))
+        except StopIteration:
+            return
+        finally:
+            pump.close()
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """The httpx auth flow of an async client: as :meth:`sync_auth_flow`, with the keeper
-        calls in a worker thread."""
+        calls that may block in a worker thread."""
         if "Authorization" in request.headers or not self.prefixes.match(str(request.url)):
             yield request
             return
-        async with aclosing(self.async_token_flow(request)) as flow:
-            hop = await anext(flow)
+        flow = _flow(self.keeper, request)
+        pump = async_exchanges(flow, partial(_refused, self.token_options), self._off_loop)
+        try:
+            token = await anext(pump)
             while True:
-                response = yield hop
-                try:
-                    hop = await flow.asend(response)
-                except StopAsyncIteration:
-                    return
-
-    def token_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Send ``request`` with the token, and replay it after a curable 401: yield the
-        copies to send (the caller's request never holds the token), receive their answers."""
-        flow = self._flow(request)
-        step = next(flow)
-        while True:
-            if isinstance(step, Call):
-                result = step.function()
-            else:
-                result = self._refused((yield _with_token(request, step.token)))
-            try:
-                step = flow.send(result)
-            except StopIteration:
-                return
-
-    async def async_token_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """:meth:`token_flow` for async code: the keeper calls run in a worker thread, and a
-        cancellation waits for the call to return (a refresh is completed and stored)."""
-        flow = self._flow(request)
-        step = next(flow)
-        while True:
-            if isinstance(step, Call):
-                result = await self._off_loop.run(step)
-            else:
-                result = self._refused((yield _with_token(request, step.token)))
-            try:
-                step = flow.send(result)
-            except StopIteration:
-                return
-
-    def _refused(self, response: httpx.Response) -> bool:
-        """Was the token refused in a way that a new token may cure?"""
-        return refresh_may_cure(response.status_code, response.headers, self.refresh_on)
-
-    def _flow(self, request: httpx.Request) -> Flow:
-        # The path as sent (httpx's URL.path is decoded): the guard's key for it is the one
-        # the requests front end uses, so their processes share what it learnt about the path.
-        return bearer_flow(
-            self.keeper,
-            urlsplit(str(request.url)).path,
-            isinstance(request.stream, httpx.ByteStream),
-        )
-
-    def hop_gets_token(self, request: httpx.Request) -> bool:
-        """Whether this hop of a request sent by a refreshing client gets the token: it is
-        under a prefix, and neither it nor an earlier hop of the same request was withheld (its
-        caller authenticates it, or a redirect steered an unsafe method into the prefixes)."""
-        hops = request.extensions.get(_HOPS)
-        if not isinstance(hops, _Hops):
-            hops = _Hops(withheld=False)
-        url = str(request.url)
-        previous, hops.url = hops.url, url
-        if "Authorization" in request.headers or (
-            previous is not None and steered_in(self.prefixes, request.method, previous, url)
-        ):
-            hops.withheld = True
-        return not hops.withheld and self.prefixes.match(url)
+                token = await pump.asend((yield _with_token(request, token)))
+        except StopAsyncIteration:
+            return
+        finally:
+            await pump.aclose()
 
     def __repr__(self) -> str:
         return f"<RefreshingAuth {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
 
 
 class _TokenClient:
-    """What the refreshing clients add to their httpx client class: the token's arguments, the
-    parts built from them (and the gate sized to the connection pool, which the async client's
-    requests pass), and the caller's own auth noted on each request."""
+    """What the refreshing clients add to their httpx client class: the token's options and
+    keeper, built from the token's arguments (the others go to httpx), and the rules that say
+    which hops of a request get the token."""
 
-    def __init__(
-        self,
-        prefixes: str | Iterable[str],
-        *,
-        token_file: str | os.PathLike[str] | None = None,
-        store: TokenStore | None = None,
-        refresher: Refresher | None = None,
-        leeway: float = 30.0,
-        lock_timeout: float = 30.0,
-        on_refresh: Callable[[Token], object] | None = None,
-        login_command: str | None = None,
-        allow_insecure_http: bool = False,
-        refresh_on: Iterable[int] = (401,),
-        **options: Any,
-    ) -> None:
-        self.bearer = RefreshingAuth(
-            prefixes,
-            token_file=token_file,
-            store=store,
-            refresher=refresher,
-            leeway=leeway,
-            lock_timeout=lock_timeout,
-            on_refresh=on_refresh,
-            login_command=login_command,
-            allow_insecure_http=allow_insecure_http,
-            refresh_on=refresh_on,
-        )
-        limits = options.get("limits")
-        self._gate = _Gate(_HTTPX_POOL_SIZE if limits is None else limits.max_connections)
-        super().__init__(**options)
+    def __init__(self, prefixes: str | Iterable[str], **arguments: Any) -> None:
+        token_arguments = {name: arguments.pop(name) for name in TOKEN_ARGUMENTS & arguments.keys()}
+        self.token_options = Options.of(prefixes, **token_arguments)
+        self.keeper = self.token_options.keeper()
+        self._shadowed = ShadowedToken(self.token_options.prefixes)
+        super().__init__(**arguments)
 
     @classmethod
     def from_profile(
@@ -246,18 +150,32 @@ class _TokenClient:
     @property
     def prefixes(self) -> Prefixes:
         """The URL prefixes that receive the token."""
-        return self.bearer.prefixes
+        return self.token_options.prefixes
 
-    @property
-    def keeper(self) -> TokenKeeper:
-        """The keeper of the token: the store, the refresher and the single flight."""
-        return self.bearer.keeper
+    def _authenticated_by_caller(self, request: httpx.Request, auth: Any) -> bool:
+        """Whether the caller authenticates ``request`` (``auth=`` here or on the client, an
+        Authorization header, or credentials in the URL): then no hop gets the token. A
+        client-wide credential under the prefixes is warned about, once per prefix."""
+        client_auth = getattr(self, "auth", None)
+        callers_auth = client_auth if auth is httpx.USE_CLIENT_DEFAULT else auth
+        client_headers: httpx.Headers = getattr(self, "headers", httpx.Headers())
+        url = str(request.url)
+        if callers_auth is not None and callers_auth is client_auth:
+            self._shadowed.check(url, "the client's auth=")
+        elif "Authorization" in client_headers and request.headers.get(
+            "Authorization"
+        ) == client_headers.get("Authorization"):
+            self._shadowed.check(url, "the client's headers['Authorization']")
+        return (
+            callers_auth is not None
+            or "Authorization" in request.headers
+            or bool(request.url.username or request.url.password)
+        )
 
-    def _note_callers_auth(self, request: httpx.Request, auth: object) -> None:
-        """Start the request's hops; with the caller's own auth (``auth=`` on the request or
-        the client), none of them gets the token."""
-        callers_auth = getattr(self, "auth", None) if auth is httpx.USE_CLIENT_DEFAULT else auth
-        request.extensions = {**request.extensions, _HOPS: _Hops(withheld=callers_auth is not None)}
+    def _follows(self, follow_redirects: Any) -> bool:
+        if follow_redirects is httpx.USE_CLIENT_DEFAULT:
+            return bool(getattr(self, "follow_redirects", False))
+        return bool(follow_redirects)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
@@ -274,7 +192,7 @@ class RefreshingClient(_TokenClient, httpx.Client):
     @property
     def token(self) -> Token:
         """The token the next API request will carry (refreshed first if it is due)."""
-        return self.bearer.token
+        return self.keeper.current()
 
     def send(
         self,
@@ -286,22 +204,56 @@ class RefreshingClient(_TokenClient, httpx.Client):
     ) -> httpx.Response:
         """As in httpx; a request the caller authenticates (``auth=`` here or on the client)
         gets no token on any hop."""
-        self._note_callers_auth(request, auth)
-        return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+        if self._authenticated_by_caller(request, auth):
+            return super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        hops = _Hops(self.prefixes)
+        history: list[httpx.Response] = []
+        hop: httpx.Request | None = request
+        while hop is not None:
+            if len(history) > self.max_redirects:
+                raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=hop)
+            response = self._send_hop(hop, hops)
+            try:
+                response.history = list(history)
+                hop = hops.next_hop(response, self._follows(follow_redirects))
+                if hop is not None:
+                    response.read()
+                    history.append(response)
+                elif not stream:
+                    response.read()
+            except BaseException:
+                response.close()
+                raise
+        return response
 
-    def _transport_for_url(self, url: httpx.URL) -> httpx.BaseTransport:
-        # Every hop passes here, redirects included: each is decided on its own.
-        return _BearerTransport(super()._transport_for_url(url), self.bearer)
+    def _send_hop(self, hop: httpx.Request, hops: _Hops) -> httpx.Response:
+        if not hops.gets_token(hop):
+            return self._send_one(hop)
+        send = _sender(self._send_one, hops, hop)
+        return drive(_flow(self.keeper, hop), send, partial(_refused, self.token_options), _release)
+
+    def _send_one(self, hop: httpx.Request) -> httpx.Response:
+        return super().send(hop, stream=True, auth=None, follow_redirects=False)
 
 
 class RefreshingAsyncClient(_TokenClient, httpx.AsyncClient):
     """An :class:`httpx.AsyncClient` that does what :class:`RefreshingClient` does, without
-    ever blocking the event loop: keeper calls run in a worker thread. Same arguments."""
+    ever blocking the event loop: keeper calls that may block run in a worker thread. Same
+    arguments."""
+
+    def __init__(self, prefixes: str | Iterable[str], **arguments: Any) -> None:
+        limits = arguments.get("limits")
+        self._gate = _Gate(_HTTPX_POOL_SIZE if limits is None else limits.max_connections)
+        self._off_loop = OffLoop()
+        super().__init__(prefixes, **arguments)
 
     async def token(self) -> Token:
         """The token the next API request will carry (refreshed first, off the loop, if it
         is due)."""
-        result: Token = await anyio.to_thread.run_sync(self.keeper.current)
+        call = Call(self.keeper.current, shareable=True, at_once=self.keeper.current_at_once)
+        result: Token = await self._off_loop.run(call)
         return result
 
     async def send(
@@ -314,13 +266,42 @@ class RefreshingAsyncClient(_TokenClient, httpx.AsyncClient):
     ) -> httpx.Response:
         """As in httpx; a request the caller authenticates (``auth=`` here or on the client)
         gets no token on any hop."""
-        self._note_callers_auth(request, auth)
-        return await super().send(
-            request, stream=stream, auth=auth, follow_redirects=follow_redirects
-        )
+        if self._authenticated_by_caller(request, auth):
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        hops = _Hops(self.prefixes)
+        history: list[httpx.Response] = []
+        hop: httpx.Request | None = request
+        while hop is not None:
+            if len(history) > self.max_redirects:
+                raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=hop)
+            response = await self._send_hop(hop, hops)
+            try:
+                response.history = list(history)
+                hop = hops.next_hop(response, self._follows(follow_redirects))
+                if hop is not None:
+                    await response.aread()
+                    history.append(response)
+                elif not stream:
+                    await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+        return response
 
-    def _transport_for_url(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
-        return _AsyncBearerTransport(super()._transport_for_url(url), self.bearer, self._gate)
+    async def _send_hop(self, hop: httpx.Request, hops: _Hops) -> httpx.Response:
+        if not hops.gets_token(hop):
+            return await self._send_one(hop)
+        send = _sender(self._send_one, hops, hop)
+        refused = partial(_refused, self.token_options)
+        async with self._gate():
+            return await async_drive(
+                _flow(self.keeper, hop), send, refused, _async_release, self._off_loop
+            )
+
+    async def _send_one(self, hop: httpx.Request) -> httpx.Response:
+        return await super().send(hop, stream=True, auth=None, follow_redirects=False)
 
 
 class _Gate:
@@ -343,120 +324,74 @@ class _Gate:
         return semaphore
 
 
-class _OffLoop:
-    """Runs the flow's keeper calls in worker threads. A shareable call (the current token) is
-    made once for all the tasks of an event loop that ask while it runs: a burst of requests
-    costs one thread hop, not one each, and they enter the connection pool together."""
-
-    def __init__(self) -> None:
-        self._running: dict[tuple[object, Callable[[], Any]], _Running] = {}
-
-    async def run(self, call: Call) -> Any:
-        """Return what ``call`` returns, run in a worker thread; a cancellation waits for the
-        call to return. A shared call's TokenError reaches every task that waited for it (a
-        copy each), as it would have reached each of them: a lock held elsewhere costs the
-        tasks one ``lock_timeout``, not one each in turn."""
-        if not call.shareable:
-            return await anyio.to_thread.run_sync(call.function)
-        key = (anyio.lowlevel.current_token(), call.function)
-        while True:
-            running = self._running.get(key)
-            if running is None:
-                return await self._lead(key, call.function)
-            await running.done.wait()
-            if running.error is not None:
-                raise running.error.restated(str(running.error))
-            if running.succeeded:
-                return running.result
-            # The leading task was cancelled before its call started: ask again.
-
-    async def _lead(
-        self, key: tuple[object, Callable[[], Any]], function: Callable[[], Any]
-    ) -> Any:
-        running = self._running[key] = _Running(anyio.Event())
-        try:
-            running.result = await anyio.to_thread.run_sync(function)
-            running.succeeded = True
-            return running.result
-        except TokenError as error:
-            running.error = error
-            raise
-        finally:
-            del self._running[key]
-            running.done.set()
-
-
-@dataclass
-class _Running:
-    """A shared call in flight, and once ``done`` is set, its outcome."""
-
-    done: anyio.Event
-    succeeded: bool = False
-    result: Any = None
-    error: TokenError | None = None
-
-
-@dataclass
 class _Hops:
-    """The state of one request's hops: whether the token is withheld from them for good, and
-    the URL of the last hop (where a redirect comes from)."""
+    """The hops of one request: whether the token is withheld from them for good (a redirect
+    steered an unsafe method into the prefixes), the URL of the last hop (where a redirect
+    comes from), and the Authorization value the token was last sent as."""
 
-    withheld: bool
-    url: str | None = None
+    def __init__(self, prefixes: Prefixes) -> None:
+        self.prefixes = prefixes
+        self.withheld = False
+        self.url: str | None = None
+        self.sent_as: str | None = None
+
+    def gets_token(self, hop: httpx.Request) -> bool:
+        """Whether ``hop`` gets the token: under a prefix, and neither it nor an earlier hop
+        was withheld."""
+        url = str(hop.url)
+        previous, self.url = self.url, url
+        if previous is not None and steered_in(self.prefixes, hop.method, previous, url):
+            self.withheld = True
+        return not self.withheld and self.prefixes.match(url)
+
+    def next_hop(self, response: httpx.Response, follow: bool) -> httpx.Request | None:
+        """The redirect hop that httpx built from ``response``, without the token it copied
+        from the hop before (the next hop decides for itself); None when there is none or
+        redirects are not followed (then the caller finds it, without the token, as
+        ``response.next_request``)."""
+        hop = response.next_request
+        if (
+            hop is not None
+            and self.sent_as is not None
+            and hop.headers.get("Authorization") == self.sent_as
+        ):
+            del hop.headers["Authorization"]
+        return hop if follow else None
 
 
-class _BearerTransport(httpx.BaseTransport):
-    """One hop of a RefreshingClient: the inner transport, with the token when the hop gets it.
-    Closing is left to the client, which owns the inner transport."""
+def _sender(
+    send_one: Callable[[httpx.Request], _R], hops: _Hops, hop: httpx.Request
+) -> Callable[[Token], _R]:
+    """The flow's send for ``hop``: send a copy with the token, and note how it was sent."""
 
-    def __init__(self, inner: httpx.BaseTransport, bearer: RefreshingAuth) -> None:
-        self.inner = inner
-        self.bearer = bearer
+    def send(token: Token) -> _R:
+        copy = _with_token(hop, token)
+        hops.sent_as = copy.headers["Authorization"]
+        return send_one(copy)
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if not self.bearer.hop_gets_token(request):
-            return self.inner.handle_request(request)
-        flow = self.bearer.token_flow(request)
-        hop = next(flow)
-        while True:
-            response = self.inner.handle_request(hop)
-            try:
-                hop = flow.send(response)
-            except StopIteration:
-                return response
-            except BaseException:
-                response.close()
-                raise
-            response.read()  # the 401 goes; its connection returns to the pool
-            response.close()
+    return send
 
 
-class _AsyncBearerTransport(httpx.AsyncBaseTransport):
-    """One hop of a RefreshingAsyncClient, as :class:`_BearerTransport`."""
+def _flow(keeper: TokenKeeper, request: httpx.Request) -> Flow:
+    # The path as sent (httpx's URL.path is decoded): the guard's key for it is the one the
+    # requests front end uses, so their processes share what it learnt about the path.
+    path = urlsplit(str(request.url)).path
+    return bearer_flow(keeper, path, isinstance(request.stream, httpx.ByteStream))
 
-    def __init__(
-        self, inner: httpx.AsyncBaseTransport, bearer: RefreshingAuth, gate: _Gate
-    ) -> None:
-        self.inner = inner
-        self.bearer = bearer
-        self.gate = gate
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not self.bearer.hop_gets_token(request):
-            return await self.inner.handle_async_request(request)
-        async with self.gate(), aclosing(self.bearer.async_token_flow(request)) as flow:
-            hop = await anext(flow)
-            while True:
-                response = await self.inner.handle_async_request(hop)
-                try:
-                    hop = await flow.asend(response)
-                except StopAsyncIteration:
-                    return response
-                except BaseException:
-                    await response.aclose()
-                    raise
-                await response.aread()
-                await response.aclose()
+def _refused(options: Options, response: httpx.Response) -> bool:
+    """Was the token refused in a way that a new token may cure?"""
+    return refresh_may_cure(response.status_code, response.headers, options.refresh_on)
+
+
+def _release(response: httpx.Response) -> None:
+    response.read()  # the 401 goes; its connection returns to the pool
+    response.close()
+
+
+async def _async_release(response: httpx.Response) -> None:
+    await response.aread()
+    await response.aclose()
 
 
 def _with_token(request: httpx.Request, token: Token) -> httpx.Request:

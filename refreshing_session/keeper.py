@@ -9,9 +9,16 @@ that token without calling the token endpoint. The new token is stored only over
 replaces (the store's compare-and-swap), so a token written meanwhile (a login, or a refresh by
 a holder whose lock had expired) is never overwritten.
 
-Its state is three small values: the snapshot last read, a :class:`KeptToken` (a renewed token
-the store could not take yet) and a :class:`CoolDown` (the last failed renewal, which later
-attempts wait out).
+Its state, per process, is five named values, each replaced whole, never changed in place:
+
+- ``_snapshot``: the :class:`Snapshot` last read from the store (None before the first read);
+- ``_kept``: a :class:`KeptToken`, a renewed token the store could not take yet (or None);
+- ``_cool_down``: a :class:`CoolDown`, the last failed renewal, which later attempts wait out;
+- ``_proof``: a :class:`Proof`, the token this process last saw working and where it did;
+- ``_busy``: a :class:`BusyLock`, the lock an early refresh last found taken.
+
+A thread lock guards the renewals; a fork gives the child fresh values (a new thread lock
+included).
 """
 
 from __future__ import annotations
@@ -20,13 +27,12 @@ import logging
 import os
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
-
-import requests
 
 from .errors import (
     ClientRejected,
@@ -36,9 +42,8 @@ from .errors import (
     TokenError,
     TokenStoreError,
 )
-from .exchange import kept_for_error
 from .guard import Guard, path_key
-from .refreshers import Refresher, TokenSource
+from .refreshers import Refresher, TokenSource, first_token, refreshed
 from .store import Snapshot, TokenStore, Version
 from .token import Token
 
@@ -125,6 +130,44 @@ class KeptToken:
     retry_at: float
 
 
+@dataclass(frozen=True)
+class Proof:
+    """The token this process last saw working (``token``), and the ``paths`` where it did: a
+    401 at one of them means that token died, whatever the guard says of the path."""
+
+    token: Token | None = None
+    paths: frozenset[str] = frozenset()
+
+    def after_working(self, token: Token, path: str) -> Proof:
+        """The proof once ``token`` worked at ``path`` (at most ``_PATHS_REMEMBERED`` paths,
+        a bound for APIs with ids in their paths)."""
+        if token is not self.token and token != self.token:
+            return Proof(token, frozenset((path,)))
+        if path in self.paths or len(self.paths) >= _PATHS_REMEMBERED:
+            return self
+        return Proof(token, self.paths | {path})
+
+    def holds(self, token: Token, path: str) -> bool:
+        """Did ``token`` itself work at ``path``?"""
+        return path in self.paths and token == self.token
+
+
+@dataclass(frozen=True)
+class BusyLock:
+    """An early refresh found the lock taken while the store was at ``version``: it is not
+    tried again at that version before ``until``."""
+
+    version: Version | None
+    until: float
+
+    def holds(self, version: Version | None, now: float) -> bool:
+        """True while an early refresh at store ``version`` must not be tried."""
+        return now < self.until and version == self.version
+
+
+_NOT_BUSY = BusyLock(None, float("-inf"))
+
+
 class TokenKeeper:
     """Gives out a valid access token from one token store, refreshing it under the locks.
 
@@ -156,12 +199,9 @@ class TokenKeeper:
     def _reset_process_state(self) -> None:
         self._snapshot: Snapshot | None = None
         self._kept: KeptToken | None = None
-        self._proven: Token | None = None  # the last token this process saw working
-        self._proven_at: set[str] = set()  # the paths where it worked
         self._cool_down = _NO_COOL_DOWN
-        # The store version at which an early refresh last found the lock taken, and until when
-        # it is not tried again at that version.
-        self._busy: tuple[Version | None, float] | None = None
+        self._proof = Proof()
+        self._busy = _NOT_BUSY
         self._thread_lock = threading.Lock()
         _KEEPERS.add(self)
 
@@ -186,6 +226,23 @@ class TokenKeeper:
             return self._renew_or_adopt(token, f"it expired {now - token.expires_at:.1f} s ago")
         return self._refresh_early(token, snapshot.version)
 
+    def current_at_once(self) -> Token | None:
+        """The token :meth:`current` would return, when it can be had without blocking: the
+        token in hand is not yet due, none is kept, and the store, one whose version check
+        never blocks (``version_never_blocks``, as a token file's ``fstat``), still holds it.
+        Else None: only :meth:`current` can say (async front ends then call it in a thread)."""
+        snapshot = self._snapshot
+        if (
+            snapshot is None
+            or self._kept is not None
+            or not getattr(self.store, "version_never_blocks", False)
+        ):
+            return None
+        due = snapshot.token.refresh_due_at(self.leeway)
+        if due is not None and self.clock() >= due:
+            return None
+        return snapshot.token if self.store.version() == snapshot.version else None
+
     def after_unauthorized(self, sent: Token, path: str) -> Token | None:
         """A request for ``path`` sent with ``sent`` got a 401 that a new token may cure:
         return the token to replay it with, or None when the 401 goes back to the caller.
@@ -197,12 +254,11 @@ class TokenKeeper:
         """
         key = path_key(path)
         snapshot = self._load()
-        proven = sent == self._proven
         if (
             snapshot is not None
             and snapshot.token == sent
-            and not (proven and path in self._proven_at)
-            and not Guard.of(snapshot.notes).may_refresh(key, proven=proven)
+            and not self._proof.holds(sent, path)
+            and not Guard.of(snapshot.notes).may_refresh(key)
         ):
             logger.debug("holding a 401 back: refreshing did not help at this path (guard)")
             return None
@@ -216,12 +272,9 @@ class TokenKeeper:
 
     def worked(self, token: Token, path: str) -> None:
         """A request for ``path`` sent with ``token`` got an answer other than a curable 401:
-        from now on a 401 on it means it died (see :meth:`Guard.may_refresh`), at ``path``
-        above all, whatever the guard says of that path (it accepted this very token)."""
-        if token is not self._proven and token != self._proven:
-            self._proven, self._proven_at = token, set()
-        if len(self._proven_at) < _PATHS_REMEMBERED:
-            self._proven_at.add(path)
+        from now on a 401 for it at ``path`` means it died, whatever the guard says of that
+        path (it accepted this very token there). At other paths the guard's limit holds."""
+        self._proof = self._proof.after_working(token, path)
 
     def replayed(self, token: Token, path: str, *, refused: bool | None) -> None:
         """Record how the replay with ``token`` after a 401 at ``path`` was answered: when
@@ -294,13 +347,13 @@ class TokenKeeper:
         """Refresh a token that is due but still valid (the store holds it at ``version``); on
         any trouble, keep using it."""
         now = self.clock()
-        if self._cool_down.holds(token, now) or self._lock_seen_busy(version, now):
+        if self._cool_down.holds(token, now) or self._busy.holds(version, now):
             return token
         try:
             return self._renew_or_adopt(token, "it is due", wait=False)
         except _Busy:
             logger.debug("skipping the early refresh: another thread or process holds the lock")
-            self._busy = (version, now + _BUSY_PAUSE)
+            self._busy = BusyLock(version, now + _BUSY_PAUSE)
             return token
         except TokenError as error:
             if not self._cool_down.holds(token, self.clock()):  # a store or lock failure
@@ -311,12 +364,6 @@ class TokenKeeper:
                 error,
             )
             return token
-
-    def _lock_seen_busy(self, version: Version | None, now: float) -> bool:
-        """True while an early refresh that found the lock taken at store ``version`` is not
-        to be tried again."""
-        busy = self._busy
-        return busy is not None and busy[0] == version and now < busy[1]
 
     def _renew_or_adopt(
         self, stale: Token | None, reason: str, *, for_401: str | None = None, wait: bool = True
@@ -335,8 +382,8 @@ class TokenKeeper:
             def renewed_meanwhile() -> bool:
                 return self._adoptable(stale) is not None
 
-            with self.store.lock(deadline - time.monotonic(), renewed_meanwhile) as held:
-                if held:
+            with ExitStack() as held:
+                if self._took_store_lock(held, deadline, renewed_meanwhile):
                     return self._renew_or_adopt_locked(stale, reason, for_401)
             adopted = self._adoptable(stale)
             if adopted is None:
@@ -395,7 +442,7 @@ class TokenKeeper:
             )
         old = snapshot.token
         try:
-            new = self._call_refresher(old)
+            new = refreshed(self.refresher, old, self.clock)
         except LoginRequired as error:
             return self._after_refusal(snapshot, error)
         logger.info(
@@ -408,11 +455,16 @@ class TokenKeeper:
 
     def _first_token(self) -> Token:
         if not isinstance(self.refresher, TokenSource):
-            machine = "; or use a ClientCredentialsRefresher" if self.refresher is None else ""
+            # A program's own login command is the advice; a library user may pick a refresher.
+            machine = (
+                "; or use a ClientCredentialsRefresher"
+                if self.refresher is None and self.login_command is None
+                else ""
+            )
             raise LoginRequired(
                 f"there is no token in {self.store.location}; {self._log_in('first')}{machine}"
             )
-        token = self.refresher.new_token()
+        token = first_token(self.refresher, self.clock)
         logger.info("storing a new grant in %s", self.store.location)
         return self._announce(token, self._save(token, None, replacing=None).token)
 
@@ -429,28 +481,6 @@ class TokenKeeper:
             except Exception as error:  # a user's callback must not fail the request
                 logger.warning("the on_refresh callback raised %s; ignored", type(error).__name__)
         return kept
-
-    def _call_refresher(self, old: Token) -> Token:
-        assert self.refresher is not None
-        requested_at = self.clock()
-        try:
-            answer = self.refresher(old)
-        except TokenError:
-            raise
-        except requests.RequestException as error:
-            # The refresher's own request may hold its credentials: keep a redacted copy of
-            # the answer only, and raise outside this block, so that no context holds them.
-            kept = (
-                None
-                if error.response is None
-                else kept_for_error(error.response, (old.access_token, old.refresh_token))
-            )
-            failure = RefreshFailed(
-                f"the refresher failed ({type(error).__name__}); try again later", response=kept
-            )
-        else:
-            return _as_token(answer, old, requested_at)
-        raise failure
 
     def _after_refusal(self, refused: Snapshot, error: LoginRequired) -> Token:
         """Adopt a token written meanwhile (by a login, say); else record the refusal for the
@@ -516,8 +546,8 @@ class TokenKeeper:
         assert self._kept is not None
         self._kept = replace(self._kept, retry_at=self.clock() + _SAVE_RETRY)
         try:
-            with self._thread_locked(wait=False), self.store.lock(0.0, lambda: False) as held:
-                if held:
+            with self._thread_locked(wait=False), ExitStack() as held:
+                if self._took_store_lock(held, time.monotonic(), lambda: False):
                     self._store_kept_and_read_locked()
         except TokenError as error:
             logger.debug("could not save the kept token yet: %s", error)
@@ -580,13 +610,31 @@ class TokenKeeper:
         """Hold the thread lock and the store's lock, waiting up to ``timeout`` (by default
         ``lock_timeout``) for both."""
         deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
-        with (
-            self._thread_locked(wait=True, until=deadline),
-            self.store.lock(deadline - time.monotonic(), lambda: False) as held,
-        ):
-            if not held:
+        with self._thread_locked(wait=True, until=deadline), ExitStack() as held:
+            if not self._took_store_lock(held, deadline, lambda: False):
                 raise self._timeout("another process", wait=True)
             yield
+
+    def _took_store_lock(
+        self, held: ExitStack, deadline: float, stop_waiting: Callable[[], bool]
+    ) -> bool:
+        """Take the store's lock into ``held``, waiting until the monotonic ``deadline`` or
+        until ``stop_waiting()``; return False when it could not be had."""
+        try:
+            entered = held.enter_context(
+                self.store.lock(max(0.0, deadline - time.monotonic()), stop_waiting)
+            )
+        except LockTimeout:
+            return False
+        if entered is False:  # a store written for 0.1, whose lock yielded False when not had
+            warnings.warn(
+                f"{type(self.store).__name__}.lock yielded False: a store's lock now raises "
+                "LockTimeout when it cannot be had (see the CHANGELOG)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return False
+        return True
 
     @contextmanager
     def _thread_locked(self, wait: bool, until: float | None = None) -> Iterator[None]:
@@ -633,17 +681,3 @@ class TokenKeeper:
 
 def _version(snapshot: Snapshot | None) -> Version | None:
     return None if snapshot is None else snapshot.version
-
-
-def _as_token(answer: Token | Mapping[str, Any], old: Token, requested_at: float) -> Token:
-    """Turn a refresher's answer into a token, keeping the old refresh token if none came."""
-    if isinstance(answer, Token):
-        return answer if answer.refresh_token else replace(answer, refresh_token=old.refresh_token)
-    if not isinstance(answer, Mapping):
-        raise RefreshFailed(
-            f"the refresher returned a {type(answer).__name__}, not a Token or a mapping"
-        )
-    try:
-        return Token.from_response(answer, requested_at=requested_at, previous=old)
-    except ValueError as error:
-        raise RefreshFailed(f"the refresher's answer is not a usable token: {error}") from None

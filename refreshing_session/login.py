@@ -19,9 +19,10 @@ import requests
 
 from .arguments import seconds
 from .errors import ClientRejected, LoginRequired, RefreshFailed
-from .oauth_client import OAuthClient, check_endpoint_url, error_code, json_object
+from .oauth_client import OAuthClient, error_code, json_object
 from .store import decode
 from .token import Token
+from .urls import check_endpoint_url
 
 logger = logging.getLogger(__name__)
 

@@ -49,18 +49,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .adapter import Prefixes
 from .arguments import check_redis_url
+from .client_auth import AUTH_METHODS
 from .errors import ProfileError
 from .oauth_client import OAuthClient
-from .refreshers import (
-    AUTH_METHODS,
-    ClientCredentialsRefresher,
-    OAuth2Refresher,
-    check_endpoint_url,
-)
+from .refreshers import ClientCredentialsRefresher, OAuth2Refresher
 from .store import TokenFile, TokenStore
 from .trusted_files import UntrustedFile, read_trusted, trusted_path
+from .urls import Prefixes, check_endpoint_url
 
 logger = logging.getLogger(__name__)
 

@@ -77,7 +77,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .arguments import check_redis_url, seconds
-from .errors import TokenStoreError, redact
+from .errors import LockTimeout, TokenStoreError, redact
 from .store import MAX_FILE_SIZE, Snapshot, Version, decode, storable
 from .token import Token
 
@@ -272,15 +272,14 @@ class RedisTokenStore:
         self._remember(None)
 
     @contextmanager
-    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
-        """Hold the refresh lock (yield True), or yield False after ``timeout`` seconds or as
-        soon as ``stop_waiting()`` is true. While held, a daemon thread renews the lock every
-        third of ``lock_ttl``; when this process dies or freezes, it expires ``lock_ttl``
-        later."""
+    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[None]:
+        """Hold the refresh lock for the context; raise LockTimeout after ``timeout`` seconds
+        or as soon as ``stop_waiting()`` is true. While held, a daemon thread renews the lock
+        every third of ``lock_ttl``; when this process dies or freezes, it expires
+        ``lock_ttl`` later."""
         holder = secrets.token_hex(16)
         if not self._wait_for_lock(holder, timeout, stop_waiting):
-            yield False
-            return
+            raise LockTimeout(f"the lock of {self.location} was not had in {timeout:.3g} s")
         done = threading.Event()
         threading.Thread(
             target=self._keep_alive,
@@ -289,7 +288,7 @@ class RedisTokenStore:
             name=f"refresh lock of {self.key}",
         ).start()
         try:
-            yield True
+            yield
         finally:
             done.set()
             self._unlock(holder)

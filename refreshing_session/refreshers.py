@@ -5,22 +5,25 @@ as a :class:`Token` or as a token-endpoint-style mapping (``access_token``, ``ex
 It runs under the token lock, so only one runs at a time for a given token file. Two are
 provided: :class:`OAuth2Refresher` (the RFC 6749 refresh_token grant) and
 :class:`ClientCredentialsRefresher` (a new client_credentials grant).
+
+This module is also the refreshers' error boundary: :func:`refreshed` and :func:`first_token`
+call a refresher and turn whatever it raises into the documented errors, so the keeper's rules
+(the cool-down, a valid token kept through a failed early refresh) hold for every refresher.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar, Protocol, Self, Unpack, runtime_checkable
 
 import requests
 
-from .client_auth import AUTH_METHODS as AUTH_METHODS  # profiles.py names them
 from .discovery import discover
-from .errors import LoginRequired
-from .exchange import skip_netrc as skip_netrc  # session.py uses it
+from .errors import LoginRequired, RefreshFailed, TokenError
+from .exchange import kept_for_error
 from .oauth_client import ClientOptions, OAuthClient
-from .oauth_client import check_endpoint_url as check_endpoint_url  # adapter.py, profiles.py
 from .token import Token
 
 
@@ -219,3 +222,70 @@ class ClientCredentialsRefresher(TokenEndpoint):
     def new_token(self) -> Token:
         """Ask the token endpoint for a new token with the client's own credentials."""
         return self._grant({"grant_type": "client_credentials"})
+
+
+def refreshed(refresher: Refresher, old: Token, clock: Callable[[], float]) -> Token:
+    """Call ``refresher`` for ``old`` and return the new token (keeping ``old``'s refresh
+    token when the answer has none). Whatever the refresher raises leaves as a TokenError: see
+    :func:`_answer_of`."""
+    return _answer_of(lambda: refresher(old), old, clock)
+
+
+def first_token(source: TokenSource, clock: Callable[[], float]) -> Token:
+    """Ask ``source`` for a first token; its errors leave as :func:`refreshed`'s do."""
+    return _answer_of(source.new_token, None, clock)
+
+
+def _answer_of(
+    call: Callable[[], Token | Mapping[str, Any]], old: Token | None, clock: Callable[[], float]
+) -> Token:
+    """Return the token ``call`` answers with. A TokenError (LoginRequired, ClientRejected,
+    RefreshFailed, ...) passes as it is; any other exception becomes RefreshFailed: a requests
+    error keeps only a redacted copy of the answer, and another error is kept as the
+    ``__cause__`` unless its text holds one of ``old``'s secrets."""
+    requested_at = clock()
+    secrets = () if old is None else (old.access_token, old.refresh_token)
+    try:
+        answer = call()
+    except TokenError:
+        raise
+    except Exception as error:  # whatever a custom refresher raises: see the docstring
+        failure, cause = _failure(error, secrets)
+    else:
+        return _as_token(answer, old, requested_at)
+    # Raised outside the except block, so that no context holds the refresher's request.
+    raise failure from cause
+
+
+def _failure(
+    error: Exception, secrets: Iterable[str | None]
+) -> tuple[RefreshFailed, Exception | None]:
+    """The RefreshFailed that stands for a refresher's ``error``, and the cause it may keep."""
+    name = type(error).__name__
+    if isinstance(error, requests.RequestException):
+        # The refresher's own request may hold its credentials: keep a redacted copy of the
+        # answer only.
+        kept = None if error.response is None else kept_for_error(error.response, secrets)
+        return RefreshFailed(f"the refresher failed ({name}); try again later", response=kept), None
+    if any(secret and secret in f"{error} {error.args!r}" for secret in secrets):
+        return RefreshFailed(
+            f"the refresher raised {name}, whose message held a secret and is not kept; "
+            "try again later"
+        ), None
+    return RefreshFailed(f"the refresher raised {name} (the cause); try again later"), error
+
+
+def _as_token(answer: Token | Mapping[str, Any], old: Token | None, requested_at: float) -> Token:
+    """Turn a refresher's answer into a token, keeping the old refresh token if none came."""
+    if isinstance(answer, Token):
+        if answer.refresh_token or old is None:
+            return answer
+        return replace(answer, refresh_token=old.refresh_token)
+    if not isinstance(answer, Mapping):
+        raise RefreshFailed(
+            f"the refresher returned a {type(answer).__name__}, not a Token or a mapping"
+        )
+    try:
+        return Token.from_response(answer, requested_at=requested_at, previous=old)
+    except ValueError as error:
+        raise RefreshFailed(f"the refresher's answer is not a usable token: {error}") from None

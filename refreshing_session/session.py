@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import requests
 from urllib3.util.retry import Retry
 
-from .adapter import BearerAdapter, Prefixes, shallow_copy, token_withheld, withhold_token
-from .arguments import seconds
-from .keeper import TokenKeeper
-from .profiles import load_profile
-from .redirects import steered_in
-from .refreshers import Refresher, UsesNetwork, skip_netrc
-from .store import TokenFile, TokenStore
+from .adapter import BearerAdapter, token_withheld, withhold_token
+from .exchange import skip_netrc
+from .flow import shallow_copy
+from .options import Options, TokenArguments, profile_arguments
+from .refreshers import UsesNetwork
+from .shadowed import ShadowedToken
 from .token import Token
+from .urls import Prefixes, steered_in
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from requests.models import Request
 
 
@@ -60,41 +61,33 @@ class RefreshingSession(requests.Session):
     from another origin, with a method other than GET or HEAD.
     """
 
-    __attrs__: list[str] = [*requests.Session.__attrs__, "prefixes", "keeper"]  # noqa: RUF012 (typed as in requests)
+    __attrs__: list[str] = [*requests.Session.__attrs__, "token_options", "keeper"]  # noqa: RUF012 (typed as in requests)
 
     def __init__(
         self,
         prefixes: str | Iterable[str],
         *,
-        token_file: str | os.PathLike[str] | None = None,
-        store: TokenStore | None = None,
-        refresher: Refresher | None = None,
-        leeway: float = 30.0,
-        lock_timeout: float = 30.0,
         max_retries: int | Retry = 0,
-        refresh_on: Iterable[int] = (401,),
-        on_refresh: Callable[[Token], object] | None = None,
-        login_command: str | None = None,
-        allow_insecure_http: bool = False,
+        **options: Unpack[TokenArguments],
     ) -> None:
         super().__init__()
-        self.prefixes, self.keeper = token_parts(
-            prefixes,
-            token_file=token_file,
-            store=store,
-            refresher=refresher,
-            leeway=leeway,
-            lock_timeout=lock_timeout,
-            on_refresh=on_refresh,
-            login_command=login_command,
-            allow_insecure_http=allow_insecure_http,
-        )
+        self.token_options = Options.of(prefixes, **options)
+        self.keeper = self.token_options.keeper()
         adapter = BearerAdapter(
-            self.prefixes, self.keeper, max_retries=max_retries, refresh_on=refresh_on
+            self.prefixes,
+            self.keeper,
+            max_retries=max_retries,
+            refresh_on=self.token_options.refresh_on,
         )
         for url in self.prefixes.mount_points:
             self.mount(url, adapter)
+        self._shadowed = ShadowedToken(self.prefixes)
         self._hand_network()
+
+    @property
+    def prefixes(self) -> Prefixes:
+        """The URL prefixes that receive the token."""
+        return self.token_options.prefixes
 
     def _hand_network(self) -> None:
         """Let the refresher reach its token endpoint with this session's ``verify``, ``cert``,
@@ -104,6 +97,7 @@ class RefreshingSession(requests.Session):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._shadowed = ShadowedToken(self.prefixes)
         self._hand_network()
 
     @classmethod
@@ -127,11 +121,15 @@ class RefreshingSession(requests.Session):
         there the bearer token, not a netrc password, is the credential. A request the caller
         authenticates (``auth=``, ``session.auth``, or an Authorization header, which the
         adapter sees for itself) gets no token, on any hop."""
+        url = request.url
         if request.auth or self.auth:
+            if self.auth and not request.auth and isinstance(url, str):
+                self._shadowed.check(url, "session.auth")
             prepared = super().prepare_request(request)
             withhold_token(prepared)
             return prepared
-        url = request.url
+        if "Authorization" in self.headers and isinstance(url, str):
+            self._shadowed.check(url, 'session.headers["Authorization"]')
         if self.trust_env and isinstance(url, str) and self.prefixes.match(url):
             request = shallow_copy(request)
             request.auth = skip_netrc
@@ -159,74 +157,3 @@ class RefreshingSession(requests.Session):
 
     def __repr__(self) -> str:
         return f"<RefreshingSession {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
-
-
-def token_parts(
-    prefixes: str | Iterable[str],
-    *,
-    token_file: str | os.PathLike[str] | None = None,
-    store: TokenStore | None = None,
-    refresher: Refresher | None = None,
-    leeway: float = 30.0,
-    lock_timeout: float = 30.0,
-    on_refresh: Callable[[Token], object] | None = None,
-    login_command: str | None = None,
-    allow_insecure_http: bool = False,
-) -> tuple[Prefixes, TokenKeeper]:
-    """Return the prefixes and the keeper that a front end builds from these arguments (their
-    meaning is :class:`RefreshingSession`'s). Raises TypeError or ValueError for misuse."""
-    _check_arguments(refresher, on_refresh)
-    return Prefixes(prefixes, allow_insecure_http=allow_insecure_http), TokenKeeper(
-        _store(token_file, store),
-        refresher,
-        leeway=seconds("leeway", leeway, allow_zero=True),
-        lock_timeout=seconds("lock_timeout", lock_timeout, allow_zero=False),
-        on_refresh=on_refresh,
-        login_command=login_command,
-    )
-
-
-def profile_arguments(
-    name: str, config: str | os.PathLike[str] | None, options: dict[str, Any]
-) -> dict[str, Any]:
-    """Return a front end's arguments for profile ``name`` of the profile file ``config`` (or
-    the default one): its prefixes, token store and refresher, with ``options`` winning.
-    Raises ProfileError when the profile cannot be used."""
-    profile = load_profile(name, config)
-    options.setdefault("prefixes", profile.prefixes)
-    options.setdefault("refresher", profile.refresher())
-    options.setdefault("login_command", profile.login_command)
-    options.setdefault("allow_insecure_http", profile.allow_insecure_http)
-    if "store" not in options and "token_file" not in options:
-        options["store"] = profile.token_store()
-    return options
-
-
-def _store(token_file: object, store: object) -> TokenStore:
-    if (token_file is None) == (store is None):
-        raise TypeError(
-            "pass either token_file= (a path) or store= (a TokenStore), not "
-            f"{'both' if store is not None else 'neither'}"
-        )
-    if store is not None:
-        if not isinstance(store, TokenStore):
-            raise TypeError(
-                "store must be a TokenStore, such as TokenFile(path) or "
-                f"RedisTokenStore(...); got {type(store).__name__}"
-            )
-        return store
-    if not isinstance(token_file, (str, os.PathLike)):
-        raise TypeError(f"token_file must be a str or os.PathLike, got {type(token_file).__name__}")
-    return TokenFile(token_file)
-
-
-def _check_arguments(refresher: object, on_refresh: object) -> None:
-    if refresher is not None and not callable(refresher):
-        raise TypeError(
-            "refresher must be callable (Token) -> Token | Mapping, such as an "
-            f"OAuth2Refresher; got {type(refresher).__name__}"
-        )
-    if on_refresh is not None and not callable(on_refresh):
-        raise TypeError(
-            f"on_refresh must be callable (Token) -> None; got {type(on_refresh).__name__}"
-        )

@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import filelock
 
-from .errors import TokenFileError, TokenStoreError
+from .errors import LockTimeout, TokenFileError, TokenStoreError
 from .token import Token
 from .trusted_files import UntrustedFile, check_owner, follow_links
 
@@ -70,8 +70,10 @@ class TokenStore(Protocol):
     """Where the token lives, shared by every process that uses the grant.
 
     The keeper calls :meth:`version` on every request, so it must be cheap; everything else
-    runs only around a refresh. A store raises a :class:`TokenStoreError` when it cannot be
-    used, and never loses a token it said it wrote.
+    runs only around a refresh. A store whose ``version()`` never blocks (a local file) may say
+    so with a class attribute ``version_never_blocks = True``: async front ends then ask it on
+    the event loop instead of in a worker thread. A store raises a :class:`TokenStoreError`
+    when it cannot be used, and never loses a token it said it wrote.
     """
 
     @property
@@ -98,10 +100,10 @@ class TokenStore(Protocol):
 
     def lock(
         self, timeout: float, stop_waiting: Callable[[], bool]
-    ) -> AbstractContextManager[bool]:
-        """Hold the store's exclusive refresh lock: the context yields True while it is held,
-        or False when it could not be had within ``timeout`` seconds or ``stop_waiting()``
-        said the wait is pointless."""
+    ) -> AbstractContextManager[object]:
+        """Hold the store's exclusive refresh lock for the context; raise LockTimeout when it
+        could not be had within ``timeout`` seconds, or as soon as ``stop_waiting()`` says the
+        wait is pointless. (What the context yields is not used.)"""
 
 
 class TokenFile:
@@ -115,6 +117,10 @@ class TokenFile:
     current user or root: another user's file or link in a shared folder is refused with a
     TokenFileError, never read or written through.
     """
+
+    #: :meth:`version` is one ``fstat`` or ``stat`` of a local file: async front ends may ask it
+    #: on the event loop.
+    version_never_blocks = True
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         # Absolute from the start: the file meant is the one named where the store was made,
@@ -234,15 +240,16 @@ class TokenFile:
             raise self._error(f"cannot remove the token file ({error.strerror})") from None
 
     @contextmanager
-    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
-        """Hold the file lock beside the token file (yield True), or yield False after
-        ``timeout`` seconds or as soon as ``stop_waiting()`` is true."""
+    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[None]:
+        """Hold the file lock beside the token file; raise LockTimeout after ``timeout``
+        seconds, or as soon as ``stop_waiting()`` is true, as filelock raises Timeout."""
         lock = filelock.FileLock(self.lock_path, fallback_to_soft=False, poll_interval=_LOCK_POLL)
         try:
             lock.acquire(timeout=max(0.0, timeout), cancel_check=stop_waiting)
         except filelock.Timeout:
-            yield False
-            return
+            raise LockTimeout(
+                f"the lock of {self.location} was not had in {timeout:.3g} s"
+            ) from None
         except OSError as error:
             raise TokenFileError(
                 f"cannot lock ({error.strerror}); check that the folder "
@@ -250,7 +257,7 @@ class TokenFile:
                 path=self.lock_path,
             ) from None
         try:
-            yield True
+            yield
         finally:
             lock.release()
 

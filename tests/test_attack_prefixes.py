@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from refreshing_session import RefreshingSession
-from refreshing_session.adapter import Prefixes
+from refreshing_session.urls import Prefixes
 from refreshing_session.errors import ProfileError
 from refreshing_session.profiles import CONFIG_ENV
 from refreshing_session.testing import LocalAuthServer

@@ -227,8 +227,11 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 
 def _assert_lock_is_free(token_file: Path) -> None:
-    with TokenFile(token_file).lock(0.0, lambda: False) as held:
-        assert held, "the token lock is still held"
+    try:
+        with TokenFile(token_file).lock(0.0, lambda: False):
+            pass
+    except LockTimeout:
+        pytest.fail("the token lock is still held")
 
 
 @contextmanager
@@ -238,8 +241,7 @@ def _lock_held_elsewhere(token_file: Path) -> Iterator[threading.Event]:
     holding, release = threading.Event(), threading.Event()
 
     def hold_the_lock() -> None:
-        with TokenFile(token_file).lock(5.0, lambda: False) as held:
-            assert held
+        with TokenFile(token_file).lock(5.0, lambda: False):
             holding.set()
             release.wait(30)
 

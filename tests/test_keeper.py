@@ -45,8 +45,7 @@ def lock_held(store: TokenStore) -> Iterator[None]:
     taken, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with store.lock(5.0, lambda: False) as held:
-            assert held
+        with store.lock(5.0, lambda: False):
             taken.set()
             release.wait(10)
 
@@ -166,13 +165,13 @@ class MemoryStore:
         self.snapshot = None
 
     @contextmanager
-    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
-        held = self._lock.acquire(timeout=max(timeout, 0.0))
+    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[None]:
+        if not self._lock.acquire(timeout=max(timeout, 0.0)):
+            raise LockTimeout("the memory store's lock was not had")
         try:
-            yield held
+            yield
         finally:
-            if held:
-                self._lock.release()
+            self._lock.release()
 
 
 def test_a_session_works_over_any_token_store(
@@ -280,10 +279,10 @@ class UnreachableLock(TokenFile):
     attempts = 0
 
     @contextmanager
-    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
+    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[None]:
         self.attempts += 1
         raise TokenStoreError("cannot lock: the store is unreachable")
-        yield False  # never reached; makes this the generator that contextmanager wants
+        yield  # never reached; makes this the generator that contextmanager wants
 
 
 def test_an_early_refresh_that_cannot_lock_pauses_instead_of_retrying_per_request(
@@ -305,10 +304,10 @@ class CountedLock(TokenFile):
     attempts = 0
 
     @contextmanager
-    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
+    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[None]:
         self.attempts += 1
-        with super().lock(timeout, stop_waiting) as held:
-            yield held
+        with super().lock(timeout, stop_waiting):
+            yield
 
 
 def test_an_early_refresh_that_finds_the_lock_taken_is_not_tried_on_every_request(

@@ -121,11 +121,11 @@ class MemoryStore:
         self.snapshot = None
 
     @contextmanager
-    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[bool]:
+    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[None]:
         assert not self.held, "the store's lock was taken twice"
         self.held = True
         try:
-            yield True
+            yield
         finally:
             self.held = False
 

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 import redis
 
-from refreshing_session import RefreshingSession, Token, TokenStore, TokenStoreError
+from refreshing_session import (
+    LockTimeout,
+    RefreshingSession,
+    Token,
+    TokenStore,
+    TokenStoreError,
+)
 from refreshing_session.cli import main
 from refreshing_session.profiles import CONFIG_ENV
 from refreshing_session.redis_store import RedisTokenStore
@@ -251,12 +257,11 @@ def test_a_zero_check_interval_asks_redis_every_time(redis_server: RedisServer) 
 
 def test_the_lock_excludes_a_second_holder_until_released(redis_server: RedisServer) -> None:
     first, second = (RedisTokenStore(redis_server.url, KEY) for _ in range(2))
-    with first.lock(TIMEOUT, never) as held:
-        assert held
-        with second.lock(0.05, never) as also:
-            assert not also
-    with second.lock(0, never) as held:
-        assert held
+    with first.lock(TIMEOUT, never):
+        with pytest.raises(LockTimeout), second.lock(0.05, never):
+            pytest.fail("a second holder got the lock")
+    with second.lock(0, never):
+        pass  # free again once released
     assert not raw_client(redis_server).exists(first.lock_key)
 
 
@@ -267,9 +272,9 @@ def test_a_waiter_backs_off_and_stops_when_told(redis_server: RedisServer) -> No
         before = calls(redis_server, "evalsha")
         threading.Timer(0.4, told.set).start()
         started = time.monotonic()
-        with waiter.lock(TIMEOUT, told.is_set) as held:
-            waited = time.monotonic() - started
-            assert not held
+        with pytest.raises(LockTimeout), waiter.lock(TIMEOUT, told.is_set):
+            pytest.fail("the waiter got a held lock")
+        waited = time.monotonic() - started
         attempts = calls(redis_server, "evalsha") - before
     assert 0.35 <= waited < 2
     # 2 ms doubling to 50 ms: about a dozen attempts in 0.4 s, not hundreds.
@@ -281,8 +286,7 @@ def test_an_abandoned_lock_expires_after_lock_ttl(redis_server: RedisServer) -> 
     # As a holder that crashed right after taking it with lock_ttl=0.3 leaves it:
     raw_client(redis_server).set(waiter.lock_key, "a crashed holder", px=300)
     started = time.monotonic()
-    with waiter.lock(TIMEOUT, never) as taken:
-        assert taken
+    with waiter.lock(TIMEOUT, never):
         assert time.monotonic() - started >= 0.2
 
 
@@ -300,13 +304,11 @@ def test_a_holder_whose_lock_expired_cannot_overwrite_the_newer_token(
     stalled = RedisTokenStore(redis_server.url, KEY, lock_ttl=0.2)
     next_holder = RedisTokenStore(redis_server.url, KEY)
     stalled.write(TOKEN)
-    with stalled.lock(TIMEOUT, never) as held:
-        assert held
+    with stalled.lock(TIMEOUT, never):
         started_from = stalled.read()
         assert started_from is not None
         stall(stalled, redis_server)
-        with next_holder.lock(TIMEOUT, never) as taken:
-            assert taken
+        with next_holder.lock(TIMEOUT, never):
             snapshot = next_holder.read()
             assert snapshot is not None
             assert next_holder.replace(OTHER, None, snapshot.version) is not None
@@ -319,13 +321,12 @@ def test_a_late_release_never_frees_the_next_holders_lock(redis_server: RedisSer
     stalled = RedisTokenStore(redis_server.url, KEY, lock_ttl=0.2)
     next_holder = RedisTokenStore(redis_server.url, KEY)
     client = raw_client(redis_server)
-    with next_holder.lock(0, never) as free:
-        assert free  # a first holder, gone: its lock is released
+    with next_holder.lock(0, never):
+        pass  # a first holder, gone: its lock is released
     stalled_lock = stalled.lock(TIMEOUT, never)
-    assert stalled_lock.__enter__() is True
+    stalled_lock.__enter__()
     stall(stalled, redis_server)
-    with next_holder.lock(TIMEOUT, never) as taken:
-        assert taken
+    with next_holder.lock(TIMEOUT, never):
         stalled_lock.__exit__(None, None, None)  # the stalled holder wakes and releases
         assert client.exists(next_holder.lock_key) == 1
 

@@ -27,7 +27,8 @@ from refreshing_session import (
     TokenFile,
     TokenFileError,
 )
-from refreshing_session.adapter import BearerAdapter, Prefixes
+from refreshing_session.adapter import BearerAdapter
+from refreshing_session.urls import Prefixes
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import SessionFactory, expire, refresher_for, stored, write_grant

@@ -10,6 +10,7 @@ import os
 import pickle
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refreshing_session import Token, TokenFile, TokenFileError, TokenStoreError
+from refreshing_session import LockTimeout, Token, TokenFile, TokenFileError, TokenStoreError
 from refreshing_session.store import MAX_FILE_SIZE, NOTES_KEY, Snapshot
 
 ACCESS = "at-Q7vXk2Rm9Lp4Wz"
@@ -358,16 +359,17 @@ def test_delete_removes_the_file_and_tolerates_its_absence(path: Path) -> None:
 
 
 @pytest.mark.timeout(10)
-def test_the_lock_yields_false_on_timeout_or_when_told_to_stop_waiting(path: Path) -> None:
+def test_the_lock_raises_lock_timeout_on_timeout_or_when_told_to_stop_waiting(path: Path) -> None:
     store = TokenFile(path)
-    with store.lock(1.0, lambda: False) as held:
-        assert held
-        with store.lock(0.05, lambda: False) as second:
-            assert not second
-        with store.lock(30.0, lambda: True) as cancelled:  # returns at once, not after 30 s
-            assert not cancelled
-    with store.lock(1.0, lambda: False) as again:
-        assert again
+    with store.lock(1.0, lambda: False):
+        with pytest.raises(LockTimeout, match="not had in 0.05 s"), store.lock(0.05, lambda: False):
+            pytest.fail("a second holder got the lock")
+        started = time.monotonic()
+        with pytest.raises(LockTimeout), store.lock(30.0, lambda: True):
+            pytest.fail("a second holder got the lock")
+        assert time.monotonic() - started < 10, "stop_waiting() did not end the wait at once"
+    with store.lock(1.0, lambda: False):
+        pass  # free again once released
 
 
 def test_a_token_too_large_even_without_its_extra_fields_is_refused_and_the_file_kept(
