@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from . import __version__
 from .browser_login import BrowserLogin
@@ -48,6 +48,12 @@ _BAD_INPUT = 3
 _LONGEST_SHOWN = 1e12
 
 _Refresher = OAuth2Refresher | ClientCredentialsRefresher
+
+
+class _Commands(Protocol):
+    """What a command's parser is added to: the parser's subcommands."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
 class _BadInput(Exception):
@@ -210,7 +216,7 @@ def _names_a_profile(name: str) -> bool:
 # --- demo ---------------------------------------------------------------------------------------
 
 
-def _add_demo(commands: Any) -> None:
+def _add_demo(commands: _Commands) -> None:
     demo = commands.add_parser(
         "demo",
         help="run worker processes against a local authorization server",
@@ -310,7 +316,7 @@ def _fewer_calls(report: Mapping[str, Any]) -> list[tuple[str, str]]:
 # --- login --------------------------------------------------------------------------------------
 
 
-def _add_login(commands: Any) -> None:
+def _add_login(commands: _Commands) -> None:
     login = commands.add_parser(
         "login",
         help="store a first token: browser, device, client credentials, or import",
@@ -604,7 +610,7 @@ def _summary(token: Token) -> str:
 # --- token --------------------------------------------------------------------------------------
 
 
-def _add_token(commands: Any) -> None:
+def _add_token(commands: _Commands) -> None:
     token = commands.add_parser(
         "token",
         help="print a valid access token, and nothing else",
@@ -626,7 +632,7 @@ def _token(arguments: argparse.Namespace) -> int:
 # --- status -------------------------------------------------------------------------------------
 
 
-def _add_status(commands: Any) -> None:
+def _add_status(commands: _Commands) -> None:
     status = commands.add_parser(
         "status",
         help="describe the stored token without showing secrets",
@@ -763,7 +769,7 @@ def _expiry(expires_at: float, now: float) -> str:
 # --- refresh ------------------------------------------------------------------------------------
 
 
-def _add_refresh(commands: Any) -> None:
+def _add_refresh(commands: _Commands) -> None:
     refresh = commands.add_parser(
         "refresh",
         help="refresh the token now, under the lock",
@@ -785,7 +791,7 @@ def _refresh(arguments: argparse.Namespace) -> int:
 # --- logout -------------------------------------------------------------------------------------
 
 
-def _add_logout(commands: Any) -> None:
+def _add_logout(commands: _Commands) -> None:
     logout = commands.add_parser(
         "logout",
         help="revoke the grant (if the profile has a revocation endpoint) and "

@@ -565,6 +565,7 @@ def test_browser_login_without_a_profile(
         ["login", "--client-id", "c", "x.json"],
         ["login", "--token-url", "https://a.test/t", "--client-id", "c"],
         ["login", "--browser", "--device", "--profile", "p"],
+        ["login", "--device", "--token-url", "http://auth.test/t", "--client-id", "c", "x.json"],
     ],
 )
 def test_usage_errors_exit_3(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> None:
