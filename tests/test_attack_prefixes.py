@@ -30,7 +30,19 @@ from .hostile import LoopbackServer
 
 TIMEOUT = 5
 # The ways to write a dot segment that requests sends on as it is (or turns into "..").
-CLIMBS = ["../", "%2e%2e/", "%2E%2E/", ".%2e/", "%2e./", "..%2F", "%2e%2e%2f"]
+# The last two climb in servlet containers (Tomcat, Jetty, Spring), which drop a segment's
+# ";parameters" before removing dot segments.
+CLIMBS = [
+    "../",
+    "%2e%2e/",
+    "%2E%2E/",
+    ".%2e/",
+    "%2e./",
+    "..%2F",
+    "%2e%2e%2f",
+    "..;/",
+    "%2e%2e;jsessionid=x/",
+]
 UNSAFE_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -86,7 +98,10 @@ def _handler_for(hostile: HostileServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
             target = urlsplit(self.path).path
-            routed = posixpath.normpath(unquote(target))
+            # Routed as a servlet container does: each segment's ";parameters" dropped, then
+            # the path decoded and its dot segments removed.
+            plain = "/".join(segment.split(";", 1)[0] for segment in target.split("/"))
+            routed = posixpath.normpath(unquote(plain))
             authorization = self.headers.get("Authorization")
             scheme = authorization.split()[0].lower() if authorization else None
             hostile.record(Seen(self.command, target, routed, scheme))

@@ -10,6 +10,8 @@ test_attack_prefixes records every header scheme it receives."""
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,15 @@ import pytest
 import requests
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from refreshing_session import LoginRequired, OAuth2Refresher, RefreshFailed, TokenError
+from refreshing_session import (
+    LoginRequired,
+    OAuth2Refresher,
+    RefreshFailed,
+    Token,
+    TokenError,
+    TokenFile,
+)
+from refreshing_session.guard import MAX_WASTED
 from refreshing_session.httpx import RefreshingAsyncClient, RefreshingAuth, RefreshingClient
 from refreshing_session.testing import LocalAuthServer
 
@@ -464,3 +474,139 @@ def test_refresh_on_403_refreshes_and_replays_only_where_asked(
                 api.current = "at-revoked"  # the stored token died early
                 assert client.request("GET", api.origin + "/items").status == status
     assert issuer.issued == refreshes
+
+
+# --- a refresher that raises anything ---------------------------------------------------------
+
+
+class Boom(Exception):
+    """What a custom refresher's own code may raise: no TokenError, no requests error."""
+
+
+class RaisingRefresher:
+    """A custom refresher that fails with :class:`Boom`, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, token: Token) -> Token:
+        self.calls += 1
+        raise Boom("the SDK's own failure")
+
+
+def _due_but_valid(path: Path) -> Token:
+    """Rewrite the token file so that its token is due (inside the leeway) but still valid for
+    20 s; return that token."""
+    data = {**stored(path).to_dict(), "expires_at": time.time() + 20, "expires_in": 60}
+    token = Token.from_file(data, written_at=time.time())
+    TokenFile(path).write(token)
+    return token
+
+
+@pytest.mark.parametrize("kind", ALL)
+def test_a_custom_refresher_that_raises_anything_never_fails_a_request_whose_token_is_valid(
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, token_file: Path
+) -> None:
+    _due_but_valid(token_file)
+    refresher = RaisingRefresher()
+    client = make_client(refresher=refresher)
+    statuses = [client.request("GET", server.api_url + "items").status for _ in range(6)]
+    assert statuses == [200] * 6, "a failed early refresh failed a request whose token is valid"
+    assert refresher.calls == 1, f"{refresher.calls} refreshes: the cool-down was not kept"
+
+
+@pytest.mark.parametrize("kind", ALL)
+def test_a_custom_refresher_that_raises_anything_gives_refresh_failed_within_its_cool_down(
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, token_file: Path
+) -> None:
+    expire(token_file)
+    refresher = RaisingRefresher()
+    client = make_client(refresher=refresher)
+    started = time.monotonic()
+    for attempt in range(6):
+        with pytest.raises(RefreshFailed) as raised:
+            client.request("GET", server.api_url + "items")
+        assert isinstance(raised.value, requests.RequestException)
+        if attempt == 0:  # (the cool-down raises its copies)
+            assert isinstance(raised.value.__cause__, Boom), "the refresher's error is lost"
+    if time.monotonic() - started < 1.0:  # the cool-down starts at 0.5 s, then doubles
+        assert refresher.calls <= 2, f"{refresher.calls} refreshes within a second"
+
+
+# --- the token an earlier path proved, and paths it never reached ------------------------------
+
+
+@pytest.mark.parametrize("kind", ALL)
+def test_a_path_refused_for_good_costs_at_most_the_guards_refreshes_though_the_token_works(
+    kind: str, make_client: ClientFactory, server: LocalAuthServer
+) -> None:
+    """Eight rounds of a path that works, then a new item the token may never see: the guard's
+    limit holds at each new path (it used to lift once the token had worked anywhere)."""
+    client = make_client()
+    for item in range(8):
+        assert client.request("GET", server.api_url + "items").status == 200
+        assert client.request("GET", server.api_url + f"always401/{item}").status == 401
+    assert server.stats().refreshes <= MAX_WASTED, "a refresh for every forbidden item"
+    server.revoke_access_tokens()  # the token dies early: where it worked, a 401 still cures
+    assert client.request("GET", server.api_url + "items").status == 200
+    assert server.stats().refreshes <= MAX_WASTED + 1
+
+
+@pytest.mark.parametrize("kind", ALL)
+def test_with_refresh_on_403_a_forbidden_item_is_not_a_refresh_each(
+    kind: str, portal: BlockingPortal, token_file: Path
+) -> None:
+    with ForbiddingApi() as api:
+        issuer = Issuer(api)
+        with RecordingEndpoint(issuer) as endpoint:
+            for build in client_factory(
+                kind,
+                portal,
+                {
+                    "prefixes": api.origin + "/",
+                    "token_file": token_file,
+                    "refresher": OAuth2Refresher(endpoint.url, "client", "secret", retries=0),
+                },
+            ):
+                client = build(refresh_on=(401, 403))
+                api.current = "at-revoked"  # the stored token died early: cured once
+                assert client.request("GET", api.origin + "/items").status == 200
+                for item in range(8):
+                    assert client.request("GET", api.origin + "/items").status == 200
+                    assert client.request("GET", api.origin + f"/admin/{item}").status == 403
+    assert issuer.issued <= 1 + MAX_WASTED, f"{issuer.issued} refreshes for 8 forbidden items"
+
+
+# --- a client-wide credential left over from before the switch -----------------------------------
+
+
+@pytest.mark.parametrize("kind", HOP_BY_HOP)
+def test_a_client_wide_authorization_header_is_warned_about_once_per_prefix(
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+    client.native.headers["Authorization"] = "Bearer hard-coded-and-stale"
+    caplog.set_level(logging.WARNING, logger="refreshing_session")
+    statuses = {client.request("GET", server.api_url + "items").status for _ in range(3)}
+    assert statuses == {401}, "the caller's own header no longer wins"
+    warnings = [
+        r.getMessage() for r in caplog.records if "instead of the refreshed token" in r.getMessage()
+    ]
+    assert len(warnings) == 1, f"warned {len(warnings)} times, not once per prefix"
+    assert "Authorization" in warnings[0]
+    assert "delete the line" in warnings[0]
+    assert server.api_url in warnings[0], "the warning does not name the prefix"
+    assert "hard-coded-and-stale" not in caplog.text
+
+
+@pytest.mark.parametrize("kind", HOP_BY_HOP)
+def test_a_client_wide_auth_is_warned_about_and_a_request_outside_the_prefixes_is_not(
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client(caller_auth=CALLER_BASIC)
+    caplog.set_level(logging.WARNING, logger="refreshing_session")
+    client.request("GET", server.url + "/echo")
+    assert "instead of the refreshed token" not in caplog.text, "warned outside the prefixes"
+    client.request("GET", server.api_url + "items")
+    assert caplog.text.count("instead of the refreshed token") == 1
+    assert "auth" in caplog.text
