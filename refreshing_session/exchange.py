@@ -7,6 +7,12 @@ document) ends within its timeout in all
 :data:`MAX_ANSWER` bytes of answer, decompressed. The answer it returns, and the copies that
 errors keep, hold no part of the request but its method and URL: the client's credentials,
 refresh tokens and device codes stay out of anything an error tracker may capture.
+
+The caller is released at the deadline; the exchange itself ends then too when it runs on a
+:func:`watched_pool` (its socket is shut down, before the answer's headers as after them), so
+a slow server cannot pile up threads and sockets. A grant's successful answer that has begun
+is the exception: it holds the only copy of the new refresh token, so it is read to its end
+in the background (:class:`~refreshing_session.errors.AnswerUnderway`).
 """
 
 from __future__ import annotations
@@ -146,6 +152,8 @@ class _Call:
         self.failure: Exception | None = None
 
     def run(self) -> None:
+        """In the worker thread: send the request and read the answer; keep the answer, or
+        why there is none."""
         _running.call = self
         try:
             # Prepared apart from the session, so that none of its headers, auth or cookies
