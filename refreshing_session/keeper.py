@@ -435,10 +435,10 @@ class TokenKeeper:
                 f"earlier ({refused}); {self._log_in('again')}"
             )
         if self.refresher is None:
+            python = "" if self.login_command else ", or pass refresher="
             raise LoginRequired(
                 f"the token in {self.store.location} has expired and this "
-                f"session has no refresher; {self._log_in('again')}, or pass "
-                "refresher="
+                f"session has no refresher; {self._log_in('again')}{python}"
             )
         old = snapshot.token
         try:

@@ -201,7 +201,7 @@ def config_path() -> Path:
     the platform's user config folder."""
     override = os.environ.get(CONFIG_ENV)
     if override:
-        return Path(override).expanduser()
+        return Path(override).expanduser().absolute()
     return _user_folder(config=True) / "config.toml"
 
 
@@ -227,7 +227,9 @@ def load_profile(
     if table is None:
         known = ", ".join(sorted(profiles)) or "none"
         raise ProfileError(
-            f"there is no profile {name!r}; the profiles in this file are: {known}", path=str(file)
+            f"there is no profile {name!r}{_did_you_mean(name, profiles)} (the profiles in this "
+            f"file are: {known})",
+            path=str(file),
         )
     profile = _Reader(table, str(file), name, need_secret).profile()
     if need_secret:

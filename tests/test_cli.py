@@ -695,11 +695,6 @@ def test_options_out_of_place_say_where_they_go(
     assert says in " ".join(capsys.readouterr().err.split())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs load_profile to add profiles._did_you_mean(name, profiles) to its 'there "
-    "is no profile' message (profiles.py is not the CLI's; asked of the lead)",
-)
 def test_a_profile_name_typo_gets_a_did_you_mean(
     local: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -729,21 +724,7 @@ def test_keeper_messages_name_the_command_that_logs_in(
     assert "refreshing-session login --profile local`" in err
 
 
-@pytest.mark.parametrize(
-    "expired",
-    [
-        pytest.param(False, id="no token"),
-        pytest.param(
-            True,
-            id="expired",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="needs keeper.py to drop 'or pass refresher=' when a login_command is "
-                "given, as it drops 'use a ClientCredentialsRefresher' (asked of the lead)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("expired", [False, True], ids=["no token", "expired"])
 def test_cli_messages_give_no_python_advice(
     expired: bool, tmp_path: Path, server: LocalAuthServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
