@@ -26,7 +26,7 @@ from refreshing_session import (
 )
 from refreshing_session.keeper import TokenKeeper
 from refreshing_session.store import Version
-from refreshing_session.testing import LocalAuthServer
+from refreshing_session.testing import LocalAuthServer, MemoryStore
 
 from .conftest import SessionFactory, expire, refresher_for, stored
 
@@ -131,47 +131,6 @@ def test_remove_keeps_the_token_when_the_step_before_fails(
 
 
 # --- the keeper over a store of another kind -----------------------------------------------------
-
-
-class MemoryStore:
-    """A TokenStore in one process's memory: the smallest thing the keeper can rely on."""
-
-    def __init__(self) -> None:
-        self.snapshot: Snapshot | None = None
-        self.writes = 0
-        self._lock = threading.Lock()
-
-    @property
-    def location(self) -> str:
-        return "the memory store"
-
-    def version(self) -> Version | None:
-        return None if self.snapshot is None else self.snapshot.version
-
-    def read(self) -> Snapshot | None:
-        return self.snapshot
-
-    def write(self, token: Token, notes: Mapping[str, Any] | None = None) -> Snapshot:
-        self.writes += 1
-        self.snapshot = Snapshot(token, self.writes, dict(notes or {}))
-        return self.snapshot
-
-    def replace(
-        self, token: Token, notes: Mapping[str, Any] | None, replacing: Version | None
-    ) -> Snapshot | None:
-        return self.write(token, notes) if self.version() == replacing else None
-
-    def delete(self) -> None:
-        self.snapshot = None
-
-    @contextmanager
-    def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[None]:
-        if not self._lock.acquire(timeout=max(timeout, 0.0)):
-            raise LockTimeout("the memory store's lock was not had")
-        try:
-            yield
-        finally:
-            self._lock.release()
 
 
 def test_a_session_works_over_any_token_store(

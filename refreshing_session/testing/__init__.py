@@ -23,11 +23,26 @@ and record), ``oauth`` (the OAuth state, no sockets),
 
 This package deliberately imports nothing from the rest of
 ``refreshing_session``: a bug in the client must not be able to hide the same
-bug here.
+bug here. The one exception is :class:`MemoryStore` (``memory_store``), a token
+store for the client's side of a test, loaded only when it is asked for.
 """
+
+from typing import TYPE_CHECKING
 
 from .dpop import DPoPProof
 from .oauth import ServerStats
 from .server import LocalAuthServer, TokenCall
 
-__all__ = ["DPoPProof", "LocalAuthServer", "ServerStats", "TokenCall"]
+if TYPE_CHECKING:
+    from .memory_store import MemoryStore
+
+__all__ = ["DPoPProof", "LocalAuthServer", "MemoryStore", "ServerStats", "TokenCall"]
+
+
+def __getattr__(name: str) -> object:
+    # MemoryStore imports the client: loading it lazily keeps the server apart from it.
+    if name == "MemoryStore":
+        from .memory_store import MemoryStore
+
+        return MemoryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
