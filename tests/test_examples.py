@@ -6,10 +6,12 @@ runs a copy in which only those addresses are replaced by the local servers' one
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -356,6 +358,65 @@ def test_the_profiles_example_is_a_valid_profile_file(monkeypatch: pytest.Monkey
     assert (nightly.grant, nightly.client_secret) == ("client_credentials", "from-the-environment")
 
 
+@contextlib.contextmanager
+def serving(script: str, folder: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``script`` (a server) in ``folder``, as the docs say; yield the first line it prints.
+    Then stop it with Ctrl+C (SIGINT), as the docs say, and check that it stopped cleanly."""
+    server = subprocess.Popen(
+        [sys.executable, script], cwd=folder, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline()
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            rest, _ = server.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+            raise
+    assert (server.returncode, rest) == (0, "stopped\n"), "Ctrl+C must stop the server cleanly"
+
+
+@pytest.mark.timeout(60)
+def test_the_first_script_runs_as_pasted_against_the_one_command_server(tmp_path: Path) -> None:
+    """The getting-started page: `python serve.py` in examples/first_script, then
+    `python first_script.py` in the same folder; the token the server left was expired."""
+    for name in ("serve.py", "first_script.py"):
+        shutil.copy(EXAMPLES / "first_script" / name, tmp_path)
+
+    with serving("serve.py", tmp_path) as first_line:
+        assert first_line.startswith("serving on http://127.0.0.1:")
+        expired = stored(tmp_path / "token.json")
+        result = run_python(tmp_path / "first_script.py", tmp_path)
+
+        assert (result.returncode, result.stdout) == (0, "200 /api/items\n200 /api/orders\n"), (
+            result.stderr
+        )
+        fresh = stored(tmp_path / "token.json")
+        assert fresh.access_token != expired.access_token, "the expired token was refreshed"
+        assert fresh.refresh_token != expired.refresh_token, "the grant was rotated once"
+    assert "secret" not in (tmp_path / "config.toml").read_text(), "a public client: no secret"
+
+
+def test_the_pool_example_refreshes_once_for_all_its_workers(
+    doc_server: LocalAuthServer, tmp_path: Path
+) -> None:
+    write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
+
+    result = run_python(
+        aimed_at("pool_workers.py", tmp_path, local_addresses(doc_server)), tmp_path
+    )
+
+    assert (result.returncode, result.stdout) == (0, "40 requests, statuses [200]\n"), result.stderr
+    stats = doc_server.stats()
+    assert (stats.refreshes, stats.api_ok, stats.reuse_detections) == (1, 40, 0), (
+        "the four workers share one refresh of the expired token"
+    )
+
+
+@pytest.mark.timeout(90)
 def test_the_walk_through_from_nothing_to_a_working_script(tmp_path: Path) -> None:
     """The tutorial's session, command by command: log in with the device flow, look, call the
     API, refresh, log out, and the app then asks for a login."""
@@ -367,12 +428,9 @@ def test_the_walk_through_from_nothing_to_a_working_script(tmp_path: Path) -> No
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "LOCAL_SECRET": "secret",
     }
-    server = subprocess.Popen(
-        [sys.executable, "server.py"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        assert server.stdout.readline().startswith("ready http://127.0.0.1:")
+    with serving("server.py", tmp_path, env) as first_line:
+        assert first_line.startswith("ready http://127.0.0.1:")
+        assert (tmp_path / "config.toml").is_file(), "server.py writes the profile where it runs"
 
         def run(*command: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
@@ -400,9 +458,6 @@ def test_the_walk_through_from_nothing_to_a_working_script(tmp_path: Path) -> No
         after = run(sys.executable, "app.py")
         assert after.returncode == 1
         assert "log in first with `refreshing-session login --profile local`" in after.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 # Serves two requests of the FastAPI example's app, with its lifespan, and prints what each got.
