@@ -7,20 +7,18 @@ request marked with :func:`withhold_token` never gets it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from requests.utils import rewind_body
 
-from .flow import bearer_flow, drive, shallow_copy
-from .guard import refresh_may_cure, refresh_statuses
+from .credentials import Credentials
+from .flow import Hop, Seen, bearer_flow, drive, shallow_copy
 from .keeper import TokenKeeper
-from .token import Token
 from .urls import Prefixes
 
 # HTTPAdapter.send's settings, typed as requests documents them (its own aliases live in a
@@ -38,30 +36,30 @@ BODY_POSITION = "_body_position"
 
 
 class BearerAdapter(HTTPAdapter):
-    """An HTTPAdapter that sends the keeper's token to URLs under ``prefixes``.
+    """An HTTPAdapter that sends the keeper's token to URLs under ``prefixes``, with the
+    ``credentials`` (see :class:`~refreshing_session.credentials.Credentials`).
 
-    A 401 answer (or one of another status of ``refresh_on``) to a request that carried the
-    token triggers one refresh (or adoption of a sibling's newer token) and one replay; the
-    replay's answer is returned whatever it is.
-    A body that cannot be rewound is not replayed: the refresh happens, and the 401 is returned
-    with its body intact. Other URLs, and requests that already carry an Authorization header,
-    pass through as with a plain HTTPAdapter.
+    A 401 answer (or one of another status of the credentials' ``refresh_on``) to a request
+    that carried the token triggers one refresh (or adoption of a sibling's newer token) and one
+    replay; the replay's answer is returned whatever it is. A DPoP nonce challenge gets one
+    replay with the nonce. A body that cannot be rewound is not replayed: the refresh happens,
+    and the 401 is returned with its body intact. Other URLs, and requests that already carry
+    an Authorization header, pass through as with a plain HTTPAdapter.
     """
 
-    __attrs__: list[str] = [*HTTPAdapter.__attrs__, "prefixes", "keeper", "refresh_on"]  # noqa: RUF012 (typed as in requests)
+    __attrs__: list[str] = [*HTTPAdapter.__attrs__, "prefixes", "keeper", "credentials"]  # noqa: RUF012 (typed as in requests)
 
     def __init__(
         self,
         prefixes: Prefixes,
         keeper: TokenKeeper,
-        *,
-        refresh_on: Iterable[int] = (401,),
+        credentials: Credentials,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.prefixes = prefixes
         self.keeper = keeper
-        self.refresh_on = refresh_statuses(refresh_on)
+        self.credentials = credentials
 
     def send(
         self,
@@ -74,22 +72,20 @@ class BearerAdapter(HTTPAdapter):
     ) -> Response:
         """Send ``request``, with the token when its URL is under a prefix; return the response."""
         settings = (stream, timeout, verify, cert, proxies)
-        if token_withheld(request) or not self.prefixes.match(request.url or ""):
+        url = request.url or ""
+        if token_withheld(request) or not self.prefixes.match(url):
             return super().send(request, *settings)
-        flow = bearer_flow(self.keeper, urlsplit(request.url or "").path, _replayable(request))
-        return drive(flow, partial(self._send_with, request, settings), self._refused, _release)
+        hop = Hop(request.method or "GET", url, _replayable(request))
+        flow = bearer_flow(self.keeper, self.credentials, hop)
+        return drive(flow, partial(self._send_with, request, settings), _seen, _release)
 
     def _send_with(
-        self, request: PreparedRequest, settings: tuple[Any, ...], token: Token
+        self, request: PreparedRequest, settings: tuple[Any, ...], headers: Mapping[str, str]
     ) -> Response:
-        """Send a copy of ``request`` with ``token``, its body from the start."""
+        """Send a copy of ``request`` with ``headers`` (the token's), its body from the start."""
         if _is_stream(request) and _replayable(request):
             rewind_body(request)
-        return super().send(_with_token(request, token), *settings)
-
-    def _refused(self, response: Response) -> bool:
-        """Was the token refused in a way that a new token may cure?"""
-        return refresh_may_cure(response.status_code, response.headers, self.refresh_on)
+        return super().send(_with_credentials(request, headers), *settings)
 
 
 def withhold_token(request: PreparedRequest) -> None:
@@ -105,14 +101,18 @@ def token_withheld(request: PreparedRequest) -> bool:
     )
 
 
-def _with_token(request: PreparedRequest, token: Token) -> PreparedRequest:
+def _with_credentials(request: PreparedRequest, headers: Mapping[str, str]) -> PreparedRequest:
     # A copy: the caller's request (which requests reuses for redirects) never holds the token.
     # Shallow but for the headers: PreparedRequest.copy() would also copy the cookie jar.
     authorized = shallow_copy(request)
     authorized.headers = request.headers.copy()
-    authorized.headers["Authorization"] = token.authorization
+    authorized.headers.update(headers)
     setattr(authorized, _TOKEN_COPY, True)
     return authorized
+
+
+def _seen(response: Response) -> Seen:
+    return response.status_code, response.headers
 
 
 def _is_stream(request: PreparedRequest) -> bool:

@@ -8,7 +8,7 @@ returns, so a refresh it started is always completed and stored, and no lock is 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -17,25 +17,24 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from .errors import TokenError
-from .flow import Call, Flow
-from .token import Token
+from .flow import Call, Flow, Seen
 
 _R = TypeVar("_R")
 
 
 async def async_exchanges(
-    flow: Flow, refused: Callable[[_R], bool], off_loop: OffLoop
-) -> AsyncGenerator[Token, _R]:
-    """The pump for async code: run ``flow``, its keeper calls through ``off_loop``; yield each
-    token to send a request with, and receive the answer (``refused`` says whether it refused
-    the token). Closes ``flow`` however it ends."""
+    flow: Flow, seen: Callable[[_R], Seen], off_loop: OffLoop
+) -> AsyncGenerator[Mapping[str, str], _R]:
+    """The pump for async code: run ``flow``, its keeper calls through ``off_loop``; yield the
+    headers to send each request with, and receive the answer (``seen`` reads its status and
+    headers). Closes ``flow`` however it ends."""
     try:
         step = next(flow)
         while True:
             if isinstance(step, Call):
                 step = flow.send(await off_loop.run(step))
             else:
-                step = flow.send(refused((yield step.token)))
+                step = flow.send(seen((yield step.headers)))
     except StopIteration:
         return
     finally:
@@ -44,19 +43,19 @@ async def async_exchanges(
 
 async def async_drive(
     flow: Flow,
-    send: Callable[[Token], Awaitable[_R]],
-    refused: Callable[[_R], bool],
+    send: Callable[[Mapping[str, str]], Awaitable[_R]],
+    seen: Callable[[_R], Seen],
     release: Callable[[_R], Awaitable[None]],
     off_loop: OffLoop,
 ) -> _R:
     """:func:`~refreshing_session.flow.drive` for async code: return the last answer."""
-    pump = async_exchanges(flow, refused, off_loop)
+    pump = async_exchanges(flow, seen, off_loop)
     answer: _R | None = None
     try:
-        token = await anext(pump)
+        headers = await anext(pump)
         while True:
-            answer = await send(token)
-            token = await pump.asend(answer)
+            answer = await send(headers)
+            headers = await pump.asend(answer)
             await release(answer)  # a replay follows: this answer will not be returned
             answer = None
     except StopAsyncIteration:

@@ -27,8 +27,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .errors import LoginRequired, excerpt
 from .login import HoldsClient, client_of
-from .oauth_client import OAuthClient, check_endpoint_url
+from .oauth_client import OAuthClient
 from .token import Token
+from .urls import check_endpoint_url
 
 logger = logging.getLogger(__name__)
 

@@ -2,12 +2,13 @@
 
 Send the keeper's token; when the answer is a 401 that a new token may cure (see
 :mod:`refreshing_session.guard`), get the token to replay with, and replay once if the body can
-be sent again. :func:`bearer_flow` is a generator that says each step and leaves the doing to a
-pump: :class:`Send` a request with a token (and send back whether the answer refused it), or
-:class:`Call` the keeper (a blocking call).
+be sent again. A DPoP nonce challenge is answered by one replay with the nonce, which is no
+refresh (see :mod:`refreshing_session.credentials`). :func:`bearer_flow` is a generator that says
+each step and leaves the doing to a pump: :class:`Send` the request with these headers (and
+send back the answer's status and headers), or :class:`Call` the keeper (a blocking call).
 
 There is one pump per concurrency model. :func:`exchanges` runs the keeper calls in the calling
-thread and hands out the tokens to send; :func:`drive` sends them with a front end's function
+thread and hands out the headers to send; :func:`drive` sends them with a front end's function
 (the requests adapter, the httpx sync client), and httpx's sync auth flow iterates it.
 :mod:`refreshing_session.async_flow` is the async pump. Each closes the flow in ``finally``.
 The answer the caller gets is the last one received.
@@ -16,10 +17,12 @@ The answer the caller gets is the last one received.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
+from .credentials import Credentials, Verdict
 from .keeper import TokenKeeper
 from .token import Token
 
@@ -27,13 +30,17 @@ logger = logging.getLogger(__name__)
 _R = TypeVar("_R")
 _T = TypeVar("_T")
 
+#: What a front end reads off an answer for the flow: its status and its headers.
+Seen = tuple[int, Mapping[str, str]]
+
 
 # The steps are named tuples, not frozen dataclasses: as immutable, and built at half the cost
 # on every request.
 class Send(NamedTuple):
-    """Send the request with ``token``; answer with whether the response refused it."""
+    """Send the request with these ``headers`` added (Authorization, and a DPoP proof for a DPoP
+    token); answer with what the front end sees of the answer (:data:`Seen`)."""
 
-    token: Token
+    headers: Mapping[str, str]
 
 
 class Call(NamedTuple):
@@ -47,39 +54,65 @@ class Call(NamedTuple):
     at_once: Callable[[], Any] | None = None
 
 
+class Hop(NamedTuple):
+    """One hop of a request: its method, its URL, and whether its body can be sent again."""
+
+    method: str
+    url: str
+    replayable: bool
+
+
 Flow = Generator[Send | Call, Any, None]
+_Sending = Generator[Send, Seen, Verdict]
 
 
-def bearer_flow(keeper: TokenKeeper, path: str, replayable: bool) -> Flow:
-    """The steps of one request for ``path``: send it with the current token, and after a 401
-    that a new token may cure, replay it once with the token the keeper gives, if the body is
-    ``replayable``."""
+def bearer_flow(keeper: TokenKeeper, credentials: Credentials, hop: Hop) -> Flow:
+    """The steps of one hop: send it with the current token, and after a 401 that a new token
+    may cure, replay it once with the token the keeper gives, if the body is replayable."""
+    path = urlsplit(hop.url).path
     token: Token = yield Call(keeper.current, shareable=True, at_once=keeper.current_at_once)
-    if not (yield Send(token)):
-        keeper.worked(token, path)
+    verdict = yield from _sent(credentials, hop, token)
+    if verdict is not Verdict.REFUSED:
+        if verdict is Verdict.ACCEPTED:
+            keeper.worked(token, path)
         return
     replacement: Token | None = yield Call(partial(keeper.after_unauthorized, token, path))
     if replacement is None:
         return
-    if not replayable:
+    if not hop.replayable:
         logger.info("401 for a body that cannot be sent again: token refreshed, 401 returned")
         yield Call(partial(keeper.replayed, replacement, path, refused=None))
         return
-    refused = yield Send(replacement)
+    verdict = yield from _sent(credentials, hop, replacement)
+    refused = None if verdict is Verdict.NONCE else verdict is Verdict.REFUSED
     yield Call(partial(keeper.replayed, replacement, path, refused=refused))
 
 
-def exchanges(flow: Flow, refused: Callable[[_R], bool]) -> Generator[Token, _R, None]:
-    """The pump for threads: run ``flow``, its keeper calls in this thread; yield each token to
-    send a request with, and receive the answer (``refused`` says whether it refused the
-    token). Closes ``flow`` however it ends."""
+def _sent(credentials: Credentials, hop: Hop, token: Token) -> _Sending:
+    """Send the hop with ``token``; after a DPoP nonce challenge, once more with its nonce
+    when the body can be sent again (a second challenge goes back to the caller). Return the
+    verdict of the last answer."""
+    verdict = credentials.verdict(
+        hop.url, *(yield Send(credentials.headers(token, hop.method, hop.url)))
+    )
+    if verdict is Verdict.NONCE and hop.replayable:
+        nonce = credentials.latest_nonce(hop.url)
+        headers = credentials.headers(token, hop.method, hop.url, nonce)
+        verdict = credentials.verdict(hop.url, *(yield Send(headers)))
+    return verdict
+
+
+def exchanges(flow: Flow, seen: Callable[[_R], Seen]) -> Generator[Mapping[str, str], _R, None]:
+    """The pump for threads: run ``flow``, its keeper calls in this thread; yield the headers
+    to send each request with, and receive the answer (``seen`` reads its status and headers).
+    Closes ``flow`` however it ends."""
     try:
         step = next(flow)
         while True:
             if isinstance(step, Call):
                 step = flow.send(step.function())
             else:
-                step = flow.send(refused((yield step.token)))
+                step = flow.send(seen((yield step.headers)))
     except StopIteration:
         return
     finally:
@@ -88,21 +121,21 @@ def exchanges(flow: Flow, refused: Callable[[_R], bool]) -> Generator[Token, _R,
 
 def drive(
     flow: Flow,
-    send: Callable[[Token], _R],
-    refused: Callable[[_R], bool],
+    send: Callable[[Mapping[str, str]], _R],
+    seen: Callable[[_R], Seen],
     release: Callable[[_R], None],
 ) -> _R:
-    """Run ``flow`` in this thread: ``send`` sends the request with a token and returns the
-    answer, ``refused`` says whether an answer refused the token, and ``release`` frees an
-    answer that will not be returned (before the replay, or when a step raises). Return the
+    """Run ``flow`` in this thread: ``send`` sends the request with the headers given and
+    returns the answer, ``seen`` reads an answer's status and headers, and ``release`` frees
+    an answer that will not be returned (before a replay, or when a step raises). Return the
     last answer."""
-    pump = exchanges(flow, refused)
+    pump = exchanges(flow, seen)
     answer: _R | None = None
     try:
-        token = next(pump)
+        headers = next(pump)
         while True:
-            answer = send(token)
-            token = pump.send(answer)
+            answer = send(headers)
+            headers = pump.send(answer)
             release(answer)  # a replay follows: this answer will not be returned
             answer = None
     except StopIteration:

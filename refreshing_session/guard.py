@@ -28,10 +28,14 @@ from typing import Any
 MAX_WASTED = 2
 _NOTE = "guard_401"
 
-_BEARER = re.compile(r"\bbearer\b", re.IGNORECASE)
+# The challenges about our token: Bearer (RFC 6750), and DPoP (RFC 9449) for a DPoP token.
+_OUR_SCHEMES = re.compile(r"\b(?:bearer|dpop)\b", re.IGNORECASE)
 _CHALLENGE_ERROR = re.compile(r'\berror\s*=\s*"?([\w.-]+)', re.IGNORECASE)
-# RFC 6750 section 3.1: a new token cannot help a request that lacks scope or is malformed.
-_NOT_CURED_BY_REFRESH = frozenset({"insufficient_scope", "invalid_request"})
+# RFC 6750 section 3.1: a new token cannot help a request that lacks scope or is malformed; nor
+# (RFC 9449) a proof the server could not accept, nor its call for a nonce.
+_NOT_CURED_BY_REFRESH = frozenset(
+    {"insufficient_scope", "invalid_request", "invalid_dpop_proof", "use_dpop_nonce"}
+)
 
 
 def refresh_may_cure(
@@ -40,11 +44,12 @@ def refresh_may_cure(
     """Return True when an answer with ``status`` and these ``headers`` may be cured by a new
     token: a status of ``statuses`` (401 unless the API also answers 403, say, to an expired
     token) whose ``WWW-Authenticate`` challenge is absent, or a Bearer challenge without an
-    error that a token cannot fix (a Basic or Digest challenge is not about our token)."""
+    error that a token cannot fix, or a DPoP one (a Basic or Digest challenge is not about our
+    token)."""
     if status not in statuses:
         return False
     challenge = headers.get("WWW-Authenticate", "")
-    if challenge and not _BEARER.search(challenge):
+    if challenge and not _OUR_SCHEMES.search(challenge):
         return False
     error = _CHALLENGE_ERROR.search(challenge)
     return error is None or error.group(1).lower() not in _NOT_CURED_BY_REFRESH

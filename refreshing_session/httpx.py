@@ -21,11 +21,9 @@ Install with ``pip install ".[httpx]"`` from a checkout.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
-from functools import partial
 from typing import Any, Self, TypeVar, Unpack
-from urllib.parse import urlsplit
 
 try:
     import anyio
@@ -37,8 +35,8 @@ except ModuleNotFoundError as missing:  # pragma: no cover - depends on the inst
     ) from missing
 
 from .async_flow import OffLoop, async_drive, async_exchanges
-from .flow import Call, Flow, bearer_flow, drive, exchanges, shallow_copy
-from .guard import refresh_may_cure
+from .credentials import Credentials
+from .flow import Call, Flow, Hop, Seen, bearer_flow, drive, exchanges, shallow_copy
 from .keeper import TokenKeeper
 from .options import TOKEN_ARGUMENTS, Options, TokenArguments, profile_arguments
 from .shadowed import ShadowedToken
@@ -66,6 +64,7 @@ class RefreshingAuth(httpx.Auth):
     def __init__(self, prefixes: str | Iterable[str], **options: Unpack[TokenArguments]) -> None:
         self.token_options = Options.of(prefixes, **options)
         self.keeper = self.token_options.keeper()
+        self._credentials = self.token_options.credentials()
         self._off_loop = OffLoop()
 
     @classmethod
@@ -94,11 +93,11 @@ class RefreshingAuth(httpx.Auth):
         if "Authorization" in request.headers or not self.prefixes.match(str(request.url)):
             yield request
             return
-        pump = exchanges(_flow(self.keeper, request), partial(_refused, self.token_options))
+        pump = exchanges(_flow(self.keeper, self._credentials, request), _seen)
         try:
-            token = next(pump)
+            headers = next(pump)
             while True:
-                token = pump.send((yield _with_token(request, token)))
+                headers = pump.send((yield _with_credentials(request, headers)))
         except StopIteration:
             return
         finally:
@@ -112,12 +111,12 @@ class RefreshingAuth(httpx.Auth):
         if "Authorization" in request.headers or not self.prefixes.match(str(request.url)):
             yield request
             return
-        flow = _flow(self.keeper, request)
-        pump = async_exchanges(flow, partial(_refused, self.token_options), self._off_loop)
+        flow = _flow(self.keeper, self._credentials, request)
+        pump = async_exchanges(flow, _seen, self._off_loop)
         try:
-            token = await anext(pump)
+            headers = await anext(pump)
             while True:
-                token = await pump.asend((yield _with_token(request, token)))
+                headers = await pump.asend((yield _with_credentials(request, headers)))
         except StopAsyncIteration:
             return
         finally:
@@ -136,6 +135,7 @@ class _TokenClient:
         token_arguments = {name: arguments.pop(name) for name in TOKEN_ARGUMENTS & arguments.keys()}
         self.token_options = Options.of(prefixes, **token_arguments)
         self.keeper = self.token_options.keeper()
+        self._credentials = self.token_options.credentials()
         self._shadowed = ShadowedToken(self.token_options.prefixes)
         super().__init__(**arguments)
 
@@ -232,7 +232,7 @@ class RefreshingClient(_TokenClient, httpx.Client):
         if not hops.gets_token(hop):
             return self._send_one(hop)
         send = _sender(self._send_one, hops, hop)
-        return drive(_flow(self.keeper, hop), send, partial(_refused, self.token_options), _release)
+        return drive(_flow(self.keeper, self._credentials, hop), send, _seen, _release)
 
     def _send_one(self, hop: httpx.Request) -> httpx.Response:
         return super().send(hop, stream=True, auth=None, follow_redirects=False)
@@ -294,11 +294,9 @@ class RefreshingAsyncClient(_TokenClient, httpx.AsyncClient):
         if not hops.gets_token(hop):
             return await self._send_one(hop)
         send = _sender(self._send_one, hops, hop)
-        refused = partial(_refused, self.token_options)
+        flow = _flow(self.keeper, self._credentials, hop)
         async with self._gate():
-            return await async_drive(
-                _flow(self.keeper, hop), send, refused, _async_release, self._off_loop
-            )
+            return await async_drive(flow, send, _seen, _async_release, self._off_loop)
 
     async def _send_one(self, hop: httpx.Request) -> httpx.Response:
         return await super().send(hop, stream=True, auth=None, follow_redirects=False)
@@ -327,13 +325,13 @@ class _Gate:
 class _Hops:
     """The hops of one request: whether the token is withheld from them for good (a redirect
     steered an unsafe method into the prefixes), the URL of the last hop (where a redirect
-    comes from), and the Authorization value the token was last sent as."""
+    comes from), and the headers the token was last sent with."""
 
     def __init__(self, prefixes: Prefixes) -> None:
         self.prefixes = prefixes
         self.withheld = False
         self.url: str | None = None
-        self.sent_as: str | None = None
+        self.sent: Mapping[str, str] = {}
 
     def gets_token(self, hop: httpx.Request) -> bool:
         """Whether ``hop`` gets the token: under a prefix, and neither it nor an earlier hop
@@ -345,43 +343,39 @@ class _Hops:
         return not self.withheld and self.prefixes.match(url)
 
     def next_hop(self, response: httpx.Response, follow: bool) -> httpx.Request | None:
-        """The redirect hop that httpx built from ``response``, without the token it copied
-        from the hop before (the next hop decides for itself); None when there is none or
-        redirects are not followed (then the caller finds it, without the token, as
+        """The redirect hop that httpx built from ``response``, without the token's headers it
+        copied from the hop before (the next hop decides for itself); None when there is none
+        or redirects are not followed (then the caller finds it, without the token, as
         ``response.next_request``)."""
         hop = response.next_request
-        if (
-            hop is not None
-            and self.sent_as is not None
-            and hop.headers.get("Authorization") == self.sent_as
-        ):
-            del hop.headers["Authorization"]
+        if hop is not None:
+            for name, value in self.sent.items():
+                if hop.headers.get(name) == value:
+                    del hop.headers[name]
         return hop if follow else None
 
 
 def _sender(
     send_one: Callable[[httpx.Request], _R], hops: _Hops, hop: httpx.Request
-) -> Callable[[Token], _R]:
-    """The flow's send for ``hop``: send a copy with the token, and note how it was sent."""
+) -> Callable[[Mapping[str, str]], _R]:
+    """The flow's send for ``hop``: send a copy with the token's headers, noting them."""
 
-    def send(token: Token) -> _R:
-        copy = _with_token(hop, token)
-        hops.sent_as = copy.headers["Authorization"]
-        return send_one(copy)
+    def send(headers: Mapping[str, str]) -> _R:
+        hops.sent = headers
+        return send_one(_with_credentials(hop, headers))
 
     return send
 
 
-def _flow(keeper: TokenKeeper, request: httpx.Request) -> Flow:
-    # The path as sent (httpx's URL.path is decoded): the guard's key for it is the one the
-    # requests front end uses, so their processes share what it learnt about the path.
-    path = urlsplit(str(request.url)).path
-    return bearer_flow(keeper, path, isinstance(request.stream, httpx.ByteStream))
+def _flow(keeper: TokenKeeper, credentials: Credentials, request: httpx.Request) -> Flow:
+    # The URL as sent (httpx's URL.path is decoded): the guard's key for its path is the one
+    # the requests front end uses, so their processes share what it learnt about the path.
+    hop = Hop(request.method, str(request.url), isinstance(request.stream, httpx.ByteStream))
+    return bearer_flow(keeper, credentials, hop)
 
 
-def _refused(options: Options, response: httpx.Response) -> bool:
-    """Was the token refused in a way that a new token may cure?"""
-    return refresh_may_cure(response.status_code, response.headers, options.refresh_on)
+def _seen(response: httpx.Response) -> Seen:
+    return response.status_code, response.headers
 
 
 def _release(response: httpx.Response) -> None:
@@ -394,10 +388,10 @@ async def _async_release(response: httpx.Response) -> None:
     await response.aclose()
 
 
-def _with_token(request: httpx.Request, token: Token) -> httpx.Request:
-    """A copy of ``request`` with ``token``: the caller's request (which httpx reuses for
-    redirects) never holds the token."""
+def _with_credentials(request: httpx.Request, headers: Mapping[str, str]) -> httpx.Request:
+    """A copy of ``request`` with the token's ``headers``: the caller's request (which httpx
+    reuses for redirects) never holds the token."""
     authorized = shallow_copy(request)
     authorized.headers = request.headers.copy()
-    authorized.headers["Authorization"] = token.authorization
+    authorized.headers.update(headers)
     return authorized

@@ -13,7 +13,6 @@ key; a refusal caused by the proof is told apart from a refused grant.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import re
@@ -22,7 +21,6 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypedDict, TypeVar
-from urllib.parse import urlsplit
 
 import requests
 
@@ -39,6 +37,7 @@ from .errors import (
     excerpt,
 )
 from .token import Token
+from .urls import check_endpoint_url
 
 logger = logging.getLogger(__name__)
 
@@ -596,28 +595,3 @@ def error_code(response: requests.Response) -> str:
     """The OAuth error code of an error answer (RFC 6749 section 5.2), or "" when it has none."""
     data = json_object(response)
     return str(data.get("error", "")) if data else ""
-
-
-def check_endpoint_url(name: str, url: object, allow_insecure_http: bool) -> None:
-    """Raise TypeError or ValueError, naming ``name``, unless ``url`` is an absolute https URL
-    (or http on the loopback interface, or anywhere with ``allow_insecure_http``)."""
-    if not isinstance(url, str):
-        raise TypeError(f"{name} must be a string, got {type(url).__name__}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{name} must be an absolute http(s) URL, got {url!r}")
-    if parts.scheme == "http" and not (allow_insecure_http or is_loopback(parts.hostname)):
-        raise ValueError(
-            f"{name} {url!r} is plain http: secrets would cross the network unencrypted. "
-            "Use https, or pass allow_insecure_http=True if this is deliberate"
-        )
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names the loopback interface."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

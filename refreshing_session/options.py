@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypedDict, Unpack
 
 from .arguments import seconds
+from .credentials import Credentials
+from .dpop import DPoPKey
 from .guard import refresh_statuses
 from .keeper import TokenKeeper
 from .profiles import load_profile
@@ -81,6 +84,11 @@ class Options:
             given["refresh_on"] = refresh_statuses(given["refresh_on"])
         return cls(Prefixes(prefixes, allow_insecure_http=allow_insecure_http), store, **given)
 
+    def credentials(self) -> Credentials:
+        """New credentials for a front end: ``refresh_on``, and the refresher's ``dpop_key``
+        for a DPoP token stored without its key."""
+        return Credentials(self.refresh_on, partial(_dpop_key_of, self.refresher))
+
     def keeper(self) -> TokenKeeper:
         """A new keeper of the token with these options."""
         return TokenKeeper(
@@ -126,6 +134,12 @@ def _store(token_file: object, store: object) -> TokenStore:
     if not isinstance(token_file, (str, os.PathLike)):
         raise TypeError(f"token_file must be a str or os.PathLike, got {type(token_file).__name__}")
     return TokenFile(token_file)
+
+
+def _dpop_key_of(refresher: Refresher | None) -> DPoPKey | None:
+    """The key of the refresher's ``dpop_key`` file (an :class:`OAuthClient`'s), if any."""
+    key = getattr(getattr(refresher, "client", None), "dpop_key", None)
+    return key if isinstance(key, DPoPKey) else None
 
 
 def _check_callable(name: str, value: object, signature: str) -> None:

@@ -76,8 +76,8 @@ class RefreshingSession(requests.Session):
         adapter = BearerAdapter(
             self.prefixes,
             self.keeper,
+            self.token_options.credentials(),
             max_retries=max_retries,
-            refresh_on=self.token_options.refresh_on,
         )
         for url in self.prefixes.mount_points:
             self.mount(url, adapter)
