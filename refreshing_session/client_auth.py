@@ -5,7 +5,7 @@ which client sends it.
 ``client_secret_basic`` and ``client_secret_post`` send the secret; ``none`` sends only the
 client_id (public clients); ``client_secret_jwt`` and ``private_key_jwt`` send a signed
 assertion, fresh for each request (a new ``jti``, a lifetime of one minute), signed by PyJWT
-(``pip install refreshing-session[jwt]``); ``tls_client_auth`` and
+(``pip install ".[jwt]"`` from a checkout); ``tls_client_auth`` and
 ``self_signed_tls_client_auth`` present a client certificate on the TLS connection.
 """
 
@@ -259,7 +259,7 @@ def _jwt() -> Any:
         import jwt
     except ImportError:
         raise ImportError(
-            "JWT client authentication needs PyJWT: pip install 'refreshing-session[jwt]'"
+            'JWT client authentication needs PyJWT: pip install ".[jwt]" from a checkout'
         ) from None
     return jwt
 

@@ -8,7 +8,7 @@ token's ``dpop_key`` field, as PEM), so every process and host that shares the t
 the key it is bound to: :func:`key_of` returns it. :class:`Nonces` remembers the latest
 ``DPoP-Nonce`` each origin sent (sections 8 and 9), for the next proof to that origin.
 
-The proofs are signed by PyJWT over ``cryptography`` (``pip install refreshing-session[jwt]``,
+The proofs are signed by PyJWT over ``cryptography`` (``pip install ".[jwt]"``,
 the extra that already signs client assertions): a maintained JOSE implementation that
 encodes ECDSA signatures as JWS wants them (the raw ``r || s`` pair, not DER, the classic bug of
 hand-written JWS), signs with cryptography's constant-time code, and adds no second JOSE
@@ -318,6 +318,6 @@ def require_jwt() -> Any:
         import jwt
     except ImportError:
         raise ImportError(
-            "DPoP proofs need PyJWT and cryptography: pip install 'refreshing-session[jwt]'"
+            'DPoP proofs need PyJWT and cryptography: pip install ".[jwt]" from a checkout'
         ) from None
     return jwt

@@ -133,7 +133,7 @@ class OAuthClient:
     :param dpop: send a DPoP proof (RFC 9449) with every grant, and expect DPoP-bound tokens.
         A grant signs with the key the token it replaces is stored with, else the
         ``dpop_key`` file's, else a new P-256 key; the new token carries that key, so that it is
-        stored with it. Needs ``pip install refreshing-session[jwt]``.
+        stored with it. Needs ``pip install ".[jwt]"`` from a checkout.
     :param dpop_key: a PEM file holding the EC P-256 (or Ed25519) private key to sign with,
         provisioned by the caller; it must pass the checks of a private key file (see
         :mod:`.trusted_files`). Only with ``dpop=True``.

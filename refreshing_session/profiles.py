@@ -26,7 +26,7 @@ or root's, no one else may change it, no other user's link on its path; and no o
 read a key or a secret): whoever could change them could send your secrets where they like.
 
 A fleet on several machines keeps its token in Redis instead of a token file (this needs
-``pip install refreshing-session[redis]``)::
+``pip install ".[redis]"`` from a checkout)::
 
     redis_url_env = "PROD_REDIS_URL"          # or redis_url = "redis://host:6379/0"
     redis_key = "refreshing-session:prod"     # the default: refreshing-session:PROFILE

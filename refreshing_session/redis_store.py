@@ -1,6 +1,6 @@
 """RedisTokenStore: one token shared by processes on several machines, through Redis.
 
-Install with ``pip install refreshing-session[redis]``. Every process of the fleet builds a
+Install with ``pip install ".[redis]"`` from a checkout. Every process of the fleet builds a
 ``RedisTokenStore`` on the same Redis server and key, and passes it as ``store=`` to its
 :class:`~refreshing_session.RefreshingSession`. What the store keeps and guarantees:
 
@@ -71,7 +71,7 @@ try:
     import redis
 except ModuleNotFoundError as missing:  # pragma: no cover - depends on the installation
     raise ModuleNotFoundError(
-        "RedisTokenStore needs the redis package: pip install 'refreshing-session[redis]'"
+        'RedisTokenStore needs the redis package: pip install ".[redis]" from a checkout'
     ) from missing
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
