@@ -140,7 +140,7 @@ def test_every_block_that_mirrors_an_example_is_identical_to_it() -> None:
         for page in site_pages()
         for path, _, code in MIRROR.findall(page.read_text())
     ]
-    assert len(mirrors) >= 17, "the site shows the examples"
+    assert len(mirrors) >= 20, "the site shows the examples"
     missing = [f"{page}: {path}" for page, path, _ in mirrors if not (ROOT / path).is_file()]
     assert missing == [], "a marked block names a file that does not exist"
     differ = [
