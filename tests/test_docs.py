@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import inspect
 import pydoc
@@ -270,3 +271,43 @@ def test_install_commands_are_the_ones_that_work_from_a_checkout(name: str) -> N
         'say pip install ".[extra]" from a checkout; the index form only after "once released '
         'on PyPI"'
     )
+
+
+# --- the documentation host ---------------------------------------------------------------------
+
+SITE = "https://refreshing-session.readthedocs.io/"
+SPHINX_BUILD = re.compile(r"sphinx-build [^`\n]*docs/_build/html")
+
+
+def test_the_documentation_host_builds_the_site_as_ci_does() -> None:
+    config = (ROOT / ".readthedocs.yaml").read_text()
+    for line in (
+        "version: 2",
+        'python: "3.11"',
+        "configuration: docs/conf.py",
+        "fail_on_warning: true",
+        "path: .",
+        "- docs",
+    ):
+        assert re.search(rf"^\s*{re.escape(line)}\s*$", config, re.MULTILINE), f"no {line!r}"
+    assert re.search(r"^build:\n\s+os: \S+", config, re.MULTILINE), "build.os is required"
+
+
+def test_the_site_url_is_in_the_readme_and_the_package_metadata() -> None:
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    urls = dict(
+        line.split(" = ", 1) for line in setup["metadata"]["project_urls"].strip().splitlines()
+    )
+    assert urls["Documentation"] == SITE
+    assert SITE in README.read_text()
+
+
+def test_the_readme_and_contributing_build_the_docs_as_ci_does() -> None:
+    sources = [ROOT / ".ci" / "run", README, ROOT / "CONTRIBUTING.md"]
+    # The sdist carries no .ci/: there the README and CONTRIBUTING are held to each other.
+    commands = {
+        path.name: SPHINX_BUILD.findall(path.read_text()) for path in sources if path.exists()
+    }
+    assert all(found for found in commands.values()), commands
+    assert len({command for found in commands.values() for command in found}) == 1, commands
