@@ -33,7 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests of each scenario of the README's Reliability table."""
+    """Mark the tests of each scenario of the reliability report (docs/reports/reliability.md)."""
     for item in items:
         name = scenario_of(getattr(item, "originalname", item.name))
         if name is not None:
