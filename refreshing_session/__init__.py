@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 from .errors import (
+    AnswerUnderway,
     ClientRejected,
     LockTimeout,
     LoginRequired,
@@ -58,6 +59,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "AnswerUnderway",
     "ClientCredentialsRefresher",
     "ClientRejected",
     "LockTimeout",

@@ -49,7 +49,7 @@ def discover(
     with its network settings. Raises ClientRejected when the document names another issuer,
     a plain-http endpoint or no token endpoint, RefreshFailed when no document could be read."""
     check_endpoint_url("issuer", issuer, allow_insecure_http)
-    http = session or requests.Session()
+    http = session or exchange.watched_pool()
     for url in document_urls(issuer):
         request = requests.Request("GET", url, headers={"Accept": "application/json"})
         response = exchange.send(

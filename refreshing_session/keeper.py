@@ -30,11 +30,13 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from .errors import (
+    AnswerUnderway,
     ClientRejected,
     LockTimeout,
     LoginRequired,
@@ -63,6 +65,9 @@ _BOOKKEEPING_WAIT = 0.5
 # this long has passed: the holder is renewing a token that is still valid, and every failed
 # try costs a file-lock call on a request that needs none.
 _BUSY_PAUSE = 0.05
+# The longest wait for the rest of an answer the deadline cut off (the exchange's own limit,
+# its ANSWER_LIMIT, ends it sooner).
+_LONGEST_ANSWER = 120.0
 _HOW_TO_LOG_IN = "(`refreshing-session login --help` says how), or write a token there"
 
 # A fork copies each thread lock in whatever state another thread held it: children get new
@@ -81,6 +86,25 @@ if hasattr(os, "register_at_fork"):
 
 class _Busy(LockTimeout):
     """The lock is taken and this caller chose not to wait."""
+
+
+class _Underway(Exception):
+    """A refresh whose successful answer the deadline cut off (``error``): ``complete`` waits
+    for the rest and stores its token, under the locks the renewal holds."""
+
+    def __init__(self, error: AnswerUnderway, complete: Callable[[], Token]) -> None:
+        super().__init__()
+        self.error = error
+        self.complete = complete
+
+    def complete_later(self, locks: ExitStack) -> None:
+        """Complete in a thread of its own, which releases ``locks`` when done."""
+
+        def run() -> None:
+            with locks, suppress(RefreshFailed):  # logged by complete()
+                self.complete()
+
+        threading.Thread(target=run, name="refresh answer underway", daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -312,7 +336,10 @@ class TokenKeeper:
         TokenStoreError when the new token cannot be stored even after a few tries: its
         predecessor's refresh token is spent then, and this process is about to end."""
         with self._exclusive():
-            token = self._redeem(self._store_kept_and_read_locked(), Guard())
+            try:
+                token = self._redeem(self._store_kept_and_read_locked(), Guard())
+            except _Underway as underway:
+                token = underway.complete()  # a command waits for its answer, as long as it takes
             for _ in range(_STORE_NOW_TRIES):
                 if self._kept is None:
                     return token
@@ -373,7 +400,8 @@ class TokenKeeper:
         back. ``for_401`` is the key of the path whose 401 asks for the renewal."""
         self._raise_while_cooling_down(stale)
         deadline = time.monotonic() + (self.lock_timeout if wait else 0.0)
-        with self._thread_locked(wait):
+        with ExitStack() as locks:
+            locks.enter_context(self._thread_locked(wait))
             # Waiters adopt a token written meanwhile, by a thread or a process, at once.
             adopted = self._adoptable(stale)
             if adopted is not None:
@@ -382,9 +410,14 @@ class TokenKeeper:
             def renewed_meanwhile() -> bool:
                 return self._adoptable(stale) is not None
 
-            with ExitStack() as held:
-                if self._took_store_lock(held, deadline, renewed_meanwhile):
+            if self._took_store_lock(locks, deadline, renewed_meanwhile):
+                try:
                     return self._renew_or_adopt_locked(stale, reason, for_401)
+                except _Underway as underway:
+                    # The locks go with the answer: no one redeems the spent refresh token
+                    # while it is read, and everyone adopts the token it holds.
+                    underway.complete_later(locks.pop_all())
+                    raise underway.error from None
             adopted = self._adoptable(stale)
             if adopted is None:
                 raise self._timeout("another process", wait)
@@ -410,6 +443,8 @@ class TokenKeeper:
         try:
             return self._redeem(snapshot, guard)
         except (RefreshFailed, ClientRejected) as error:
+            # (An answer underway comes as _Underway, no failure to wait out: waiters adopt
+            # the token it holds.)
             self._cool_down = self._cool_down.after(stale, error, self.clock())
             raise
 
@@ -445,6 +480,8 @@ class TokenKeeper:
             new = refreshed(self.refresher, old, self.clock)
         except LoginRequired as error:
             return self._after_refusal(snapshot, error)
+        except AnswerUnderway as error:
+            raise _Underway(error, partial(self._complete, error, guard, snapshot)) from None
         logger.info(
             "refreshed the access token in %s (%s -> %s)",
             self.store.location,
@@ -481,6 +518,23 @@ class TokenKeeper:
             except Exception as error:  # a user's callback must not fail the request
                 logger.warning("the on_refresh callback raised %s; ignored", type(error).__name__)
         return kept
+
+    def _complete(self, underway: AnswerUnderway, guard: Guard, replacing: Snapshot) -> Token:
+        """Under the locks: wait for the rest of the answer ``underway`` and store its token
+        over ``replacing``; return the token to use. Raises RefreshFailed when the answer
+        breaks: the refresh token may have been spent then (see the docs' limits)."""
+        try:
+            new = underway.finish(_LONGEST_ANSWER)
+        except RefreshFailed as error:
+            logger.error(
+                "the token endpoint's answer that the deadline cut off could not be completed "
+                "(%s); the refresh token in %s may be spent",
+                error,
+                self.store.location,
+            )
+            raise
+        logger.info("stored the refreshed token whose answer came after the deadline")
+        return self._announce(new, self._save(new, guard.notes(), replacing).token)
 
     def _after_refusal(self, refused: Snapshot, error: LoginRequired) -> Token:
         """Adopt a token written meanwhile (by a login, say); else record the refusal for the

@@ -243,7 +243,11 @@ class TokenFile:
     def lock(self, timeout: float, stop_waiting: Callable[[], bool]) -> Iterator[None]:
         """Hold the file lock beside the token file; raise LockTimeout after ``timeout``
         seconds, or as soon as ``stop_waiting()`` is true, as filelock raises Timeout."""
-        lock = filelock.FileLock(self.lock_path, fallback_to_soft=False, poll_interval=_LOCK_POLL)
+        # Not thread-local: a refresh whose answer the deadline cut off hands its lock to the
+        # thread that reads the rest, which releases it.
+        lock = filelock.FileLock(
+            self.lock_path, thread_local=False, fallback_to_soft=False, poll_interval=_LOCK_POLL
+        )
         try:
             lock.acquire(timeout=max(0.0, timeout), cancel_check=stop_waiting)
         except filelock.Timeout:
