@@ -141,12 +141,14 @@ class LoginRequired(TokenError):
 
 
 class RefreshFailed(TokenError):
-    """The refresh did not complete but may work later: network error, timeout, 5xx, 429,
-    or a response that is not a usable token. The token file was left untouched.
+    """A call to the authorization server did not complete but may work later: network error,
+    timeout, 5xx, 429, or an answer that cannot be used. Raised for a refresh (the token store
+    is left untouched) and for the server's other endpoints: reading its discovery document,
+    a device login's requests, a revocation (nothing is stored or removed then either).
 
-    ``response`` is a copy of the token endpoint's answer when there was one: status, URL,
-    headers and the start of the body, with every secret redacted; its request names only the
-    method and URL.
+    ``response`` is a copy of the server's answer when there was one: status, URL, headers and
+    the start of the body, with every secret redacted; its request names only the method and
+    URL.
     """
 
     @property
