@@ -280,7 +280,11 @@ SPHINX_BUILD = re.compile(r"sphinx-build [^`\n]*docs/_build/html")
 
 
 def test_the_documentation_host_builds_the_site_as_ci_does() -> None:
-    config = (ROOT / ".readthedocs.yaml").read_text()
+    path = ROOT / ".readthedocs.yaml"
+    if not path.exists():
+        assert (ROOT / "PKG-INFO").exists(), "a checkout has .readthedocs.yaml"
+        pytest.skip("the unpacked sdist carries no .readthedocs.yaml (nor .ci/)")
+    config = path.read_text()
     for line in (
         "version: 2",
         'python: "3.11"',
