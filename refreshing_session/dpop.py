@@ -36,11 +36,11 @@ from urllib.parse import urlsplit
 
 from .token import Token, jwt_claims
 from .trusted_files import UntrustedFile, read_trusted
+from .urls import origin
 
 PROOF_TYPE = "dpop+jwt"
 ALGORITHMS = ("ES256", "EdDSA")
 NONCE_HEADER = "DPoP-Nonce"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # RFC 9449 section 8.1: a nonce is 1*NQCHAR (printable ASCII but the double quote and backslash).
 _NONCE_SYNTAX = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _USE_NONCE = re.compile(r'\berror\s*=\s*"?use_dpop_nonce\b', re.IGNORECASE)
@@ -220,19 +220,6 @@ def htu(url: str) -> str:
     user information, scheme and host in lower case, no default port, and ``/`` for an empty
     path. Raises ValueError for a URL that is not absolute http(s)."""
     return origin(url) + (urlsplit(url).path or "/")
-
-
-def origin(url: str) -> str:
-    """``url``'s origin, ``scheme://host[:port]``, as :func:`htu` writes it: the key under
-    which :class:`Nonces` remembers a server's nonce. Raises ValueError for a URL that is not
-    absolute http(s)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ValueError("a DPoP proof is for an absolute http(s) URL")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    port = parts.port
-    return f"{scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS[scheme]) else f":{port}")
 
 
 def asks_for_nonce(status: int, headers: Mapping[str, str]) -> bool:

@@ -114,6 +114,19 @@ def crosses_origin(old: str, new: str) -> bool:
     return before != after and not upgrade
 
 
+def origin(url: str) -> str:
+    """``url``'s origin as written in a DPoP proof's ``htu`` and as the key of a server's
+    nonces: ``scheme://host[:port]``, scheme and host in lower case, no default port. Raises
+    ValueError for a URL that is not absolute http(s)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ValueError("a DPoP proof is for an absolute http(s) URL")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = parts.port
+    return f"{scheme}://{host}" + ("" if port in (None, DEFAULT_PORTS[scheme]) else f":{port}")
+
+
 def check_endpoint_url(name: str, url: object, allow_insecure_http: bool) -> None:
     """Raise TypeError or ValueError, naming ``name``, unless ``url`` is an absolute https URL
     (or http on the loopback interface, or anywhere with ``allow_insecure_http``)."""
