@@ -180,17 +180,29 @@ def run_python(script: Path, folder: Path, **env: str) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.parametrize("example", ["quickstart.py", "migrating/after.py"])
-def test_the_quickstart_refreshes_an_expired_token_and_reaches_the_api(
-    example: str, doc_server: LocalAuthServer, tmp_path: Path
+@pytest.mark.parametrize(
+    ("example", "output", "api_calls"),
+    [
+        ("quickstart.py", "200\n", 1),
+        ("migrating/after.py", "200\n", 1),
+        # RefreshingClient, RefreshingAuth and RefreshingAsyncClient, on one token file
+        ("httpx_clients.py", "200\n" * 3, 3),
+        # four worker processes of a multiprocessing.Pool, on one token file
+        ("pool_workers.py", "40 requests, statuses [200]\n", 40),
+    ],
+)
+def test_the_example_refreshes_an_expired_token_once_and_reaches_the_api(
+    example: str, output: str, api_calls: int, doc_server: LocalAuthServer, tmp_path: Path
 ) -> None:
     write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
 
     result = run_python(aimed_at(example, tmp_path, local_addresses(doc_server)), tmp_path)
 
-    assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
+    assert (result.returncode, result.stdout) == (0, output), result.stderr
     stats = doc_server.stats()
-    assert (stats.refreshes, stats.api_ok, stats.reuse_detections) == (1, 1, 0)
+    assert (stats.refreshes, stats.api_ok, stats.reuse_detections) == (1, api_calls, 0), (
+        "every client and process of the example shares one refresh of the expired token"
+    )
 
 
 def test_the_machine_client_gets_its_first_token_without_a_login(
@@ -400,22 +412,6 @@ def test_the_first_script_runs_as_pasted_against_the_one_command_server(tmp_path
     assert "secret" not in (tmp_path / "config.toml").read_text(), "a public client: no secret"
 
 
-def test_the_pool_example_refreshes_once_for_all_its_workers(
-    doc_server: LocalAuthServer, tmp_path: Path
-) -> None:
-    write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
-
-    result = run_python(
-        aimed_at("pool_workers.py", tmp_path, local_addresses(doc_server)), tmp_path
-    )
-
-    assert (result.returncode, result.stdout) == (0, "40 requests, statuses [200]\n"), result.stderr
-    stats = doc_server.stats()
-    assert (stats.refreshes, stats.api_ok, stats.reuse_detections) == (1, 40, 0), (
-        "the four workers share one refresh of the expired token"
-    )
-
-
 @pytest.mark.timeout(90)
 def test_the_walk_through_from_nothing_to_a_working_script(tmp_path: Path) -> None:
     """The tutorial's session, command by command: log in with the device flow, look, call the
@@ -498,17 +494,3 @@ def test_the_fastapi_example_serves_through_one_client_for_its_life(
     assert (result.returncode, result.stdout) == (0, expected), result.stderr
     stats = doc_server.stats()
     assert (stats.refreshes, stats.reuse_detections) == (int(logged_in), 0)
-
-
-def test_the_httpx_example_reaches_the_api_three_ways_with_one_refresh(
-    doc_server: LocalAuthServer, tmp_path: Path
-) -> None:
-    write_grant(tmp_path / "token.json", doc_server, client_id="my-client", access_ttl=0)
-
-    result = run_python(
-        aimed_at("httpx_clients.py", tmp_path, local_addresses(doc_server)), tmp_path
-    )
-
-    assert (result.returncode, result.stdout) == (0, "200\n" * 3), result.stderr
-    stats = doc_server.stats()
-    assert (stats.refreshes, stats.api_ok, stats.reuse_detections) == (1, 3, 0)
