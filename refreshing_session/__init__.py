@@ -3,7 +3,7 @@
 Every thread and process that uses a grant shares one token store: a token file on one
 machine (:class:`TokenFile`, with a file lock beside it), or a Redis key for a fleet of
 machines (``RedisTokenStore``, in ``refreshing_session.redis_store``; ``pip install
-refreshing-session[redis]``). A refresh runs under the store's lock, and whoever takes it
+".[redis]"`` from a checkout). A refresh runs under the store's lock, and whoever takes it
 first refreshes for everyone, so identity providers that rotate refresh tokens never see one
 presented twice.
 

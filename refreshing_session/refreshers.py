@@ -69,7 +69,7 @@ class TokenEndpoint:
         (RSA, or EC on P-256), signed with ``algorithm`` (RS256 by default for RSA, or PS256;
         ES256 for EC) under the key id ``key_id``; with ``key_certificate`` (the key's PEM
         certificate), the assertions also name its ``x5t`` and ``x5t#S256`` thumbprints, as
-        Microsoft Entra ID requires. Needs ``pip install refreshing-session[jwt]``.
+        Microsoft Entra ID requires. Needs ``pip install ".[jwt]"`` from a checkout.
     :param client_cert: for ``tls_client_auth`` and ``self_signed_tls_client_auth``: the
         client certificate, as requests' ``cert=`` (a PEM path, or a (certificate, key) pair).
     :param scope: the scope asked for with each grant.

@@ -234,8 +234,6 @@ def test_the_api_reference_documents_every_public_name() -> None:
 # distribution found". The index form may appear only where it says so ("once ... on PyPI").
 INDEX_FORM = re.compile(r"refreshing-session\[\w+\]")
 PYPI_SAID = re.compile(r"PyPI[^.]{0,120}$")
-# The lead's modules, still naming the index form; the change is in the report of issue 24.
-LEAD_TO_FIX = {"refreshing_session/__init__.py", "refreshing_session/refreshers.py"}
 
 
 def install_texts() -> list[str]:
@@ -252,13 +250,7 @@ def install_texts() -> list[str]:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(name in LEAD_TO_FIX, reason="the lead's file", strict=True),
-        )
-        for name in install_texts()
-    ],
+    install_texts(),
 )
 def test_install_commands_are_the_ones_that_work_from_a_checkout(name: str) -> None:
     text = (ROOT / name).read_text()
