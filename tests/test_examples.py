@@ -185,6 +185,7 @@ def run_python(script: Path, folder: Path, **env: str) -> subprocess.CompletedPr
     [
         ("quickstart.py", "200\n", 1),
         ("migrating/after.py", "200\n", 1),
+        ("migrating/after_hardcoded.py", "200\n", 1),
         # RefreshingClient, RefreshingAuth and RefreshingAsyncClient, on one token file
         ("httpx_clients.py", "200\n" * 3, 3),
         # four worker processes of a multiprocessing.Pool, on one token file
@@ -241,6 +242,17 @@ def test_the_code_a_migration_starts_from_works_in_one_process(
 
     assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
     assert doc_server.stats().refreshes == 1
+
+
+def test_the_hard_coded_header_a_migration_starts_from_works_while_its_token_lives(
+    doc_server: LocalAuthServer, tmp_path: Path
+) -> None:
+    live = doc_server.issue_token(client_id="my-client")
+    script = aimed_at("migrating/before_hardcoded.py", tmp_path, {API: doc_server.api_url})
+
+    result = run_python(script, tmp_path, API_TOKEN=str(live["access_token"]))
+
+    assert (result.returncode, result.stdout) == (0, "200\n"), result.stderr
 
 
 def test_an_in_house_refresh_endpoint_is_a_refresher_function(
