@@ -1,4 +1,7 @@
-"""RefreshingSession in one process: injection, the 401 flow, redirects and drop-in behaviour."""
+"""RefreshingSession in one process, where requests has its own ways: prefixes and the
+caller's credentials, rewinding bodies, hooks, pooled connections, netrc, drop-in behaviour.
+What every front end does alike (the 401 flow, redirects, typed errors) is in
+test_front_ends.py."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import os
 import pickle
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,8 @@ from refreshing_session import (
     TokenFileError,
 )
 from refreshing_session.adapter import BearerAdapter
-from refreshing_session.urls import Prefixes
 from refreshing_session.testing import LocalAuthServer
+from refreshing_session.urls import Prefixes
 
 from .conftest import SessionFactory, expire, refresher_for, stored, write_grant
 
@@ -49,12 +52,6 @@ def with_unknown_access_token(path: Path) -> Token:
 def sent_authorization(response: requests.Response) -> str:
     value = response.request.headers["Authorization"]
     return value.decode() if isinstance(value, bytes) else value
-
-
-@pytest.fixture
-def other_origin() -> Iterator[LocalAuthServer]:
-    with LocalAuthServer() as running:
-        yield running
 
 
 # --- which URLs get the token ---------------------------------------------------------------------
@@ -151,18 +148,6 @@ def test_netrc_is_skipped_under_the_prefix_and_kept_elsewhere(
 # --- proactive refresh ---------------------------------------------------------------------------
 
 
-def test_an_expired_token_is_refreshed_once_before_sending(
-    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
-) -> None:
-    expired = expire(token_file)
-    session = make_session()
-    for _ in range(3):
-        assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
-    assert server.stats().refreshes == 1
-    assert server.stats().api_unauthorized == 0
-    assert stored(token_file).access_token != expired.access_token
-
-
 def expiring_in(path: Path, seconds: float, lifetime: float) -> Token:
     """Rewrite the stored token to expire in ``seconds``, out of a ``lifetime`` in total."""
     data = stored(path).to_dict()
@@ -255,25 +240,6 @@ def test_a_generator_body_is_not_replayed_half_empty(
     assert stored(token_file) != stale  # refreshed, ready for the caller's next try
 
 
-def test_a_401_that_refresh_cannot_fix_costs_one_refresh_per_token(
-    make_session: SessionFactory, server: LocalAuthServer, token_file: Path
-) -> None:
-    session, sibling = make_session(), make_session()
-    for client in (session, session, sibling, session):
-        response = client.get(server.api_url + "always401", timeout=TIMEOUT)
-        assert response.status_code == 401
-    assert server.stats().refreshes == 1
-    assert session.get(server.api_url + "items", timeout=TIMEOUT).status_code == 200
-
-
-def test_insufficient_scope_does_not_trigger_a_refresh(
-    make_session: SessionFactory, server: LocalAuthServer
-) -> None:
-    response = make_session().get(server.api_url + "forbidden-scope", timeout=TIMEOUT)
-    assert response.status_code == 401
-    assert server.stats().token_requests == 0
-
-
 def test_the_first_401_response_is_released_before_the_replay(
     make_session: SessionFactory, server: LocalAuthServer, token_file: Path
 ) -> None:
@@ -289,38 +255,6 @@ def test_the_first_401_response_is_released_before_the_replay(
     connections = [pools[key].num_connections for key in pools.keys()]  # noqa: SIM118
     # the 401's connection went back to the pool and the replay reused it
     assert connections == [1]
-
-
-# --- redirects -----------------------------------------------------------------------------------
-
-
-def test_a_redirect_to_another_origin_carries_no_token(
-    make_session: SessionFactory, server: LocalAuthServer, other_origin: LocalAuthServer
-) -> None:
-    session = make_session(prefixes=[server.url + "/redirect", server.api_url])
-    for status in (302, 307):
-        target = f"{server.url}/redirect?status={status}&to={other_origin.url}/echo"
-        response = session.get(target, timeout=TIMEOUT)
-        assert response.json() == {**response.json(), "authorization_present": False}
-        assert sent_authorization(response.history[0]).startswith("Bearer ")
-    assert other_origin.stats().echo_with_authorization == 0
-
-
-def test_a_redirect_leaving_the_prefix_on_the_same_origin_carries_no_token(
-    make_session: SessionFactory, server: LocalAuthServer
-) -> None:
-    session = make_session(prefixes=[server.url + "/redirect", server.api_url])
-    response = session.get(f"{server.url}/redirect?to=/echo", timeout=TIMEOUT)
-    assert response.json()["authorization_present"] is False
-
-
-def test_a_redirect_into_the_prefix_gets_the_token(
-    make_session: SessionFactory, server: LocalAuthServer
-) -> None:
-    response = make_session().get(
-        f"{server.url}/redirect?to={server.api_url}items", timeout=TIMEOUT
-    )
-    assert response.status_code == 200
 
 
 # --- drop-in behaviour ---------------------------------------------------------------------------
