@@ -16,33 +16,26 @@ that queue whatever the client's refresh policy.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import multiprocessing
 import os
 import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 import httpx
 
 from refreshing_session.testing import LocalAuthServer
 
-from .authserver import write_grant
+from .authserver import storm_counts, write_grant
 from .clients import Endpoint
 from .httpx_peers import HTTPX_BY_KEY, HTTPX_CLIENTS
 from .stats import Latency
+from .workers import GRACE, spawned
 
 _REQUEST_TIMEOUT = 5.0
-_GRACE = 30.0  # the longest the parent waits for the worker to start, or to report after
-# the deadline
-_STOP_TIMEOUT = 5.0
-_READY = "ready"
 _TICK = 0.001
 # The client's connection pool, the same for every client: its tasks take turns on these.
 # (httpx's default of 100 spends much of a loaded 2-core machine's time scanning its queue.)
@@ -109,7 +102,7 @@ def _run_cell(
     with (
         LocalAuthServer(access_ttl=ttl) as server,
         tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder,
-        _worker(key) as connection,
+        spawned(HTTPX_BY_KEY[key].modules, _run_job, f"the async storm's {key}") as connection,
     ):
         server.slow_token_endpoint(token_delay)
         endpoint = Endpoint(
@@ -121,13 +114,10 @@ def _run_cell(
         connection.send(
             _Job(key, endpoint, server.api_url + "items", tasks, tasks / rate, granted + seconds)
         )
-        lost = not connection.poll(seconds + _GRACE)
+        lost = not connection.poll(seconds + GRACE)
         outcome = _LOST if lost else connection.recv()
         after = server.stats()
     requests = sum(outcome.outcomes.values())
-    # Tokens come due for as long as requests take them, the deadline or not.
-    due = max(1, int(max(seconds, outcome.last_end - granted) // (ttl / 2)))
-    calls = after.token_requests - before.token_requests
     return {
         "library": key,
         "label": HTTPX_BY_KEY[key].async_label,
@@ -138,12 +128,7 @@ def _run_cell(
         "requests": requests,
         "successes": outcome.outcomes.get("ok", 0),
         "errors": {kind: count for kind, count in sorted(outcome.outcomes.items()) if kind != "ok"},
-        "token_calls": calls,
-        "refreshes_due": due,
-        "calls_per_due": calls / due,
-        "reuse_detections": after.reuse_detections - before.reuse_detections,
-        "grant_revoked": after.revoked_grants > before.revoked_grants,
-        "api_401s": after.api_unauthorized - before.api_unauthorized,
+        **storm_counts(before, after, ttl, seconds, outcome.last_end - granted),
         "latency": asdict(outcome.latency),
         "loop_lag": asdict(outcome.loop_lag),
         "client_cpu_us": 1e6 * outcome.cpu / max(1, requests),
@@ -151,32 +136,9 @@ def _run_cell(
     }
 
 
-@contextmanager
-def _worker(key: str) -> Iterator[Connection]:
-    """A spawned process with the client's library imported (so that the storm's clock does
-    not count the import), waiting for its job on the connection yielded; it is ended on exit
-    if it has not finished by then."""
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    process = context.Process(target=_serve, args=(theirs, key), daemon=True)
-    process.start()
-    try:
-        if not ours.poll(_GRACE) or ours.recv() != _READY:
-            raise RuntimeError(f"the async storm's worker for {key} did not start")
-        yield ours
-    finally:
-        process.join(_STOP_TIMEOUT)
-        if process.is_alive():
-            process.terminate()
-            process.join(_STOP_TIMEOUT)
-
-
-def _serve(connection: Connection, key: str) -> None:
-    for module in HTTPX_BY_KEY[key].modules:
-        importlib.import_module(module)
-    connection.send(_READY)
-    if connection.poll(_GRACE):
-        connection.send(asyncio.run(_storm(connection.recv())))
+def _run_job(job: _Job) -> _Outcome:
+    """The worker's job: the storm, on an event loop of its own."""
+    return asyncio.run(_storm(job))
 
 
 async def _storm(job: _Job) -> _Outcome:

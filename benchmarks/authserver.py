@@ -8,14 +8,19 @@ the client being measured. (The storm runs LocalAuthServer in its own process; i
 from __future__ import annotations
 
 import multiprocessing
+import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 from refreshing_session import Token, TokenStore
-from refreshing_session.testing import LocalAuthServer
+from refreshing_session.testing import LocalAuthServer, ServerStats
+
+from .clients import Endpoint
 
 # The server process stops by itself after this long, even if the benchmark died.
 _SERVE_LIMIT = 900.0
@@ -56,6 +61,42 @@ def api_server(access_ttl: float) -> Iterator[RunningServer]:
         if process.is_alive():
             process.terminate()
             process.join(_STOP_TIMEOUT)
+
+
+def storm_counts(
+    before: ServerStats, after: ServerStats, ttl: float, seconds: float, took: float
+) -> dict[str, Any]:
+    """What a storm on ``ttl``-second tokens refreshed at half their life cost the server,
+    from its stats ``before`` and ``after``: token calls, against the tokens that came due
+    while requests took them (for ``seconds``, or ``took`` seconds when a request started
+    before the deadline took its token after it), reuse detections, whether the grant was
+    revoked, and the API's 401s."""
+    due = max(1, int(max(seconds, took) // (ttl / 2)))
+    calls = after.token_requests - before.token_requests
+    return {
+        "token_calls": calls,
+        "refreshes_due": due,
+        "calls_per_due": calls / due,
+        "reuse_detections": after.reuse_detections - before.reuse_detections,
+        "grant_revoked": after.revoked_grants > before.revoked_grants,
+        "api_401s": after.api_unauthorized - before.api_unauthorized,
+    }
+
+
+@contextmanager
+def granted_api(access_ttl: float) -> Iterator[tuple[RunningServer, Endpoint]]:
+    """:func:`api_server` with its grant written to a token file of a temporary folder: the
+    server and the endpoint the clients work against (the token outlives a common-path run,
+    so the margin is a fixed minute)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder,
+        api_server(access_ttl) as server,
+    ):
+        endpoint = Endpoint(
+            server.api_url, server.token_url, os.path.join(folder, "token.json"), margin=60.0
+        )
+        write_grant(endpoint.store(), server.grant)
+        yield server, endpoint
 
 
 def _serve(connection: Connection, access_ttl: float) -> None:

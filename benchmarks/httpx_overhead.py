@@ -11,16 +11,13 @@ and each round's requests per second and client CPU per request divided by those
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict
 from typing import Any
 
-from .authserver import api_server, write_grant
-from .clients import Endpoint
+from .authserver import granted_api
 from .httpx_peers import HTTPX_CLIENTS, PLAIN
 from .overhead import ClientCost, cost, interleaved
 
@@ -31,15 +28,7 @@ def run_httpx_overhead(rounds: int, count: int, progress: Callable[[str], None])
     """Measure every httpx client against one loopback server in ``rounds`` interleaved rounds
     of ``count`` requests; return the rounds, the requests per round and each client's
     :class:`~benchmarks.overhead.ClientCost` as plain data."""
-    with (
-        tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder,
-        api_server(_TOKEN_TTL) as server,
-        ExitStack() as stack,
-    ):
-        endpoint = Endpoint(
-            server.api_url, server.token_url, os.path.join(folder, "token.json"), margin=60.0
-        )
-        write_grant(endpoint.store(), server.grant)
+    with granted_api(_TOKEN_TTL) as (server, endpoint), ExitStack() as stack:
         clients = {
             client.key: stack.enter_context(client.sync(endpoint)) for client in HTTPX_CLIENTS
         }

@@ -1,5 +1,6 @@
-"""The report's httpx parts (the common path and the async storm), as headings, text and table
-rows that :mod:`benchmarks.report` lays out, and their targets."""
+"""The report's httpx parts (the sync and async common paths, the async storm and the mixed
+storm of every front end), as headings, text and table rows that :mod:`benchmarks.report` lays
+out, and their targets."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .async_overhead import OURS_KEY, PLAIN_KEY
 from .httpx_peers import HTTPX_CLIENTS
 
 Results = Mapping[str, Any]
@@ -15,6 +17,10 @@ Errors = Callable[[Mapping[str, int]], str]  # errors by kind, as the report sho
 Number = Callable[[float | None, int], str]  # a figure with some digits, or a dash if none
 _TIMES, _DASH = "\u00d7", "\u2013"
 _OURS = "ours_httpx"
+ASYNC_RATIO = 0.95  # the async common path's requests/s against plain's, at least (median)
+# As steady as plain: its run-to-run variation at most this many times plain's (8 runs of each
+# client give a noisy estimate of the variation: equal clients differ by this much).
+STEADY_SLACK = 1.25
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,12 @@ def httpx_sections(
     found = []
     if "httpx_overhead" in results:
         found.append(_common_path(results["httpx_overhead"], spread))
+    if "async_overhead" in results:
+        found.append(_async_common_path(results["async_overhead"], spread))
     if "async_storm" in results:
         found.append(_async_storm(results, errors, number))
+    if "mixed_storm" in results:
+        found.append(_mixed_storm(results["mixed_storm"], errors))
     return found
 
 
@@ -53,6 +63,8 @@ def httpx_summary(results: Results) -> list[str]:
             f"httpx common path against a plain `httpx.Client` with a fixed header "
             f"(medians): {costs}."
         )
+    if "async_overhead" in results:
+        bullets.append(_async_common_path_summary(results["async_overhead"]))
     for cell in results.get("async_storm", []):
         bullets.append(
             f"Async storm, {cell['label']}, 1 process {_TIMES} {cell['threads']} "
@@ -61,6 +73,8 @@ def httpx_summary(results: Results) -> list[str]:
             f"due tokens, {cell['reuse_detections']} reuse detections, grant "
             f"{'revoked' if cell['grant_revoked'] else 'kept'}."
         )
+    if "mixed_storm" in results:
+        bullets.append(_mixed_storm_summary(results["mixed_storm"]))
     return bullets
 
 
@@ -165,6 +179,186 @@ def _async_storm(results: Results, errors: Errors, number: Number) -> Section:
             "latency p50 / p99 ms",
             "loop lag p99 / max ms",
             "client CPU µs/request",
+        ),
+        rows,
+    )
+
+
+def async_common_path_kept_up(part: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether RefreshingAsyncClient served at least :data:`ASYNC_RATIO` of the plain
+    client's requests per second (median of the pairs) and wandered from run to run at most
+    :data:`STEADY_SLACK` times as much as it; and the figures."""
+    ratio = part["speed_vs_plain"]
+    plain, ours = (_async_client(part, key) for key in (PLAIN_KEY, OURS_KEY))
+    met = ratio["median"] >= ASYNC_RATIO and ours["variation"] <= STEADY_SLACK * plain["variation"]
+    return met, (
+        f"{part['tasks']} tasks, {part['pairs']} pairs: RefreshingAsyncClient "
+        f"{ratio['median']:.3f}{_TIMES} the plain client's requests/s (lowest{_DASH}highest "
+        f"{ratio['low']:.3f}{_DASH}{ratio['high']:.3f}); variation run to run "
+        f"{ours['variation']:.3f}, plain {plain['variation']:.3f}"
+    )
+
+
+def mixed_storm_callers_spared(part: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether no caller of any front end saw a 401 or another error in any run of the mixed
+    storm; and the 401s each front end's callers saw."""
+    totals = _mixed_totals(part)
+    met = not any(entry["errors"] for run in part["runs"] for entry in run["front_ends"])
+    return met, "401s reaching callers over the runs: " + ", ".join(
+        f"{label} {entry['caller_401s']} of {entry['requests']}"
+        + (f" (and {entry['other']} other errors)" if entry["other"] else "")
+        for label, entry in totals.items()
+    )
+
+
+def mixed_storm_refreshed_once(part: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether every run of the mixed storm asked the token endpoint at most once per due
+    token, presented no refresh token twice and heard from every worker; and the figures."""
+    runs = part["runs"]
+    met = all(
+        run["token_calls"] <= run["refreshes_due"]
+        and not run["reuse_detections"]
+        and not run["grant_revoked"]
+        and not run["lost_workers"]
+        for run in runs
+    )
+    return met, "token calls/due, reuse detections: " + ", ".join(
+        f"{run['token_calls']}/{run['refreshes_due']}, {run['reuse_detections']}" for run in runs
+    )
+
+
+def _async_client(part: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    return next(client for client in part["clients"] if client["key"] == key)
+
+
+def _async_common_path_summary(part: Mapping[str, Any]) -> str:
+    ratio = part["speed_vs_plain"]
+    speeds = "; ".join(
+        f"{c['label']} {_low_high(c['requests_per_second'], 0)} requests/s (variation "
+        f"{c['variation']:.3f})"
+        for c in part["clients"]
+    )
+    return (
+        f"httpx async common path, {part['tasks']} tasks on one client: "
+        f"RefreshingAsyncClient {ratio['median']:.2f}{_TIMES} the requests/s of a plain "
+        f"`httpx.AsyncClient` with a fixed header (median of {part['pairs']} alternating "
+        f"pairs, {_low_high(ratio, 2)}); run to run, {speeds}."
+    )
+
+
+def _low_high(values: Mapping[str, float], digits: int) -> str:
+    return f"{values['low']:.{digits}f}{_DASH}{values['high']:.{digits}f}"
+
+
+def _async_common_path(part: Mapping[str, Any], spread: Spread) -> Section:
+    rows = [
+        (
+            c["label"],
+            f"{c['requests_per_second']['median']:.0f} ({_low_high(c['requests_per_second'], 0)})",
+            f"{c['variation']:.3f}",
+            f"{c['cpu_us_per_request']:.0f}",
+            spread(part["speed_vs_plain"]) if c["key"] == OURS_KEY else "1",
+        )
+        for c in part["clients"]
+    ]
+    text = (
+        f"The async front end beside the sync figure above: {part['tasks']} asyncio tasks "
+        "call the API back to back through one client, against one loopback server in its "
+        f"own process, for {part['seconds']:g} s per run; each of {part['pairs']} pairs of "
+        "runs has RefreshingAsyncClient and a plain `httpx.AsyncClient` with a fixed "
+        "`Authorization` header in turn, the order swapped from one pair to the next. Both "
+        f"clients keep a pool of {part['tasks']} connections alive, one per task. Tokens live "
+        "an hour, so no client refreshes. Requests per second: median (lowest"
+        f"{_DASH}highest) of the runs; *variation* is their standard deviation over their "
+        "mean, how unsteady a client is from run to run. Ours against plain is pair by pair: "
+        f"median (lowest{_DASH}highest)."
+    )
+    return Section(
+        "httpx async common path: many tasks with a valid token",
+        text,
+        (
+            "client",
+            f"requests/s (lowest{_DASH}highest)",
+            "variation run to run",
+            "client CPU µs/request (median)",
+            f"requests/s vs plain (lowest{_DASH}highest)",
+        ),
+        rows,
+    )
+
+
+def _mixed_totals(part: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Each front end's requests, 401s reaching callers and other errors over the runs."""
+    totals: dict[str, dict[str, int]] = {}
+    for run in part["runs"]:
+        for entry in run["front_ends"]:
+            total = totals.setdefault(entry["label"], {"requests": 0, "caller_401s": 0, "other": 0})
+            total["requests"] += entry["requests"]
+            total["caller_401s"] += entry["caller_401s"]
+            total["other"] += sum(entry["errors"].values()) - entry["caller_401s"]
+    return totals
+
+
+def _mixed_storm_summary(part: Mapping[str, Any]) -> str:
+    runs = part["runs"]
+    totals = ", ".join(
+        f"{label} {entry['caller_401s']} of {entry['requests']}"
+        for label, entry in _mixed_totals(part).items()
+    )
+    return (
+        f"Mixed storm, every front end on one token file, {part['ttl']:g}-second tokens, "
+        f"{len(runs)} runs: 401s reaching callers {totals}; "
+        f"{sum(run['token_calls'] for run in runs)} token calls for "
+        f"{sum(run['refreshes_due'] for run in runs)} due tokens, "
+        f"{sum(run['reuse_detections'] for run in runs)} reuse detections."
+    )
+
+
+def _mixed_storm(part: Mapping[str, Any], errors: Errors) -> Section:
+    ends = part["runs"][0]["front_ends"] if part["runs"] else []
+    rows = [
+        (
+            str(number),
+            *(
+                f"{entry['successes']} of {entry['requests']} ok; errors {errors(entry['errors'])}"
+                for entry in run["front_ends"]
+            ),
+            f"{run['token_calls']} / {run['refreshes_due']}",
+            str(run["reuse_detections"]),
+            "**yes**" if run["grant_revoked"] else "no",
+            str(run["api_401s"]),
+        )
+        for number, run in enumerate(part["runs"], start=1)
+    ]
+    shapes = ", ".join(
+        f"{e['processes']} {e['label']} process{'es' if e['processes'] > 1 else ''} of "
+        f"{e['callers']} {'tasks' if e['key'] == 'asyncio' else 'threads'}"
+        for e in ends
+    )
+    text = (
+        f"Every front end at once on one token file: {shapes}, calling the API back to back "
+        f"for {part['seconds']:g} s per run (the asyncio process's client with a pool of 20 "
+        f"connections). Tokens live {part['ttl']:g} s and, as oidc-provider does, end at the "
+        "whole second of issue plus their life, up to a second before a client counting from "
+        "its request expects; every client refreshes them at half their life; the refresh "
+        "tokens are single-use and rotate, and presenting one twice revokes the grant; the "
+        f"token endpoint answers in {1000 * part['token_delay']:.0f} ms. Each "
+        "front end's cell counts what its callers saw: an *error* is anything but a 200 (a "
+        "401 there is one the client handed back instead of curing it). *API 401s* are the "
+        "API's refusals of a dead token over all processes, cured (a refresh or a sibling's "
+        "token, and a replay) or not. *Due* counts the tokens that came due until the last "
+        "request ended."
+    )
+    return Section(
+        "Mixed storm: every front end on one token file",
+        text,
+        (
+            "run",
+            *(f"{e['label']} callers" for e in ends),
+            "token calls / due",
+            "reuse detected",
+            "grant revoked",
+            "API 401s",
         ),
         rows,
     )

@@ -15,7 +15,6 @@ import gc
 import io
 import os
 import pstats
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,8 +26,8 @@ from requests.adapters import HTTPAdapter
 
 import refreshing_session
 
-from .authserver import api_server, write_grant
-from .clients import LIBRARIES, PLAIN, Endpoint, Library
+from .authserver import granted_api
+from .clients import LIBRARIES, PLAIN, Library
 from .settings import Plan
 from .stats import Spread
 
@@ -91,14 +90,7 @@ class OverheadResult:
 def run_overhead(plan: Plan, progress: Callable[[str], None]) -> OverheadResult:
     """Measure every client against one loopback server, interleaved."""
     clients = (PLAIN, *LIBRARIES)
-    with (
-        tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder,
-        api_server(_TOKEN_TTL) as server,
-    ):
-        endpoint = Endpoint(
-            server.api_url, server.token_url, os.path.join(folder, "token.json"), margin=60.0
-        )
-        write_grant(endpoint.store(), server.grant)
+    with granted_api(_TOKEN_TTL) as (server, endpoint):
         url = server.api_url + "items"
         sessions = {library.key: library.factory(endpoint) for library in clients}
         try:

@@ -75,7 +75,18 @@ def _about(results: Results) -> str:
         f"{meta['machine']['platform']}, Python {meta['machine']['python']}, on "
         f"{meta['date']}; 1-minute load average {_number(meta['load_before'], 2)} before "
         f"the run, {_number(meta['load_after'], 2)} after. Every server listens on "
-        f"127.0.0.1. Versions: {versions}."
+        f"127.0.0.1. Versions: {versions}.{_later_runs(meta)}"
+    )
+
+
+def _later_runs(meta: Mapping[str, Any]) -> str:
+    """Which parts' figures come from a later run of those parts alone, and its conditions."""
+    return "".join(
+        f" The figures of {', '.join(f'`{part}`' for part in run['parts'])} come from a later "
+        f"run, `{run['command']}` in {run['total_seconds']:.0f} s on {run['date']}; 1-minute "
+        f"load average {_number(run['load_before'], 2)} before it, "
+        f"{_number(run['load_after'], 2)} after."
+        for run in meta.get("later_runs", [])
     )
 
 

@@ -1,7 +1,8 @@
 """The entry point: ``python -m benchmarks [--quick] [--parts ...] [--out DIR]``.
 
 The ``redis_storm`` part runs only when named: it needs ``redis-server``, which the other parts
-(and CI's smoke) do without.
+(and CI's smoke) do without. A run of some parts into a folder that holds results already
+replaces those parts' figures and keeps the others, noting which parts ran when.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .async_overhead import run_async_overhead
 from .async_storm import run_async_storm
 from .charts import write_charts
 from .clients import AT_EXPIRY, LIBRARIES, OURS, OURS_ON_REDIS
 from .httpx_overhead import run_httpx_overhead
 from .local_redis import MISSING, redis_server_found
+from .mixed_storm import run_mixed_storm
 from .oidc_provider import version as oidc_provider_version
 from .overhead import PROFILED, run_overhead
 from .pages import REPORTS, write_between_markers
@@ -43,7 +46,9 @@ DEFAULT_PARTS = (
     "storm_latency",
     "scaling",
     "httpx_overhead",
+    "async_overhead",
     "async_storm",
+    "mixed_storm",
 )
 PARTS = (*DEFAULT_PARTS, "redis_storm")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -83,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(MISSING, file=sys.stderr)
             return 2
         plan = QUICK if arguments.quick else FULL
-        results = run(plan, arguments.parts, _command(arguments), _progress)
+        results = _kept_with(
+            run(plan, arguments.parts, _command(arguments), _progress), folder / "results.json"
+        )
     _write(results, folder)
     targets = check(results)
     for target in targets:
@@ -167,6 +174,13 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
         results["httpx_overhead"] = run_httpx_overhead(
             plan.overhead_rounds, plan.overhead_requests, progress
         )
+    if "async_overhead" in parts:
+        results["async_overhead"] = run_async_overhead(
+            plan.async_overhead_pairs,
+            plan.async_overhead_seconds,
+            plan.async_overhead_tasks,
+            progress,
+        )
     if "async_storm" in parts:
         results["async_storm"] = run_async_storm(
             plan.async_storm_tasks,
@@ -174,6 +188,15 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
             plan.storm_ttl,
             plan.storm_seconds,
             plan.token_delay,
+            progress,
+        )
+    if "mixed_storm" in parts:
+        results["mixed_storm"] = run_mixed_storm(
+            plan.mixed_storm_runs,
+            plan.mixed_storm_seconds,
+            plan.storm_ttl,
+            plan.token_delay,
+            plan.mixed_storm_tasks,
             progress,
         )
     if "redis_storm" in parts:
@@ -184,6 +207,30 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
     results["meta"]["load_after"] = _load_average()
     plain: dict[str, Any] = _plain(results)
     return plain
+
+
+def _kept_with(results: dict[str, Any], previous: Path) -> dict[str, Any]:
+    """``results`` of a run of some parts, over the ``previous`` results of the folder (when it
+    holds any): the parts that ran replace theirs, the others stay, and the meta data says in
+    ``later_runs`` which of the figures come from a later run: when, by which command, and at
+    which load."""
+    parts = [key for key in results if key != "meta"]
+    if set(DEFAULT_PARTS) <= set(parts) or not previous.exists():
+        return results
+    kept: dict[str, Any] = json.loads(previous.read_text(encoding="utf-8"))
+    meta = results["meta"]
+    this_run = {
+        key: meta[key] for key in ("command", "date", "total_seconds", "load_before", "load_after")
+    }
+    earlier = [
+        {**run, "parts": [part for part in run["parts"] if part not in parts]}
+        for run in kept["meta"].get("later_runs", [])
+    ]
+    kept["meta"]["later_runs"] = [
+        *(run for run in earlier if run["parts"]),
+        {**this_run, "parts": parts},
+    ]
+    return {**kept, **{key: results[key] for key in parts}}
 
 
 def _storm_cells(plan: Plan) -> list[Cell]:

@@ -30,6 +30,12 @@ class Plan:
     peer_scaling_limit: int  # peers run the scaling series up to this many processes
     async_storm_tasks: int  # asyncio tasks in the one process of each async storm cell
     async_storm_rate: float  # requests per second over all tasks of an async storm cell
+    async_overhead_pairs: int  # pairs of runs (plain httpx.AsyncClient, ours), in turn
+    async_overhead_seconds: float  # how long each of those runs
+    async_overhead_tasks: int  # asyncio tasks on the one client of each run
+    mixed_storm_runs: int  # runs of the storm with every front end at once
+    mixed_storm_seconds: float  # how long each of those runs
+    mixed_storm_tasks: int  # asyncio tasks in its asyncio process
     versus_shapes: tuple[Shape, ...]  # the storm against a static token, back to back
     versus_runs: int  # pairs of runs (static, RefreshingSession) per shape, in turn (triples
     # against node oidc-provider: the static client also beside a bystander's refreshes)
@@ -57,6 +63,12 @@ FULL = Plan(
     peer_scaling_limit=16,
     async_storm_tasks=500,
     async_storm_rate=400.0,
+    async_overhead_pairs=8,
+    async_overhead_seconds=6.0,
+    async_overhead_tasks=100,
+    mixed_storm_runs=3,
+    mixed_storm_seconds=11.5,
+    mixed_storm_tasks=100,
     versus_shapes=((8, 2), (16, 4), (32, 4)),
     versus_runs=4,
     versus_seconds=4.5,
@@ -82,6 +94,12 @@ QUICK = Plan(
     peer_scaling_limit=0,
     async_storm_tasks=50,
     async_storm_rate=200.0,
+    async_overhead_pairs=1,
+    async_overhead_seconds=0.5,
+    async_overhead_tasks=20,
+    mixed_storm_runs=1,
+    mixed_storm_seconds=1.5,
+    mixed_storm_tasks=20,
     versus_shapes=((2, 1),),
     versus_runs=1,
     versus_seconds=0.8,

@@ -6,7 +6,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .httpx_report import common_path_faster
+from .httpx_report import (
+    ASYNC_RATIO,
+    STEADY_SLACK,
+    async_common_path_kept_up,
+    common_path_faster,
+    mixed_storm_callers_spared,
+    mixed_storm_refreshed_once,
+)
 from .versus_static import summary
 
 Results = Mapping[str, Any]
@@ -50,6 +57,23 @@ def check(results: Results) -> list[Target]:
                 *common_path_faster(results["httpx_overhead"]),
             )
         )
+    if "async_overhead" in results:
+        found.append(
+            Target(
+                f"httpx async common path: RefreshingAsyncClient at least {ASYNC_RATIO:g}x a "
+                "plain `httpx.AsyncClient` with a fixed header (median of alternating runs), "
+                f"and as steady (run-to-run variation at most {STEADY_SLACK:g}x plain's)",
+                *async_common_path_kept_up(results["async_overhead"]),
+            )
+        )
+    if "mixed_storm" in results:
+        found.append(
+            Target(
+                "mixed storm (every front end on one token file, short tokens): no 401 or "
+                "other error reaching a caller of any front end, asyncio included",
+                *mixed_storm_callers_spared(results["mixed_storm"]),
+            )
+        )
     if "scaling" in results:
         found.append(_scaling(results["scaling"], results["meta"]["plan"]["token_delay"]))
     parts = {
@@ -64,6 +88,14 @@ def check(results: Results) -> list[Target]:
         cells = [c for c in part if c["library"].startswith("ours")]
         if cells:
             found.append(_refresh_once(cells, label))
+    if "mixed_storm" in results:
+        found.append(
+            Target(
+                "mixed storm: one token call per expiry, zero reuse",
+                *mixed_storm_refreshed_once(results["mixed_storm"]),
+                correctness=True,
+            )
+        )
     return found
 
 
