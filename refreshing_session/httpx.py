@@ -172,10 +172,11 @@ class _TokenClient:
             or bool(request.url.username or request.url.password)
         )
 
-    def _follows(self, follow_redirects: Any) -> bool:
+    def _hops(self, follow_redirects: Any) -> _Hops:
+        """The hops of a new request, following redirects as the caller asks (or the client)."""
         if follow_redirects is httpx.USE_CLIENT_DEFAULT:
-            return bool(getattr(self, "follow_redirects", False))
-        return bool(follow_redirects)
+            follow_redirects = getattr(self, "follow_redirects", False)
+        return _Hops(self.prefixes, bool(follow_redirects), getattr(self, "max_redirects", 20))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
@@ -208,20 +209,13 @@ class RefreshingClient(_TokenClient, httpx.Client):
             return super().send(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
-        hops = _Hops(self.prefixes)
-        history: list[httpx.Response] = []
+        hops = self._hops(follow_redirects)
         hop: httpx.Request | None = request
         while hop is not None:
-            if len(history) > self.max_redirects:
-                raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=hop)
-            response = self._send_hop(hop, hops)
+            response = self._send_hop(hops.counted(hop), hops)
             try:
-                response.history = list(history)
-                hop = hops.next_hop(response, self._follows(follow_redirects))
-                if hop is not None:
-                    response.read()
-                    history.append(response)
-                elif not stream:
+                hop = hops.after(response)
+                if hop is not None or not stream:
                     response.read()
             except BaseException:
                 response.close()
@@ -270,20 +264,13 @@ class RefreshingAsyncClient(_TokenClient, httpx.AsyncClient):
             return await super().send(
                 request, stream=stream, auth=auth, follow_redirects=follow_redirects
             )
-        hops = _Hops(self.prefixes)
-        history: list[httpx.Response] = []
+        hops = self._hops(follow_redirects)
         hop: httpx.Request | None = request
         while hop is not None:
-            if len(history) > self.max_redirects:
-                raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=hop)
-            response = await self._send_hop(hop, hops)
+            response = await self._send_hop(hops.counted(hop), hops)
             try:
-                response.history = list(history)
-                hop = hops.next_hop(response, self._follows(follow_redirects))
-                if hop is not None:
-                    await response.aread()
-                    history.append(response)
-                elif not stream:
+                hop = hops.after(response)
+                if hop is not None or not stream:
                     await response.aread()
             except BaseException:
                 await response.aclose()
@@ -323,15 +310,25 @@ class _Gate:
 
 
 class _Hops:
-    """The hops of one request: whether the token is withheld from them for good (a redirect
-    steered an unsafe method into the prefixes), the URL of the last hop (where a redirect
-    comes from), and the headers the token was last sent with."""
+    """The hops of one request, as httpx follows them (``follow``, at most ``max_redirects``):
+    the answers so far (``history``), whether the token is withheld from them for good (a
+    redirect steered an unsafe method into the prefixes), the URL of the last hop (where a
+    redirect comes from), and the headers the token was last sent with."""
 
-    def __init__(self, prefixes: Prefixes) -> None:
+    def __init__(self, prefixes: Prefixes, follow: bool, max_redirects: int) -> None:
         self.prefixes = prefixes
+        self.follow = follow
+        self.max_redirects = max_redirects
+        self.history: list[httpx.Response] = []
         self.withheld = False
         self.url: str | None = None
         self.sent: Mapping[str, str] = {}
+
+    def counted(self, hop: httpx.Request) -> httpx.Request:
+        """Return ``hop``, or raise TooManyRedirects as httpx does past ``max_redirects``."""
+        if len(self.history) > self.max_redirects:
+            raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=hop)
+        return hop
 
     def gets_token(self, hop: httpx.Request) -> bool:
         """Whether ``hop`` gets the token: under a prefix, and neither it nor an earlier hop
@@ -342,17 +339,22 @@ class _Hops:
             self.withheld = True
         return not self.withheld and self.prefixes.match(url)
 
-    def next_hop(self, response: httpx.Response, follow: bool) -> httpx.Request | None:
-        """The redirect hop that httpx built from ``response``, without the token's headers it
-        copied from the hop before (the next hop decides for itself); None when there is none
-        or redirects are not followed (then the caller finds it, without the token, as
-        ``response.next_request``)."""
+    def after(self, response: httpx.Response) -> httpx.Request | None:
+        """Record ``response`` and return the redirect hop to send next: the one httpx built
+        from it, without the token's headers it copied from the hop before (the next hop
+        decides for itself). None when there is none, or redirects are not followed (then the
+        caller finds it, without the token, as ``response.next_request``)."""
+        response.history = list(self.history)
         hop = response.next_request
-        if hop is not None:
-            for name, value in self.sent.items():
-                if hop.headers.get(name) == value:
-                    del hop.headers[name]
-        return hop if follow else None
+        if hop is None:
+            return None
+        for name, value in self.sent.items():
+            if hop.headers.get(name) == value:
+                del hop.headers[name]
+        if not self.follow:
+            return None
+        self.history.append(response)
+        return hop
 
 
 def _sender(
