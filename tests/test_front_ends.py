@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from refreshing_session.httpx import RefreshingAsyncClient, RefreshingAuth, Refr
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, refresher_for, stored
-from .front_ends import ALL, HOP_BY_HOP, ClientFactory, client_factory
+from .front_ends import ALL, HOP_BY_HOP, Client, ClientFactory, client_factory
 from .recording import RecordingEndpoint
 from .test_attack_prefixes import CLIMBS, UNSAFE_METHODS, HostileServer
 from .test_profiles import server_profile
@@ -458,22 +459,25 @@ def test_refresh_on_403_refreshes_and_replays_only_where_asked(
         )
     )
     path.chmod(0o600)
+    with forbidding(kind, portal, path, refresh_on) as (api, issuer, client):
+        api.current = "at-revoked"  # the stored token died early
+        assert client.request("GET", api.origin + "/items").status == status
+    assert issuer.issued == refreshes
+
+
+@contextmanager
+def forbidding(
+    kind: str, portal: BlockingPortal, token_file: Path, refresh_on: tuple[int, ...]
+) -> Iterator[tuple[ForbiddingApi, Issuer, Client]]:
+    """An API that answers 403 to a dead token (test_refresh_on's), the issuer of its tokens,
+    and a client of ``kind`` on it."""
     with ForbiddingApi() as api:
         issuer = Issuer(api)
         with RecordingEndpoint(issuer) as endpoint:
-            for build in client_factory(
-                kind,
-                portal,
-                {
-                    "prefixes": api.origin + "/",
-                    "token_file": path,
-                    "refresher": OAuth2Refresher(endpoint.url, "client", "secret", retries=0),
-                },
-            ):
-                client = build(refresh_on=refresh_on)
-                api.current = "at-revoked"  # the stored token died early
-                assert client.request("GET", api.origin + "/items").status == status
-    assert issuer.issued == refreshes
+            refresher = OAuth2Refresher(endpoint.url, "client", "secret", retries=0)
+            defaults = {"prefixes": api.origin + "/", "token_file": token_file}
+            for build in client_factory(kind, portal, {**defaults, "refresher": refresher}):
+                yield api, issuer, build(refresh_on=refresh_on)
 
 
 # --- a refresher that raises anything ---------------------------------------------------------
@@ -556,24 +560,12 @@ def test_a_path_refused_for_good_costs_at_most_the_guards_refreshes_though_the_t
 def test_with_refresh_on_403_a_forbidden_item_is_not_a_refresh_each(
     kind: str, portal: BlockingPortal, token_file: Path
 ) -> None:
-    with ForbiddingApi() as api:
-        issuer = Issuer(api)
-        with RecordingEndpoint(issuer) as endpoint:
-            for build in client_factory(
-                kind,
-                portal,
-                {
-                    "prefixes": api.origin + "/",
-                    "token_file": token_file,
-                    "refresher": OAuth2Refresher(endpoint.url, "client", "secret", retries=0),
-                },
-            ):
-                client = build(refresh_on=(401, 403))
-                api.current = "at-revoked"  # the stored token died early: cured once
-                assert client.request("GET", api.origin + "/items").status == 200
-                for item in range(8):
-                    assert client.request("GET", api.origin + "/items").status == 200
-                    assert client.request("GET", api.origin + f"/admin/{item}").status == 403
+    with forbidding(kind, portal, token_file, (401, 403)) as (api, issuer, client):
+        api.current = "at-revoked"  # the stored token died early: cured once
+        assert client.request("GET", api.origin + "/items").status == 200
+        for item in range(8):
+            assert client.request("GET", api.origin + "/items").status == 200
+            assert client.request("GET", api.origin + f"/admin/{item}").status == 403
     assert issuer.issued <= 1 + MAX_WASTED, f"{issuer.issued} refreshes for 8 forbidden items"
 
 
