@@ -31,6 +31,9 @@ from .httpx_peers import ours_async
 from .stats import percentile
 
 _TOKEN_TTL = 3600.0  # no refresh during the measurement
+# httpx's own default pool, as a client built without limits= has it: 100 connections, 20 of
+# them kept alive when idle.
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 _REQUEST_TIMEOUT = 10.0
 PLAIN_KEY, OURS_KEY = "httpx_async_plain", "ours_httpx_async"
 LABELS = {
@@ -71,8 +74,6 @@ def run_async_overhead(
 ) -> dict[str, Any]:
     """Run ``pairs`` pairs of runs, ``tasks`` tasks for ``seconds`` per client and run, against
     one loopback server; return the runs and their summary as plain data."""
-    # One connection per task, all kept alive: the runs measure the clients, not TCP set-up.
-    limits = httpx.Limits(max_connections=tasks, max_keepalive_connections=tasks)
     runs: dict[str, list[Run]] = {key: [] for key in _BUILDERS}
     with granted_api(_TOKEN_TTL) as (server, endpoint):
         url = server.api_url + "items"
@@ -80,7 +81,7 @@ def run_async_overhead(
             order = list(_BUILDERS) if pair % 2 == 0 else list(reversed(_BUILDERS))
             for key in order:
                 runs[key].append(
-                    asyncio.run(_run(_BUILDERS[key](endpoint, limits), url, tasks, seconds))
+                    asyncio.run(_run(_BUILDERS[key](endpoint, LIMITS), url, tasks, seconds))
                 )
             ours, plain = runs[OURS_KEY][-1].per_second, runs[PLAIN_KEY][-1].per_second
             progress(
@@ -133,6 +134,8 @@ def summary(runs: dict[str, list[Run]], pairs: int, seconds: float, tasks: int) 
         "pairs": pairs,
         "seconds": seconds,
         "tasks": tasks,
+        "connections": LIMITS.max_connections,
+        "kept_alive": LIMITS.max_keepalive_connections,
         "clients": [
             {
                 "key": key,
