@@ -1,7 +1,7 @@
 """A ``redis-server`` of the benchmarks' own, for the measurements that keep the token in Redis.
 
-It is started with the tests' helper (:class:`tests.redis_servers.RedisServer`: a free loopback
-port, its files in a folder of ours, no snapshots) and stopped by its pid, so it needs
+It is started with the tests' helper (:class:`tests.support.redis_servers.RedisServer`: a free
+loopback port, its files in a folder of ours, no snapshots) and stopped by its pid, so it needs
 ``redis-server`` on PATH and the ``redis`` package (``pip install -e '.[test]'``).
 """
 
@@ -27,7 +27,7 @@ def redis_server_found() -> bool:
 def local_redis(folder: Path) -> Iterator[str]:
     """Run a ``redis-server`` with its files in ``folder``; yield its URL; stop it on exit."""
     # Imported here: the tests' helper imports pytest, which the other benchmarks do not need.
-    from tests.redis_servers import RedisServer
+    from tests.support.redis_servers import RedisServer
 
     server = RedisServer(folder)
     server.start()

@@ -186,8 +186,9 @@ class _Listener:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def setup(self) -> None:
-                self.timeout = min(_READ_TIMEOUT, max(listener.left(), _SHORTEST_READ))
                 super().setup()
+                # Each read of this connection waits at most as long as the login has left.
+                self.connection.settimeout(min(_READ_TIMEOUT, max(listener.left(), _SHORTEST_READ)))
 
             def log_message(self, format: str, *args: object) -> None:
                 """Silent: the callback's query holds the code."""
@@ -286,7 +287,7 @@ class _Server(http.server.ThreadingHTTPServer):
     def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
         """Close a connection that was served, and forget it."""
         with self.lock:
-            self._open.discard(request)  # type: ignore[arg-type]  # TCP: always a socket
+            self._open.discard(request)  # TCP: always a socket
         super().shutdown_request(request)
 
     def end_connections(self) -> None:

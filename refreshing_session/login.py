@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import requests
 
 from .arguments import seconds
+from .dpop import DPoPKey
 from .errors import ClientRejected, LoginRequired, RefreshFailed
 from .oauth_client import OAuthClient, error_code, json_object
 from .store import decode
@@ -109,8 +110,9 @@ class DeviceLogin:
 
     def wait(self, authorization: DeviceAuthorization) -> Token:
         """Poll the token endpoint at the server's interval (5 s longer after each
-        ``slow_down``) until the user decides; return the token. Raises LoginRequired when
-        the user refused or the code expired."""
+        ``slow_down``) until the user decides; return the token. With a DPoP client, every
+        poll signs with one key, which the token comes bound to and carries. Raises
+        LoginRequired when the user refused or the code expired."""
         deadline = self._clock() + authorization.expires_in
         interval = authorization.interval
         form = {
@@ -118,9 +120,11 @@ class DeviceLogin:
             "grant_type": DEVICE_GRANT,
             "device_code": authorization.device_code,
         }
+        # One key for every poll: the server binds the token to the key of the poll it answers.
+        key = self.client.proof_key()
         while self._clock() < deadline:
             self._sleep(min(interval, max(0.0, deadline - self._clock())))
-            outcome = self.client.retrying(lambda: self._poll(form), resend_safe=True)
+            outcome = self.client.retrying(lambda: self._poll(form, key), resend_safe=True)
             if isinstance(outcome, Token):
                 return outcome
             logger.debug("device login: %s", outcome)
@@ -128,10 +132,11 @@ class DeviceLogin:
                 interval += SLOW_DOWN_STEP
         raise _expired()
 
-    def _poll(self, form: Mapping[str, str]) -> Token | str:
-        """One poll: the token, or the error code that says to keep polling."""
+    def _poll(self, form: Mapping[str, str], key: DPoPKey | None) -> Token | str:
+        """One poll, with a DPoP proof signed by ``key`` if given: the token, or the error code
+        that says to keep polling."""
         requested_at = time.time()
-        response = self.client.post(form)
+        response = self.client.post(form, proof_key=key)
         code = "" if response.ok else error_code(response)
         if code in _PENDING:
             return code
@@ -143,7 +148,7 @@ class DeviceLogin:
             )
         if code == "expired_token":
             raise _expired()
-        return self.client.token_answer(response, requested_at, form)
+        return self.client.token_answer(response, requested_at, form, proof_key=key)
 
 
 def _expired() -> LoginRequired:

@@ -16,8 +16,8 @@ import pytest
 from refreshing_session import OAuth2Refresher, RefreshingSession, Token, TokenFile
 from refreshing_session.testing import LocalAuthServer
 
-from .redis_servers import RedisServer
-from .scenarios import scenario_of
+from .support.redis_servers import RedisServer
+from .support.scenarios import scenario_of
 
 SessionFactory = Callable[..., RefreshingSession]
 _RESULTS: dict[str, Counter[str]] = {}

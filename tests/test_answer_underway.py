@@ -23,8 +23,8 @@ from refreshing_session.keeper import TokenKeeper
 from refreshing_session.redis_store import RedisTokenStore
 from refreshing_session.testing import LocalAuthServer
 
-from .hostile import LoopbackServer
-from .redis_servers import RedisServer
+from .support.hostile import LoopbackServer
+from .support.redis_servers import RedisServer
 
 KEY = "answer-underway"
 TRICKLE_SECONDS = 3.0  # longer than lock_ttl below: the lock must be renewed meanwhile

@@ -27,8 +27,8 @@ from refreshing_session.store import MAX_FILE_SIZE
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import refresher_for, write_grant
-from .hostile import HostileTokenEndpoint
-from .processes import ROOT, unavailable
+from .support.hostile import HostileTokenEndpoint
+from .support.processes import ROOT, unavailable
 
 ATTACKER = 65534  # nobody
 VICTIM = 64999  # a uid of no one, for a victim who is not root

@@ -17,7 +17,7 @@ from refreshing_session.errors import excerpt
 from refreshing_session.keeper import TokenKeeper
 from refreshing_session.profiles import CONFIG_ENV
 
-from .hostile import HostileTokenEndpoint
+from .support.hostile import HostileTokenEndpoint
 
 SECRET = "cs-Zq8vR2mK7pW4xT9nB3"
 # Sets the window title, clears the screen, rings the bell, moves the cursor home, and a CSI

@@ -20,13 +20,13 @@ import pytest
 import requests
 
 from refreshing_session import RefreshingSession
-from refreshing_session.urls import Prefixes
 from refreshing_session.errors import ProfileError
 from refreshing_session.profiles import CONFIG_ENV
 from refreshing_session.testing import LocalAuthServer
+from refreshing_session.urls import Prefixes
 
 from .conftest import SessionFactory
-from .hostile import LoopbackServer
+from .support.hostile import LoopbackServer
 
 TIMEOUT = 5
 # The ways to write a dot segment that requests sends on as it is (or turns into "..").

@@ -29,7 +29,7 @@ from refreshing_session.profiles import CONFIG_ENV, default_token_file, load_pro
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, write_grant
-from .hostile import HostileTokenEndpoint
+from .support.hostile import HostileTokenEndpoint
 from .test_attack_files import ATTACKER, VICTIM, plant_link, shared
 
 __all__ = ["shared"]  # the fixture: a sticky folder every test uid can reach (needs root)

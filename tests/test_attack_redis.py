@@ -20,8 +20,8 @@ from refreshing_session import Token
 from refreshing_session.redis_store import RedisTokenStore
 from refreshing_session.testing import LocalAuthServer
 
-from .processes import STORM, start_process, wait_for
-from .redis_servers import RedisServer
+from .support.processes import STORM, start_process, wait_for
+from .support.redis_servers import RedisServer
 
 KEY = "refreshing-session:attack"
 LOCK_TTL = 1.0

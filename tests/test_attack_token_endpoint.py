@@ -41,7 +41,7 @@ from refreshing_session.errors import AnswerUnderway
 from refreshing_session.login import DeviceAuthorization, DeviceLogin, revoke
 from refreshing_session.profiles import CONFIG_ENV
 
-from .processes import ROOT
+from .support.processes import ROOT
 
 Answer = Callable[["Handler"], None]
 MIB = 1024 * 1024

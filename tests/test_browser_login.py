@@ -24,7 +24,7 @@ import pytest
 from refreshing_session import LoginRequired, OAuth2Refresher
 from refreshing_session.browser_login import BrowserLogin
 
-from .hostile import LoopbackServer
+from .support.hostile import LoopbackServer
 
 CLIENT_ID = "native-app"
 

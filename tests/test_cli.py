@@ -27,7 +27,7 @@ from refreshing_session.store import TokenFile
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, stored, write_grant
-from .processes import ROOT, wait_for
+from .support.processes import ROOT, wait_for
 from .test_browser_login import AuthorizationServer, follow, in_background
 
 

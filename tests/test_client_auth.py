@@ -19,7 +19,7 @@ from jwcrypto import jwk, jws  # type: ignore[import-untyped]
 from refreshing_session import ClientCredentialsRefresher, ClientRejected, OAuth2Refresher, Token
 from refreshing_session.client_auth import ASSERTION_TYPE, ClientAuthentication
 
-from .recording import RecordingEndpoint
+from .support.recording import RecordingEndpoint
 
 CLIENT_ID = "jwt-client"
 SHARED_SECRET = "a-shared-secret-of-at-least-32-bytes!"

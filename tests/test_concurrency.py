@@ -19,7 +19,7 @@ from refreshing_session import RefreshingSession
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import SessionFactory, expire, stored
-from .processes import (
+from .support.processes import (
     REQUESTS,
     ROOT,
     job_for,

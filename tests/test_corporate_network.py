@@ -13,7 +13,7 @@ import requests
 
 from refreshing_session import OAuth2Refresher, RefreshFailed, RefreshingSession
 
-from .corporate import (
+from .support.corporate import (
     API_HOST,
     API_URL,
     AUTH_HOST,

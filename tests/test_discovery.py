@@ -15,7 +15,7 @@ from refreshing_session import ClientCredentialsRefresher, ClientRejected, OAuth
 from refreshing_session.discovery import discover, document_urls
 from refreshing_session.testing import LocalAuthServer
 
-from .hostile import LoopbackServer
+from .support.hostile import LoopbackServer
 
 Documents = Callable[[str, str], dict[str, Any] | None]
 

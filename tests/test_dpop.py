@@ -41,8 +41,8 @@ from refreshing_session.dpop import DPoPKey, Nonces, access_token_hash, asks_for
 from refreshing_session.oauth_client import OAuthClient
 from refreshing_session.testing import LocalAuthServer
 
-from .processes import ROOT
-from .redis_servers import RedisServer
+from .support.processes import ROOT
+from .support.redis_servers import RedisServer
 
 ACCESS = "at-Hq3Lr8Vx2Nm5Kp7Tz"
 PUBLIC = {"client": "secret", "public": None}

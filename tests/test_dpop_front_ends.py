@@ -36,8 +36,8 @@ from refreshing_session.guard import MAX_WASTED
 from refreshing_session.testing import DPoPProof, LocalAuthServer
 
 from .conftest import expire, stored
-from .front_ends import ALL, HOP_BY_HOP, ClientFactory, client_factory
-from .hostile import LoopbackServer
+from .support.front_ends import ALL, HOP_BY_HOP, ClientFactory, client_factory
+from .support.hostile import LoopbackServer
 from .test_dpop import decoded, jwt_access_token
 
 NONCE_CHALLENGE = 'DPoP error="use_dpop_nonce", error_description="nonce required"'

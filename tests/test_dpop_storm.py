@@ -8,7 +8,7 @@ What must hold, as for bearer tokens: no caller sees an error, the token endpoin
 most once per token that came due (besides the nonce retries: one per process at most, since
 each process learns the token endpoint's nonce once), and no refresh token is presented twice.
 
-The 16x4 variant runs in the reliability runs only (``python -m tests.reliability`` sets
+The 16x4 variant runs in the reliability runs only (``python -m tests.support.reliability`` sets
 ``REFRESHING_SESSION_SOAK_SECONDS``): on 2 cores it takes half a minute."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from refreshing_session import Token
 from refreshing_session.dpop import DPoPKey
 from refreshing_session.testing import DPoPProof, LocalAuthServer
 
-from .processes import STORM, job_for, run_storm
+from .support.processes import STORM, job_for, run_storm
 from .test_front_end_storm import ASYNC_STORM, HTTPX_STORM, _shared_store
 
 TTL = 2.0
@@ -82,7 +82,7 @@ def test_a_dpop_storm_of_8_processes_by_2_refreshes_once_per_expiry_with_right_p
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(
     "REFRESHING_SESSION_SOAK_SECONDS" not in os.environ,
-    reason="the 16x4 DPoP storm runs in the reliability runs (python -m tests.reliability)",
+    reason="the 16x4 DPoP storm runs in the reliability runs (python -m tests.support.reliability)",
 )
 @pytest.mark.parametrize("shared", ["token file", "redis"])
 def test_a_dpop_storm_of_16_processes_by_4_refreshes_once_per_expiry_with_right_proofs(

@@ -16,7 +16,7 @@ from refreshing_session import TokenFile
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import SessionFactory, expire, refresher_for, stored
-from .processes import REQUESTS, job_for, run_in_processes
+from .support.processes import REQUESTS, job_for, run_in_processes
 
 TIMEOUT = 10
 

@@ -26,7 +26,7 @@ from refreshing_session import Token, load_profile
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import stored, write_grant
-from .processes import ROOT
+from .support.processes import ROOT
 
 EXAMPLES = ROOT / "examples"
 # providers.py needs node oidc-provider: tests/interop/test_oidc_provider_logins.py runs it.
@@ -317,7 +317,7 @@ def test_the_redis_example_shares_the_token_through_redis(
 ) -> None:
     from refreshing_session.redis_store import RedisTokenStore
 
-    from .redis_servers import RedisServer
+    from .support.redis_servers import RedisServer
 
     redis = RedisServer(tmp_path / "redis")
     redis.start()

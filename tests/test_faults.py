@@ -24,7 +24,7 @@ from refreshing_session import (
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import SessionFactory, expire, refresher_for, stored, write_grant
-from .processes import REQUESTS, job_for, run_in_processes, start_process, wait_for
+from .support.processes import REQUESTS, job_for, run_in_processes, start_process, wait_for
 
 TIMEOUT = 10
 

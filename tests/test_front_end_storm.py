@@ -24,7 +24,7 @@ import pytest
 from refreshing_session import Token, TokenFile, TokenStore
 from refreshing_session.testing import LocalAuthServer
 
-from .processes import STORM, job_for, run_storm
+from .support.processes import STORM, job_for, run_storm
 
 TTL = 3.0
 SECONDS = 6.0
@@ -149,7 +149,7 @@ def _shared_store(shared: str, folder: Path) -> Iterator[tuple[TokenStore, dict[
         return
     from refreshing_session.redis_store import RedisTokenStore
 
-    from .redis_servers import RedisServer
+    from .support.redis_servers import RedisServer
 
     server = RedisServer(folder / "redis")
     server.start()

@@ -35,8 +35,8 @@ from refreshing_session.httpx import RefreshingAsyncClient, RefreshingAuth, Refr
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, refresher_for, stored
-from .front_ends import ALL, HOP_BY_HOP, Client, ClientFactory, client_factory
-from .recording import RecordingEndpoint
+from .support.front_ends import ALL, HOP_BY_HOP, Client, ClientFactory, client_factory
+from .support.recording import RecordingEndpoint
 from .test_attack_prefixes import CLIMBS, UNSAFE_METHODS, HostileServer
 from .test_profiles import server_profile
 from .test_refresh_on import ForbiddingApi, Issuer

@@ -18,7 +18,7 @@ from refreshing_session.httpx import RefreshingAsyncClient
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, refresher_for, stored
-from .processes import start_process
+from .support.processes import start_process
 
 SLOW_TOKEN_ENDPOINT = 0.2
 TASKS = 500

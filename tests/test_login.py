@@ -16,6 +16,7 @@ from refreshing_session import (
     RefreshFailed,
     Token,
 )
+from refreshing_session.dpop import key_of
 from refreshing_session.login import DeviceAuthorization, DeviceLogin, import_token, revoke
 from refreshing_session.testing import LocalAuthServer
 
@@ -75,6 +76,33 @@ def test_device_login_shows_the_code_and_returns_the_token_once_approved() -> No
         assert server.stats().device_grants == 1
         assert server.stats().slow_downs == 0
         assert refresher_for(server)(token).access_token != token.access_token
+
+
+@pytest.mark.parametrize("client", ["client", "public"])
+def test_a_dpop_device_login_polls_with_one_key_and_stores_it_with_the_bound_token(
+    client: str,
+) -> None:
+    """Every poll signs with the one key the token comes bound to (and, for a public client,
+    its refresh tokens), and a nonce challenge costs one retry of the poll it answers."""
+    with LocalAuthServer(
+        device_interval=INTERVAL, clients={"client": "secret", "public": None}, dpop_nonce=True
+    ) as server:
+        refresher = OAuth2Refresher(
+            server.token_url, client, "secret" if client == "client" else None, dpop=True
+        )
+        login = DeviceLogin(
+            refresher, server.device_authorization_url, sleep=Waits(INTERVAL, approver(server, 3))
+        )
+        token = login(lambda authorization: None)
+        key = key_of(token)
+        assert token.is_dpop
+        assert key is not None, "the key was not stored with the token"
+        proofs = server.dpop_proofs()
+        assert {proof.jkt for proof in proofs} == {key.jkt}, "the polls signed with several keys"
+        assert [proof.problem for proof in proofs].count("nonce is required in the DPoP proof") == 1
+        assert server.stats().device_grants == 1
+        renewed = refresher(token)  # the key stored with it refreshes it
+        assert (renewed.is_dpop, key_of(renewed)) == (True, key)
 
 
 def test_slow_down_adds_five_seconds_to_every_later_wait() -> None:

@@ -31,8 +31,8 @@ from refreshing_session.store import MAX_FILE_SIZE
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import refresher_for
-from .processes import STORM, start_process, use_in_child_processes, use_session, wait_for
-from .redis_servers import RedisServer, RedisUser
+from .support.processes import STORM, start_process, use_in_child_processes, use_session, wait_for
+from .support.redis_servers import RedisServer, RedisUser
 
 KEY = "refreshing-session:test"
 TIMEOUT = 10

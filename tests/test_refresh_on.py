@@ -16,8 +16,8 @@ import pytest
 from refreshing_session import OAuth2Refresher, RefreshingSession
 from refreshing_session.guard import refresh_may_cure
 
-from .hostile import LoopbackServer
-from .recording import RecordingEndpoint
+from .support.hostile import LoopbackServer
+from .support.recording import RecordingEndpoint
 
 
 class ForbiddingApi(LoopbackServer):

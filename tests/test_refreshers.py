@@ -28,8 +28,8 @@ from refreshing_session.exchange import NotConnected
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import refresher_for
-from .hostile import LoopbackServer
-from .recording import RecordingEndpoint
+from .support.hostile import LoopbackServer
+from .support.recording import RecordingEndpoint
 
 ODD_SECRET = "s3:cr%t+pä€ss w%41"  # RFC 6749 2.3.1: must be form-encoded inside Basic
 ECHOED_SECRET = "Sup3r-S3cr3t-Value"

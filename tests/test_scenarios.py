@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .scenarios import SCENARIOS
+from .support.scenarios import SCENARIOS
 
 
 def test_every_scenario_names_tests_that_exist() -> None:

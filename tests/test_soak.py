@@ -18,11 +18,11 @@ from refreshing_session.demo import _Fleet, _Job
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import write_grant
-from .processes import ROOT, wait_for
+from .support.processes import ROOT, wait_for
 
 # 25 s in the suite, which must stay under 5 minutes on 2 cores (at 40 s it took 4 min 57 s);
 # seed 7 still makes about 50 token calls there, each fault injected 15 times or more.
-# python -m tests.reliability runs it for 60.
+# python -m tests.support.reliability runs it for 60.
 SECONDS = float(os.environ.get("REFRESHING_SESSION_SOAK_SECONDS", "25"))
 
 

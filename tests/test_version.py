@@ -10,7 +10,7 @@ from importlib import metadata
 
 import refreshing_session
 
-from .processes import ROOT
+from .support.processes import ROOT
 
 
 def test_the_version_is_written_once_and_the_metadata_reads_it() -> None:

@@ -30,7 +30,7 @@ from filelock import FileLock
 
 from refreshing_session import OAuth2Refresher, Token, TokenFile
 
-from ..processes import unavailable
+from ..support.processes import unavailable
 from .servers import RealServer, start_server, stop_server
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"

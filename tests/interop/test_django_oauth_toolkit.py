@@ -30,7 +30,7 @@ from refreshing_session import (
     TokenFile,
 )
 
-from ..processes import ROOT, STORM, run_in_processes, run_storm
+from ..support.processes import ROOT, STORM, run_in_processes, run_storm
 from .dot_server import clients
 from .servers import RealServer, start_server, stop_server
 

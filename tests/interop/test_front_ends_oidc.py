@@ -18,7 +18,7 @@ import pytest
 
 from refreshing_session import Token
 
-from ..processes import run_storm
+from ..support.processes import run_storm
 from ..test_front_end_storm import CONNECTIONS, MIXED
 from .conftest import ACCESS_TTL, OidcProvider
 

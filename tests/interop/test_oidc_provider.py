@@ -29,7 +29,7 @@ from refreshing_session import (
 )
 
 from ..conftest import expire, stored
-from ..processes import REQUESTS, run_in_processes, run_storm, wait_for
+from ..support.processes import REQUESTS, run_in_processes, run_storm, wait_for
 from .conftest import STORM_ACCESS_TTL, Client, OidcProvider, Stats
 
 GRANT_SCOPE = "openid offline_access"

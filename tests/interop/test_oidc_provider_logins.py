@@ -29,7 +29,7 @@ from refreshing_session import (
 )
 from refreshing_session.browser_login import BrowserLogin
 
-from ..processes import ROOT
+from ..support.processes import ROOT
 from .conftest import LoginProvider
 
 RESOURCE = "https://api.interop.test"

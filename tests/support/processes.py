@@ -18,7 +18,7 @@ import pytest
 from refreshing_session import RefreshingSession
 from refreshing_session.testing import LocalAuthServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Makes job["count"] requests to job["path"] and prints each outcome: a status or an error name.
 REQUESTS = """

@@ -1,9 +1,10 @@
 """Run every Reliability scenario RUNS times and write the reliability report's table.
 
-    python -m tests.reliability [--runs 3] [--soak-seconds 60] [--page docs/reports/reliability.md]
+    python -m tests.support.reliability [--runs 3] [--soak-seconds 60]
+        [--page docs/reports/reliability.md]
 
-Each run is a full pytest run of the tests marked ``scenario`` (see tests/scenarios.py). The
-table replaces what stands between the reliability markers of the page, and is printed.
+Each run is a full pytest run of the tests marked ``scenario`` (see tests/support/scenarios.py).
+The table replaces what stands between the reliability markers of the page, and is printed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from benchmarks.pages import REPORTS, write_between_markers
 
 from .scenarios import SCENARIOS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> int:
@@ -73,8 +74,9 @@ def _render(
     results: dict[str, Counter[str]], figures: dict[str, Any], runs: int, elapsed: float
 ) -> str:
     lines = [
-        f"Produced by `python -m tests.reliability --runs {runs}` ({elapsed / 60:.0f} min on "
-        f"{os.cpu_count()} cores); each case is one test or one parametrized variant.",
+        f"Produced by `python -m tests.support.reliability --runs {runs}` "
+        f"({elapsed / 60:.0f} min on {os.cpu_count()} cores); each case is one test or one "
+        "parametrized variant.",
         "",
         "| fault or bad input | what must hold | cases run | outcome |",
         "|---|---|---|---|",

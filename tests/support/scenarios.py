@@ -1,6 +1,6 @@
 """The rows of the reliability report's table (docs/reports/reliability.md): each fault, bad
 input or attack, what must hold, and the tests that try it. conftest.py marks those tests;
-``python -m tests.reliability`` runs them and writes the table."""
+``python -m tests.support.reliability`` runs them and writes the table."""
 
 from __future__ import annotations
 

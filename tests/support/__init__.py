@@ -1,0 +1,6 @@
+"""Helpers the tests share, apart from the tests themselves: ``front_ends`` (one client interface
+over every front end), ``hostile`` (loopback servers that play an attacker), ``recording`` (a
+token endpoint that records what it is sent), ``corporate`` (a private CA and a forward proxy),
+``processes`` (child processes and storms), ``redis_servers`` (real redis-server processes),
+``scenarios`` (the rows of the reliability report and their tests) and ``reliability`` (the
+runs that write that report: ``python -m tests.support.reliability``)."""
