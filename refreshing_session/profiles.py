@@ -20,6 +20,8 @@ want more say so with ``extra_params = { audience = "..." }``, ``auth_method =
 ``key_certificate_file``), or
 ``auth_method = "tls_client_auth"`` with ``client_cert`` (a PEM path, or [certificate, key]).
 The secret may also sit in a file of its own: ``client_secret_file = "path"``.
+``dpop = true`` binds the tokens to a DPoP key (RFC 9449), kept with the token in its store, or
+read from a PEM file the caller provisions: ``dpop_key = "path"``.
 
 The profile file, and every file it names, must pass the rule of :mod:`.trusted_files` (yours
 or root's, no one else may change it, no other user's link on its path; and no one else may
@@ -67,6 +69,7 @@ _APP = "refreshing-session"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Keys whose value is (or may hold) a secret: an error describes its type, never its value.
 _SECRET_KEYS = ("client_secret", "redis_url")
+_DPOP_KEY_FILE = "the DPoP key file"
 _T = TypeVar("_T")
 
 
@@ -100,6 +103,8 @@ class Profile:
     key_id: str | None = None
     algorithm: str | None = None
     client_cert: str | tuple[str, str] | None = None
+    dpop: bool = False
+    dpop_key: str | None = None
 
     def refresher(self) -> OAuth2Refresher | ClientCredentialsRefresher:
         """Return the refresher of this profile's grant, with its client credentials; with an
@@ -132,6 +137,8 @@ class Profile:
             "key_id": self.key_id,
             "algorithm": self.algorithm,
             "client_cert": self._checked_client_cert(),
+            "dpop": self.dpop,
+            "dpop_key": self._checked_dpop_key(),
         }
 
     def _read(self, key: str, what: str, *, private: bool = False) -> bytes | None:
@@ -161,6 +168,14 @@ class Profile:
             with _restated(what, path, self._error("client_cert")):
                 trusted_path(path, what, private=private)
         return cert
+
+    def _checked_dpop_key(self) -> str | None:
+        """The DPoP key file's path, once the file passes the rule of trusted files for a
+        private key (the client reads the key from it)."""
+        if self.dpop_key is not None:
+            with _restated(_DPOP_KEY_FILE, self.dpop_key, self._error("dpop_key")):
+                trusted_path(self.dpop_key, _DPOP_KEY_FILE, private=True)
+        return self.dpop_key
 
     def _error(self, key: str) -> Callable[[str], ProfileError]:
         return partial(ProfileError, path=self.config_path, profile=self.name, key=key)
@@ -329,6 +344,10 @@ class _Reader:
             )
         key_file = self.optional("private_key_file", _text)
         certificate_file = self.optional("key_certificate_file", _text)
+        dpop = self.optional("dpop", _flag) or False
+        dpop_key = self.optional("dpop_key", _text)
+        if dpop_key is not None and not dpop:
+            raise self.error("dpop_key", "needs dpop = true (the key signs DPoP proofs)")
         profile = Profile(
             name=self.name,
             token_url=None if issuer is not None else self.required("token_url", _url),
@@ -358,6 +377,8 @@ class _Reader:
             if redis_url is None
             else self.optional("redis_key", _text) or f"{_APP}:{self.name}",
             allow_insecure_http=self.optional("allow_insecure_http", _flag) or False,
+            dpop=dpop,
+            dpop_key=None if dpop_key is None else self._relative(dpop_key),
         )
         self._check_plain_http(profile)
         return profile
@@ -553,6 +574,8 @@ _KEYS = (
     "redis_url_env",
     "redis_key",
     "allow_insecure_http",
+    "dpop",
+    "dpop_key",
 )
 _URL_KEYS = (
     "token_url",

@@ -11,13 +11,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from refreshing_session import LoginRequired, RefreshingSession
+from refreshing_session import ClientCredentialsRefresher, LoginRequired, RefreshingSession
+from refreshing_session.dpop import DPoPKey, key_of
 from refreshing_session.errors import ProfileError
 from refreshing_session.profiles import CONFIG_ENV, config_path, default_token_file, load_profile
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import write_grant
 from .test_discovery import MetadataServer, oidc_document
+from .test_dpop import key_file as dpop_key_file
 
 GOOD = """
 [profiles.prod]
@@ -424,3 +426,75 @@ def test_a_bad_secret_file_says_what_is_wrong(isolated: Path, extra: str, expect
         load_profile("dev")
     assert raised.value.key == "client_secret_file"
     assert "0xfe" not in str(raised.value)
+
+
+# --- DPoP -----------------------------------------------------------------------------------------
+
+
+def dpop_profile(path: Path, server: LocalAuthServer, *keys: str) -> Path:
+    """A profile ``local`` on ``server`` with the TOML lines ``keys``."""
+    return write(
+        path,
+        f'[profiles.local]\ntoken_url = "{server.token_url}"\nclient_id = "client"\n'
+        f'client_secret = "secret"\nprefixes = "{server.api_url}"\n' + "\n".join(keys) + "\n",
+    )
+
+
+def test_a_dpop_profile_signs_with_its_key_file_beside_the_profile_file(
+    isolated: Path, tmp_path: Path
+) -> None:
+    """A login made elsewhere with the key file's key, stored without it: the profile's
+    session signs every request and refresh with that file's key."""
+    key_path = dpop_key_file(isolated.parent)
+    key = DPoPKey.from_file(key_path)
+    with LocalAuthServer(dpop=True, dpop_nonce=True) as server:
+        dpop_profile(isolated, server, "dpop = true", 'dpop_key = "dpop.pem"')
+        profile = load_profile("local")
+        assert (profile.dpop, profile.dpop_key) == (True, str(key_path))
+        token_file = tmp_path / "token.json"
+        write_grant(token_file, server, dpop_jkt=key.jkt)
+        with RefreshingSession.from_profile("local", token_file=token_file) as session:
+            assert session.get(server.api_url + "items").status_code == 200
+            session.keeper.refresh_now()
+            assert session.get(server.api_url + "items").status_code == 200
+        assert server.stats().refreshes == 1
+        assert {proof.jkt for proof in server.dpop_proofs()} == {key.jkt}
+
+
+def test_a_dpop_profile_without_a_key_file_keeps_the_key_with_the_token(
+    isolated: Path, tmp_path: Path
+) -> None:
+    with LocalAuthServer(dpop=True) as server:
+        dpop_profile(isolated, server, "dpop = true", 'grant = "client_credentials"')
+        refresher = load_profile("local").refresher()
+        assert isinstance(refresher, ClientCredentialsRefresher)
+        assert (refresher.client.dpop, refresher.client.dpop_key) == (True, None)
+        token = refresher.new_token()
+        assert (token.is_dpop, key_of(token) is not None) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (['dpop_key = "dpop.pem"'], "needs dpop = true"),
+        (["dpop = true", 'dpop_key = "missing.pem"'], "cannot read the DPoP key file"),
+        (['dpop = "yes"'], "expected true or false"),
+    ],
+)
+def test_bad_dpop_keys_are_named(isolated: Path, keys: list[str], expected: str) -> None:
+    dpop_key_file(isolated.parent)
+    write(isolated, PLAIN + "\n".join(keys) + "\n")
+    with pytest.raises(ProfileError, match=re.escape(expected)) as raised:
+        load_profile("dev")
+    assert raised.value.key == keys[-1].split()[0]
+
+
+@pytest.mark.parametrize(("mode", "said"), [(0o640, "chmod 600"), (0o620, "chmod go-w")])
+def test_a_dpop_key_file_others_can_read_or_change_is_refused(
+    isolated: Path, mode: int, said: str
+) -> None:
+    dpop_key_file(isolated.parent, mode)
+    write(isolated, PLAIN + 'dpop = true\ndpop_key = "dpop.pem"\n')
+    with pytest.raises(ProfileError, match=said) as raised:
+        load_profile("dev")
+    assert (raised.value.key, "the DPoP key file" in str(raised.value)) == ("dpop_key", True)
