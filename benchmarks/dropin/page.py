@@ -1,0 +1,66 @@
+"""The results of a drop-in run, written between the markers of the report page."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .run import Comparison, Run
+
+BEGIN = "<!-- dropin:begin -->"
+END = "<!-- dropin:end -->"
+
+
+def write_page(page: Path, comparisons: Sequence[Comparison], command: str) -> None:
+    """Replace the text between the markers of ``page`` with the results; raises ValueError if
+    the page has no markers."""
+    text = page.read_text(encoding="utf-8")
+    pattern = re.compile(f"{re.escape(BEGIN)}.*?{re.escape(END)}", re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"{page} has no {BEGIN} ... {END} markers to write between")
+    results = "\n".join([BEGIN, *_results(comparisons, command), END])
+    page.write_text(pattern.sub(lambda _: results, text), encoding="utf-8")
+
+
+def _results(comparisons: Sequence[Comparison], command: str) -> list[str]:
+    seconds = sum(comparison.seconds for comparison in comparisons)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [
+        f"Produced by `{command}` on {when}, {os.cpu_count()} cores; the runs took "
+        f"{seconds:.0f} s (the suites side by side, so less than that in wall time).",
+        "",
+        "| suite | stock: passed / failed / skipped | swapped: passed / failed / skipped "
+        "| new failures |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c.suite.name} {c.suite.version} | {_counts(c.stock)} | {_counts(c.swapped)} "
+        f"| {len(c.new)}{_by_design(c)} |"
+        for c in comparisons
+    ]
+    for comparison in comparisons:
+        lines += ["", f"{comparison.suite.name}, failing stock and swapped alike:", ""]
+        both = comparison.stock.having("failed") & comparison.swapped.having("failed")
+        lines += [f"- `{node}`" for node in sorted(both)] or ["- none"]
+        for node in sorted(comparison.new):
+            why = comparison.suite.by_design.get(node, "not explained: a drop-in failure")
+            lines.append(f"- new, swapped only: `{node}`: {why}")
+        lines += [
+            f"- flaky (failed swapped once, not when run again): `{node}`"
+            for node in sorted(comparison.flaky)
+        ]
+    return lines
+
+
+def _counts(run: Run) -> str:
+    return " / ".join(str(len(run.having(outcome))) for outcome in ("passed", "failed", "skipped"))
+
+
+def _by_design(comparison: Comparison) -> str:
+    explained = len(comparison.new & comparison.suite.by_design.keys())
+    return f" ({explained} by design)" if explained else ""
