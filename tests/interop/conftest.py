@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -29,6 +29,7 @@ import requests
 from filelock import FileLock
 
 from refreshing_session import OAuth2Refresher, Token, TokenFile
+from refreshing_session.dpop import DPoPKey
 
 from ..support.processes import unavailable
 from .servers import RealServer, start_server, stop_server
@@ -50,27 +51,41 @@ _STAMP = ".refreshing-session-interop-installed"
 
 @dataclass(frozen=True)
 class Client:
-    """A client registered with the provider."""
+    """A client registered with the provider: confidential, or public (``auth_method``
+    ``none``, no secret). A ``dpop`` client must send a DPoP proof with every token request."""
 
     client_id: str
-    client_secret: str
+    client_secret: str | None
     auth_method: str
+    dpop: bool
 
     def refresher(self, token_url: str, **options: Any) -> OAuth2Refresher:
+        """A refresher for this client, with DPoP on for a ``dpop`` client."""
         return OAuth2Refresher(
-            token_url, self.client_id, self.client_secret, auth_method=self.auth_method, **options
+            token_url,
+            self.client_id,
+            self.client_secret,
+            auth_method=self.auth_method,
+            dpop=self.dpop,
+            **options,
         )
+
+    @property
+    def secret(self) -> str:
+        """A confidential client's secret."""
+        assert self.client_secret is not None, f"{self.client_id} is a public client"
+        return self.client_secret
 
     def authenticate(self, form: Mapping[str, str]) -> dict[str, Any]:
         """Keyword arguments for ``requests.post`` that authenticate this client, written here
         independently of the library (RFC 6749 section 2.3.1 for Basic)."""
+        if self.auth_method == "none":
+            return {"data": {**form, "client_id": self.client_id}}
         if self.auth_method == "client_secret_post":
-            return {
-                "data": {**form, "client_id": self.client_id, "client_secret": self.client_secret}
-            }
+            return {"data": {**form, "client_id": self.client_id, "client_secret": self.secret}}
         return {
             "data": dict(form),
-            "auth": (quote_plus(self.client_id), quote_plus(self.client_secret)),
+            "auth": (quote_plus(self.client_id), quote_plus(self.secret)),
         }
 
 
@@ -87,6 +102,11 @@ class Stats:
     grants_revoked: int
     api_ok: int
     api_unauthorized: int
+    userinfo_ok: int
+    userinfo_errors: Counter[str]  # by error code
+    userinfo_error_details: Counter[str]  # by the provider's reason
+    dpop_proofs: Counter[str]  # by the thumbprint of the proof's key
+    dpop_jti_repeated: int
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Stats:
@@ -130,14 +150,25 @@ class OidcProvider(RealServer):
     def revocation_url(self) -> str:
         return self.base_url + "/token/revocation"
 
-    def issue_grant(self, client: Client) -> Token:
-        """A fresh grant for ``client``, as a login would leave it: access and refresh token."""
+    @property
+    def userinfo_url(self) -> str:
+        """The provider's userinfo endpoint: the resource that checks DPoP-bound tokens (a
+        proof for each request, its nonce, its ``ath``, the token's key)."""
+        return self.base_url + "/me"
+
+    def issue_grant(self, client: Client, dpop_key: DPoPKey | None = None) -> Token:
+        """A fresh grant for ``client``, as a login would leave it: access and refresh token.
+        With ``dpop_key``, as a login with DPoP would: the tokens bound to that key (the
+        refresh token only for a public client), stored with it."""
         requested_at = time.time()
-        response = requests.post(
-            self.base_url + "/test/grant", json={"client_id": client.client_id}, timeout=10
-        )
+        asked: dict[str, str] = {"client_id": client.client_id}
+        if dpop_key is not None:
+            asked["jkt"] = dpop_key.jkt
+        response = requests.post(self.base_url + "/test/grant", json=asked, timeout=10)
         response.raise_for_status()
-        return Token.from_response(response.json(), requested_at=requested_at)
+        token = Token.from_response(response.json(), requested_at=requested_at)
+        assert token.is_dpop == (dpop_key is not None), token.token_type
+        return token if dpop_key is None else replace(token, dpop_key=dpop_key.private_pem())
 
     def write_grant(self, path: Path, client: Client) -> Token:
         """Log in: write a fresh grant for ``client`` to the token file ``path``."""
@@ -279,6 +310,7 @@ def _running_provider(
         answer = requests.get(base_url + "/test/clients", timeout=10)
         answer.raise_for_status()
         clients = {role: Client(**client) for role, client in answer.json().items()}
+        assert {"dpop", "public"} <= set(clients), "server.mjs registers the DPoP clients"
         yield OidcProvider(base_url, access_ttl, clients, version)
     finally:
         stop_server(process)

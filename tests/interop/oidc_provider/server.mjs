@@ -5,7 +5,9 @@
 // Prints "READY <port>" on stdout once it listens on 127.0.0.1. Everything under /token,
 // /token/revocation, /.well-known/... is oidc-provider's own code; this file adds only
 //   GET  /api/items                  a protected resource that checks bearer tokens with the provider
-//   POST /test/grant                 {"client_id"}: a fresh grant (access + refresh token), no browser
+//   POST /test/grant                 {"client_id", "jkt"?}: a fresh grant (access + refresh token),
+//                                    no browser; with jkt, bound to that DPoP key as a login with a
+//                                    DPoP proof would leave it
 //   POST /test/destroy-access-token  {"access_token"}: forget that one access token (grant intact)
 //   GET  /test/clients               the registered clients, secrets included (test fixtures)
 //   GET  /test/stats                 counters, see `stats` below
@@ -13,7 +15,13 @@
 // ACCESS_TOKEN_TTL (seconds, default 3) sets ttl.AccessToken and ttl.ClientCredentials.
 // oidc-provider keeps iat and exp in whole seconds (iat = floor(now), exp = iat + ttl), so a
 // token answered with expires_in 3 dies between 2 and 3 s after it was issued.
+//
+// DPoP (RFC 9449, features.dPoP) is on, with nonces required: a request that carries a DPoP proof
+// without a current nonce is refused with use_dpop_nonce and a DPoP-Nonce header (a 400 at the
+// token endpoint, a 401 at the userinfo endpoint, GET /me, the DPoP-protected resource). Requests
+// without a proof are bearer requests, untouched by this.
 
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 
 import { Provider } from 'oidc-provider';
@@ -46,6 +54,22 @@ const CLIENTS = {
     client_secret: 'odd: s3cret%zz+%41 ',
     token_endpoint_auth_method: 'client_secret_basic',
     grant_types: ['refresh_token', 'authorization_code', 'client_credentials'],
+  },
+  // DPoP clients: every token request must carry a proof (dpop_bound_access_tokens). A
+  // confidential client's refresh tokens are not bound to a key; a public client's are (the
+  // provider refuses a refresh signed by another key with invalid_grant, grant intact).
+  dpop: {
+    client_id: 'interop-dpop',
+    client_secret: 'dpop:s3cret 100%41+more',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['refresh_token', 'authorization_code'],
+    dpop_bound_access_tokens: true,
+  },
+  public: {
+    client_id: 'interop-public',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['refresh_token', 'authorization_code'],
+    dpop_bound_access_tokens: true,
   },
 };
 const GRANT_SCOPE = 'openid offline_access'; // offline_access: refresh tokens are issued
@@ -150,6 +174,9 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     revocation: { enabled: true }, // RFC 7009, used to revoke a grant
     devInteractions: { enabled: false },
+    // Nonces derived from a secret of this run (they last about 5 minutes, shared by all
+    // clients), required in every proof.
+    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
   },
   findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
   cookies: { keys: ['interop-tests-only-not-a-secret'] },
@@ -174,6 +201,15 @@ const provider = new Provider(issuer, {
 //   atomic (there are awaits between its find and its consume), so both could succeed.
 // - grants_revoked: 'grant.revoked' events (reuse detection, RFC 7009 revocation).
 // - api_ok, api_unauthorized: answers of GET /api/items.
+// - userinfo_ok, userinfo_errors: answers of the userinfo endpoint (GET /me), the refused ones
+//   by error code (use_dpop_nonce: a nonce challenge; invalid_token: a token the provider does
+//   not take; invalid_dpop_proof: a proof it does not take). userinfo_error_details: the same
+//   by the provider's reason, which its answers do not say ("invalid_token: access token not
+//   found" for an expired one, "... failed jkt verification" for a proof by another key).
+// - dpop_proofs: the DPoP headers received, at any endpoint, by the RFC 7638 thumbprint of the
+//   key in the proof's header ("undecodable" for one that is not a JWT with a jwk); read here
+//   without checking the signature (oidc-provider checks it). dpop_jti_repeated: proofs whose
+//   jti an earlier proof carried.
 const stats = {
   token_requests: {},
   token_successes: {},
@@ -184,8 +220,14 @@ const stats = {
   grants_revoked: 0,
   api_ok: 0,
   api_unauthorized: 0,
+  userinfo_ok: 0,
+  userinfo_errors: {},
+  userinfo_error_details: {},
+  dpop_proofs: {},
+  dpop_jti_repeated: 0,
 };
 const presentedRefreshTokens = new Set();
+const proofJtis = new Set();
 const bump = (counter, key) => { counter[key] = (counter[key] ?? 0) + 1; };
 
 provider.on('grant.error', (ctx, error) => {
@@ -194,6 +236,9 @@ provider.on('grant.error', (ctx, error) => {
   }
 });
 provider.on('grant.revoked', () => { stats.grants_revoked += 1; });
+provider.on('userinfo.error', (ctx, error) => {
+  bump(stats.userinfo_error_details, `${error.error}: ${error.error_detail ?? error.error_description}`);
+});
 provider.on('server_error', (ctx, error) => { console.error('server_error', error); });
 
 function countTokenRequest(ctx) {
@@ -212,6 +257,33 @@ function countTokenRequest(ctx) {
     if (presentedRefreshTokens.has(presented)) stats.refresh_tokens_presented_again += 1;
     presentedRefreshTokens.add(presented);
   }
+}
+
+function countUserinfoAnswer(ctx) {
+  if (ctx.status === 200) stats.userinfo_ok += 1;
+  else bump(stats.userinfo_errors, ctx.body?.error ?? `HTTP ${ctx.status}`);
+}
+
+const base64urlJson = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+
+// RFC 7638: SHA-256 over the JSON of the key's required members, in lexicographic order.
+function jwkThumbprint(jwk) {
+  const members = jwk.kty === 'EC' ? ['crv', 'kty', 'x', 'y'] : ['crv', 'kty', 'x'];
+  const canonical = JSON.stringify(Object.fromEntries(members.map((name) => [name, jwk[name]])));
+  return createHash('sha256').update(canonical).digest('base64url');
+}
+
+function countProof(proof) {
+  let thumbprint = 'undecodable';
+  try {
+    const [header, payload] = proof.split('.').slice(0, 2).map(base64urlJson);
+    thumbprint = jwkThumbprint(header.jwk);
+    if (proofJtis.has(payload.jti)) stats.dpop_jti_repeated += 1;
+    proofJtis.add(payload.jti);
+  } catch {
+    // counted as undecodable
+  }
+  bump(stats.dpop_proofs, thumbprint);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,8 +320,10 @@ async function readJson(ctx) {
 // (lib/helpers/grant_common.js issueTokens): a Grant with the scope, an AccessToken and, since
 // the scope has offline_access, a RefreshToken, all bound to the grant so that the
 // refresh_token grant, revocation and reuse detection treat them like any other.
+// With a jkt (the thumbprint of the client's DPoP key), the access token is bound to that key and,
+// for a public client, the refresh token too (lib/helpers/set_rt_bindings.js).
 async function issueGrant(ctx) {
-  const { client_id: clientId } = await readJson(ctx);
+  const { client_id: clientId, jkt } = await readJson(ctx);
   const client = await provider.Client.find(String(clientId));
   if (!client) {
     ctx.status = 400;
@@ -264,8 +338,13 @@ async function issueGrant(ctx) {
     accountId, client, grantId, gty: 'authorization_code', scope: GRANT_SCOPE, expiresWithSession: false,
   };
   const at = new provider.AccessToken(common);
+  const rt = new provider.RefreshToken({ ...common, rotations: 0 });
+  if (typeof jkt === 'string') {
+    at.setThumbprint('jkt', jkt);
+    if (client.clientAuthMethod === 'none') rt.jkt = jkt;
+  }
   const accessToken = await at.save();
-  const refreshToken = await new provider.RefreshToken({ ...common, rotations: 0 }).save();
+  const refreshToken = await rt.save();
   ctx.body = {
     access_token: accessToken,
     token_type: at.tokenType,
@@ -284,8 +363,9 @@ async function destroyAccessToken(ctx) {
 
 const clientsForTests = Object.fromEntries(Object.entries(CLIENTS).map(([role, client]) => [role, {
   client_id: client.client_id,
-  client_secret: client.client_secret,
+  client_secret: client.client_secret ?? null,
   auth_method: client.token_endpoint_auth_method,
+  dpop: client.dpop_bound_access_tokens ?? false,
 }]));
 
 const testRoutes = {
@@ -306,8 +386,11 @@ provider.use(async (ctx, next) => {
     await route(ctx);
     return;
   }
+  const proof = ctx.get('DPoP');
+  if (proof) countProof(proof);
   await next();
   if (ctx.oidc?.route === 'token') countTokenRequest(ctx);
+  if (ctx.oidc?.route === 'userinfo') countUserinfoAnswer(ctx);
 });
 
 server.on('request', provider.callback());
