@@ -427,3 +427,47 @@ def test_wrong_secret_is_client_rejected_and_spends_no_refresh_token(
     assert seen.token_errors == Counter({"invalid_client": 1})
     assert seen.token_successes == Counter({"refresh_token": 1})
     _assert_no_reuse(seen)
+
+
+def _key_file(folder: Path, key: DPoPKey) -> Path:
+    """``key`` in a PEM file only its owner can read, as a dpop_key file must be."""
+    path = folder / f"dpop-{key.jkt[:8]}.pem"
+    path.write_text(key.private_pem())
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.timeout(20, func_only=True)
+@pytest.mark.parametrize("mistake", ["another key", "no proof"])
+def test_a_refresh_the_provider_refuses_for_its_dpop_proof_is_client_rejected_not_a_dead_grant(
+    oidc_provider: OidcProvider, tmp_path: Path, mistake: str
+) -> None:
+    """oidc-provider answers a public client's refresh signed by a key its refresh token is
+    not bound to, and a DPoP client's refresh without a proof, with invalid_grant ("grant
+    request is invalid"), and the grant survives: the library says the proof was refused, not
+    the grant (ClientRejected, not LoginRequired), and the right proof then refreshes."""
+    client = oidc_provider.clients["public" if mistake == "another key" else "dpop"]
+    key = DPoPKey.generate()
+    grant = oidc_provider.issue_grant(client, key)
+    before = oidc_provider.stats()
+    if mistake == "another key":
+        # A token stored without its key, and a dpop_key file that holds another one.
+        stranger = _key_file(tmp_path, DPoPKey.generate())
+        wrong = client.refresher(oidc_provider.token_url, dpop_key=stranger)
+        given = replace(grant, dpop_key=None)
+    else:
+        wrong = replace(client, dpop=False).refresher(oidc_provider.token_url)
+        given = grant
+    with pytest.raises(ClientRejected) as rejected:
+        wrong(given)
+    renewed = client.refresher(oidc_provider.token_url)(grant)
+    seen = oidc_provider.stats().since(before)
+
+    assert "refused the DPoP proof, not the grant" in str(rejected.value)
+    assert rejected.value.error == "invalid_grant"
+    assert renewed.is_dpop and key_of(renewed) == key
+    assert seen.token_errors["invalid_grant"] == 1
+    assert seen.token_successes == Counter({"refresh_token": 1})
+    # The refused request did not spend the refresh token: presented again, and no reuse.
+    assert seen.refresh_tokens_presented_again == 1
+    assert seen.reuse_detections == seen.grants_revoked == 0
