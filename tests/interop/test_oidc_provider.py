@@ -465,7 +465,8 @@ def test_a_refresh_the_provider_refuses_for_its_dpop_proof_is_client_rejected_no
 
     assert "refused the DPoP proof, not the grant" in str(rejected.value)
     assert rejected.value.error == "invalid_grant"
-    assert renewed.is_dpop and key_of(renewed) == key
+    assert renewed.is_dpop
+    assert key_of(renewed) == key
     assert seen.token_errors["invalid_grant"] == 1
     assert seen.token_successes == Counter({"refresh_token": 1})
     # The refused request did not spend the refresh token: presented again, and no reuse.
