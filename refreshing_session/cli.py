@@ -29,6 +29,7 @@ from typing import Any, NoReturn, Protocol
 
 from . import __version__
 from .browser_login import BrowserLogin
+from .dpop import key_of
 from .errors import ProfileError, TokenError, printable
 from .keeper import REFUSED, TokenKeeper
 from .login import DeviceAuthorization, DeviceLogin, import_token, revoke
@@ -243,6 +244,12 @@ def _add_demo(commands: _Commands) -> None:
         "--seed", type=int, default=None, help="seed for --chaos (default: a random one)"
     )
     demo.add_argument(
+        "--dpop",
+        action="store_true",
+        help="DPoP-bound tokens (RFC 9449): the server requires a proof and a nonce with "
+        "every request, and the workers share the key stored with the token",
+    )
+    demo.add_argument(
         "--json",
         action="store_true",
         help="print the report as one JSON object (progress goes to stderr)",
@@ -261,6 +268,7 @@ def _demo(arguments: argparse.Namespace) -> int:
         arguments.ttl,
         arguments.chaos,
         arguments.seed,
+        arguments.dpop,
     )
     report = run_demo(options, sys.stderr if arguments.json else sys.stdout)
     if arguments.json:
@@ -286,6 +294,7 @@ def _print_report(report: Mapping[str, Any]) -> None:
             f"{report['token_endpoint_calls']} (tokens that came due: {report['tokens_due']})",
         ),
         *_fewer_calls(report),
+        *_dpop_lines(report),
         ("reuse detections", report["reuse_detections"]),
         ("revoked grants", report["revoked_grants"]),
         *((f"fault injected: {fault}", count) for fault, count in report["injected"].items()),
@@ -310,6 +319,20 @@ def _fewer_calls(report: Mapping[str, Any]) -> list[tuple[str, str]]:
             f"a token is renewed only when a request finds it due; the workers stopped at "
             f"{report['workers_stopped']:.2f} s, the last token came due at {last_due:.2f} s",
         )
+    ]
+
+
+def _dpop_lines(report: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """What a DPoP run adds to the report: the keys that signed, the nonce retries and
+    replays, the proofs refused for anything but a nonce."""
+    dpop = report.get("dpop")
+    if not dpop:
+        return []
+    return [
+        ("DPoP keys that signed", dpop["keys"]),
+        ("DPoP nonce retries", f"{dpop['token_nonce_retries']} (token endpoint)"),
+        ("DPoP nonce replays", f"{dpop['api_nonce_replays']} (API)"),
+        ("DPoP proofs refused", sum(dpop["refused"].values())),
     ]
 
 
@@ -352,6 +375,12 @@ def _add_login(commands: _Commands) -> None:
         "identity provider's tool; - reads standard input",
     )
     _add_client_options(login)
+    login.add_argument(
+        "--dpop",
+        action="store_true",
+        help="bind the token to a new DPoP key (RFC 9449), stored with it; the profile "
+        "must say dpop = true, and a client given by options must be refreshed with dpop=True",
+    )
     login.add_argument(
         "--timeout",
         type=_positive(float),
@@ -430,6 +459,8 @@ class _Client:
 def _login(arguments: argparse.Namespace) -> int:
     client, target = _login_client(arguments)
     if arguments.import_from:
+        if arguments.dpop:
+            raise _BadInput("--dpop binds a new token to a key; an imported token is bound already")
         token = _imported(arguments.import_from)
     elif client is None:
         raise _BadInput(
@@ -452,6 +483,11 @@ def _login_client(arguments: argparse.Namespace) -> tuple[_Client | None, _Targe
     profile = target.profile
     if profile is None or arguments.import_from:
         return None, target
+    if arguments.dpop and not profile.dpop:
+        raise _BadInput(
+            f"profile {profile.name!r} does not say dpop = true: add it to "
+            f"{Path(profile.config_path).absolute()}, so that its refreshes carry proofs too"
+        )
     client = _Client(
         name=f"profile {profile.name!r}",
         profile_file=str(Path(profile.config_path).absolute()),
@@ -510,13 +546,12 @@ def _options_refresher(arguments: argparse.Namespace, secret: str | None) -> OAu
     """The refresher of the client the login's options describe (its issuer's endpoints
     discovered first)."""
     try:
+        options = {"scope": arguments.scope, "dpop": arguments.dpop}
         if arguments.issuer:
             return OAuth2Refresher.from_issuer(
-                arguments.issuer, arguments.client_id, secret, scope=arguments.scope
+                arguments.issuer, arguments.client_id, secret, **options
             )
-        return OAuth2Refresher(
-            arguments.token_url, arguments.client_id, secret, scope=arguments.scope
-        )
+        return OAuth2Refresher(arguments.token_url, arguments.client_id, secret, **options)
     except ValueError as error:
         raise _BadInput(str(error)) from None
 
@@ -725,6 +760,7 @@ _SHOWN = (
     "refresh_token",
     "refresh_refused",
     "scope",
+    "dpop_key",
 )
 
 
@@ -750,7 +786,20 @@ def _describe(token: Token, now: float) -> dict[str, Any]:
         "expires": None if token.expires_at is None else _expiry(token.expires_at, now),
         "refresh_token": "present" if token.refresh_token else "absent",
         "scope": token.scope,
+        **_dpop_key(token),
     }
+
+
+def _dpop_key(token: Token) -> dict[str, str]:
+    """For a DPoP token, whether its key is stored with it, named by its thumbprint: the
+    private key itself is never shown."""
+    if not token.is_dpop and token.dpop_key is None:
+        return {}
+    try:
+        key = key_of(token)
+    except (ValueError, ImportError) as error:
+        return {"dpop_key": f"unusable ({error})"}
+    return {"dpop_key": "absent" if key is None else f"present (thumbprint {key.jkt})"}
 
 
 def _expiry(expires_at: float, now: float) -> str:

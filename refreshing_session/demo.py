@@ -12,6 +12,12 @@ over the refresh interval, a bound: a token is renewed only when a request finds
 one that comes due after the workers stop (or a little later, as each renewal waits for a
 request) costs no call. The report says when the last token came due, so the two can be told
 apart.
+
+With ``dpop``, the server binds every token to a DPoP key (RFC 9449) and requires a proof and a
+nonce with every request; the first token is stored with a new key, which every worker signs
+with. The report then says how many keys signed (one), what the nonces cost (one retry at the
+token endpoint, one replay at the API, per process or thread that had none yet), and whether the
+server refused a proof for anything else.
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.sharedctypes import RawArray
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import requests
 
+from .dpop import DPoPKey
 from .errors import TokenFileError
 from .refreshers import OAuth2Refresher
 from .session import RefreshingSession
@@ -44,6 +51,10 @@ CHAOS_GRACE_PERIOD = 2.0
 # The share of token calls answered 503 under chaos (never two in a row).
 CHAOS_503_SHARE = 0.25
 _OK, _REFUSED, _RAISED = range(3)  # slots of a worker's shared counters
+# How the local server describes a proof it answered with a nonce challenge (use_dpop_nonce).
+DPOP_NONCE_PROBLEMS = frozenset(
+    {"nonce is required in the DPoP proof", "invalid nonce in the DPoP proof"}
+)
 
 
 class _Counters(Protocol):
@@ -61,6 +72,7 @@ class DemoOptions:
     ttl: float = 2.0
     chaos: bool = False
     seed: int | None = None
+    dpop: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class _Job:
     token_file: str
     threads: int
     deadline: float  # epoch seconds
+    dpop: bool = False
 
 
 def run_demo(options: DemoOptions, progress: TextIO) -> dict[str, Any]:
@@ -77,17 +90,20 @@ def run_demo(options: DemoOptions, progress: TextIO) -> dict[str, Any]:
     grace = CHAOS_GRACE_PERIOD if options.chaos else 0.0
     with (
         tempfile.TemporaryDirectory(prefix="refreshing-session-demo-") as folder,
-        LocalAuthServer(access_ttl=options.ttl, grace_period=grace) as server,
+        LocalAuthServer(
+            access_ttl=options.ttl, grace_period=grace, dpop=options.dpop, dpop_nonce=options.dpop
+        ) as server,
     ):
         token_file = os.path.join(folder, "token.json")
         started = time.time()
-        TokenFile(token_file).write(Token.from_response(server.issue_token(), requested_at=started))
+        TokenFile(token_file).write(_login(server, options.dpop, started))
         job = _Job(
             server.api_url,
             server.token_url,
             token_file,
             options.threads,
             deadline=started + options.seconds,
+            dpop=options.dpop,
         )
         fleet = _Fleet(job, options.processes, Path(folder))
         chaos = _Chaos(server, fleet, options.seed) if options.chaos else None
@@ -99,6 +115,16 @@ def run_demo(options: DemoOptions, progress: TextIO) -> dict[str, Any]:
         report["ok"] = report["ok"] and report["token_file_intact"]
         report["last_token_due"] = _since(started, last)
         return report
+
+
+def _login(server: LocalAuthServer, dpop: bool, requested_at: float) -> Token:
+    """The first token, as a login makes it: with ``dpop``, bound to a new key stored with it,
+    which every worker then signs with."""
+    if not dpop:
+        return Token.from_response(server.issue_token(), requested_at=requested_at)
+    key = DPoPKey.generate()
+    token = Token.from_response(server.issue_token(dpop_jkt=key.jkt), requested_at=requested_at)
+    return replace(token, dpop_key=key.private_pem())
 
 
 def _last_token(token_file: str) -> Token | None:
@@ -177,7 +203,9 @@ def _work(job: _Job, counters: _Counters, failure_log: str) -> None:
         job.api_url,
         token_file=job.token_file,
         leeway=LEEWAY,
-        refresher=OAuth2Refresher(job.token_url, client_id="client", client_secret="secret"),
+        refresher=OAuth2Refresher(
+            job.token_url, client_id="client", client_secret="secret", dpop=job.dpop
+        ),
     )
     lock = threading.Lock()
     log = os.open(failure_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -304,8 +332,15 @@ def _report(
     due = int(elapsed // (refresh_interval or lifetime))
     ok, refused, raised = fleet.totals()
     injected = chaos.injected() if chaos is not None else {}
-    # Each injected 503 costs one more call (its retry); a kill may cost the call it interrupted.
-    allowed_calls = due + injected.get("503 answer", 0) + injected.get("worker killed", 0)
+    dpop = _dpop_report(server) if options.dpop else None
+    # Each injected 503 costs one more call (its retry); a kill may cost the call it interrupted;
+    # a DPoP nonce challenge at the token endpoint, one retry.
+    allowed_calls = (
+        due
+        + injected.get("503 answer", 0)
+        + injected.get("worker killed", 0)
+        + (dpop["token_nonce_retries"] if dpop else 0)
+    )
     return {
         "processes": options.processes,
         "threads": options.threads,
@@ -325,8 +360,30 @@ def _report(
         "grace_reuses": stats.grace_reuses,
         "revoked_grants": stats.revoked_grants,
         "injected": injected,
+        **({"dpop": dpop} if dpop else {}),
         "ok": refused + raised == 0
         and stats.reuse_detections == 0
         and stats.token_requests <= allowed_calls
-        and stats.grace_reuses <= injected.get("worker killed", 0),
+        and stats.grace_reuses <= injected.get("worker killed", 0)
+        and (dpop is None or (dpop["keys"] == 1 and not dpop["refused"])),
+    }
+
+
+def _dpop_report(server: LocalAuthServer) -> dict[str, Any]:
+    """What the server saw of the DPoP proofs: how many keys signed them (one: the key stored
+    with the token), the nonce challenges at the token endpoint (each costs a retry) and at
+    the API (each costs a replay), and the proofs refused for anything else, by reason."""
+    proofs = server.dpop_proofs()
+    nonces = Counter(proof.endpoint for proof in proofs if proof.problem in DPOP_NONCE_PROBLEMS)
+    refused = Counter(
+        proof.problem
+        for proof in proofs
+        if proof.problem is not None and proof.problem not in DPOP_NONCE_PROBLEMS
+    )
+    return {
+        "keys": len({proof.jkt for proof in proofs}),
+        "proofs": len(proofs),
+        "token_nonce_retries": nonces["token"],
+        "api_nonce_replays": nonces["api"],
+        "refused": dict(sorted(refused.items())),
     }

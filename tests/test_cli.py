@@ -22,6 +22,7 @@ import requests
 
 from refreshing_session import Token, cli
 from refreshing_session.cli import main
+from refreshing_session.dpop import key_of
 from refreshing_session.profiles import CONFIG_ENV
 from refreshing_session.store import TokenFile
 from refreshing_session.testing import LocalAuthServer
@@ -29,6 +30,7 @@ from refreshing_session.testing import LocalAuthServer
 from .conftest import expire, stored, write_grant
 from .support.processes import ROOT, wait_for
 from .test_browser_login import AuthorizationServer, follow, in_background
+from .test_dpop import assert_hidden
 
 
 def run_cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -805,3 +807,79 @@ def test_status_json_without_a_usable_token_prints_json_saying_why(
     report = json.loads(capsys.readouterr().out)
     assert report["logged_in"] is False
     assert report["login_command"].endswith("refreshing-session login --profile local")
+
+
+# --- DPoP ---------------------------------------------------------------------------------------
+
+
+def dpop_login_arguments(server: LocalAuthServer, target: Path) -> list[str]:
+    """A device login with --dpop for a client given by options."""
+    return [
+        "login",
+        "--dpop",
+        "--device",
+        "--token-url",
+        server.token_url,
+        "--client-id",
+        "client",
+        "--client-secret-env",
+        "MY_SECRET",
+        "--device-authorization-url",
+        server.device_authorization_url,
+        str(target),
+    ]
+
+
+def test_login_dpop_stores_a_new_key_with_the_token_bound_to_it_and_status_never_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MY_SECRET", "secret")
+    target = tmp_path / "dpop.json"
+    with LocalAuthServer(device_interval=0.05, dpop=True, dpop_nonce=True) as server:
+        approver = decide_when_asked(server.approve, server)
+        assert main(dpop_login_arguments(server, target)) == 0
+        approver.join(10)
+        token = stored(target)
+        key = key_of(token)
+        assert (token.is_dpop, key is not None) == (True, True)
+        assert key is not None
+        assert {proof.jkt for proof in server.dpop_proofs()} == {key.jkt}
+    login_out = capsys.readouterr().out
+    assert main(["status", "--json", str(target)]) == 0
+    json_out = capsys.readouterr().out
+    assert main(["status", str(target)]) == 0
+    human_out = capsys.readouterr().out
+    report = json.loads(json_out)
+    assert (report["token_type"], report["dpop_key"]) == ("DPoP", f"present (thumbprint {key.jkt})")
+    assert f"dpop_key: present (thumbprint {key.jkt})" in human_out
+    assert_hidden(key, login_out, json_out, human_out)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (["login", "--dpop", "--profile", "local"], "does not say dpop = true: add it to"),
+        (["login", "--dpop", "--import", "-", "t.json"], "an imported token is bound already"),
+    ],
+)
+def test_a_dpop_login_that_could_not_last_is_refused(
+    local: Path, arguments: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(arguments) == 3
+    assert said in capsys.readouterr().err
+    assert not local.exists()
+
+
+@pytest.mark.timeout(120)
+def test_the_demo_runs_with_dpop_and_reports_one_key_and_the_nonces() -> None:
+    arguments = ["--processes", "2", "--threads", "2", "--seconds", "3", "--ttl", "2", "--json"]
+    result = run_cli("demo", "--dpop", *arguments, cwd=ROOT)
+    report = json.loads(result.stdout)
+    assert (result.returncode, report["ok"], report["caller_failures"]) == (0, True, 0)
+    dpop = report["dpop"]
+    assert (dpop["keys"], dpop["refused"]) == (1, {})
+    assert 1 <= dpop["api_nonce_replays"] <= 4, "one replay per thread that had no nonce yet"
+    assert dpop["token_nonce_retries"] <= 2, "one retry per process that had no nonce yet"
+    assert report["token_endpoint_calls"] <= report["allowed_calls"]
+    assert report["reuse_detections"] == 0

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from refreshing_session import Token
+from refreshing_session.demo import DPOP_NONCE_PROBLEMS
 from refreshing_session.dpop import DPoPKey
 from refreshing_session.testing import DPoPProof, LocalAuthServer
 
@@ -45,9 +46,6 @@ LEEWAY = 30.0  # the default: capped at half a token's life
 # reads it later still: on a loaded 2-core machine, 8 processes and the server's threads take
 # turns, and a signed request may wait a second or more in the server's queue.
 IAT_SLACK = 2.0
-NONCE_PROBLEMS = frozenset(
-    {"nonce is required in the DPoP proof", "invalid nonce in the DPoP proof"}
-)
 
 
 # Imported before a process says it is ready: the asyncio program imports httpx after the start
@@ -173,13 +171,15 @@ def _storm(
 
 
 def _nonce_challenges(proofs: list[DPoPProof], endpoint: str) -> int:
-    return sum(proof.endpoint == endpoint and proof.problem in NONCE_PROBLEMS for proof in proofs)
+    return sum(
+        proof.endpoint == endpoint and proof.problem in DPOP_NONCE_PROBLEMS for proof in proofs
+    )
 
 
 def _check_proofs(proofs: list[DPoPProof], key: DPoPKey, server: LocalAuthServer) -> None:
     """Every proof: signed by the one key, for its own request, never sent twice, fresh."""
     problems = Counter(proof.problem for proof in proofs if proof.problem is not None)
-    assert set(problems) <= NONCE_PROBLEMS, f"proofs refused for more than a nonce: {problems}"
+    assert set(problems) <= DPOP_NONCE_PROBLEMS, f"proofs refused for more than a nonce: {problems}"
     assert {proof.jkt for proof in proofs} == {key.jkt}, "a proof was signed with another key"
     for proof in proofs:
         # The server recorded each request's URL without its query: the htu must be that.
