@@ -76,7 +76,9 @@ def bearer_flow(keeper: TokenKeeper, credentials: Credentials, hop: Hop) -> Flow
         if verdict is Verdict.ACCEPTED:
             keeper.worked(token, path)
         return
-    replacement: Token | None = yield Call(partial(keeper.after_unauthorized, token, path))
+    replacement: Token | None = yield Call(
+        partial(keeper.after_unauthorized, token, path, hop.replayable)
+    )
     if replacement is None:
         return
     if not hop.replayable:

@@ -83,11 +83,15 @@ def path_key(path: str) -> str:
 @dataclass(frozen=True)
 class Guard:
     """What the token's own history says about 401s: the paths where refreshing for a 401 was
-    wasted since the last scheduled refresh, and the path whose 401 obtained this token, while
-    its replay has not answered. An immutable value: each change returns a new one."""
+    wasted since the last scheduled refresh; the path whose 401 obtained this token, while its
+    replay has not answered (``pending``); and the path whose 401 obtained it for a request
+    that could not be replayed, so that whether the refresh helped there is unknown
+    (``untried``: only a request that can be replayed may refresh for it again and find out).
+    An immutable value: each change returns a new one."""
 
     wasted: tuple[str, ...] = ()
     pending: str | None = None
+    untried: str | None = None
 
     @classmethod
     def of(cls, notes: Mapping[str, Any]) -> Guard:
@@ -96,31 +100,44 @@ class Guard:
         raw = notes.get(_NOTE)
         if not isinstance(raw, Mapping):
             return cls()
-        wasted, pending = raw.get("wasted"), raw.get("pending")
+        wasted, pending, untried = raw.get("wasted"), raw.get("pending"), raw.get("untried")
         if not isinstance(wasted, list) or not all(isinstance(key, str) for key in wasted):
             wasted = []
-        return cls(tuple(wasted[:MAX_WASTED]), pending if isinstance(pending, str) else None)
+        return cls(
+            tuple(wasted[:MAX_WASTED]),
+            pending if isinstance(pending, str) else None,
+            untried if isinstance(untried, str) else None,
+        )
 
     def notes(self, notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Return ``notes`` with this guard in them (without it, when the guard is fresh)."""
         merged = {key: value for key, value in (notes or {}).items() if key != _NOTE}
         if self != Guard():
-            merged[_NOTE] = {"wasted": list(self.wasted), "pending": self.pending}
+            merged[_NOTE] = {
+                "wasted": list(self.wasted),
+                "pending": self.pending,
+                "untried": self.untried,
+            }
         return merged
 
-    def may_refresh(self, key: str) -> bool:
+    def may_refresh(self, key: str, *, replayable: bool = True) -> bool:
         """May a 401 at the path ``key`` be answered with a refresh? Never at a doubtful path
-        (wasted, or pending); at another one while fewer than ``MAX_WASTED`` paths are
-        doubtful. (The keeper also refreshes for a 401 where the very token worked before:
-        there it means the token died.)"""
+        (wasted, or pending), nor at the untried one for a request that cannot be replayed
+        either; elsewhere while fewer than ``MAX_WASTED`` refreshes are not known to have
+        helped (doubtful paths and the untried one). (The keeper
+        also refreshes for a 401 where the very token worked before: there it means the token
+        died.)"""
+        if key == self.untried and not replayable:
+            return False
         doubtful = (*self.wasted, *((self.pending,) if self.pending else ()))
-        return key not in doubtful and len(doubtful) < MAX_WASTED
+        spent = len(doubtful) + (self.untried is not None)  # refreshes not known to have helped
+        return key not in doubtful and spent < MAX_WASTED
 
     def successor(self, key: str) -> Guard:
         """The guard of the token obtained because of a 401 at ``key``: an unresolved pending
         path counts as wasted, since its replay never proved otherwise."""
         wasted = self.wasted + ((self.pending,) if self.pending else ())
-        return Guard(wasted[-MAX_WASTED:], key)
+        return Guard(wasted[-MAX_WASTED:], key, None if self.untried == key else self.untried)
 
     def cured(self, key: str) -> Guard:
         """The guard once a replay at ``key`` was not refused: a refresh helped there. (Its
@@ -128,8 +145,12 @@ class Guard:
         return Guard(
             tuple(wasted for wasted in self.wasted if wasted != key),
             None if self.pending == key else self.pending,
+            None if self.untried == key else self.untried,
         )
 
-    def doubts(self, key: str) -> bool:
-        """Is ``key`` a path where a refresh is, or may have been, wasted?"""
-        return key == self.pending or key in self.wasted
+    def unanswered(self, key: str) -> Guard:
+        """The guard once the request whose 401 at ``key`` obtained this token could not be
+        replayed: ``key`` is no longer pending but untried."""
+        if self.pending != key:
+            return self
+        return Guard(self.wasted, None, key)

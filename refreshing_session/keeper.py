@@ -267,7 +267,7 @@ class TokenKeeper:
             return None
         return snapshot.token if self.store.version() == snapshot.version else None
 
-    def after_unauthorized(self, sent: Token, path: str) -> Token | None:
+    def after_unauthorized(self, sent: Token, path: str, replayable: bool = True) -> Token | None:
         """A request for ``path`` sent with ``sent`` got a 401 that a new token may cure:
         return the token to replay it with, or None when the 401 goes back to the caller.
 
@@ -282,7 +282,7 @@ class TokenKeeper:
             snapshot is not None
             and snapshot.token == sent
             and not self._proof.holds(sent, path)
-            and not Guard.of(snapshot.notes).may_refresh(key)
+            and not Guard.of(snapshot.notes).may_refresh(key, replayable=replayable)
         ):
             logger.debug("holding a 401 back: refreshing did not help at this path (guard)")
             return None
@@ -303,21 +303,25 @@ class TokenKeeper:
     def replayed(self, token: Token, path: str, *, refused: bool | None) -> None:
         """Record how the replay with ``token`` after a 401 at ``path`` was answered: when
         not ``refused``, the refresh cured that path, and later 401s there may refresh again.
-        None: the request could not be replayed, so the path is not held against the token.
-        Never raises: the caller's answer is in hand, and this is bookkeeping."""
+        None: the request could not be replayed, so whether the refresh helped there is
+        unknown (the path is untried: see :class:`Guard`). Never raises: the caller's answer is
+        in hand, and this is bookkeeping."""
         if refused:
             return
         if refused is False:
             self.worked(token, path)
         key = path_key(path)
+        change = Guard.cured if refused is False else Guard.unanswered
         try:
             snapshot = self._load()
-            if snapshot is None or not Guard.of(snapshot.notes).doubts(key):
+            if snapshot is None or change(Guard.of(snapshot.notes), key) == Guard.of(
+                snapshot.notes
+            ):
                 return
             with self._exclusive(timeout=_BOOKKEEPING_WAIT):
-                self._mark_cured(key)
+                self._record(change, key)
         except TokenError as error:
-            logger.warning("could not record that a refresh cured a 401: %s", error)
+            logger.warning("could not record how a refresh for a 401 went: %s", error)
 
     def install(self, token: Token) -> Token:
         """Store ``token`` as the grant's token, whatever is stored now (a login), under the
@@ -547,14 +551,18 @@ class TokenKeeper:
             self._save(refused.token, {**refused.notes, REFUSED: str(error)}, refused)
         raise LoginRequired(f"{error} ({self.store.location})", response=error.response) from None
 
-    def _mark_cured(self, key: str) -> None:
-        """Under the locks: clear the path ``key`` from the stored token's guard (the same
-        token, with new notes: a sibling keeping a token that replaces it still does)."""
+    def _record(self, change: Callable[[Guard, str], Guard], key: str) -> None:
+        """Under the locks: apply ``change`` at the path ``key`` to the stored token's guard
+        (the same token, with new notes: a sibling keeping a token that replaces it still
+        does)."""
         snapshot = self.store.read()
-        guard = None if snapshot is None else Guard.of(snapshot.notes)
-        if snapshot is not None and guard is not None and guard.doubts(key):
+        if snapshot is None:
+            return
+        guard = Guard.of(snapshot.notes)
+        changed = change(guard, key)
+        if changed != guard:
             saved = self.store.replace(
-                snapshot.token, guard.cured(key).notes(snapshot.notes), snapshot.version
+                snapshot.token, changed.notes(snapshot.notes), snapshot.version
             )
             self._snapshot = saved or self._snapshot
 

@@ -557,6 +557,17 @@ def test_a_path_refused_for_good_costs_at_most_the_guards_refreshes_though_the_t
 
 
 @pytest.mark.parametrize("kind", ALL)
+def test_streamed_bodies_to_a_path_refused_for_good_cost_at_most_the_guards_refreshes(
+    kind: str, make_client: ClientFactory, server: LocalAuthServer
+) -> None:
+    client = make_client()
+    for _ in range(6):
+        answer = client.request("POST", server.api_url + "always401", chunks=[b"a", b"b"])
+        assert answer.status == 401
+    assert server.stats().refreshes <= MAX_WASTED, "a refresh for every streamed request"
+
+
+@pytest.mark.parametrize("kind", ALL)
 def test_with_refresh_on_403_a_forbidden_item_is_not_a_refresh_each(
     kind: str, portal: BlockingPortal, token_file: Path
 ) -> None:

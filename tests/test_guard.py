@@ -44,3 +44,20 @@ def test_which_401s_a_refresh_may_cure() -> None:
     assert not refresh_may_cure(401, {"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
     assert not refresh_may_cure(401, {"WWW-Authenticate": 'Basic realm="x"'})
     assert not refresh_may_cure(403, {})
+
+
+def test_a_path_whose_request_could_not_be_replayed_is_untried_until_a_replayable_one_comes() -> (
+    None
+):
+    guard = Guard().successor(A).unanswered(A)
+    assert guard == Guard(untried=A)
+    assert not guard.may_refresh(A, replayable=False), "a second stream would refresh again"
+    assert guard.may_refresh(A, replayable=True), "a replayable request may find out"
+    assert guard.successor(A) == Guard(pending=A), "the replayable request's token tries it"
+    assert Guard.of(guard.notes()) == guard, "the untried path travels in the notes"
+
+
+def test_an_untried_path_counts_towards_the_limit() -> None:
+    guard = Guard(wasted=(B,), untried=A)
+    assert not guard.may_refresh(C), f"at most {MAX_WASTED} refreshes not known to help"
+    assert not guard.may_refresh(A, replayable=True)

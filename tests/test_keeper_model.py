@@ -52,10 +52,14 @@ OK = "/api/items"
 # guard's limit of MAX_WASTED, after which 401s at unproven paths go back to the caller.
 REFUSING = ("/api/always401", "/api/admin")
 CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-# The requests the model makes: (path, whether its body can be sent again). A streamed body
-# (not replayable) goes only to OK: at a path refused for good, each such request costs a
-# refresh today (see the strict xfail at the end); widen this once it no longer does.
-HOPS = [(OK, True), (OK, True), (OK, False), *((path, True) for path in REFUSING)]
+# The requests the model makes: (path, whether its body can be sent again).
+HOPS = [
+    (OK, True),
+    (OK, True),
+    (OK, False),
+    *((path, True) for path in REFUSING),
+    (REFUSING[0], False),
+]
 
 
 class FakeClock:
@@ -336,7 +340,7 @@ def test_the_model_catches_a_keeper_without_the_guard(monkeypatch: Any) -> None:
     makes refreshes unbounded, and the model says so."""
     from refreshing_session import guard
 
-    monkeypatch.setattr(guard.Guard, "may_refresh", lambda self, key: True)
+    monkeypatch.setattr(guard.Guard, "may_refresh", lambda self, key, replayable=True: True)
     machine = KeeperModel()
     machine.start(siblings=1, leeway=0.0)
     for _ in range(MAX_WASTED):
@@ -351,7 +355,9 @@ def test_the_model_catches_a_keeper_that_holds_back_curable_401s(monkeypatch: An
     caller, though it had worked at that path."""
     from refreshing_session import guard
 
-    monkeypatch.setattr(guard.Guard, "may_refresh", lambda self, key: self == guard.Guard())
+    monkeypatch.setattr(
+        guard.Guard, "may_refresh", lambda self, key, replayable=True: self == guard.Guard()
+    )
     monkeypatch.setattr(guard.Guard, "cured", lambda self, key: self)
     monkeypatch.setattr(TokenKeeper, "worked", lambda self, token, path: None)
     machine = KeeperModel()
@@ -363,11 +369,6 @@ def test_the_model_catches_a_keeper_that_holds_back_curable_401s(monkeypatch: An
         machine.request(0, OK, replayable=True)  # T2 refused: the old guard gives it back
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keeper.replayed(refused=None) clears the path's doubt, so every streamed request "
-    "to a path refused for good costs a refresh (reported to the lead with a fix)",
-)
 def test_streamed_requests_to_a_path_refused_for_good_cost_at_most_the_guards_refreshes() -> None:
     machine = KeeperModel()
     machine.start(siblings=1, leeway=0.0)
