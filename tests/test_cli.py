@@ -501,6 +501,24 @@ def test_status_and_logout_no_revoke_need_no_client_secret(
     assert "LOCAL_SECRET is not set" in capsys.readouterr().err
 
 
+def device_login(server: LocalAuthServer, *more: str) -> list[str]:
+    """The arguments of a device login on ``server`` for a client given by options (its
+    secret in MY_SECRET), and ``more``."""
+    return [
+        "login",
+        "--device",
+        "--token-url",
+        server.token_url,
+        "--client-id",
+        "client",
+        "--client-secret-env",
+        "MY_SECRET",
+        "--device-authorization-url",
+        server.device_authorization_url,
+        *more,
+    ]
+
+
 def test_device_login_without_a_profile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -508,27 +526,7 @@ def test_device_login_without_a_profile(
     target = tmp_path / "adhoc.json"
     with LocalAuthServer(device_interval=0.05) as server:
         approver = decide_when_asked(server.approve, server)
-        assert (
-            main(
-                [
-                    "login",
-                    "--device",
-                    "--token-url",
-                    server.token_url,
-                    "--client-id",
-                    "client",
-                    "--client-secret-env",
-                    "MY_SECRET",
-                    "--device-authorization-url",
-                    server.device_authorization_url,
-                    "--scope",
-                    "read",
-                    "--token-file",
-                    str(target),
-                ]
-            )
-            == 0
-        )
+        assert main(device_login(server, "--scope", "read", "--token-file", str(target))) == 0
         approver.join(10)
     assert stored(target).refresh_token
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
@@ -812,24 +810,6 @@ def test_status_json_without_a_usable_token_prints_json_saying_why(
 # --- DPoP ---------------------------------------------------------------------------------------
 
 
-def dpop_login_arguments(server: LocalAuthServer, target: Path) -> list[str]:
-    """A device login with --dpop for a client given by options."""
-    return [
-        "login",
-        "--dpop",
-        "--device",
-        "--token-url",
-        server.token_url,
-        "--client-id",
-        "client",
-        "--client-secret-env",
-        "MY_SECRET",
-        "--device-authorization-url",
-        server.device_authorization_url,
-        str(target),
-    ]
-
-
 def test_login_dpop_stores_a_new_key_with_the_token_bound_to_it_and_status_never_shows_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -837,7 +817,7 @@ def test_login_dpop_stores_a_new_key_with_the_token_bound_to_it_and_status_never
     target = tmp_path / "dpop.json"
     with LocalAuthServer(device_interval=0.05, dpop=True, dpop_nonce=True) as server:
         approver = decide_when_asked(server.approve, server)
-        assert main(dpop_login_arguments(server, target)) == 0
+        assert main(device_login(server, "--dpop", str(target))) == 0
         approver.join(10)
         token = stored(target)
         key = key_of(token)
