@@ -278,15 +278,19 @@ class TokenKeeper:
         """
         key = path_key(path)
         snapshot = self._load()
+        died = self._proof.holds(sent, path)
         if (
             snapshot is not None
             and snapshot.token == sent
-            and not self._proof.holds(sent, path)
+            and not died
             and not Guard.of(snapshot.notes).may_refresh(key, replayable=replayable)
         ):
             logger.debug("holding a 401 back: refreshing did not help at this path (guard)")
             return None
-        replacement = self._renew_or_adopt(sent, "a 401 refused it", for_401=key)
+        # A renewal for a 401 passes the guard on, counting that path as pending; for a 401
+        # where the very token worked, the path is in no doubt and the guard goes on unchanged.
+        successor = _unchanged if died else partial(Guard.successor, key=key)
+        replacement = self._renew_or_adopt(sent, "a 401 refused it", next_guard=successor)
         if replacement == sent:
             return None
         due = replacement.refresh_due_at(self.leeway)
@@ -397,11 +401,17 @@ class TokenKeeper:
             return token
 
     def _renew_or_adopt(
-        self, stale: Token | None, reason: str, *, for_401: str | None = None, wait: bool = True
+        self,
+        stale: Token | None,
+        reason: str,
+        *,
+        next_guard: Callable[[Guard], Guard] = lambda _: Guard(),
+        wait: bool = True,
     ) -> Token:
         """Renew ``stale`` (None: there is no token) unless someone already did, and return the
         token to use: a sibling's, a new one, or ``stale`` itself when the guard holds a 401
-        back. ``for_401`` is the key of the path whose 401 asks for the renewal."""
+        back. ``next_guard`` gives the renewed token's guard from the stored one's: a fresh one
+        by default, as a scheduled renewal starts the count afresh."""
         self._raise_while_cooling_down(stale)
         deadline = time.monotonic() + (self.lock_timeout if wait else 0.0)
         with ExitStack() as locks:
@@ -416,7 +426,7 @@ class TokenKeeper:
 
             if self._took_store_lock(locks, deadline, renewed_meanwhile):
                 try:
-                    return self._renew_or_adopt_locked(stale, reason, for_401)
+                    return self._renew_or_adopt_locked(stale, reason, next_guard)
                 except _Underway as underway:
                     # The locks go with the answer: no one redeems the spent refresh token
                     # while it is read, and everyone adopts the token it holds.
@@ -428,7 +438,7 @@ class TokenKeeper:
             return adopted
 
     def _renew_or_adopt_locked(
-        self, stale: Token | None, reason: str, for_401: str | None
+        self, stale: Token | None, reason: str, next_guard: Callable[[Guard], Guard]
     ) -> Token:
         snapshot = self._store_kept_and_read_locked()
         if snapshot is not None and snapshot.token != stale:
@@ -436,13 +446,8 @@ class TokenKeeper:
                 "adopting token %s renewed by another thread or process", snapshot.token.fingerprint
             )
             return snapshot.token
-        # A renewal for a 401 passes the guard on, counting that path as pending; a
-        # scheduled one starts it afresh. (The guard that allowed it only relaxes meanwhile.)
-        guard = (
-            Guard()
-            if snapshot is None or for_401 is None
-            else Guard.of(snapshot.notes).successor(for_401)
-        )
+        # (The guard that allowed the renewal only relaxes meanwhile.)
+        guard = Guard() if snapshot is None else next_guard(Guard.of(snapshot.notes))
         logger.debug("refreshing the token in %s: %s", self.store.location, reason)
         try:
             return self._redeem(snapshot, guard)
@@ -739,6 +744,10 @@ class TokenKeeper:
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         self.__dict__.update(state)
         self._reset_process_state()
+
+
+def _unchanged(guard: Guard) -> Guard:
+    return guard
 
 
 def _version(snapshot: Snapshot | None) -> Version | None:
