@@ -59,6 +59,11 @@ class RefreshingAuth(httpx.Auth):
     it is. A 401 that a new token may cure gets one refresh (or a sibling's newer token) and
     one replay, unless the body is a stream, which cannot be sent twice: then the 401 is
     returned.
+
+    httpx follows redirects itself, after the auth flow: it drops the Authorization header
+    across origins but copies every other header, a DPoP proof included. With DPoP tokens and
+    ``follow_redirects=True``, use :class:`RefreshingClient` or :class:`RefreshingAsyncClient`,
+    which give each hop its own proof and none outside the prefixes.
     """
 
     def __init__(self, prefixes: str | Iterable[str], **options: Unpack[TokenArguments]) -> None:

@@ -513,6 +513,37 @@ SCENARIOS: dict[str, Scenario] = {
             "test_a_failing_token_endpoint_raises_refresh_failed_and_keeps_the_file",
         ),
     ),
+    "DPoP storm: requests, httpx and asyncio processes, nonces required, token file and Redis": (
+        Scenario(
+            "no caller error, no reuse, refreshes within the tokens due, one key in every "
+            "proof, no jti twice",
+            (
+                "test_a_dpop_storm_of_8_processes_by_2_refreshes_once_per_expiry_with_right_proofs",
+                "test_a_dpop_storm_of_16_processes_by_4_refreshes_once_per_expiry_with_right_proofs",
+            ),
+        )
+    ),
+    "A token endpoint's 200 trickled past the deadline, two hosts on one Redis store": Scenario(
+        "the caller is released at the deadline; the answer is read on under the lock and "
+        "stored; the other host adopts it; the refresh token is presented once",
+        ("test_a_begun_answer_cut_off_by_the_deadline_is_stored_for_every_host",),
+    ),
+    "A custom refresher that raises anything (an SDK's error, a KeyError)": Scenario(
+        "RefreshFailed with the cause; a valid token keeps serving; the cool-down holds",
+        (
+            "test_a_custom_refresher_that_raises_anything_never_fails_a_request_whose_token_is_valid",
+            "test_a_custom_refresher_that_raises_anything_gives_refresh_failed_within_its_cool_down",
+        ),
+    ),
+    "Forbidden items and streamed uploads at paths that refuse every token": Scenario(
+        "at most the guard's two refreshes per token; a token that dies where it worked is "
+        "still cured",
+        (
+            "test_a_path_refused_for_good_costs_at_most_the_guards_refreshes_though_the_token_works",
+            "test_with_refresh_on_403_a_forbidden_item_is_not_a_refresh_each",
+            "test_streamed_bodies_to_a_path_refused_for_good_cost_at_most_the_guards_refreshes",
+        ),
+    ),
 }
 
 
