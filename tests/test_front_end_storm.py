@@ -43,14 +43,17 @@ HTTPX_STORM = "from refreshing_session.httpx import RefreshingClient\n" + STORM.
     _SESSION, "session = RefreshingClient(timeout=10, prefixes="
 )
 
+# (Imported before the start signal: on a loaded machine, importing httpx after it can take
+# much of a short storm.)
 ASYNC_STORM = (
     STORM[: STORM.index(_SESSION)]
-    + STORM[STORM.index(_START) : STORM.index(_LOOP)]
     + """
 import asyncio
 import httpx
 from refreshing_session.httpx import RefreshingAsyncClient
-
+"""
+    + STORM[STORM.index(_START) : STORM.index(_LOOP)]
+    + """
 async def storm():
     outcomes = collections.Counter()
     client = RefreshingAsyncClient(job["api"], store=store, timeout=10,
