@@ -16,23 +16,22 @@ BEGIN = "<!-- dropin:begin -->"
 END = "<!-- dropin:end -->"
 
 
-def write_page(page: Path, comparisons: Sequence[Comparison], command: str) -> None:
-    """Replace the text between the markers of ``page`` with the results; raises ValueError if
-    the page has no markers."""
+def write_page(page: Path, comparisons: Sequence[Comparison], command: str, seconds: float) -> None:
+    """Replace the text between the markers of ``page`` with the results of a run of
+    ``command`` that took ``seconds``; raises ValueError if the page has no markers."""
     text = page.read_text(encoding="utf-8")
     pattern = re.compile(f"{re.escape(BEGIN)}.*?{re.escape(END)}", re.DOTALL)
     if not pattern.search(text):
         raise ValueError(f"{page} has no {BEGIN} ... {END} markers to write between")
-    results = "\n".join([BEGIN, *_results(comparisons, command), END])
+    results = "\n".join([BEGIN, *_results(comparisons, command, seconds), END])
     page.write_text(pattern.sub(lambda _: results, text), encoding="utf-8")
 
 
-def _results(comparisons: Sequence[Comparison], command: str) -> list[str]:
-    seconds = sum(comparison.seconds for comparison in comparisons)
+def _results(comparisons: Sequence[Comparison], command: str, seconds: float) -> list[str]:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
-        f"Produced by `{command}` on {when}, {os.cpu_count()} cores; the runs took "
-        f"{seconds:.0f} s (the suites side by side, so less than that in wall time).",
+        f"Produced by `{command}` on {when}: {seconds:.0f} s on {os.cpu_count()} cores, "
+        "the virtualenvs included.",
         "",
         "| suite | stock: passed / failed / skipped | swapped: passed / failed / skipped "
         "| new failures |",
@@ -44,16 +43,23 @@ def _results(comparisons: Sequence[Comparison], command: str) -> list[str]:
         for c in comparisons
     ]
     for comparison in comparisons:
-        lines += ["", f"{comparison.suite.name}, failing stock and swapped alike:", ""]
-        both = comparison.stock.having("failed") & comparison.swapped.having("failed")
-        lines += [f"- `{node}`" for node in sorted(both)] or ["- none"]
-        for node in sorted(comparison.new):
-            why = comparison.suite.by_design.get(node, "not explained: a drop-in failure")
-            lines.append(f"- new, swapped only: `{node}`: {why}")
-        lines += [
-            f"- flaky (failed swapped once, not when run again): `{node}`"
-            for node in sorted(comparison.flaky)
-        ]
+        lines += _failures(comparison)
+    return lines
+
+
+def _failures(comparison: Comparison) -> list[str]:
+    name = comparison.suite.name
+    both = comparison.stock.having("failed") & comparison.swapped.having("failed")
+    lines = ["", f"{name}, failing stock and swapped alike:", ""]
+    lines += [f"- `{node}`" for node in sorted(both)] or ["- none"]
+    lines += ["", f"{name}, failing swapped only:", ""]
+    lines += [
+        f"- `{node}`: {comparison.suite.by_design.get(node, 'not explained: not a drop-in')}"
+        for node in sorted(comparison.new)
+    ] or ["- none"]
+    if comparison.flaky:
+        lines += ["", f"{name}, failing swapped once but not when run again (flaky):", ""]
+        lines += [f"- `{node}`" for node in sorted(comparison.flaky)]
     return lines
 
 

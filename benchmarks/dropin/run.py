@@ -90,16 +90,20 @@ class Comparison:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the suites, print the comparison; return 1 if a test fails only swapped (by-design
     deviations aside), else 0."""
+    started = time.monotonic()
     arguments = _parse(argv)
     suites = [suite for suite in SUITES if arguments.suite in (None, suite.name)]
     with _work_folder(arguments.work) as work, ThreadPoolExecutor(len(suites)) as pool:
         wheel = _build_wheel(work)
         run = partial(_prepare_and_compare, work=work, wheel=wheel)
         comparisons = list(pool.map(run, suites))
+    seconds = time.monotonic() - started
+    revision = _revision()
     for comparison in comparisons:
         print(_summary(comparison))
+    print(f"{seconds:.0f} s in all, the virtualenvs included; the library at {revision}")
     if arguments.page is not None:
-        write_page(arguments.page, comparisons, _command(argv))
+        write_page(arguments.page, comparisons, f"{_command(argv)}` at `{revision}", seconds)
     return 1 if any(comparison.unexplained for comparison in comparisons) else 0
 
 
@@ -109,6 +113,21 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--page", type=Path, help="rewrite this report page's results")
     parser.add_argument("--suite", choices=[suite.name for suite in SUITES])
     return parser.parse_args(argv)
+
+
+def _revision() -> str:
+    """The commit of the checkout, and whether the library differs from it."""
+    head = _git("rev-parse", "--short", "HEAD") or "an unknown commit"
+    changed = _git("status", "--porcelain", "refreshing_session")
+    return f"{head} with uncommitted changes to refreshing_session/" if changed else head
+
+
+def _git(*arguments: str) -> str:
+    """What git prints for ``arguments`` in the checkout, stripped; empty if it fails."""
+    command = ["git", "-C", str(CHECKOUT), *arguments]
+    # Our own command; git from the PATH, as the developer's own.
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    return completed.stdout.strip() if completed.returncode == 0 else ""
 
 
 def _command(argv: Sequence[str] | None) -> str:
@@ -256,7 +275,7 @@ def _pytest(prepared: Prepared, mode: str, tests: list[str], label: str = "") ->
 
 def _summary(comparison: Comparison) -> str:
     suite = comparison.suite
-    lines = [f"{suite.name} {suite.version} ({comparison.seconds:.0f} s):"]
+    lines = [f"{suite.name} {suite.version} (its runs took {comparison.seconds:.0f} s):"]
     for mode, run in (("stock", comparison.stock), ("swapped", comparison.swapped)):
         counts = ", ".join(f"{len(run.having(outcome))} {outcome}" for outcome in OUTCOMES)
         lines.append(f"  {mode:8} {counts}")
