@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -36,25 +36,30 @@ def write_grant(store: TokenStore, grant: dict[str, object]) -> Token:
 
 @dataclass(frozen=True)
 class RunningServer:
-    """Where a server started by :func:`api_server` listens, and the grant it issued."""
+    """Where a server started by :func:`api_server` listens, the grant it issued, and the
+    grants bound to the DPoP keys it was given (in their order)."""
 
     api_url: str
     token_url: str
     grant: dict[str, object]
+    dpop_grants: tuple[dict[str, object], ...] = ()
 
 
 @contextmanager
-def api_server(access_ttl: float) -> Iterator[RunningServer]:
-    """Run a :class:`LocalAuthServer` in a spawned process; stop it on exit."""
+def api_server(access_ttl: float, dpop_jkts: Sequence[str] = ()) -> Iterator[RunningServer]:
+    """Run a :class:`LocalAuthServer` in a spawned process; stop it on exit. For each DPoP key
+    thumbprint of ``dpop_jkts`` it also issues a grant bound to that key."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
-    process = context.Process(target=_serve, args=(theirs, access_ttl), daemon=True)
+    process = context.Process(
+        target=_serve, args=(theirs, access_ttl, tuple(dpop_jkts)), daemon=True
+    )
     process.start()
     try:
         if not ours.poll(60):
             raise RuntimeError("the benchmark's API server did not start within 60 s")
-        api_url, token_url, grant = ours.recv()
-        yield RunningServer(api_url, token_url, grant)
+        api_url, token_url, grant, dpop_grants = ours.recv()
+        yield RunningServer(api_url, token_url, grant, tuple(dpop_grants))
     finally:
         ours.send("stop")
         process.join(_STOP_TIMEOUT)
@@ -99,7 +104,8 @@ def granted_api(access_ttl: float) -> Iterator[tuple[RunningServer, Endpoint]]:
         yield server, endpoint
 
 
-def _serve(connection: Connection, access_ttl: float) -> None:
+def _serve(connection: Connection, access_ttl: float, dpop_jkts: tuple[str, ...]) -> None:
     with LocalAuthServer(access_ttl=access_ttl) as server:
-        connection.send((server.api_url, server.token_url, server.issue_token()))
+        bound = [server.issue_token(dpop_jkt=jkt) for jkt in dpop_jkts]
+        connection.send((server.api_url, server.token_url, server.issue_token(), bound))
         connection.poll(_SERVE_LIMIT)

@@ -97,7 +97,7 @@ def run_overhead(plan: Plan, progress: Callable[[str], None]) -> OverheadResult:
             loopback = interleaved(
                 sessions, url, plan.overhead_rounds, plan.overhead_requests, progress
             )
-            with _stubbed_transport():
+            with stubbed_transport():
                 stubbed = interleaved(
                     sessions, url, plan.overhead_rounds, plan.stubbed_requests, progress
                 )
@@ -138,7 +138,7 @@ def interleaved(
 
 
 @contextmanager
-def _stubbed_transport() -> Iterator[None]:
+def stubbed_transport() -> Iterator[None]:
     """Answer every request with a canned 200 instead of sending it (in this process)."""
     original = HTTPAdapter.send
 

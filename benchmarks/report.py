@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .clients import AT_EXPIRY, BY_KEY, LIBRARIES, OURS_ON_REDIS, PLAIN
+from .dpop_report import dpop_sections, dpop_summary
 from .httpx_report import httpx_sections, httpx_summary, usage_rows
 from .targets import check
 from .versus_static import summary
@@ -55,7 +56,10 @@ def sections(results: Results, charts: str, level: int) -> str:
             _redis_storm_intro(results),
             _storm(results["redis_storm"]),
         ]
-    for part in httpx_sections(results, _spread, _errors, _number):
+    for part in [
+        *httpx_sections(results, _spread, _errors, _number),
+        *dpop_sections(results, _spread, _number),
+    ]:
         parts += [f"{head} {part.title}", part.text + "\n\n" + _table(part.header, part.rows)]
     parts += [
         f"{head} Targets",
@@ -108,7 +112,7 @@ def _summary(results: Results) -> str:
         bullets.append(_scaling_summary(results["scaling"]))
     if "redis_storm" in results:
         bullets.append(_storm_summary(results["redis_storm"], OURS_ON_REDIS.key))
-    bullets += httpx_summary(results)
+    bullets += httpx_summary(results) + dpop_summary(results)
     return "In short:\n\n" + "\n".join(f"- {bullet}" for bullet in bullets)
 
 

@@ -27,6 +27,7 @@ from .async_overhead import run_async_overhead
 from .async_storm import run_async_storm
 from .charts import write_charts
 from .clients import AT_EXPIRY, LIBRARIES, OURS, OURS_ON_REDIS
+from .dpop_overhead import run_dpop_overhead
 from .httpx_overhead import run_httpx_overhead
 from .local_redis import MISSING, redis_server_found
 from .mixed_storm import run_mixed_storm
@@ -35,6 +36,7 @@ from .overhead import PROFILED, run_overhead
 from .pages import REPORTS, write_between_markers
 from .report import markdown, sections
 from .settings import FULL, QUICK, Plan
+from .stats import load_average
 from .storm import Cell, as_dict, describe, run_cell
 from .targets import check
 from .versus_static import run_versus_static
@@ -49,6 +51,7 @@ DEFAULT_PARTS = (
     "async_overhead",
     "async_storm",
     "mixed_storm",
+    "dpop_overhead",
 )
 PARTS = (*DEFAULT_PARTS, "redis_storm")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -199,12 +202,22 @@ def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> d
             plan.mixed_storm_tasks,
             progress,
         )
+    if "dpop_overhead" in parts:
+        results["dpop_overhead"] = asdict(
+            run_dpop_overhead(
+                plan.dpop_rounds,
+                plan.dpop_requests,
+                plan.stubbed_requests,
+                plan.dpop_proofs,
+                progress,
+            )
+        )
     if "redis_storm" in parts:
         results["redis_storm"] = _run_cells(
             _redis_storm_cells(plan), plan, plan.storm_seconds, progress
         )
     results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
-    results["meta"]["load_after"] = _load_average()
+    results["meta"]["load_after"] = load_average()
     plain: dict[str, Any] = _plain(results)
     return plain
 
@@ -286,7 +299,7 @@ def _meta(plan: Plan, command: str) -> dict[str, Any]:
     return {
         "command": command,
         "plan": asdict(plan),
-        "load_before": _load_average(),
+        "load_before": load_average(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {
             "cores": os.cpu_count(),
@@ -299,15 +312,6 @@ def _meta(plan: Plan, command: str) -> dict[str, Any]:
             "oidc-provider (node)": oidc_provider_version(),
         },
     }
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average (None where the platform has none): other work on the
-    machine shows up in the figures, so the report states it."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
 
 
 def _cpu_model() -> str:

@@ -36,6 +36,9 @@ class Plan:
     mixed_storm_runs: int  # runs of the storm with every front end at once
     mixed_storm_seconds: float  # how long each of those runs
     mixed_storm_tasks: int  # asyncio tasks in its asyncio process
+    dpop_rounds: int  # interleaved rounds of the DPoP common path (and of the signer alone)
+    dpop_requests: int  # requests per session per round of the DPoP common path
+    dpop_proofs: int  # proofs per algorithm per round of the signer alone
     versus_shapes: tuple[Shape, ...]  # the storm against a static token, back to back
     versus_runs: int  # pairs of runs (static, RefreshingSession) per shape, in turn (triples
     # against node oidc-provider: the static client also beside a bystander's refreshes)
@@ -69,6 +72,9 @@ FULL = Plan(
     mixed_storm_runs=3,
     mixed_storm_seconds=11.5,
     mixed_storm_tasks=100,
+    dpop_rounds=15,
+    dpop_requests=300,
+    dpop_proofs=500,
     versus_shapes=((8, 2), (16, 4), (32, 4)),
     versus_runs=4,
     versus_seconds=4.5,
@@ -100,6 +106,9 @@ QUICK = Plan(
     mixed_storm_runs=1,
     mixed_storm_seconds=1.5,
     mixed_storm_tasks=20,
+    dpop_rounds=2,
+    dpop_requests=20,
+    dpop_proofs=20,
     versus_shapes=((2, 1),),
     versus_runs=1,
     versus_seconds=0.8,

@@ -1,8 +1,9 @@
-"""Small statistics helpers: percentiles and latency summaries."""
+"""Small statistics helpers: percentiles, latency summaries and the machine's load."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,3 +53,12 @@ class Latency:
             1000 * percentile(seconds, 0.99),
             1000 * max(seconds),
         )
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the platform has none): other work on the
+    machine shows up in the figures, so the report states it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
