@@ -8,12 +8,17 @@ request marked with :func:`withhold_token` never gets it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
-from requests.exceptions import ChunkedEncodingError, ContentDecodingError
+from requests.exceptions import (
+    ChunkedEncodingError,
+    ContentDecodingError,
+    UnrewindableBodyError,
+)
 from requests.utils import rewind_body
 
 from .credentials import Credentials
@@ -29,10 +34,6 @@ _CertType = str | tuple[str, str] | None
 
 _NO_TOKEN = "_refreshing_session_no_token"
 _TOKEN_COPY = "_refreshing_session_token_copy"
-# requests records where a stream body started in this attribute, and rewinds it from there
-# (requests.utils.rewind_body); no public attribute says whether it did. The one reach into
-# requests' internals: tests/test_adapter.py fails loudly if requests stops recording it.
-BODY_POSITION = "_body_position"
 
 
 class BearerAdapter(HTTPAdapter):
@@ -83,8 +84,9 @@ class BearerAdapter(HTTPAdapter):
         self, request: PreparedRequest, settings: tuple[Any, ...], headers: Mapping[str, str]
     ) -> Response:
         """Send a copy of ``request`` with ``headers`` (the token's), its body from the start."""
-        if _is_stream(request) and _replayable(request):
-            rewind_body(request)
+        if _is_stream(request):
+            with suppress(UnrewindableBodyError):  # (then it is sent once only)
+                rewind_body(request)
         return super().send(_with_credentials(request, headers), *settings)
 
 
@@ -122,8 +124,15 @@ def _is_stream(request: PreparedRequest) -> bool:
 
 
 def _replayable(request: PreparedRequest) -> bool:
-    """Bytes replay as they are; a stream only if requests recorded where it started."""
-    return not _is_stream(request) or isinstance(getattr(request, BODY_POSITION, None), int)
+    """Bytes replay as they are; a stream only if requests can rewind it (it recorded where
+    the stream started: rewinding before the first send moves it nowhere)."""
+    if not _is_stream(request):
+        return True
+    try:
+        rewind_body(request)
+    except UnrewindableBodyError:
+        return False
+    return True
 
 
 def _release(response: Response) -> None:

@@ -18,6 +18,7 @@ in the background (:class:`~refreshing_session.errors.AnswerUnderway`).
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
 import threading
 import time
@@ -328,8 +329,9 @@ def _copy(
     copy.headers = CaseInsensitiveDict(headers)
     copy.encoding = source.encoding
     copy.elapsed = source.elapsed
-    copy._content = body
-    copy._content_consumed = True
+    # Response.raw is the public way in; read at once, so that the copy keeps its body.
+    copy.raw = io.BytesIO(body)
+    copy.content  # noqa: B018
     method = source.request.method if source.request is not None else None
     copy.request = requests.PreparedRequest()
     copy.request.prepare_method(method or "POST")
