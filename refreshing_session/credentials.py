@@ -33,15 +33,18 @@ class Verdict(enum.Enum):
 class Credentials:
     """The credentials of one front end: ``refresh_on``, the statuses that may mean the token
     died; ``fallback_key`` gives the key for a DPoP token stored without one (the refresher's
-    ``dpop_key`` file's). Remembers each origin's latest DPoP nonce."""
+    ``dpop_key`` file's). Remembers each origin's latest DPoP nonce in ``nonces``: a memory of
+    its own by default, or the refresher's, so that an origin that serves both the token
+    endpoint and the API challenges a process once."""
 
     def __init__(
         self,
         refresh_on: Collection[int],
         fallback_key: Callable[[], DPoPKey | None] = lambda: None,
+        nonces: Nonces | None = None,
     ) -> None:
         self.refresh_on = refresh_on
-        self.nonces = Nonces()
+        self.nonces = Nonces() if nonces is None else nonces
         self._fallback_key = fallback_key
 
     def headers(

@@ -200,7 +200,7 @@ class OAuthClient:
                 check_endpoint_url(name, url, allow_insecure_http)
         self.dpop = dpop
         self.dpop_key = _dpop_key(dpop, dpop_key)
-        self._nonces = Nonces()
+        self.nonces = Nonces()  # shared with the front ends' proofs (one memory per origin)
         self._pool: requests.Session | None = None
         self._network_source: weakref.ref[requests.Session] | None = None
 
@@ -297,10 +297,10 @@ class OAuthClient:
         response = self._post_once(form, url, underway, proof_key)
         if proof_key is None:
             return response
-        if self._nonces.remember(url, response.headers) and _asks_for_nonce(response):
+        if self.nonces.remember(url, response.headers) and _asks_for_nonce(response):
             logger.debug("%s asked for a DPoP nonce; sending once more", self._endpoint(url))
             response = self._post_once(form, url, underway, proof_key)
-            self._nonces.remember(url, response.headers)
+            self.nonces.remember(url, response.headers)
         return response
 
     def _post_once(
@@ -314,7 +314,7 @@ class OAuthClient:
         headers = {**self.headers, "Accept": "application/json"}
         self.auth.apply(form, headers, audience=self.token_url)
         if proof_key is not None:
-            headers["DPoP"] = proof_key.proof("POST", url, nonce=self._nonces.get(url))
+            headers["DPoP"] = proof_key.proof("POST", url, nonce=self.nonces.get(url))
         http, network = self._network(url)
         request = requests.Request("POST", url, data=form, headers=headers)
         return exchange.send(

@@ -17,7 +17,7 @@ from typing import Any, TypedDict, Unpack
 
 from .arguments import seconds
 from .credentials import Credentials
-from .dpop import DPoPKey
+from .dpop import DPoPKey, Nonces
 from .guard import refresh_statuses
 from .keeper import TokenKeeper
 from .profiles import load_profile
@@ -85,9 +85,15 @@ class Options:
         return cls(Prefixes(prefixes, allow_insecure_http=allow_insecure_http), store, **given)
 
     def credentials(self) -> Credentials:
-        """New credentials for a front end: ``refresh_on``, and the refresher's ``dpop_key``
-        for a DPoP token stored without its key."""
-        return Credentials(self.refresh_on, partial(_dpop_key_of, self.refresher))
+        """New credentials for a front end: ``refresh_on``, the refresher's ``dpop_key`` for a
+        DPoP token stored without its key, and the refresher's memory of DPoP nonces."""
+        client = getattr(self.refresher, "client", None)
+        nonces = getattr(client, "nonces", None)
+        return Credentials(
+            self.refresh_on,
+            partial(_dpop_key_of, self.refresher),
+            nonces if isinstance(nonces, Nonces) else None,
+        )
 
     def keeper(self) -> TokenKeeper:
         """A new keeper of the token with these options."""
