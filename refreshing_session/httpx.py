@@ -163,14 +163,11 @@ class _TokenClient:
         client-wide credential under the prefixes is warned about, once per prefix."""
         client_auth = getattr(self, "auth", None)
         callers_auth = client_auth if auth is httpx.USE_CLIENT_DEFAULT else auth
-        client_headers: httpx.Headers = getattr(self, "headers", httpx.Headers())
-        url = str(request.url)
+        client_header = getattr(self, "headers", {}).get("Authorization")
         if callers_auth is not None and callers_auth is client_auth:
-            self._shadowed.check(url, "the client's auth=")
-        elif "Authorization" in client_headers and request.headers.get(
-            "Authorization"
-        ) == client_headers.get("Authorization"):
-            self._shadowed.check(url, "the client's headers['Authorization']")
+            self._shadowed.check(str(request.url), "the client's auth=")
+        elif client_header is not None and request.headers.get("Authorization") == client_header:
+            self._shadowed.check(str(request.url), "the client's headers['Authorization']")
         return (
             callers_auth is not None
             or "Authorization" in request.headers
@@ -310,7 +307,9 @@ class _Gate:
         loop = anyio.lowlevel.current_token()
         semaphore = self._semaphores.get(loop)
         if semaphore is None:
-            semaphore = self._semaphores[loop] = anyio.Semaphore(self.size)
+            # fast_acquire: an uncontended acquire does not yield to the loop (the send that
+            # follows does): one scheduling round less per request.
+            semaphore = self._semaphores[loop] = anyio.Semaphore(self.size, fast_acquire=True)
         return semaphore
 
 
