@@ -175,14 +175,16 @@ def test_rq_workers_refresh_once_per_due_token(
     """Two RQ workers (``rq worker``), each forking a work horse per job. Either the horse
     imports the job's module, and so builds a session of its own, or (with settings that import
     the module) the worker built it at start and each horse inherits it."""
-    queue = Queue("frameworks", connection=Redis.from_url(redis_server.url))
     argv = ["-c", "from rq.cli import main; main()", "worker", "--url", redis_server.url,
             *settings, "frameworks"]  # fmt: skip
     env = _environment(auth_server, tmp_path)
     with ExitStack() as stack:
-        # Killed when done, without a warm shutdown: after a job, rq 3.0's takes up to a minute
-        # (its pub/sub thread waits for a message that never comes), and by then every job has
-        # been answered.
+        queue = Queue(
+            "frameworks", connection=stack.enter_context(Redis.from_url(redis_server.url))
+        )
+        # Killed when done, without a warm shutdown: once a worker has run a job, its warm
+        # shutdown may wait up to a minute (seen with rq 3.0: its pub/sub thread waits 60 s for
+        # a message), and by then every job has been answered.
         workers = [
             stack.enter_context(
                 running(f"rq worker {n}", argv, tmp_path / f"rq{n}.log", env, warm_shutdown=0)

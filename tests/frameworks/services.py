@@ -67,7 +67,7 @@ class Service:
         self.log = log
         self.warm_shutdown = warm_shutdown
 
-    def failure(self) -> str:
+    def report(self) -> str:
         """Whether the command is still running, and the end of its log: for failure
         messages."""
         state = "ended" if self.ended() else "running"
@@ -103,7 +103,7 @@ def wait_until(
     deadline = time.monotonic() + timeout
     while not condition():
         if any(service.ended() for service in services) or time.monotonic() > deadline:
-            logs = "\n".join(service.failure() for service in services)
+            logs = "\n".join(service.report() for service in services)
             pytest.fail(f"no {what} within {timeout:.0f} s: {logs}", pytrace=False)
         time.sleep(0.01)
 
