@@ -163,16 +163,14 @@ class _TokenClient:
         client-wide credential under the prefixes is warned about, once per prefix."""
         client_auth = getattr(self, "auth", None)
         callers_auth = client_auth if auth is httpx.USE_CLIENT_DEFAULT else auth
-        client_header = getattr(self, "headers", {}).get("Authorization")
+        header = request.headers.get("Authorization")
+        if callers_auth is None and header is None:  # the common path: no credential of theirs
+            return bool(request.url.username or request.url.password)
         if callers_auth is not None and callers_auth is client_auth:
             self._shadowed.check(str(request.url), "the client's auth=")
-        elif client_header is not None and request.headers.get("Authorization") == client_header:
+        elif header is not None and header == getattr(self, "headers", {}).get("Authorization"):
             self._shadowed.check(str(request.url), "the client's headers['Authorization']")
-        return (
-            callers_auth is not None
-            or "Authorization" in request.headers
-            or bool(request.url.username or request.url.password)
-        )
+        return True
 
     def _hops(self, follow_redirects: Any) -> _Hops:
         """The hops of a new request, following redirects as the caller asks (or the client)."""
