@@ -51,7 +51,9 @@ def assert_dpop_storm(
     assert figures["jti_repeated"] == 0, figures
     assert set(seen.token_errors) <= {NONCE}, figures
     assert seen.token_requests == Counter({"refresh_token": refreshes + seen.token_errors[NONCE]})
-    assert 0 < seen.token_errors[NONCE] <= min(processes, refreshes), figures
+    # (The token endpoint may send none: a process's refresher and front ends share one
+    # memory of nonces, and the provider's API and token endpoint share one origin and nonce.)
+    assert seen.token_errors[NONCE] <= min(processes, refreshes), figures
     assert seen.userinfo_ok == answered, figures
     # invalid_token: a token the provider ended early (whole seconds), cured by a refresh.
     assert set(seen.userinfo_errors) <= {NONCE, "invalid_token"}, figures

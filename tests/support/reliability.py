@@ -57,6 +57,8 @@ def _run_once(soak_seconds: float) -> dict[str, Any]:
                 "-m",
                 "pytest",
                 "-q",
+                "-n",
+                "0",  # one worker: the report's figures are gathered in this process
                 "-m",
                 "scenario",
                 f"--reliability-json={report}",
