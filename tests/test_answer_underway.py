@@ -36,7 +36,7 @@ class TricklingProxy(LoopbackServer):
     headers of its answer at once and the body a byte at a time over ``seconds``."""
 
     def __init__(self, upstream: str, seconds: float) -> None:
-        self.stopped = threading.Event()
+        self.stopped = stopped = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -59,12 +59,11 @@ class TricklingProxy(LoopbackServer):
                 self.end_headers()
                 pause = seconds / len(body)
                 for index in range(len(body)):
-                    if proxy.stopped.wait(pause):
+                    if stopped.wait(pause):
                         return
                     self.wfile.write(body[index : index + 1])
                     self.wfile.flush()
 
-        proxy = self
         super().__init__(Handler)
 
     def __exit__(self, *exc: object) -> None:

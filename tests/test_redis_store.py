@@ -257,9 +257,8 @@ def test_a_zero_check_interval_asks_redis_every_time(redis_server: RedisServer) 
 
 def test_the_lock_excludes_a_second_holder_until_released(redis_server: RedisServer) -> None:
     first, second = (RedisTokenStore(redis_server.url, KEY) for _ in range(2))
-    with first.lock(TIMEOUT, never):
-        with pytest.raises(LockTimeout), second.lock(0.05, never):
-            pytest.fail("a second holder got the lock")
+    with first.lock(TIMEOUT, never), pytest.raises(LockTimeout), second.lock(0.05, never):
+        pytest.fail("a second holder got the lock")
     with second.lock(0, never):
         pass  # free again once released
     assert not raw_client(redis_server).exists(first.lock_key)

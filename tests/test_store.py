@@ -362,7 +362,10 @@ def test_delete_removes_the_file_and_tolerates_its_absence(path: Path) -> None:
 def test_the_lock_raises_lock_timeout_on_timeout_or_when_told_to_stop_waiting(path: Path) -> None:
     store = TokenFile(path)
     with store.lock(1.0, lambda: False):
-        with pytest.raises(LockTimeout, match="not had in 0.05 s"), store.lock(0.05, lambda: False):
+        with (
+            pytest.raises(LockTimeout, match=r"not had in 0\.05 s"),
+            store.lock(0.05, lambda: False),
+        ):
             pytest.fail("a second holder got the lock")
         started = time.monotonic()
         with pytest.raises(LockTimeout), store.lock(30.0, lambda: True):
