@@ -9,7 +9,6 @@ test_attack_prefixes records every header scheme it receives."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -444,22 +443,10 @@ def test_refresh_on_403_refreshes_and_replays_only_where_asked(
     status: int,
     refreshes: int,
     portal: BlockingPortal,
-    tmp_path: Path,
+    token_file: Path,
 ) -> None:
     """An API that answers 403 to a dead token (test_refresh_on's)."""
-    path = tmp_path / "token.json"
-    path.write_text(
-        json.dumps(
-            {
-                "access_token": "at-1",
-                "token_type": "Bearer",
-                "expires_in": 3600,
-                "refresh_token": "rt-1",
-            }
-        )
-    )
-    path.chmod(0o600)
-    with forbidding(kind, portal, path, refresh_on) as (api, issuer, client):
+    with forbidding(kind, portal, token_file, refresh_on) as (api, issuer, client):
         api.current = "at-revoked"  # the stored token died early
         assert client.request("GET", api.origin + "/items").status == status
     assert issuer.issued == refreshes
