@@ -47,12 +47,10 @@ class Credentials:
         self.nonces = Nonces() if nonces is None else nonces
         self._fallback_key = fallback_key
 
-    def headers(
-        self, token: Token, method: str, url: str, nonce: str | None = None
-    ) -> dict[str, str]:
+    def headers(self, token: Token, method: str, url: str) -> dict[str, str]:
         """The headers that carry ``token`` on a ``method`` request to ``url``: Authorization,
-        and for a DPoP token a new ``DPoP`` proof with ``nonce`` (by default the latest the
-        origin sent). Raises ClientRejected when a DPoP token has no key to sign with."""
+        and for a DPoP token a new ``DPoP`` proof with the latest nonce the origin sent.
+        Raises ClientRejected when a DPoP token has no key to sign with."""
         if not token.is_dpop:
             return {"Authorization": token.authorization}
         key = key_of(token) or self._fallback_key()
@@ -65,7 +63,7 @@ class Credentials:
             method,
             url,
             access_token=token.access_token,
-            nonce=nonce if nonce is not None else self.nonces.get(url),
+            nonce=self.nonces.get(url),
         )
         return {"Authorization": token.authorization, "DPoP": proof}
 
@@ -78,10 +76,6 @@ class Credentials:
         if asks_for_nonce(status, headers):
             return Verdict.NONCE
         return Verdict.ACCEPTED
-
-    def latest_nonce(self, url: str) -> str | None:
-        """The nonce the origin of ``url`` sent last, if any."""
-        return self.nonces.get(url)
 
     def __repr__(self) -> str:
         return f"Credentials(refresh_on={sorted(self.refresh_on)!r})"

@@ -97,9 +97,8 @@ def _sent(credentials: Credentials, hop: Hop, token: Token) -> _Sending:
     verdict = credentials.verdict(
         hop.url, *(yield Send(credentials.headers(token, hop.method, hop.url)))
     )
-    if verdict is Verdict.NONCE and hop.replayable:
-        nonce = credentials.latest_nonce(hop.url)
-        headers = credentials.headers(token, hop.method, hop.url, nonce)
+    if verdict is Verdict.NONCE and hop.replayable:  # the verdict remembered the nonce
+        headers = credentials.headers(token, hop.method, hop.url)
         verdict = credentials.verdict(hop.url, *(yield Send(headers)))
     return verdict
 
