@@ -118,13 +118,10 @@ def origin(url: str) -> str:
     """``url``'s origin as written in a DPoP proof's ``htu`` and as the key of a server's
     nonces: ``scheme://host[:port]``, scheme and host in lower case, no default port. Raises
     ValueError for a URL that is not absolute http(s)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise ValueError("a DPoP proof is for an absolute http(s) URL")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    port = parts.port
-    return f"{scheme}://{host}" + ("" if port in (None, DEFAULT_PORTS[scheme]) else f":{port}")
+    try:
+        return _written(_origin_and_path(url)[0])
+    except ValueError:
+        raise ValueError("a DPoP proof is for an absolute http(s) URL") from None
 
 
 def check_endpoint_url(name: str, url: object, allow_insecure_http: bool) -> None:
@@ -170,10 +167,18 @@ def _rule(prefix: str, allow_insecure_http: bool) -> tuple[_Origin, str]:
 def _mount_points(origin: _Origin, base: str) -> tuple[str, ...]:
     """Where to mount a transport for a prefix: requests picks adapters by the URL's text, so
     a default port is mounted both written and left out."""
+    explicit = _written(origin, with_port=True) + base
+    plain = _written(origin) + base
+    return (plain, explicit) if plain != explicit else (explicit,)
+
+
+def _written(origin: _Origin, *, with_port: bool = False) -> str:
+    """``scheme://host[:port]``: an IPv6 host in brackets, the port left out when it is the
+    scheme's default (unless ``with_port``)."""
     scheme, host, port = origin
     host = f"[{host}]" if ":" in host else host
-    explicit = f"{scheme}://{host}:{port}{base}"
-    return (f"{scheme}://{host}{base}", explicit) if port == DEFAULT_PORTS[scheme] else (explicit,)
+    default = port == DEFAULT_PORTS[scheme]
+    return f"{scheme}://{host}" if default and not with_port else f"{scheme}://{host}:{port}"
 
 
 def _is_below(path: str, base: str) -> bool:
