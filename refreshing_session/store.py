@@ -29,7 +29,7 @@ import filelock
 
 from .errors import LockTimeout, TokenFileError, TokenStoreError
 from .token import Token
-from .trusted_files import UntrustedFile, check_owner, follow_links
+from .trusted_files import OPEN_CHECKED, UntrustedFile, check_owner, follow_links
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,6 @@ _NOT_YOURS = (
     "a token file must be your own: remove it (or ask its owner to) and log in again, in a "
     "folder of your own"
 )
-_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
-# O_NONBLOCK: a FIFO planted at the path must not hang the reader. O_NOFOLLOW: a link swapped
-# in after the checks is refused, not followed.
-_READING = os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0)
 # Windows cannot rename a file over one that is open, so there no file is held open.
 _WATCHABLE = os.name == "posix"
 
@@ -165,7 +161,7 @@ class TokenFile:
         """
         resolved = self._resolved()
         try:
-            fd = os.open(resolved, _READING)
+            fd = os.open(resolved, OPEN_CHECKED)
         except FileNotFoundError:
             return None
         except OSError as error:
@@ -211,7 +207,7 @@ class TokenFile:
             self._check_owner(existing)
         try:
             _replace_atomically(target, payload)
-            fd = os.open(target, _READING)
+            fd = os.open(target, OPEN_CHECKED)
         except OSError as error:
             raise self._error(f"cannot write the token file ({error.strerror})") from None
         status = self._watch_or_close(fd, target, os.fstat(fd))

@@ -27,9 +27,10 @@ from pathlib import PurePath
 
 # As the kernel allows (Linux's MAXSYMLINKS).
 _MOST_LINKS = 40
-# O_NOFOLLOW: a link swapped in after the walk is refused, not followed. O_NONBLOCK: a FIFO
-# planted at the path must not hang the reader (it is then refused as not a regular file).
-_READING = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+#: The flags a checked file is opened with. O_NOFOLLOW: a link swapped in after the walk is
+#: refused, not followed. O_NONBLOCK: a FIFO planted at the path must not hang the reader (it
+#: is then refused as not a regular file).
+OPEN_CHECKED = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _POSIX_OWNERS = hasattr(os, "geteuid")
 _ROOT = 0
 
@@ -136,7 +137,7 @@ def _open_trusted(path: str | os.PathLike[str], what: str, *, private: bool) -> 
     """A read-only descriptor of the file at ``path``, once it and its links pass the rule,
     and the path it was found at."""
     found = follow_links(path, what)
-    fd = os.open(found, _READING)
+    fd = os.open(found, OPEN_CHECKED)
     try:
         check_trusted(os.fstat(fd), os.path.abspath(found), what, private=private)
     except BaseException:
