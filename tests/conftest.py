@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from refreshing_session import OAuth2Refresher, RefreshingSession, Token, TokenFile
 from refreshing_session.testing import LocalAuthServer
@@ -69,6 +70,13 @@ def no_token_in_debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     leaked = [hit for record in records for hit in TOKEN_SHAPED.findall(record.getMessage())]
     if leaked:  # the count only: the failure itself must not print the secret
         pytest.fail(f"{len(leaked)} token-shaped strings were logged", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def portal() -> Iterator[BlockingPortal]:
+    """An asyncio event loop in a thread of its own, for the async front ends."""
+    with start_blocking_portal("asyncio") as running:
+        yield running
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 
 from refreshing_session import ClientRejected, OAuth2Refresher, Token, TokenFile
 from refreshing_session.dpop import DPoPKey, key_of
@@ -65,13 +65,6 @@ def dpop_login(path: Path, server: LocalAuthServer, key: DPoPKey, bound_to: str 
     )
     TokenFile(path).write(token)
     return token
-
-
-@pytest.fixture(scope="module")
-def portal() -> Iterator[BlockingPortal]:
-    """An asyncio event loop in a thread of its own, for the async front ends."""
-    with start_blocking_portal("asyncio") as running:
-        yield running
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 
 from refreshing_session import (
     LoginRequired,
@@ -42,13 +42,6 @@ from .test_refresh_on import ForbiddingApi, Issuer
 from .test_session import with_unknown_access_token
 
 CALLER_BASIC = ("caller", "caller-password")
-
-
-@pytest.fixture(scope="module")
-def portal() -> Iterator[BlockingPortal]:
-    """An asyncio event loop in a thread of its own, for the async front ends."""
-    with start_blocking_portal("asyncio") as running:
-        yield running
 
 
 @pytest.fixture
