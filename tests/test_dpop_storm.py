@@ -38,7 +38,7 @@ from .test_front_end_storm import ASYNC_STORM, HTTPX_STORM, _shared_store
 TTL = 2.0
 # At 16 x 4 a replay waits its turn among 64 callers: a 2-second token that the server rounds
 # down may live barely a second, less than a refresh and a replay take there (the bearer storm
-# of test_front_end_storm says the same of its 200 tasks).
+# of test_front_end_storm says the same of its asyncio tasks).
 TTL_16X4 = 3.0
 SECONDS = 5.0
 LEEWAY = 30.0  # the default: capped at half a token's life

@@ -39,9 +39,11 @@ INSTALL_TIMEOUT = 300.0  # seconds for npm ci
 # Seconds; ttl.AccessToken and ttl.ClientCredentials of the server. Not 2: oidc-provider keeps
 # iat and exp in whole seconds, so a token answered with expires_in 2 may die barely 1 s after
 # it was issued, just when the session refreshes it (halfway through its life), and a request
-# sent just before that refresh could meet a 401. With 3, a token lives at least 2 s on the
-# server and is refreshed after 1.5 s.
-ACCESS_TTL = 3
+# sent just before that refresh could meet a 401. With 4, a token lives at least 3 s on the
+# server and is refreshed after 2 s: a request that takes it just before has a second to reach
+# the server, which a replay in an asyncio process of 100 tasks needs on a loaded machine (see
+# tests/test_front_end_storm.py).
+ACCESS_TTL = 4
 # Seconds; the storm's provider (storm_oidc_provider) has 2-second tokens, so that the storm
 # meets exactly that: tokens dying early, which the session must cure without a caller seeing it.
 STORM_ACCESS_TTL = 2

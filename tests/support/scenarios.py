@@ -480,7 +480,7 @@ SCENARIOS: dict[str, Scenario] = {
     # --- issue 14: the httpx front ends (tests of the same name in tests/test_front_ends.py
     # also run, over requests, httpx and asyncio, in the rows above) ---
     "Requests, httpx and asyncio processes on one token file: 4 x 2 threads, 2 x 2 threads and "
-    "2 x 200 tasks, 2-second rotating tokens (local server and node oidc-provider; a token "
+    "2 x 100 tasks, 4-second rotating tokens (local server and node oidc-provider; a token "
     "file, or Redis only)": Scenario(
         "no caller error, token-endpoint calls within the tokens that came due, no reuse",
         (
