@@ -168,21 +168,27 @@ def profile_file(path: Path, server: LocalAuthServer, **keys: str) -> Path:
     return path
 
 
+def use_profile(
+    monkeypatch: pytest.MonkeyPatch, path: Path, server: LocalAuthServer, **keys: str
+) -> Path:
+    """Write the "local" profile for ``server`` to ``path`` (as :func:`profile_file` does) and
+    give it to the command: the file in the environment and its client secret in
+    LOCAL_SECRET. Returns ``path``."""
+    monkeypatch.setenv(CONFIG_ENV, str(profile_file(path, server, **keys)))
+    monkeypatch.setenv("LOCAL_SECRET", "secret")
+    return path
+
+
 @pytest.fixture
 def local(tmp_path: Path, server: LocalAuthServer, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A "local" profile for ``server`` with device login and revocation; its token file."""
-    monkeypatch.setenv(
-        CONFIG_ENV,
-        str(
-            profile_file(
-                tmp_path / "config.toml",
-                server,
-                device_authorization_url=server.device_authorization_url,
-                revocation_url=server.revocation_url,
-            )
-        ),
+    use_profile(
+        monkeypatch,
+        tmp_path / "config.toml",
+        server,
+        device_authorization_url=server.device_authorization_url,
+        revocation_url=server.revocation_url,
     )
-    monkeypatch.setenv("LOCAL_SECRET", "secret")
     return tmp_path / "token.json"
 
 
@@ -244,10 +250,7 @@ def test_client_credentials_login(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv(
-        CONFIG_ENV, str(profile_file(tmp_path / "c.toml", server, grant="client_credentials"))
-    )
-    monkeypatch.setenv("LOCAL_SECRET", "secret")
+    use_profile(monkeypatch, tmp_path / "c.toml", server, grant="client_credentials")
     assert main(["login", "--profile", "local"]) == 0
     assert "logged in" in capsys.readouterr().out
     assert server.stats().client_credentials == 1
@@ -260,9 +263,7 @@ def test_login_without_a_device_endpoint_says_what_to_add(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = profile_file(tmp_path / "c.toml", server)
-    monkeypatch.setenv(CONFIG_ENV, str(config))
-    monkeypatch.setenv("LOCAL_SECRET", "secret")
+    config = use_profile(monkeypatch, tmp_path / "c.toml", server)
     assert main(["login", "--profile", "local"]) == 3
     assert (
         "profile 'local' has no device_authorization_url: add device_authorization_url "
@@ -348,8 +349,7 @@ def test_logout_without_revocation_only_removes_the_file(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv(CONFIG_ENV, str(profile_file(tmp_path / "c.toml", server)))
-    monkeypatch.setenv("LOCAL_SECRET", "secret")
+    use_profile(monkeypatch, tmp_path / "c.toml", server)
     token_file = write_grant(tmp_path / "token.json", server)
     token = stored(token_file)
     assert main(["logout", "--profile", "local"]) == 0
@@ -377,11 +377,7 @@ def test_a_failed_revocation_keeps_the_file_and_says_how_to_go_on(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv(
-        CONFIG_ENV,
-        str(profile_file(tmp_path / "c.toml", server, revocation_url=server.url + "/nowhere")),
-    )
-    monkeypatch.setenv("LOCAL_SECRET", "secret")
+    use_profile(monkeypatch, tmp_path / "c.toml", server, revocation_url=server.url + "/nowhere")
     token_file = write_grant(tmp_path / "token.json", server)
     assert main(["logout", "--profile", "local"]) == 2
     err = capsys.readouterr().err
