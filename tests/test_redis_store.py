@@ -31,7 +31,14 @@ from refreshing_session.store import MAX_FILE_SIZE
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import refresher_for
-from .support.processes import STORM, start_process, use_in_child_processes, use_session, wait_for
+from .support.processes import (
+    STORM,
+    run_storm,
+    start_process,
+    use_in_child_processes,
+    use_session,
+    wait_for,
+)
 from .support.redis_servers import RedisServer, RedisUser
 
 KEY = "refreshing-session:test"
@@ -471,42 +478,42 @@ def test_a_store_built_on_a_client_pickles_its_connection_settings(tmp_path: Pat
 # ------------------------------------------------------------------ sessions and processes
 
 
+def redis_job(
+    auth: LocalAuthServer, redis_server: RedisServer, **extra: object
+) -> dict[str, object]:
+    """The job the STORM program expects for sessions on ``auth``'s API that share nothing but
+    the key KEY in ``redis_server``."""
+    return {
+        "api": auth.api_url,
+        "url": auth.api_url + "items",
+        "token_url": auth.token_url,
+        "redis": redis_server.url,
+        "key": KEY,
+        **extra,
+    }
+
+
 @pytest.mark.timeout(60)
 def test_processes_sharing_only_redis_refresh_once_per_due_token(
-    tmp_path: Path, record_property: Callable[[str, object], None]
+    tmp_path: Path, redis_server: RedisServer, record_property: Callable[[str, object], None]
 ) -> None:
     ttl, seconds, processes = 1.0, 4.0, 4
     with LocalAuthServer(access_ttl=ttl) as auth:
-        redis_server = RedisServer(tmp_path / "redis")
-        redis_server.start()
-        try:
-            ready, go = tmp_path / "ready", tmp_path / "go"
-            ready.mkdir()
-            job = {
-                "api": auth.api_url,
-                "url": auth.api_url + "items",
-                "token_url": auth.token_url,
-                "redis": redis_server.url,
-                "key": KEY,
-                "lock_ttl": 10.0,
-                "threads": 2,
-                "ready": str(ready),
-                "go": str(go),
-            }
-            workers = [start_process(STORM, job) for _ in range(processes)]
-            wait_for(lambda: len(list(ready.iterdir())) == processes, timeout=30)
-            logged_in = time.time()
+        logged_in: list[float] = []
+
+        def first_login() -> float:
+            """Store the first token; return when it was asked for (the storm starts then)."""
+            logged_in.append(time.time())
             log_in(RedisTokenStore(redis_server.url, KEY), auth)
-            _publish(go, str(logged_in + seconds))
-            outcomes: Counter[str] = Counter()
-            for worker in workers:
-                out, err = worker.communicate(timeout=40)
-                assert worker.returncode == 0, err[-2000:]
-                outcomes.update(json.loads(out))
-            elapsed = time.time() - logged_in
-        finally:
-            redis_server.stop()
+            return logged_in[0]
+
+        job = redis_job(auth, redis_server, lock_ttl=10.0, threads=2)
+        outputs = run_storm(job, processes, seconds, tmp_path, first_login)
+        elapsed = time.time() - logged_in[0]
         stats = auth.stats()
+    outcomes: Counter[str] = Counter()
+    for output in outputs:
+        outcomes.update(json.loads(output))
     # Each token is due halfway through its life (the leeway of 30 s exceeds it).
     due = int(elapsed // (ttl / 2))
     requests = sum(outcomes.values())
@@ -528,13 +535,6 @@ def test_processes_sharing_only_redis_refresh_once_per_due_token(
     assert stats.revoked_grants == 0
 
 
-def _publish(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` in one rename, so a reader never sees it half written."""
-    partial = path.with_suffix(".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
 @pytest.mark.timeout(60)
 def test_a_holder_killed_mid_refresh_blocks_the_others_only_until_lock_ttl(
     redis_server: RedisServer, store: RedisTokenStore, server: LocalAuthServer
@@ -543,17 +543,9 @@ def test_a_holder_killed_mid_refresh_blocks_the_others_only_until_lock_ttl(
     log_in(store, server)
     expired = expire(store)
     server.slow_token_endpoint(60)
-    job = {
-        "api": server.api_url,
-        "url": server.api_url + "items",
-        "token_url": server.token_url,
-        "redis": redis_server.url,
-        "key": KEY,
-        "lock_ttl": lock_ttl,
-        "threads": 1,
-        "once": True,
-        "until": time.time() + 60,
-    }
+    job = redis_job(
+        server, redis_server, lock_ttl=lock_ttl, threads=1, once=True, until=time.time() + 60
+    )
     victim = start_process(STORM, job)
     wait_for(lambda: server.stats().token_requests == 1, timeout=30)  # it holds the lock
     killed_at = time.monotonic()
