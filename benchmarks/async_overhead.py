@@ -13,7 +13,6 @@ requests per second wander from run to run tells how steady it is.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import statistics
@@ -28,6 +27,7 @@ import httpx
 from .authserver import granted_api
 from .clients import Endpoint, load_token
 from .httpx_peers import ours_async
+from .settings import Option, Plan, plan_from_command_line
 from .stats import percentile
 
 _TOKEN_TTL = 3600.0  # no refresh during the measurement
@@ -69,11 +69,12 @@ class Run:
         return self.requests / self.seconds
 
 
-def run_async_overhead(
-    pairs: int, seconds: float, tasks: int, progress: Callable[[str], None]
-) -> dict[str, Any]:
-    """Run ``pairs`` pairs of runs, ``tasks`` tasks for ``seconds`` per client and run, against
-    one loopback server; return the runs and their summary as plain data."""
+def run_async_overhead(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Run the plan's ``async_overhead_pairs`` pairs of runs, ``async_overhead_tasks`` tasks
+    for ``async_overhead_seconds`` per client and run, against one loopback server; return the
+    runs and their summary as plain data."""
+    pairs, seconds = plan.async_overhead_pairs, plan.async_overhead_seconds
+    tasks = plan.async_overhead_tasks
     runs: dict[str, list[Run]] = {key: [] for key in _BUILDERS}
     with granted_api(_TOKEN_TTL) as (server, endpoint):
         url = server.api_url + "items"
@@ -155,19 +156,13 @@ def summary(runs: dict[str, list[Run]], pairs: int, seconds: float, tasks: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.async_overhead", description=__doc__.splitlines()[0]
+    options = (
+        Option("--pairs", "async_overhead_pairs", 8),
+        Option("--seconds", "async_overhead_seconds", 6.0, "per client and run"),
+        Option("--tasks", "async_overhead_tasks", 100),
     )
-    parser.add_argument("--pairs", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=6.0, help="per client and run")
-    parser.add_argument("--tasks", type=int, default=100)
-    options = parser.parse_args(argv)
-    result = run_async_overhead(
-        options.pairs,
-        options.seconds,
-        options.tasks,
-        lambda message: print(message, file=sys.stderr),
-    )
+    plan = plan_from_command_line("benchmarks.async_overhead", __doc__, options, argv)
+    result = run_async_overhead(plan, lambda message: print(message, file=sys.stderr))
     for client in result["clients"]:
         speed = client["requests_per_second"]
         print(

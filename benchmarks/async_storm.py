@@ -16,7 +16,6 @@ that queue whatever the client's refresh policy.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import tempfile
 import time
@@ -29,9 +28,10 @@ import httpx
 
 from refreshing_session.testing import LocalAuthServer
 
-from .authserver import storm_counts, write_grant
+from .authserver import grant_storm, storm_counts
 from .clients import Endpoint
 from .httpx_peers import HTTPX_BY_KEY, HTTPX_CLIENTS
+from .settings import Plan
 from .stats import Latency
 from .workers import GRACE, spawned
 
@@ -72,20 +72,17 @@ class _Outcome:
 _LOST = _Outcome({}, Latency.of([]), Latency.of([]), 0.0, 0.0)
 
 
-def run_async_storm(
-    tasks: int,
-    rate: float,
-    ttl: float,
-    seconds: float,
-    token_delay: float,
-    progress: Callable[[str], None],
-) -> list[dict[str, Any]]:
-    """One cell per async client: ``tasks`` tasks making ``rate`` requests per second in all,
-    for ``seconds``, on ``ttl``-second tokens refreshed at half their life, the token endpoint
-    answering in ``token_delay`` seconds; return each cell's figures as plain data."""
+def run_async_storm(plan: Plan, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """One cell per async client: the plan's ``async_storm_tasks`` tasks making
+    ``async_storm_rate`` requests per second in all, for ``storm_seconds``, on
+    ``storm_ttl``-second tokens refreshed at half their life, the token endpoint answering in
+    ``token_delay`` seconds; return each cell's figures as plain data."""
+    tasks = plan.async_storm_tasks
     cells = []
     for key in ASYNC_KEYS:
-        cell = _run_cell(key, tasks, rate, ttl, seconds, token_delay)
+        cell = _run_cell(
+            key, tasks, plan.async_storm_rate, plan.storm_ttl, plan.storm_seconds, plan.token_delay
+        )
         progress(
             f"async storm {HTTPX_BY_KEY[key].async_label} 1x{tasks} tasks: "
             f"{cell['successes']} ok, {sum(cell['errors'].values())} errors, "
@@ -104,15 +101,10 @@ def _run_cell(
         tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder,
         spawned(HTTPX_BY_KEY[key].modules, _run_job, f"the async storm's {key}") as connection,
     ):
-        server.slow_token_endpoint(token_delay)
-        endpoint = Endpoint(
-            server.api_url, server.token_url, os.path.join(folder, "token.json"), margin=ttl / 2
-        )
-        before = server.stats()
-        write_grant(endpoint.store(), server.issue_token())
-        granted = time.perf_counter()
+        storm = grant_storm(server, folder, ttl, token_delay)
+        deadline = storm.granted + seconds
         connection.send(
-            _Job(key, endpoint, server.api_url + "items", tasks, tasks / rate, granted + seconds)
+            _Job(key, storm.endpoint, server.api_url + "items", tasks, tasks / rate, deadline)
         )
         lost = not connection.poll(seconds + GRACE)
         outcome = _LOST if lost else connection.recv()
@@ -128,7 +120,7 @@ def _run_cell(
         "requests": requests,
         "successes": outcome.outcomes.get("ok", 0),
         "errors": {kind: count for kind, count in sorted(outcome.outcomes.items()) if kind != "ok"},
-        **storm_counts(before, after, ttl, seconds, outcome.last_end - granted),
+        **storm_counts(storm.before, after, ttl, seconds, outcome.last_end - storm.granted),
         "latency": asdict(outcome.latency),
         "loop_lag": asdict(outcome.loop_lag),
         "client_cpu_us": 1e6 * outcome.cpu / max(1, requests),

@@ -68,6 +68,31 @@ def api_server(access_ttl: float, dpop_jkts: Sequence[str] = ()) -> Iterator[Run
             process.join(_STOP_TIMEOUT)
 
 
+@dataclass(frozen=True)
+class StormGrant:
+    """A storm's start on a :class:`LocalAuthServer`: the endpoint its clients share, the
+    server's stats just before the grant, and when the grant was written
+    (``time.perf_counter()``, the same clock in every process on one machine)."""
+
+    endpoint: Endpoint
+    before: ServerStats
+    granted: float
+
+
+def grant_storm(server: LocalAuthServer, folder: str, ttl: float, token_delay: float) -> StormGrant:
+    """Start a storm on ``server``, whose tokens live ``ttl`` seconds: slow its token endpoint
+    down to answer in ``token_delay`` seconds, and write a fresh grant to a token file in
+    ``folder`` for clients that refresh at half a token's life. Call it once the storm's
+    workers are up, so that its clock counts no start-up."""
+    server.slow_token_endpoint(token_delay)
+    endpoint = Endpoint(
+        server.api_url, server.token_url, os.path.join(folder, "token.json"), margin=ttl / 2
+    )
+    before = server.stats()
+    write_grant(endpoint.store(), server.issue_token())
+    return StormGrant(endpoint, before, time.perf_counter())
+
+
 def storm_counts(
     before: ServerStats, after: ServerStats, ttl: float, seconds: float, took: float
 ) -> dict[str, Any]:

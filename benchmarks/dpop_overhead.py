@@ -29,6 +29,7 @@ from refreshing_session.dpop import DPoPKey
 
 from .authserver import RunningServer, api_server
 from .overhead import Batch, ClientCost, cost, interleaved, stubbed_transport
+from .settings import Plan
 from .stats import Spread, load_average
 
 _TOKEN_TTL = 3600.0  # no refresh during the measurement
@@ -62,12 +63,13 @@ class DPoPOverheadResult:
     load_after: float | None
 
 
-def run_dpop_overhead(
-    rounds: int, requests: int, stubbed_requests: int, proofs: int, progress: Callable[[str], None]
-) -> DPoPOverheadResult:
-    """Measure the bearer and the two DPoP sessions over ``rounds`` interleaved rounds of
-    ``requests`` requests each, then of ``stubbed_requests`` with the transport stubbed out,
-    then the signer alone over ``rounds`` rounds of ``proofs`` proofs per algorithm."""
+def run_dpop_overhead(plan: Plan, progress: Callable[[str], None]) -> DPoPOverheadResult:
+    """Measure the bearer and the two DPoP sessions over the plan's ``dpop_rounds``
+    interleaved rounds of ``dpop_requests`` requests each, then of ``stubbed_requests`` with
+    the transport stubbed out, then the signer alone over ``dpop_rounds`` rounds of
+    ``dpop_proofs`` proofs per algorithm."""
+    rounds, requests, proofs = plan.dpop_rounds, plan.dpop_requests, plan.dpop_proofs
+    stubbed_requests = plan.stubbed_requests
     load_before = load_average()
     keys = {client: DPoPKey.generate(algorithm) for client, algorithm in ALGORITHMS.items()}
     with (

@@ -10,7 +10,6 @@ and each round's requests per second and client CPU per request divided by those
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -20,14 +19,17 @@ from typing import Any
 from .authserver import granted_api
 from .httpx_peers import HTTPX_CLIENTS, PLAIN
 from .overhead import ClientCost, cost, interleaved
+from .settings import Option, Plan, plan_from_command_line
 
 _TOKEN_TTL = 3600.0  # no refresh during the measurement
 
 
-def run_httpx_overhead(rounds: int, count: int, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Measure every httpx client against one loopback server in ``rounds`` interleaved rounds
-    of ``count`` requests; return the rounds, the requests per round and each client's
+def run_httpx_overhead(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Measure every httpx client against one loopback server in the plan's
+    ``overhead_rounds`` interleaved rounds of ``overhead_requests`` requests (as the requests
+    common path does); return the rounds, the requests per round and each client's
     :class:`~benchmarks.overhead.ClientCost` as plain data."""
+    rounds, count = plan.overhead_rounds, plan.overhead_requests
     with granted_api(_TOKEN_TTL) as (server, endpoint), ExitStack() as stack:
         clients = {
             client.key: stack.enter_context(client.sync(endpoint)) for client in HTTPX_CLIENTS
@@ -45,15 +47,12 @@ def run_httpx_overhead(rounds: int, count: int, progress: Callable[[str], None])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.httpx_overhead", description=__doc__.splitlines()[0]
+    options = (
+        Option("--rounds", "overhead_rounds", 10),
+        Option("--requests", "overhead_requests", 300, "per client and round"),
     )
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--requests", type=int, default=300, help="per client and round")
-    options = parser.parse_args(argv)
-    result = run_httpx_overhead(
-        options.rounds, options.requests, lambda message: print(message, file=sys.stderr)
-    )
+    plan = plan_from_command_line("benchmarks.httpx_overhead", __doc__, options, argv)
+    result = run_httpx_overhead(plan, lambda message: print(message, file=sys.stderr))
     for client in result["clients"]:
         speed, cpu = client["speed_vs_plain"], client["cpu_vs_plain"]
         print(

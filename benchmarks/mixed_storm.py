@@ -18,9 +18,7 @@ token twice.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import threading
@@ -36,11 +34,12 @@ import httpx
 
 from refreshing_session.testing import LocalAuthServer
 
-from .authserver import storm_counts, write_grant
+from .authserver import grant_storm, storm_counts
 from .clients import Endpoint
 from .clients import ours as ours_requests
 from .httpx_peers import ours as ours_httpx
 from .httpx_peers import ours_async
+from .settings import Option, Plan, plan_from_command_line
 from .workers import GRACE, spawned
 
 _REQUEST_TIMEOUT = 10.0
@@ -92,16 +91,13 @@ class _Tally:
     last_end: float
 
 
-def run_mixed_storm(
-    runs: int,
-    seconds: float,
-    ttl: float,
-    token_delay: float,
-    tasks: int,
-    progress: Callable[[str], None],
-) -> dict[str, Any]:
-    """Run the storm ``runs`` times for ``seconds`` on ``ttl``-second tokens, the token
-    endpoint answering in ``token_delay`` seconds; return each run's figures as plain data."""
+def run_mixed_storm(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Run the storm the plan's ``mixed_storm_runs`` times for ``mixed_storm_seconds``, with
+    ``mixed_storm_tasks`` tasks in the asyncio process, on ``storm_ttl``-second tokens, the
+    token endpoint answering in ``token_delay`` seconds; return each run's figures as plain
+    data."""
+    runs, seconds, tasks = plan.mixed_storm_runs, plan.mixed_storm_seconds, plan.mixed_storm_tasks
+    ttl, token_delay = plan.storm_ttl, plan.token_delay
     found = []
     for number in range(runs):
         figures = _run(front_ends(tasks), seconds, ttl, token_delay)
@@ -139,21 +135,16 @@ def _run(ends: Sequence[FrontEnd], seconds: float, ttl: float, delay: float) -> 
             for end in ends
             for _ in range(end.processes)
         ]
-        server.slow_token_endpoint(delay)
-        endpoint = Endpoint(
-            server.api_url, server.token_url, os.path.join(folder, "token.json"), margin=ttl / 2
-        )
-        before = server.stats()
-        write_grant(endpoint.store(), server.issue_token())
-        granted = time.perf_counter()
+        storm = grant_storm(server, folder, ttl, delay)
         for end, connection in workers:
-            connection.send(_Job(end, endpoint, server.api_url + "items", granted + seconds))
+            job = _Job(end, storm.endpoint, server.api_url + "items", storm.granted + seconds)
+            connection.send(job)
         tallies = [(end, _report(connection, seconds)) for end, connection in workers]
         after = server.stats()
-    last_end = max((tally.last_end for _, tally in tallies if tally), default=granted)
+    last_end = max((tally.last_end for _, tally in tallies if tally), default=storm.granted)
     return {
         "front_ends": [_front_end(end, tallies) for end in ends],
-        **storm_counts(before, after, ttl, seconds, last_end - granted),
+        **storm_counts(storm.before, after, ttl, seconds, last_end - storm.granted),
         "lost_workers": sum(1 for _, tally in tallies if tally is None),
     }
 
@@ -249,23 +240,15 @@ def _outcome(status: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.mixed_storm", description=__doc__.splitlines()[0]
+    options = (
+        Option("--runs", "mixed_storm_runs", 3),
+        Option("--seconds", "mixed_storm_seconds", 11.5, "per run"),
+        Option("--ttl", "storm_ttl", 2.0, "access-token life, seconds"),
+        Option("--delay", "token_delay", 0.1, "the token endpoint's, seconds"),
+        Option("--tasks", "mixed_storm_tasks", 100, "in the asyncio process"),
     )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=11.5, help="per run")
-    parser.add_argument("--ttl", type=float, default=2.0, help="access-token life, seconds")
-    parser.add_argument("--delay", type=float, default=0.1, help="the token endpoint's, seconds")
-    parser.add_argument("--tasks", type=int, default=100, help="in the asyncio process")
-    options = parser.parse_args(argv)
-    run_mixed_storm(
-        options.runs,
-        options.seconds,
-        options.ttl,
-        options.delay,
-        options.tasks,
-        lambda message: print(message, file=sys.stderr),
-    )
+    plan = plan_from_command_line("benchmarks.mixed_storm", __doc__, options, argv)
+    run_mixed_storm(plan, lambda message: print(message, file=sys.stderr))
     return 0
 
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any
 from .async_overhead import run_async_overhead
 from .async_storm import run_async_storm
 from .charts import write_charts
-from .clients import AT_EXPIRY, LIBRARIES, OURS, OURS_ON_REDIS
+from .clients import AT_EXPIRY, LIBRARIES, OURS, OURS_ON_REDIS, Library
 from .dpop_overhead import run_dpop_overhead
 from .httpx_overhead import run_httpx_overhead
 from .local_redis import MISSING, redis_server_found
@@ -158,64 +158,13 @@ def _missing_peers() -> list[str]:
 
 
 def run(plan: Plan, parts: Sequence[str], command: str, progress: Progress) -> dict[str, Any]:
-    """Run the chosen ``parts`` of ``plan``; return the results as plain data."""
+    """Run the chosen ``parts`` of ``plan``, in the order of :data:`PARTS`; return the results
+    as plain data."""
     started = time.perf_counter()
     results: dict[str, Any] = {"meta": _meta(plan, command)}
-    if "overhead" in parts:
-        results["overhead"] = asdict(run_overhead(plan, progress))
-    if "storm" in parts:
-        results["storm"] = _run_cells(_storm_cells(plan), plan, plan.storm_seconds, progress)
-    if "versus_static" in parts:
-        results["versus_static"] = run_versus_static(plan, progress)
-    if "storm_latency" in parts:
-        results["storm_latency"] = _run_cells(
-            _latency_cells(plan), plan, plan.latency_seconds, progress
-        )
-    if "scaling" in parts:
-        results["scaling"] = _run_cells(_scaling_cells(plan), plan, plan.storm_seconds, progress)
-    if "httpx_overhead" in parts:
-        results["httpx_overhead"] = run_httpx_overhead(
-            plan.overhead_rounds, plan.overhead_requests, progress
-        )
-    if "async_overhead" in parts:
-        results["async_overhead"] = run_async_overhead(
-            plan.async_overhead_pairs,
-            plan.async_overhead_seconds,
-            plan.async_overhead_tasks,
-            progress,
-        )
-    if "async_storm" in parts:
-        results["async_storm"] = run_async_storm(
-            plan.async_storm_tasks,
-            plan.async_storm_rate,
-            plan.storm_ttl,
-            plan.storm_seconds,
-            plan.token_delay,
-            progress,
-        )
-    if "mixed_storm" in parts:
-        results["mixed_storm"] = run_mixed_storm(
-            plan.mixed_storm_runs,
-            plan.mixed_storm_seconds,
-            plan.storm_ttl,
-            plan.token_delay,
-            plan.mixed_storm_tasks,
-            progress,
-        )
-    if "dpop_overhead" in parts:
-        results["dpop_overhead"] = asdict(
-            run_dpop_overhead(
-                plan.dpop_rounds,
-                plan.dpop_requests,
-                plan.stubbed_requests,
-                plan.dpop_proofs,
-                progress,
-            )
-        )
-    if "redis_storm" in parts:
-        results["redis_storm"] = _run_cells(
-            _redis_storm_cells(plan), plan, plan.storm_seconds, progress
-        )
+    for part in PARTS:
+        if part in parts:
+            results[part] = _MEASURES[part](plan, progress)
     results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
     results["meta"]["load_after"] = load_average()
     plain: dict[str, Any] = _plain(results)
@@ -246,39 +195,48 @@ def _kept_with(results: dict[str, Any], previous: Path) -> dict[str, Any]:
     return {**kept, **{key: results[key] for key in parts}}
 
 
-def _storm_cells(plan: Plan) -> list[Cell]:
-    return [
-        Cell(library.key, processes, threads)
-        for processes, threads in plan.storm_shapes
-        for library in LIBRARIES
-    ]
+def _storm(plan: Plan, progress: Progress) -> list[dict[str, Any]]:
+    """The storm: every library at every storm shape, back to back."""
+    return _run_cells(_storm_cells(plan, LIBRARIES), plan, plan.storm_seconds, progress)
 
 
-def _redis_storm_cells(plan: Plan) -> list[Cell]:
+def _redis_storm(plan: Plan, progress: Progress) -> list[dict[str, Any]]:
     """The storm's shapes for RefreshingSession on the token file, then on Redis, side by
     side."""
+    cells = _storm_cells(plan, (OURS, OURS_ON_REDIS))
+    return _run_cells(cells, plan, plan.storm_seconds, progress)
+
+
+def _storm_cells(plan: Plan, libraries: Sequence[Library]) -> list[Cell]:
+    """Each of ``libraries`` at each of the plan's storm shapes, back to back."""
     return [
         Cell(library.key, processes, threads)
         for processes, threads in plan.storm_shapes
-        for library in (OURS, OURS_ON_REDIS)
+        for library in libraries
     ]
 
 
-def _latency_cells(plan: Plan) -> list[Cell]:
-    return [
+def _storm_latency(plan: Plan, progress: Progress) -> list[dict[str, Any]]:
+    """RefreshingSession and its refresh-at-expiry variant at each latency shape, paced to
+    the plan's latency rate over all threads."""
+    cells = [
         Cell(key, processes, threads, rate=plan.latency_rate / (processes * threads))
         for processes, threads in plan.latency_shapes
         for key in (OURS.key, AT_EXPIRY.key)
     ]
+    return _run_cells(cells, plan, plan.latency_seconds, progress)
 
 
-def _scaling_cells(plan: Plan) -> list[Cell]:
-    return [
+def _scaling(plan: Plan, progress: Progress) -> list[dict[str, Any]]:
+    """One paced thread per process, over more and more processes (peers up to the plan's
+    limit), at the plan's scaling rate over all processes."""
+    cells = [
         Cell(library.key, processes, 1, rate=plan.scaling_rate / processes)
         for processes in plan.scaling_processes
         for library in LIBRARIES
         if library is OURS or processes <= plan.peer_scaling_limit
     ]
+    return _run_cells(cells, plan, plan.storm_seconds, progress)
 
 
 def _run_cells(
@@ -293,6 +251,22 @@ def _run_cells(
         )
         results.append(as_dict(result))
     return results
+
+
+# How each part is measured from the plan; every part's results become plain data (see _plain).
+_MEASURES: dict[str, Callable[[Plan, Progress], object]] = {
+    "overhead": run_overhead,
+    "storm": _storm,
+    "versus_static": run_versus_static,
+    "storm_latency": _storm_latency,
+    "scaling": _scaling,
+    "httpx_overhead": run_httpx_overhead,
+    "async_overhead": run_async_overhead,
+    "async_storm": run_async_storm,
+    "mixed_storm": run_mixed_storm,
+    "dpop_overhead": run_dpop_overhead,
+    "redis_storm": _redis_storm,
+}
 
 
 def _meta(plan: Plan, command: str) -> dict[str, Any]:
@@ -333,7 +307,10 @@ def _version(distribution: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """``value`` with NaN replaced by None, so that the JSON is standard."""
+    """``value`` as JSON data: a dataclass instance as the dict of its fields, NaN as None (so
+    that the JSON is standard)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):

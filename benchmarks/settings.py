@@ -1,8 +1,11 @@
-"""How long and how hard each benchmark runs: the full plan and the CI smoke plan."""
+"""How long and how hard each benchmark runs: the full plan and the CI smoke plan, and the
+command line of a part run alone, which sets some of the full plan's sizes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 Shape = tuple[int, int]  # (processes, threads per process)
 
@@ -115,3 +118,33 @@ QUICK = Plan(
     versus_servers=("LocalAuthServer",),
     versus_profile=None,
 )
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option of a part's own command line: ``flag`` sets the :class:`Plan` field ``field``,
+    whose value is ``default`` unless given (and of its type: an int or a float)."""
+
+    flag: str
+    field: str
+    default: int | float
+    help: str | None = None
+
+
+def plan_from_command_line(
+    module: str, doc: str, options: Sequence[Option], argv: Sequence[str] | None
+) -> Plan:
+    """The full plan with the fields that ``options`` set from ``argv``, the command line of
+    ``python -m module`` (described by the first line of its ``doc``); exits with argparse's
+    usage message on a bad option."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.splitlines()[0])
+    for option in options:
+        parser.add_argument(
+            option.flag,
+            dest=option.field,
+            metavar="N" if isinstance(option.default, int) else "S",
+            type=type(option.default),
+            default=option.default,
+            help=option.help,
+        )
+    return replace(FULL, **vars(parser.parse_args(argv)))
