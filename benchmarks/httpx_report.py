@@ -21,6 +21,14 @@ ASYNC_RATIO = 0.95  # the async common path's requests/s against plain's, at lea
 # As steady as plain: its run-to-run variation at most this many times plain's (8 runs of each
 # client give a noisy estimate of the variation: equal clients differ by this much).
 STEADY_SLACK = 1.25
+# The columns of a common-path table, the requests one's and the httpx one's.
+COMMON_PATH_HEADER = (
+    "client",
+    "requests/s",
+    "requests/s vs plain",
+    "client CPU µs/request",
+    "CPU vs plain",
+)
 
 
 @dataclass(frozen=True)
@@ -99,8 +107,12 @@ def _ratio(spread: Mapping[str, float]) -> str:
     return f"{spread['median']:.2f}{_TIMES}"
 
 
-def _common_path(overhead: Mapping[str, Any], spread: Spread) -> Section:
-    rows = [
+def common_path_rows(clients: Sequence[Mapping[str, Any]], spread: Spread) -> list[tuple[str, ...]]:
+    """The rows of a common-path table (requests' or httpx's; columns
+    :data:`COMMON_PATH_HEADER`), one per client's :class:`~benchmarks.overhead.ClientCost` as
+    plain data: the medians of its requests per second and client CPU per request, each with
+    its ratio to the plain client's shown with ``spread``."""
+    return [
         (
             c["label"],
             f"{c['requests_per_second']['median']:.0f}",
@@ -108,8 +120,11 @@ def _common_path(overhead: Mapping[str, Any], spread: Spread) -> Section:
             f"{c['cpu_us_per_request']['median']:.0f}",
             spread(c["cpu_vs_plain"]),
         )
-        for c in overhead["clients"]
+        for c in clients
     ]
+
+
+def _common_path(overhead: Mapping[str, Any], spread: Spread) -> Section:
     text = (
         f"{overhead['rounds']} interleaved rounds of {overhead['requests_per_round']} GET "
         "requests per httpx client against one loopback server in its own process, each "
@@ -120,8 +135,8 @@ def _common_path(overhead: Mapping[str, Any], spread: Spread) -> Section:
     return Section(
         "httpx common path: one request with a valid token",
         text,
-        ("client", "requests/s", "requests/s vs plain", "client CPU µs/request", "CPU vs plain"),
-        rows,
+        COMMON_PATH_HEADER,
+        common_path_rows(overhead["clients"], spread),
     )
 
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .clients import AT_EXPIRY, BY_KEY, LIBRARIES, OURS_ON_REDIS, PLAIN
 from .dpop_report import dpop_sections, dpop_summary
-from .httpx_report import httpx_sections, httpx_summary, usage_rows
+from .httpx_report import (
+    COMMON_PATH_HEADER,
+    common_path_rows,
+    httpx_sections,
+    httpx_summary,
+    usage_rows,
+)
 from .targets import check
 from .versus_static import summary
 
@@ -27,35 +34,11 @@ def sections(results: Results, charts: str, level: int) -> str:
     section per part, with headings of ``level``."""
     head = "#" * level
     parts = [_about(results), _summary(results)]
-    if "overhead" in results:
-        parts += [
-            f"{head} Common path: one request with a valid token",
-            _overhead(results["overhead"]),
-            f"![common path]({charts}overhead.svg)",
-        ]
-    if "storm" in results:
-        parts += [
-            f"{head} Refresh storm",
-            _storm_intro(results),
-            _storm(results["storm"]),
-            f"![refresh storm]({charts}storm.svg)",
-        ]
-    if "versus_static" in results:
-        parts += [f"{head} Refresh storm against a static token", _versus(results)]
-    if "storm_latency" in results:
-        parts += [f"{head} Storm latency: requests that arrive during a refresh", _latency(results)]
-    if "scaling" in results:
-        parts += [
-            f"{head} Scaling with processes",
-            _scaling(results),
-            f"![scaling]({charts}scaling.svg)",
-        ]
-    if "redis_storm" in results:
-        parts += [
-            f"{head} Refresh storm with the token in Redis",
-            _redis_storm_intro(results),
-            _storm(results["redis_storm"]),
-        ]
+    for own in _OWN_PARTS:
+        if own.key in results:
+            parts += [f"{head} {own.title}", own.text(results)]
+            if own.chart is not None:
+                parts.append(f"![{own.chart}]({charts}{own.key}.svg)")
     for part in [
         *httpx_sections(results, _spread, _errors, _number),
         *dpop_sections(results, _spread, _number),
@@ -68,6 +51,18 @@ def sections(results: Results, charts: str, level: int) -> str:
         _usage(results),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+@dataclass(frozen=True)
+class _OwnPart:
+    """A part of the report laid out here (the httpx and DPoP parts come as :class:`Section`):
+    the key of its results, its title, its text built from the whole results, and the alt
+    text of its chart, ``<key>.svg`` (see :mod:`benchmarks.charts`), when it has one."""
+
+    key: str
+    title: str
+    text: Callable[[Results], str]
+    chart: str | None = None
 
 
 def _about(results: Results) -> str:
@@ -216,21 +211,9 @@ def _spread(spread: Mapping[str, float], digits: int = 3) -> str:
     )
 
 
-def _overhead(overhead: Mapping[str, Any]) -> str:
-    rows = [
-        (
-            c["label"],
-            f"{c['requests_per_second']['median']:.0f}",
-            _spread(c["speed_vs_plain"]),
-            f"{c['cpu_us_per_request']['median']:.0f}",
-            _spread(c["cpu_vs_plain"]),
-        )
-        for c in overhead["clients"]
-    ]
-    loopback = _table(
-        ("client", "requests/s", "requests/s vs plain", "client CPU µs/request", "CPU vs plain"),
-        rows,
-    )
+def _overhead(results: Results) -> str:
+    overhead = results["overhead"]
+    loopback = _table(COMMON_PATH_HEADER, common_path_rows(overhead["clients"], _spread))
     bare = [
         (c["label"], f"{c['cpu_us_per_request']['median']:.1f}", _spread(c["cpu_vs_plain"]))
         for c in overhead["stubbed"]
@@ -259,6 +242,11 @@ def _storm_setup(plan: dict[str, Any]) -> str:
     )
 
 
+def _storm_part(results: Results) -> str:
+    """The storm's conditions, then its table."""
+    return f"{_storm_intro(results)}\n\n{_storm(results['storm'])}"
+
+
 def _storm_intro(results: Results) -> str:
     plan = results["meta"]["plan"]
     return (
@@ -271,6 +259,11 @@ def _storm_intro(results: Results) -> str:
         "more than the due count without any duplicate (a duplicate shows as a reuse "
         "detection). Latency is over successful requests."
     )
+
+
+def _redis_storm_part(results: Results) -> str:
+    """The Redis storm's conditions, then its table."""
+    return f"{_redis_storm_intro(results)}\n\n{_storm(results['redis_storm'])}"
 
 
 def _redis_storm_intro(results: Results) -> str:
@@ -487,3 +480,14 @@ def _usage(results: Results) -> str:
         "through their documented token-update hook; none of them re-reads the file.\n\n"
         + _table(("library", "used as"), rows)
     )
+
+
+# The report's own parts, in their order.
+_OWN_PARTS = (
+    _OwnPart("overhead", "Common path: one request with a valid token", _overhead, "common path"),
+    _OwnPart("storm", "Refresh storm", _storm_part, "refresh storm"),
+    _OwnPart("versus_static", "Refresh storm against a static token", _versus),
+    _OwnPart("storm_latency", "Storm latency: requests that arrive during a refresh", _latency),
+    _OwnPart("scaling", "Scaling with processes", _scaling, "scaling"),
+    _OwnPart("redis_storm", "Refresh storm with the token in Redis", _redis_storm_part),
+)
