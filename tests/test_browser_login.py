@@ -9,14 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import json
 import secrets
 import socket
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -24,6 +22,7 @@ import pytest
 from refreshing_session import LoginRequired, OAuth2Refresher
 from refreshing_session.browser_login import BrowserLogin
 
+from .support.handlers import QuietHandler
 from .support.hostile import LoopbackServer
 
 CLIENT_ID = "native-app"
@@ -40,12 +39,7 @@ class AuthorizationServer(LoopbackServer):
         self.token_forms: list[dict[str, str]] = []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet: requests carry codes."""
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
                 server.authorize_queries.append(query)
@@ -56,24 +50,13 @@ class AuthorizationServer(LoopbackServer):
                     code = secrets.token_urlsafe(16)
                     server.codes[code] = (query["code_challenge"], query["redirect_uri"])
                     answer["code"] = code
-                self.send_response(302)
-                self.send_header(
-                    "Location", query["redirect_uri"] + "?" + urllib.parse.urlencode(answer)
-                )
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                location = query["redirect_uri"] + "?" + urllib.parse.urlencode(answer)
+                self.send_empty(302, {"Location": location})
 
             def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                form = dict(urllib.parse.parse_qsl(raw.decode()))
+                form = self.read_form()
                 server.token_forms.append(form)
-                status, body = server.redeem(form)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(*server.redeem(form))
 
         super().__init__(Handler)
 

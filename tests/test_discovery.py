@@ -4,9 +4,7 @@ credential is sent."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -15,6 +13,7 @@ from refreshing_session import ClientCredentialsRefresher, ClientRejected, OAuth
 from refreshing_session.discovery import discover, document_urls
 from refreshing_session.testing import LocalAuthServer
 
+from .support.handlers import QuietHandler
 from .support.hostile import LoopbackServer
 
 Documents = Callable[[str, str], dict[str, Any] | None]
@@ -29,27 +28,18 @@ class MetadataServer(LoopbackServer):
         self.posts = 0
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet."""
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 server.paths.append(self.path)
                 document = documents(server.origin, self.path)
-                body = json.dumps(document).encode() if document is not None else b"{}"
-                self.send_response(200 if document is not None else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                if document is None:
+                    self.send_json(404, {})
+                else:
+                    self.send_json(200, document)
 
             def do_POST(self) -> None:
                 server.posts += 1
-                self.send_response(400)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.send_empty(400)
 
         super().__init__(Handler)
 

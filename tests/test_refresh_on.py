@@ -7,7 +7,6 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from refreshing_session import OAuth2Refresher, RefreshingSession
 from refreshing_session.guard import refresh_may_cure
 
+from .support.handlers import QuietHandler
 from .support.hostile import LoopbackServer
 from .support.recording import RecordingEndpoint
 
@@ -29,23 +29,17 @@ class ForbiddingApi(LoopbackServer):
         self.calls = 0
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet: requests carry tokens."""
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 with api._lock:
                     api.calls += 1
                     allowed = self.headers.get(
                         "Authorization"
                     ) == f"Bearer {api.current}" and not self.path.startswith("/admin")
-                self.send_response(200 if allowed else 403)
-                if not allowed and challenge:
-                    self.send_header("WWW-Authenticate", challenge)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                if allowed:
+                    self.send_empty(200)
+                else:
+                    self.send_empty(403, {"WWW-Authenticate": challenge} if challenge else {})
 
         super().__init__(Handler)
 

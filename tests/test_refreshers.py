@@ -9,7 +9,6 @@ import math
 import time
 import urllib.parse
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from refreshing_session.exchange import NotConnected
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import refresher_for
+from .support.handlers import QuietHandler
 from .support.hostile import LoopbackServer
 from .support.recording import RecordingEndpoint
 
@@ -638,14 +638,9 @@ def test_a_redirect_with_a_huge_body_is_read_within_the_answer_limit() -> None:
     # A token endpoint answering 302 with 64 MiB: requests' own redirect handling would read
     # the whole body before the bounded reader sees it.
 
-    class Redirecting(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Quiet."""
-
+    class Redirecting(QuietHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.read_body()
             chunk, total = b"x" * 65536, 64 * 1024 * 1024
             self.send_response(302)
             self.send_header("Location", "https://elsewhere.example/token")

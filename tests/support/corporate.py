@@ -11,19 +11,19 @@ certificate signed by the CA (``tls_client_auth``). Everything the servers saw i
 from __future__ import annotations
 
 import http.server
-import json
 import select
 import socket
 import socketserver
 import ssl
 import threading
-import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trustme
+
+from .handlers import QuietHandler
 
 API_HOST = "api.corp.test"
 AUTH_HOST = "auth.corp.test"
@@ -128,20 +128,15 @@ def _https_server(
         network.ca.configure_trust(context)
         context.verify_mode = ssl.CERT_REQUIRED
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(QuietHandler):
         timeout = _IO_TIMEOUT
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Silent: requests carry secrets."""
 
         def do_GET(self) -> None:
             status = network.api_answer(self.headers.get("Authorization", ""))
-            self._answer(status, {"ok": status == 200})
+            self.send_json(status, {"ok": status == 200})
 
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+            form = self.read_form()
             peer = (
                 self.connection.getpeercert()
                 if isinstance(self.connection, ssl.SSLSocket)
@@ -152,15 +147,7 @@ def _https_server(
                 network.seen.client_subjects.extend(
                     str(pair[1]) for pair in names if pair[0] == "commonName"
                 )
-            self._answer(*network.token_answer(dict(self.headers.items()), form))
-
-        def _answer(self, status: int, body: Any) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_json(*network.token_answer(dict(self.headers.items()), form))
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -3,14 +3,12 @@ what the client sends."""
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
-import urllib.parse
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from .handlers import QuietHandler
 from .hostile import LoopbackServer
 
 Answer = Callable[[dict[str, str]], tuple[int, dict[str, Any]]]
@@ -26,23 +24,11 @@ class RecordingEndpoint(LoopbackServer):
         self.closed = threading.Semaphore(0)  # released as each connection is closed
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Silent: requests carry the client's credentials."""
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                form = dict(urllib.parse.parse_qsl(raw.decode()))
+                form = self.read_form()
                 endpoint.requests.append((dict(self.headers.items()), form))
-                status, body = answer(form)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(*answer(form))
                 if close_after_answer:  # as a server dropping an idle keep-alive connection
                     self.wfile.flush()
                     self.close_connection = True
