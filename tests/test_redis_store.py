@@ -39,6 +39,7 @@ from .support.processes import (
     use_session,
     wait_for,
 )
+from .support.redis_jobs import redis_job
 from .support.redis_servers import RedisServer, RedisUser
 
 KEY = "refreshing-session:test"
@@ -478,21 +479,6 @@ def test_a_store_built_on_a_client_pickles_its_connection_settings(tmp_path: Pat
 # ------------------------------------------------------------------ sessions and processes
 
 
-def redis_job(
-    auth: LocalAuthServer, redis_server: RedisServer, **extra: object
-) -> dict[str, object]:
-    """The job the STORM program expects for sessions on ``auth``'s API that share nothing but
-    the key KEY in ``redis_server``."""
-    return {
-        "api": auth.api_url,
-        "url": auth.api_url + "items",
-        "token_url": auth.token_url,
-        "redis": redis_server.url,
-        "key": KEY,
-        **extra,
-    }
-
-
 @pytest.mark.timeout(60)
 def test_processes_sharing_only_redis_refresh_once_per_due_token(
     tmp_path: Path, redis_server: RedisServer, record_property: Callable[[str, object], None]
@@ -507,7 +493,7 @@ def test_processes_sharing_only_redis_refresh_once_per_due_token(
             log_in(RedisTokenStore(redis_server.url, KEY), auth)
             return logged_in[0]
 
-        job = redis_job(auth, redis_server, lock_ttl=10.0, threads=2)
+        job = redis_job(auth, redis_server, KEY, lock_ttl=10.0, threads=2)
         outputs = run_storm(job, processes, seconds, tmp_path, first_login)
         elapsed = time.time() - logged_in[0]
         stats = auth.stats()
@@ -544,7 +530,7 @@ def test_a_holder_killed_mid_refresh_blocks_the_others_only_until_lock_ttl(
     expired = expire(store)
     server.slow_token_endpoint(60)
     job = redis_job(
-        server, redis_server, lock_ttl=lock_ttl, threads=1, once=True, until=time.time() + 60
+        server, redis_server, KEY, lock_ttl=lock_ttl, threads=1, once=True, until=time.time() + 60
     )
     victim = start_process(STORM, job)
     wait_for(lambda: server.stats().token_requests == 1, timeout=30)  # it holds the lock
