@@ -177,31 +177,41 @@ def test_a_device_endpoint_over_plain_http_elsewhere_is_refused() -> None:
 # --- import --------------------------------------------------------------------------------------
 
 
-def test_import_of_a_requests_oauthlib_token() -> None:
-    saved = {
-        "access_token": "at-1",
-        "token_type": "Bearer",
-        "refresh_token": "rt-1",
-        "expires_in": 3600,
-        "expires_at": 1_900_000_000.5,
-        "scope": ["read", "write"],
-    }
+@pytest.mark.parametrize(
+    ("saved", "expected"),
+    [
+        pytest.param(
+            {
+                "access_token": "at-1",
+                "token_type": "Bearer",
+                "refresh_token": "rt-1",
+                "expires_in": 3600,
+                "expires_at": 1_900_000_000.5,
+                "scope": ["read", "write"],
+            },
+            {"expires_at": 1_900_000_000.5, "lifetime": 3600, "scope": "read write"},
+            id="requests-oauthlib",
+        ),
+        pytest.param(
+            {
+                "access_token": "at-2",
+                "token_type": "bearer",
+                "refresh_token": "rt-2",
+                "expires_at": 1_900_000_000,
+                "id_token": "a.b.c",
+            },
+            {"expires_at": 1_900_000_000, "extra": {"id_token": "a.b.c"}},
+            id="authlib",
+        ),
+    ],
+)
+def test_import_of_a_token_another_library_saved(
+    saved: dict[str, object], expected: dict[str, object]
+) -> None:
+    """The token's fields as the library saved them (its expiry, lifetime, scope list, extra
+    fields) come through, without warnings."""
     token, warnings = import_token(json.dumps(saved).encode(), source="x", written_at=None)
-    assert (token.expires_at, token.lifetime, token.scope) == (1_900_000_000.5, 3600, "read write")
-    assert warnings == []
-
-
-def test_import_of_an_authlib_token() -> None:
-    saved = {
-        "access_token": "at-2",
-        "token_type": "bearer",
-        "refresh_token": "rt-2",
-        "expires_at": 1_900_000_000,
-        "id_token": "a.b.c",
-    }
-    token, warnings = import_token(json.dumps(saved).encode(), source="x", written_at=None)
-    assert token.expires_at == 1_900_000_000
-    assert token.extra["id_token"] == "a.b.c"
+    assert {name: getattr(token, name) for name in expected} == expected
     assert warnings == []
 
 
