@@ -10,7 +10,7 @@ before routing, so ``/api/../pub/steal`` reaches its ``/pub/`` handler.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,7 +26,7 @@ from refreshing_session.testing import LocalAuthServer
 from refreshing_session.urls import Prefixes
 
 from .conftest import SessionFactory
-from .support.hostile import LoopbackServer
+from .support.hostile import LoopbackServer, served
 
 TIMEOUT = 5
 # The ways to write a dot segment that requests sends on as it is (or turns into "..").
@@ -117,10 +117,7 @@ def _handler_for(hostile: HostileServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def hostile() -> Iterator[HostileServer]:
-    with HostileServer() as running:
-        yield running
+hostile = served(HostileServer)
 
 
 # --- 1. dot segments ------------------------------------------------------------------------------

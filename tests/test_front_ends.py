@@ -34,7 +34,9 @@ from refreshing_session.httpx import RefreshingAsyncClient, RefreshingAuth, Refr
 from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, refresher_for, stored
+from .support.front_end_checks import check_a_401_no_refresh_cures_costs_one_refresh_per_token
 from .support.front_ends import ALL, HOP_BY_HOP, Client, ClientFactory, client_factory
+from .support.hostile import served
 from .support.recording import RecordingEndpoint
 from .test_attack_prefixes import CLIMBS, UNSAFE_METHODS, HostileServer
 from .test_profiles import server_profile
@@ -55,16 +57,14 @@ def make_client(
     )
 
 
-@pytest.fixture
-def hostile() -> Iterator[HostileServer]:
-    with HostileServer() as running:
-        yield running
+hostile = served(HostileServer)
+other_origin = served(LocalAuthServer)
 
 
-@pytest.fixture
-def other_origin() -> Iterator[LocalAuthServer]:
-    with LocalAuthServer() as running:
-        yield running
+def redirect_and_api(server: LocalAuthServer) -> list[str]:
+    """Prefixes that hold the server's /redirect beside its API, so that a redirect starts on a
+    hop that gets the token."""
+    return [server.url + "/redirect", server.api_url]
 
 
 # --- which URLs get the token ---------------------------------------------------------------------
@@ -150,13 +150,7 @@ def test_a_streamed_body_is_not_replayed_and_the_401_comes_back_readable(
 def test_a_401_that_refresh_cannot_fix_costs_one_refresh_per_token(
     kind: str, make_client: ClientFactory, server: LocalAuthServer
 ) -> None:
-    """The guard: a path where a refresh did not help gets its 401s back without more
-    refreshes, across sibling clients; other paths still work."""
-    client, sibling = make_client(), make_client()
-    for each in (client, client, sibling, client):
-        assert each.request("GET", server.api_url + "always401").status == 401
-    assert server.stats().refreshes == 1
-    assert client.request("GET", server.api_url + "items").status == 200
+    check_a_401_no_refresh_cures_costs_one_refresh_per_token(make_client, server)
 
 
 @pytest.mark.parametrize("kind", ALL)
@@ -232,7 +226,7 @@ def test_a_redirect_to_another_origin_carries_no_token(
     server: LocalAuthServer,
     other_origin: LocalAuthServer,
 ) -> None:
-    client = make_client(prefixes=[server.url + "/redirect", server.api_url])
+    client = make_client(prefixes=redirect_and_api(server))
     answer = client.request(
         "GET", f"{server.url}/redirect?status={status}&to={other_origin.url}/echo"
     )
@@ -245,7 +239,7 @@ def test_a_redirect_to_another_origin_carries_no_token(
 def test_a_redirect_leaving_the_prefix_on_the_same_origin_carries_no_token(
     kind: str, make_client: ClientFactory, server: LocalAuthServer
 ) -> None:
-    client = make_client(prefixes=[server.url + "/redirect", server.api_url])
+    client = make_client(prefixes=redirect_and_api(server))
     answer = client.request("GET", f"{server.url}/redirect?to=/echo")
     assert answer.json()["authorization_present"] is False
 
@@ -315,7 +309,7 @@ def test_a_safe_request_redirected_into_the_api_by_another_origin_gets_the_token
 def test_an_unsafe_request_redirected_within_the_prefixes_keeps_the_token(
     kind: str, make_client: ClientFactory, server: LocalAuthServer
 ) -> None:
-    client = make_client(prefixes=[server.url + "/redirect", server.api_url])
+    client = make_client(prefixes=redirect_and_api(server))
     answer = client.request("POST", f"{server.url}/redirect?status=307&to=/api/items", body=b"body")
     assert (answer.status, answer.json()["body"]) == (200, "body")
 
@@ -348,7 +342,7 @@ def test_a_caller_authenticated_api_request_bounced_back_through_another_origin_
         make_client,
         how,
         f"{server.url}/redirect?to={hostile.url}/bounce",
-        prefixes=[server.url + "/redirect", server.api_url],
+        prefixes=redirect_and_api(server),
     )
     assert (len(answer.redirects), answer.status) == (2, 401)
     assert server.stats().api_ok == 0, "the bearer token replaced the caller's credentials"

@@ -1,15 +1,22 @@
-"""A hostile token endpoint on 127.0.0.1 for the attack tests: it answers every request with
-the status and body it is told to, and counts the requests. A real HTTP server, so the client's
-whole stack (requests, urllib3, the refresher) reads what a hostile server would send."""
+"""Servers of the tests' own on 127.0.0.1: :class:`LoopbackServer`, the base they build on;
+:func:`served`, a fixture that runs one while its test lasts; and :class:`HostileTokenEndpoint`,
+a hostile token endpoint for the attack tests that answers every request with the status and
+body it is told to, and counts the requests. Real HTTP servers, so the client's whole stack
+(requests, urllib3, the refresher) reads what a hostile server would send."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Self, TypeVar
+
+import pytest
 
 TIMEOUT = 5.0
+Server = TypeVar("Server")
 
 
 class LoopbackServer:
@@ -37,6 +44,21 @@ class LoopbackServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(TIMEOUT)
+
+
+def served(
+    server_class: Callable[[], AbstractContextManager[Server]],
+) -> Callable[[], Iterator[Server]]:
+    """A pytest fixture that gives its test a running ``server_class()``, stopped when the test
+    ends; the module's name it is assigned to is the fixture's name (``hostile =
+    served(HostileServer)``)."""
+
+    def running() -> Iterator[Server]:
+        with server_class() as server:
+            yield server
+
+    fixture: Callable[[], Iterator[Server]] = pytest.fixture(running)
+    return fixture
 
 
 class HostileTokenEndpoint(LoopbackServer):
