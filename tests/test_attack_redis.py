@@ -21,6 +21,7 @@ from refreshing_session.redis_store import RedisTokenStore
 from refreshing_session.testing import LocalAuthServer
 
 from .support.processes import STORM, start_process, wait_for
+from .support.redis_jobs import redis_job
 from .support.redis_servers import RedisServer
 
 KEY = "refreshing-session:attack"
@@ -39,17 +40,9 @@ def start_expired(redis_server: RedisServer, server: LocalAuthServer) -> dict[st
     token = Token.from_response(server.issue_token(), requested_at=time.time())
     data = {**token.to_dict(), "expires_at": time.time() - 1}
     RedisTokenStore(redis_server.url, KEY).write(Token.from_file(data, written_at=time.time()))
-    return {
-        "api": server.api_url,
-        "url": server.api_url + "items",
-        "token_url": server.token_url,
-        "redis": redis_server.url,
-        "key": KEY,
-        "lock_ttl": LOCK_TTL,
-        "threads": 1,
-        "once": True,
-        "until": time.time() + 60,
-    }
+    return redis_job(
+        server, redis_server, KEY, lock_ttl=LOCK_TTL, threads=1, once=True, until=time.time() + 60
+    )
 
 
 def outcome(process: object) -> dict[str, int]:
