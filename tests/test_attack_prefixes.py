@@ -26,6 +26,7 @@ from refreshing_session.testing import LocalAuthServer
 from refreshing_session.urls import Prefixes
 
 from .conftest import SessionFactory
+from .support.handlers import QuietHandler
 from .support.hostile import LoopbackServer, served
 
 TIMEOUT = 5
@@ -88,15 +89,9 @@ class HostileServer(LoopbackServer):
 
 
 def _handler_for(hostile: HostileServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Silent: the request lines may carry what the test tries to steal."""
-
+    class Handler(QuietHandler):
         def answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
+            self.read_body()
             target = urlsplit(self.path).path
             # Routed as a servlet container does: each segment's ";parameters" dropped, then
             # the path decoded and its dot segments removed.
@@ -106,11 +101,7 @@ def _handler_for(hostile: HostileServer) -> type[BaseHTTPRequestHandler]:
             scheme = authorization.split()[0].lower() if authorization else None
             hostile.record(Seen(self.command, target, routed, scheme))
             status, location = hostile.redirects.get(routed, (200, ""))
-            self.send_response(status)
-            if location:
-                self.send_header("Location", location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.send_empty(status, {"Location": location} if location else None)
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = answer
 

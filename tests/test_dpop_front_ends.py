@@ -38,6 +38,7 @@ from refreshing_session.testing import DPoPProof, LocalAuthServer
 from .conftest import expire, stored
 from .support.front_end_checks import check_a_401_no_refresh_cures_costs_one_refresh_per_token
 from .support.front_ends import ALL, HOP_BY_HOP, ClientFactory, client_factory
+from .support.handlers import QuietHandler
 from .support.hostile import LoopbackServer, served
 from .test_dpop import decoded, jwt_access_token
 
@@ -152,14 +153,9 @@ class DPoPRecorder(LoopbackServer):
 
 
 def _recording_handler(recorder: DPoPRecorder) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Silent: the requests carry the token."""
-
+    class Handler(QuietHandler):
         def record(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.read_body()
             authorization = self.headers.get("Authorization")
             path = urlsplit(self.path).path
             routed = posixpath.normpath(unquote(";".join(path.split(";")[:1])))
@@ -170,11 +166,7 @@ def _recording_handler(recorder: DPoPRecorder) -> type[BaseHTTPRequestHandler]:
                     tuple(self.headers.get_all("DPoP") or ()),
                 )
             )
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.send_empty(status, headers)
 
         do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = record
 
@@ -271,10 +263,12 @@ def test_an_invalid_token_with_dpop_refreshes_once_and_replays_once_with_the_bod
 
 @pytest.mark.parametrize("kind", ALL)
 def test_an_invalid_token_that_a_refresh_cannot_fix_costs_one_refresh_per_token(
-    kind: str, make_client: ClientFactory, server: LocalAuthServer
+    kind: str, make_client: ClientFactory, server: LocalAuthServer, key: DPoPKey
 ) -> None:
-    """The guard holds with DPoP as with bearer tokens (an invalid_token is a 401 to refresh)."""
+    """The guard holds with DPoP as with bearer tokens (an invalid_token is a 401 to refresh),
+    and every proof, before the guard's one refresh and after it, is of the stored key."""
     check_a_401_no_refresh_cures_costs_one_refresh_per_token(make_client, server)
+    assert {proof.jkt for proof in api_proofs(server)} == {key.jkt}
 
 
 @pytest.mark.parametrize("kind", ALL)

@@ -67,6 +67,12 @@ def redirect_and_api(server: LocalAuthServer) -> list[str]:
     return [server.url + "/redirect", server.api_url]
 
 
+@pytest.fixture
+def redirect_client(make_client: ClientFactory, server: LocalAuthServer) -> Client:
+    """A client on :func:`redirect_and_api`'s prefixes: its redirects start with the token."""
+    return make_client(prefixes=redirect_and_api(server))
+
+
 # --- which URLs get the token ---------------------------------------------------------------------
 
 
@@ -222,12 +228,11 @@ def test_a_failing_token_endpoint_raises_refresh_failed_and_keeps_the_file(
 def test_a_redirect_to_another_origin_carries_no_token(
     kind: str,
     status: int,
-    make_client: ClientFactory,
+    redirect_client: Client,
     server: LocalAuthServer,
     other_origin: LocalAuthServer,
 ) -> None:
-    client = make_client(prefixes=redirect_and_api(server))
-    answer = client.request(
+    answer = redirect_client.request(
         "GET", f"{server.url}/redirect?status={status}&to={other_origin.url}/echo"
     )
     assert answer.redirects == [status]
@@ -237,10 +242,9 @@ def test_a_redirect_to_another_origin_carries_no_token(
 
 @pytest.mark.parametrize("kind", HOP_BY_HOP)
 def test_a_redirect_leaving_the_prefix_on_the_same_origin_carries_no_token(
-    kind: str, make_client: ClientFactory, server: LocalAuthServer
+    kind: str, redirect_client: Client, server: LocalAuthServer
 ) -> None:
-    client = make_client(prefixes=redirect_and_api(server))
-    answer = client.request("GET", f"{server.url}/redirect?to=/echo")
+    answer = redirect_client.request("GET", f"{server.url}/redirect?to=/echo")
     assert answer.json()["authorization_present"] is False
 
 
@@ -307,10 +311,11 @@ def test_a_safe_request_redirected_into_the_api_by_another_origin_gets_the_token
 
 @pytest.mark.parametrize("kind", HOP_BY_HOP)
 def test_an_unsafe_request_redirected_within_the_prefixes_keeps_the_token(
-    kind: str, make_client: ClientFactory, server: LocalAuthServer
+    kind: str, redirect_client: Client, server: LocalAuthServer
 ) -> None:
-    client = make_client(prefixes=redirect_and_api(server))
-    answer = client.request("POST", f"{server.url}/redirect?status=307&to=/api/items", body=b"body")
+    answer = redirect_client.request(
+        "POST", f"{server.url}/redirect?status=307&to=/api/items", body=b"body"
+    )
     assert (answer.status, answer.json()["body"]) == (200, "body")
 
 

@@ -15,6 +15,8 @@ from typing import Any, Self, TypeVar
 
 import pytest
 
+from .handlers import QuietHandler
+
 TIMEOUT = 5.0
 Server = TypeVar("Server")
 
@@ -90,15 +92,10 @@ class HostileTokenEndpoint(LoopbackServer):
 
 
 def _handler_for(endpoint: HostileTokenEndpoint) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Silent: requests carry the client's secrets."""
-
+    class Handler(QuietHandler):
         def reply(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, raw = endpoint.next_answer()
+            self.read_body()
+            status, raw = endpoint.next_answer()  # raw: the body may be no JSON at all
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
