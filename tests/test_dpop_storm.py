@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import math
 import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,8 +29,9 @@ from refreshing_session.demo import DPOP_NONCE_PROBLEMS
 from refreshing_session.dpop import DPoPKey
 from refreshing_session.testing import DPoPProof, LocalAuthServer
 
-from .support.processes import STORM, job_for, run_storm
-from .test_front_end_storm import ASYNC_STORM, HTTPX_STORM, _shared_store
+from .support.processes import STORM, job_for
+from .support.storms import report, shared_store, storm_through_expiries
+from .test_front_end_storm import ASYNC_STORM, HTTPX_STORM
 
 TTL = 2.0
 # At 16 x 4 a replay waits its turn among 64 callers: a 2-second token that the server rounds
@@ -41,7 +39,6 @@ TTL = 2.0
 # of test_front_end_storm says the same of its asyncio tasks).
 TTL_16X4 = 3.0
 SECONDS = 5.0
-LEEWAY = 30.0  # the default: capped at half a token's life
 # A proof's iat is the whole second it was signed in, up to 1 s before it is sent; the server
 # reads it later still: on a loaded 2-core machine, 8 processes and the server's threads take
 # turns, and a signed request may wait a second or more in the server's queue.
@@ -77,8 +74,7 @@ def test_a_dpop_storm_of_8_processes_by_2_refreshes_once_per_expiry_with_right_p
     shared: str, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
     """4 requests processes, 2 httpx and 2 asyncio, 2 threads or tasks each."""
-    figures = _storm(shared, tmp_path, scale=2, threads=2, ttl=TTL, seconds=SECONDS)
-    record_property("figures", figures)
+    _storm(shared, tmp_path, record_property, scale=2, threads=2, ttl=TTL, seconds=SECONDS)
 
 
 @pytest.mark.timeout(300)
@@ -92,20 +88,26 @@ def test_a_dpop_storm_of_16_processes_by_4_refreshes_once_per_expiry_with_right_
 ) -> None:
     """8 requests processes, 4 httpx and 4 asyncio, 4 threads or tasks each; 3-second
     tokens."""
-    figures = _storm(shared, tmp_path, scale=4, threads=4, ttl=TTL_16X4, seconds=2 * SECONDS)
-    record_property("figures", figures)
+    _storm(shared, tmp_path, record_property, scale=4, threads=4, ttl=TTL_16X4, seconds=2 * SECONDS)
 
 
 def _storm(
-    shared: str, folder: Path, *, scale: int, threads: int, ttl: float, seconds: float
-) -> dict[str, Any]:
-    """Run the mixed DPoP storm on the ``shared`` store, check what callers saw, what the
-    server counted and every proof it received; return the figures."""
+    shared: str,
+    folder: Path,
+    record_property: Callable[[str, object], None],
+    *,
+    scale: int,
+    threads: int,
+    ttl: float,
+    seconds: float,
+) -> None:
+    """Run the mixed DPoP storm on the ``shared`` store; record and print its figures, then
+    check what callers saw, what the server counted and every proof it received."""
     programs = mixed(scale)
     key = DPoPKey.generate()
     with (
         LocalAuthServer(access_ttl=ttl, dpop=True, dpop_nonce=True) as server,
-        _shared_store(shared, folder) as (store, where),
+        shared_store(shared, folder) as (store, where),
     ):
         job = job_for(
             server,
@@ -116,58 +118,42 @@ def _storm(
             connections=threads,
             **where,
         )
-        logins: list[tuple[Token, float]] = []
 
-        def log_in() -> float:
+        def log_in() -> Token:
             requested_at = time.time()
             answer = server.issue_token(dpop_jkt=key.jkt)
             token = Token.from_response(answer, requested_at=requested_at)
-            store.write(replace(token, dpop_key=key.private_pem()))
-            logins.append((token, requested_at))
-            return requested_at
+            return replace(token, dpop_key=key.private_pem())
 
-        outputs = run_storm(job, len(programs), seconds, folder, log_in, programs=programs)
-        [(first, start)] = logins
-        elapsed = time.time() - start
+        storm = storm_through_expiries(job, programs, seconds, folder, store, log_in)
         stats = server.stats()
         proofs = server.dpop_proofs()
         snapshot = store.read()
-    assert snapshot is not None
-    per_process = [Counter(json.loads(out)) for out in outputs]
-    outcomes: Counter[str] = sum(per_process, Counter())
-    first_due = first.refresh_due_at(LEEWAY)
-    assert first_due is not None
-    due = math.floor(elapsed / (first_due - start))  # each token is due once
     token_nonces = _nonce_challenges(proofs, "token")
     api_nonces = _nonce_challenges(proofs, "api")
-    figures = {
-        "shared": shared,
-        "processes": f"{len(programs)} x {threads} (requests, httpx, asyncio)",
-        "seconds": round(elapsed, 2),
-        "requests": sum(outcomes.values()),
-        "outcomes": dict(outcomes),
-        "token_calls": stats.token_requests,
-        "refreshes": stats.refreshes,
-        "tokens_due": due,
-        "token_nonce_retries": token_nonces,
-        "api_nonce_replays": api_nonces,
-        "api_401s": stats.api_unauthorized,
-        "proofs": len(proofs),
-        "reuse_detections": stats.reuse_detections,
-    }
-    print(figures, [dict(counts) for counts in per_process])  # shown when this fails
-    assert all(counts["200"] > 0 for counts in per_process), "a process made no successful call"
-    assert set(outcomes) == {"200"}, figures  # no caller saw an error
-    assert due >= 3, "the storm did not last through several expiries"
-    assert 0 < stats.refreshes <= due, figures
+    figures = storm.figures(
+        shared=shared,
+        processes=f"{len(programs)} x {threads} (requests, httpx, asyncio)",
+        token_calls=stats.token_requests,
+        refreshes=stats.refreshes,
+        token_nonce_retries=token_nonces,
+        api_nonce_replays=api_nonces,
+        api_401s=stats.api_unauthorized,
+        proofs=len(proofs),
+        reuse_detections=stats.reuse_detections,
+    )
+    report(figures, record_property)
+    assert snapshot is not None, "the store lost the token"
+    storm.assert_every_caller_got_200s(figures)
+    assert storm.tokens_due >= 3, "the storm did not last through several expiries"
+    assert 0 < stats.refreshes <= storm.tokens_due, figures
     assert stats.token_requests == stats.refreshes + token_nonces, figures
     assert token_nonces <= len(programs), "a process asked the token endpoint for a nonce twice"
     # Each thread or task's first request may be challenged before its process has a nonce.
     assert api_nonces <= len(programs) * threads, figures
     assert (stats.reuse_detections, stats.invalid_grants) == (0, 0), figures
     _check_proofs(proofs, key, server)
-    _check_access_token_hashes(proofs, first, snapshot.token, stats.refreshes)
-    return figures
+    _check_access_token_hashes(proofs, storm.first, snapshot.token, stats.refreshes)
 
 
 def _nonce_challenges(proofs: list[DPoPProof], endpoint: str) -> int:

@@ -15,29 +15,24 @@ CI. 100 tasks is the storm that issue 22 measured, and a second of margin is twi
 
 from __future__ import annotations
 
-import json
-import math
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from refreshing_session import Token, TokenFile, TokenStore
+from refreshing_session import Token
 from refreshing_session.testing import LocalAuthServer
 
-from .support.processes import STORM, job_for, run_storm
+from .support.processes import STORM, job_for
+from .support.storms import report, shared_store, storm_through_expiries
 
 TTL = 4.0
 SECONDS = 6.0
-LEEWAY = 30.0  # the default: capped at half a token's life
 # Each asyncio process's connections: its tasks take turns. (httpx's pool, at its default
 # of 100, spends much of a loaded 2-core machine's time scanning its queue.)
 CONNECTIONS = 20
 TASKS = 100
-REDIS_KEY = "refreshing-session:storm"
 
 # The storm program's parts: everything but how the client is built and driven is STORM's.
 _SESSION = "session = rs.RefreshingSession("
@@ -99,7 +94,7 @@ def test_requests_httpx_and_asyncio_processes_share_one_refresh_per_expiry(
     processes x 100 tasks on one token file, or on one Redis key only."""
     with (
         LocalAuthServer(access_ttl=TTL) as server,
-        _shared_store(shared, tmp_path) as (store, where),
+        shared_store(shared, tmp_path) as (store, where),
     ):
         job = job_for(
             server,
@@ -110,61 +105,26 @@ def test_requests_httpx_and_asyncio_processes_share_one_refresh_per_expiry(
             connections=CONNECTIONS,
             **where,
         )
-        logins: list[tuple[Token, float]] = []
 
-        def log_in() -> float:
+        def log_in() -> Token:
             requested_at = time.time()
-            token = Token.from_response(server.issue_token(), requested_at=requested_at)
-            store.write(token)
-            logins.append((token, requested_at))
-            return requested_at
+            return Token.from_response(server.issue_token(), requested_at=requested_at)
 
-        outputs = run_storm(job, len(MIXED), SECONDS, tmp_path, log_in, programs=MIXED)
-        [(first, start)] = logins
-        elapsed = time.time() - start
+        storm = storm_through_expiries(job, MIXED, SECONDS, tmp_path, store, log_in)
         stats = server.stats()
-    per_process = [Counter(json.loads(out)) for out in outputs]
-    outcomes: Counter[str] = sum(per_process, Counter())
-    first_due = first.refresh_due_at(LEEWAY)
-    assert first_due is not None
-    due = math.floor(elapsed / (first_due - start))  # each token is due once
-    figures = {
-        "shared": shared,
-        "processes": {"requests": "4x2 threads", "httpx": "2x2 threads", "asyncio": f"2x{TASKS} tasks"},
-        "seconds": round(elapsed, 2),
-        "requests": sum(outcomes.values()),
-        "outcomes": dict(outcomes),
-        "per_process": [dict(c) for c in per_process],
-        "token_calls": stats.token_requests,
-        "tokens_due": due,
-        "api_401s": stats.api_unauthorized,
-        "reuse_detections": stats.reuse_detections,
-    }
-    record_property("figures", figures)
-    print(figures)  # shown when this fails
-    assert all(counts["200"] > 0 for counts in per_process), "a process made no successful call"
-    assert set(outcomes) == {"200"}, figures  # no caller saw an error
-    assert due >= 3, "the storm did not last through several expiries"
-    assert 0 < stats.token_requests <= due, figures
+    figures = storm.figures(
+        shared=shared,
+        processes={
+            "requests": "4x2 threads",
+            "httpx": "2x2 threads",
+            "asyncio": f"2x{TASKS} tasks",
+        },
+        token_calls=stats.token_requests,
+        api_401s=stats.api_unauthorized,
+        reuse_detections=stats.reuse_detections,
+    )
+    report(figures, record_property)
+    storm.assert_every_caller_got_200s(figures)
+    assert storm.tokens_due >= 3, "the storm did not last through several expiries"
+    assert 0 < stats.token_requests <= storm.tokens_due, figures
     assert stats.reuse_detections == 0
-
-
-@contextmanager
-def _shared_store(shared: str, folder: Path) -> Iterator[tuple[TokenStore, dict[str, object]]]:
-    """The store the storm shares, and what the storm's job says about it."""
-    if shared == "token file":
-        yield TokenFile(folder / "token.json"), {}
-        return
-    from refreshing_session.redis_store import RedisTokenStore
-
-    from .support.redis_servers import RedisServer
-
-    server = RedisServer(folder / "redis")
-    server.start()
-    try:
-        yield (
-            RedisTokenStore(server.url, REDIS_KEY),
-            {"redis": server.url, "key": REDIS_KEY, "lock_ttl": 10.0},
-        )
-    finally:
-        server.stop()

@@ -21,15 +21,16 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote_plus
 
 import pytest
 import requests
 from filelock import FileLock
 
-from refreshing_session import OAuth2Refresher, Token, TokenFile
+from refreshing_session import ClientCredentialsRefresher, OAuth2Refresher, Token, TokenFile
 from refreshing_session.dpop import DPoPKey
+from refreshing_session.oauth_client import ClientOptions
 
 from ..support.processes import unavailable
 from .servers import RealServer, start_server, stop_server
@@ -135,6 +136,12 @@ class Stats:
     def token_calls(self) -> int:
         return sum(self.token_requests.values())
 
+    def assert_no_reuse(self) -> None:
+        """No refresh token was presented twice, and the provider revoked no grant."""
+        assert self.reuse_detections == 0
+        assert self.refresh_tokens_presented_again == 0
+        assert self.grants_revoked == 0
+
 
 @dataclass(frozen=True)
 class OidcProvider(RealServer):
@@ -157,6 +164,27 @@ class OidcProvider(RealServer):
         """The provider's userinfo endpoint: the resource that checks DPoP-bound tokens (a
         proof for each request, its nonce, its ``ath``, the token's key)."""
         return self.base_url + "/me"
+
+    def resource_for(self, client: Client) -> str:
+        """What callers with ``client``'s tokens call in a storm: /api/items, or for a DPoP
+        client the userinfo endpoint, which checks their proofs (/api/items does not)."""
+        return self.userinfo_url if client.dpop else self.items_url
+
+    def storm_job(self, client: Client, token_file: Path, **extra: object) -> dict[str, object]:
+        """The job of a storm program (tests/support/processes.py) whose callers call
+        ``resource_for(client)`` with ``client``'s tokens, kept in ``token_file`` or where
+        ``extra`` says (a Redis store), with ``extra``'s threads and tasks."""
+        url = self.resource_for(client)
+        return {
+            "api": url,
+            "url": url,
+            "file": str(token_file),
+            "token_url": self.token_url,
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+            "auth_method": client.auth_method,
+            **extra,
+        }
 
     def issue_grant(self, client: Client, dpop_key: DPoPKey | None = None) -> Token:
         """A fresh grant for ``client``, as a login would leave it: access and refresh token.
@@ -339,6 +367,17 @@ class LoginProvider:
         http = requests.Session()
         http.verify = str(self.ca_file)
         return http
+
+    def client_credentials(
+        self, client_id: str, client_secret: str | None = None, **options: Unpack[ClientOptions]
+    ) -> ClientCredentialsRefresher:
+        """A client credentials refresher for ``client_id``, its endpoints discovered from the
+        provider through :meth:`session`, with ``options``; no retries: a refusal is the
+        answer a test looks for."""
+        given: ClientOptions = {"session": self.session(), "retries": 0, **options}
+        return ClientCredentialsRefresher.from_issuer(
+            self.issuer, client_id, client_secret, **given
+        )
 
 
 @pytest.fixture(scope="session")

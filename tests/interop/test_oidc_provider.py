@@ -8,8 +8,6 @@ issued in. Each test compares the server's counters before and after (``Stats.si
 
 from __future__ import annotations
 
-import json
-import math
 import secrets
 import time
 from collections import Counter
@@ -31,11 +29,11 @@ from refreshing_session import (
 from refreshing_session.dpop import DPoPKey, key_of
 
 from ..conftest import expire, stored
-from ..support.processes import REQUESTS, STORM, run_in_processes, run_storm, wait_for
+from ..support.processes import REQUESTS, STORM, run_in_processes, wait_for
+from ..support.storms import report, shared_store, storm_through_expiries
 from ..test_dpop_storm import with_dpop
-from ..test_front_end_storm import _shared_store
-from .conftest import STORM_ACCESS_TTL, Client, OidcProvider, Stats
-from .dpop_storms import assert_dpop_storm, dpop_figures
+from .conftest import STORM_ACCESS_TTL, Client, OidcProvider
+from .provider_storms import assert_provider_storm, provider_figures
 
 GRANT_SCOPE = "openid offline_access"
 RESERVED = set(":%+ ")  # RFC 6749 2.3.1: must be form-encoded before Basic
@@ -47,6 +45,14 @@ def _session(provider: OidcProvider, path: Path, client: Client) -> RefreshingSe
     )
 
 
+def _logged_in(provider: OidcProvider, folder: Path, role: str) -> tuple[Client, Path, Token]:
+    """The client of ``role``, logged in: a fresh grant for it written to a token file in
+    ``folder``. Returns the client, the file and the grant."""
+    client = provider.clients[role]
+    path = folder / "token.json"
+    return client, path, provider.write_grant(path, client)
+
+
 def _requested_at(token: Token) -> float:
     """When the request that obtained ``token`` was sent."""
     assert token.expires_at is not None
@@ -54,22 +60,13 @@ def _requested_at(token: Token) -> float:
     return token.expires_at - token.lifetime
 
 
-def _assert_no_reuse(seen: Stats) -> None:
-    """No refresh token was presented twice, and the provider revoked no grant."""
-    assert seen.reuse_detections == 0
-    assert seen.refresh_tokens_presented_again == 0
-    assert seen.grants_revoked == 0
-
-
 @pytest.mark.timeout(30, func_only=True)
 @pytest.mark.parametrize("role", ["basic", "post"])
 def test_proactive_refresh_with_each_client_auth_method(
     oidc_provider: OidcProvider, tmp_path: Path, role: str
 ) -> None:
-    client = oidc_provider.clients[role]
-    path = tmp_path / "token.json"
+    client, path, first = _logged_in(oidc_provider, tmp_path, role)
     before = oidc_provider.stats()
-    first = oidc_provider.write_grant(path, client)
     statuses: Counter[int] = Counter()
     with _session(oidc_provider, path, client) as session:
         # About 100 calls a second until the server has seen two refreshes: at least one
@@ -91,7 +88,7 @@ def test_proactive_refresh_with_each_client_auth_method(
     # Refreshed before expiry: the API never refused a token.
     assert seen.api_unauthorized == 0
     assert seen.api_ok == sum(statuses.values())
-    _assert_no_reuse(seen)
+    seen.assert_no_reuse()
     latest = stored(path)
     assert latest.refresh_token not in (None, first.refresh_token)  # rotated
     assert latest.scope == GRANT_SCOPE
@@ -133,7 +130,7 @@ def test_reactive_refresh_after_a_401(
     assert seen.api_ok == 2
     assert seen.token_requests == Counter({"refresh_token": 1})
     assert seen.token_successes == Counter({"refresh_token": 1})
-    _assert_no_reuse(seen)
+    seen.assert_no_reuse()
     latest = stored(path)
     assert latest.access_token != access_token
     assert latest.refresh_token not in (None, grant.refresh_token)
@@ -177,79 +174,36 @@ def test_a_storm_on_2_second_tokens_shows_no_caller_an_error_and_redeems_each_re
     provider = storm_oidc_provider
     assert provider.access_ttl == STORM_ACCESS_TTL == 2
     client = provider.clients[role]
-    # DPoP tokens go to the userinfo endpoint, which checks their proofs; /api/items does not.
-    api = provider.userinfo_url if client.dpop else provider.items_url
     key = DPoPKey.generate() if client.dpop else None
-    logins: list[Token] = []
-    with _shared_store(shared, tmp_path) as (store, where):
-        job: dict[str, object] = {
-            "api": api,
-            "url": api,
-            "file": str(tmp_path / "token.json"),
-            "token_url": provider.token_url,
-            "client_id": client.client_id,
-            "client_secret": client.client_secret,
-            "auth_method": client.auth_method,
-            "threads": threads,
-            **where,
-        }
-
-        def log_in() -> float:
-            logins.append(provider.issue_grant(client, key))
-            store.write(logins[0])
-            return _requested_at(logins[0])
-
+    programs = [with_dpop(STORM) if client.dpop else STORM] * processes
+    with shared_store(shared, tmp_path) as (store, where):
+        job = provider.storm_job(client, tmp_path / "token.json", threads=threads, **where)
         before = provider.stats()
-        program = with_dpop(STORM) if client.dpop else STORM
-        outputs = run_storm(job, processes, STORM_SECONDS, tmp_path, log_in, [program] * processes)
-        [first] = logins
-        start = _requested_at(first)
-        elapsed = time.time() - start
+        storm = storm_through_expiries(
+            job, programs, STORM_SECONDS, tmp_path, store, lambda: provider.issue_grant(client, key)
+        )
         seen = provider.stats().since(before)
+        resource = provider.resource_for(client)
         refresher = client.refresher(provider.token_url)
-        with RefreshingSession(api, store=store, refresher=refresher) as session:
-            assert session.get(api, timeout=10).status_code == 200
+        with RefreshingSession(resource, store=store, refresher=refresher) as session:
+            assert session.get(resource, timeout=10).status_code == 200
         latest = store.read()
 
-    per_process = [Counter(json.loads(out)) for out in outputs]
-    outcomes: Counter[str] = sum(per_process, Counter())
-    first_due = first.refresh_due_at(30.0)  # halfway through its life: the leeway is capped
-    assert first_due is not None
-    due = math.floor(elapsed / (first_due - start))
-    refreshes = seen.token_successes["refresh_token"]
-    figures = {
-        "client": role,
-        "shared": shared,
-        "processes": processes,
-        "threads": threads,
-        "seconds": round(elapsed, 2),
-        "requests": sum(outcomes.values()),
-        "outcomes": dict(outcomes),
-        "caller_401s": outcomes["401"],
-        "api_401s": seen.api_unauthorized,
-        "token_calls": seen.token_calls,
-        "refreshes": refreshes,
-        "tokens_due": due,
-        "reuse_detections": seen.reuse_detections,
-        "presented_again": seen.refresh_tokens_presented_again,
-        **(dpop_figures(seen, key) if key else {}),
-    }
-    record_property("oidc_storm", figures)
-    print(figures)  # shown by pytest when this fails
-    assert all(counts["200"] > 0 for counts in per_process), "a worker made no successful call"
-    assert set(outcomes) == {"200"}, figures  # zero errors surfaced to any caller
-    assert 3 <= refreshes <= due, figures
-    _assert_no_reuse(seen)
-    assert latest is not None
-    if key is None:
-        assert seen.token_requests == Counter({"refresh_token": refreshes})
-        assert seen.token_errors == Counter()
-        return
-    assert_dpop_storm(
-        seen, key, answered=outcomes["200"], processes=processes, callers=processes * threads
+    figures = storm.figures(
+        client=role,
+        shared=shared,
+        processes=processes,
+        threads=threads,
+        **provider_figures(seen, key),
     )
-    assert latest.token.is_dpop
-    assert key_of(latest.token) == key, "the stored token no longer carries the login's key"
+    report(figures, record_property)
+    storm.assert_every_caller_got_200s(figures)
+    callers = processes * threads
+    assert_provider_storm(seen, key, storm, figures, processes=processes, callers=callers)
+    assert latest is not None
+    if key is not None:
+        assert latest.token.is_dpop
+        assert key_of(latest.token) == key, "the stored token no longer carries the login's key"
 
 
 def _assert_siblings_refused(oidc_provider: OidcProvider, path: Path, client: Client) -> None:
@@ -276,9 +230,7 @@ def _assert_siblings_refused(oidc_provider: OidcProvider, path: Path, client: Cl
 def test_revoked_grant_raises_login_required_and_siblings_do_not_retry(
     oidc_provider: OidcProvider, tmp_path: Path
 ) -> None:
-    client = oidc_provider.clients["post"]
-    path = tmp_path / "token.json"
-    grant = oidc_provider.write_grant(path, client)
+    client, path, grant = _logged_in(oidc_provider, tmp_path, "post")
     with _session(oidc_provider, path, client) as session:
         assert session.get(oidc_provider.items_url, timeout=10).status_code == 200
         before = oidc_provider.stats()
@@ -303,9 +255,7 @@ def test_revoked_grant_raises_login_required_and_siblings_do_not_retry(
 def test_consumed_refresh_token_trips_reuse_detection_and_login_required(
     oidc_provider: OidcProvider, tmp_path: Path
 ) -> None:
-    client = oidc_provider.clients["basic"]
-    path = tmp_path / "token.json"
-    oidc_provider.write_grant(path, client)
+    client, path, _ = _logged_in(oidc_provider, tmp_path, "basic")
     stale = expire(path)  # due now; a copy of it is kept, as a backup would be
     before = oidc_provider.stats()
     with _session(oidc_provider, path, client) as session:
@@ -406,7 +356,7 @@ def test_reserved_characters_in_basic_credentials(
 
     assert seen.token_successes == Counter({"client_credentials": 1, "refresh_token": 1})
     assert seen.client_auth == Counter({"client_secret_basic": 4})
-    _assert_no_reuse(seen)
+    seen.assert_no_reuse()
 
 
 @pytest.mark.timeout(20, func_only=True)
@@ -426,7 +376,7 @@ def test_wrong_secret_is_client_rejected_and_spends_no_refresh_token(
     assert oidc_provider.accepts(renewed.access_token)
     assert seen.token_errors == Counter({"invalid_client": 1})
     assert seen.token_successes == Counter({"refresh_token": 1})
-    _assert_no_reuse(seen)
+    seen.assert_no_reuse()
 
 
 def _key_file(folder: Path, key: DPoPKey) -> Path:

@@ -206,13 +206,8 @@ def claims_of(jwt: str) -> dict[str, object]:
 
 @pytest.fixture
 def jwt_refresher(login_provider: LoginProvider) -> ClientCredentialsRefresher:
-    return ClientCredentialsRefresher.from_issuer(
-        login_provider.issuer,
-        "jwt",
-        private_key=login_provider.jwt_key_pem,
-        key_id="interop-key-1",
-        session=login_provider.session(),
-        retries=0,
+    return login_provider.client_credentials(
+        "jwt", private_key=login_provider.jwt_key_pem, key_id="interop-key-1"
     )
 
 
@@ -225,14 +220,7 @@ def test_client_secret_jwt_gets_a_token_and_a_wrong_secret_is_rejected(
     login_provider: LoginProvider,
 ) -> None:
     def client(secret: str) -> ClientCredentialsRefresher:
-        return ClientCredentialsRefresher.from_issuer(
-            login_provider.issuer,
-            "hmac",
-            secret,
-            auth_method="client_secret_jwt",
-            session=login_provider.session(),
-            retries=0,
-        )
+        return login_provider.client_credentials("hmac", secret, auth_method="client_secret_jwt")
 
     assert client("interop-hmac-secret-of-at-least-32-bytes").new_token().access_token
     with pytest.raises(ClientRejected, match="invalid_client"):
@@ -242,15 +230,12 @@ def test_client_secret_jwt_gets_a_token_and_a_wrong_secret_is_rejected(
 def test_a_resource_indicator_gives_a_token_for_that_audience(
     login_provider: LoginProvider,
 ) -> None:
-    refresher = ClientCredentialsRefresher.from_issuer(
-        login_provider.issuer,
+    refresher = login_provider.client_credentials(
         "jwt",
         private_key=login_provider.jwt_key_pem,
         key_id="interop-key-1",
         scope="api:read",
         extra_params={"resource": RESOURCE},
-        session=login_provider.session(),
-        retries=0,
     )
     claims = claims_of(refresher.new_token().access_token)
     assert claims["aud"] == RESOURCE
@@ -273,37 +258,24 @@ def test_the_documented_recipe_works(login_provider: LoginProvider) -> None:
 def test_a_key_the_provider_does_not_know_is_rejected(login_provider: LoginProvider) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    stranger = ClientCredentialsRefresher.from_issuer(
-        login_provider.issuer,
+    stranger = login_provider.client_credentials(
         "jwt",
         key_id="interop-key-1",
-        session=login_provider.session(),
         private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
-        retries=0,
     )
     with pytest.raises(ClientRejected, match="invalid_client"):
         stranger.new_token()
 
 
 def test_tls_client_auth_presents_the_certificate(login_provider: LoginProvider) -> None:
-    refresher = ClientCredentialsRefresher.from_issuer(
-        login_provider.issuer,
-        "mtls",
-        client_cert=str(login_provider.mtls_cert),
-        session=login_provider.session(),
-        retries=0,
-    )
+    refresher = login_provider.client_credentials("mtls", client_cert=str(login_provider.mtls_cert))
     assert refresher.auth_method == "tls_client_auth"
     assert refresher.new_token().access_token
 
 
 def test_a_certificate_from_another_ca_is_rejected(login_provider: LoginProvider) -> None:
-    stranger = ClientCredentialsRefresher.from_issuer(
-        login_provider.issuer,
-        "mtls",
-        client_cert=str(login_provider.stranger_cert),
-        session=login_provider.session(),
-        retries=0,
+    stranger = login_provider.client_credentials(
+        "mtls", client_cert=str(login_provider.stranger_cert)
     )
     with pytest.raises(ClientRejected, match="invalid_client"):
         stranger.new_token()

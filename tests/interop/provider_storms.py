@@ -1,9 +1,10 @@
-"""What the storms against node oidc-provider check when they run with DPoP (RFC 9449).
+"""What the storms against node oidc-provider check of what the provider counted, with bearer
+tokens and with DPoP (RFC 9449).
 
-The provider requires a nonce in every proof (server.mjs), so each process's first token request
-and each caller's first API request meet a nonce challenge, answered by one replay. The storm
-programs (tests/support/processes.py, tests/test_front_end_storm.py) build their refresher from
-the job; :func:`with_dpop` makes them pass ``dpop=job["dpop"]`` too.
+With DPoP, the provider requires a nonce in every proof (server.mjs), so each process's first
+token request and each caller's first API request meet a nonce challenge, answered by one
+replay. The storm programs (tests/support/processes.py, tests/test_front_end_storm.py) build
+their refresher from the job; ``with_dpop`` (tests/test_dpop_storm.py) turns DPoP on in them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,49 @@ from collections import Counter
 
 from refreshing_session.dpop import DPoPKey
 
+from ..support.storms import Storm
 from .conftest import Stats
 
 NONCE = "use_dpop_nonce"
+
+
+def provider_figures(seen: Stats, key: DPoPKey | None) -> dict[str, object]:
+    """What the provider counted during a storm (``seen``): 401s at the API, token endpoint
+    calls, refreshes granted, refresh tokens presented again, reuse detected; with ``key``
+    (a DPoP storm's), the DPoP figures too (:func:`dpop_figures`)."""
+    return {
+        "api_401s": seen.api_unauthorized,
+        "token_calls": seen.token_calls,
+        "refreshes": seen.token_successes["refresh_token"],
+        "reuse_detections": seen.reuse_detections,
+        "presented_again": seen.refresh_tokens_presented_again,
+        **(dpop_figures(seen, key) if key else {}),
+    }
+
+
+def assert_provider_storm(
+    seen: Stats,
+    key: DPoPKey | None,
+    storm: Storm,
+    figures: dict[str, object],
+    *,
+    processes: int,
+    callers: int,
+) -> None:
+    """Check what the provider counted (``seen``) during ``storm``, which ``processes``
+    processes of ``callers`` callers in all ran: it granted 3 refreshes at least and at most
+    one per token that came due, no refresh token came twice and no grant was revoked; without
+    a DPoP ``key``, every token request was a granted refresh; with one, what
+    :func:`assert_dpop_storm` checks. Failures quote ``figures``."""
+    refreshes = seen.token_successes["refresh_token"]  # DPoP: besides the nonce retries
+    assert 3 <= refreshes <= storm.tokens_due, figures
+    seen.assert_no_reuse()
+    if key is None:
+        assert seen.token_requests == Counter({"refresh_token": refreshes}), figures
+        assert seen.token_errors == Counter(), figures
+        return
+    answered = storm.outcomes["200"]
+    assert_dpop_storm(seen, key, answered=answered, processes=processes, callers=callers)
 
 
 def dpop_figures(seen: Stats, key: DPoPKey) -> dict[str, object]:
