@@ -28,6 +28,8 @@ KEY_ALGORITHMS = ("RS256", "PS256", "ES256")
 ASSERTION_LIFETIME = 60  # seconds: long enough for clock skew, short enough to be useless later
 # The last assertions made, redacted from errors: an error page may echo one while it is valid.
 _REMEMBERED = 16
+# What require_jwt names when PyJWT is missing.
+_SIGNS = "JWT client assertions"
 
 # A certificate for requests' cert=: one PEM file holding both, or (certificate, key) files.
 ClientCert = str | tuple[str, str]
@@ -75,7 +77,7 @@ class ClientAuthentication:
         # The HTTP Basic credentials, sent with client_secret_basic and redacted from errors.
         self._basic = _basic_credentials(client_id, client_secret or "")
         if self.method in JWT_METHODS:
-            _jwt()  # fail now, not at the first refresh, when PyJWT is missing
+            require_jwt(_SIGNS)  # fail now, not at the first refresh, when PyJWT is missing
 
     def apply(
         self, form: MutableMapping[str, str], headers: MutableMapping[str, str], audience: str
@@ -106,7 +108,11 @@ class ClientAuthentication:
         }
         key = self._key if self.method == "private_key_jwt" else self._secret
         header = {**({"kid": self.key_id} if self.key_id else {}), **self._thumbprints}
-        signed = str(_jwt().encode(claims, key, algorithm=self.algorithm, headers=header or None))
+        signed = str(
+            require_jwt(_SIGNS).encode(
+                claims, key, algorithm=self.algorithm, headers=header or None
+            )
+        )
         self._recent.append(signed)
         return signed
 
@@ -254,12 +260,14 @@ def _algorithm(method: str, key: Any, algorithm: str | None) -> str | None:
     return algorithm or suits[0]
 
 
-def _jwt() -> Any:
+def require_jwt(needed_for: str) -> Any:
+    """The ``jwt`` module (PyJWT), or ImportError saying that ``needed_for`` (what signs, in
+    the plural: "DPoP proofs") needs it and how to install it with ``cryptography``."""
     try:
         import jwt
     except ImportError:
         raise ImportError(
-            'JWT client authentication needs PyJWT: pip install ".[jwt]" from a checkout'
+            f'{needed_for} need PyJWT and cryptography: pip install ".[jwt]" from a checkout'
         ) from None
     return jwt
 

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from .client_auth import require_jwt
 from .token import Token, jwt_claims
 from .trusted_files import UntrustedFile, read_trusted
 from .urls import origin
@@ -65,7 +66,7 @@ class DPoPKey:
         """Wrap a ``cryptography`` private key; raises TypeError for a key of another kind."""
         self._private = private_key
         self.algorithm = _algorithm_of(private_key)
-        self.public_jwk: Mapping[str, str] = _public_jwk(private_key)
+        self.public_jwk: Mapping[str, str] = _public_jwk(private_key, self.algorithm)
         self.jkt = thumbprint(self.public_jwk)
         self._pem: str | None = None
 
@@ -160,7 +161,7 @@ class DPoPKey:
             claims["nonce"] = nonce
         header = {"typ": PROOF_TYPE, "jwk": dict(self.public_jwk)}
         return str(
-            require_jwt().encode(claims, self._private, algorithm=self.algorithm, headers=header)
+            require_signer().encode(claims, self._private, algorithm=self.algorithm, headers=header)
         )
 
     def __eq__(self, other: object) -> bool:
@@ -286,10 +287,10 @@ def _algorithm_of(private_key: Any) -> str:
     raise TypeError(f"{kind}, not an EC P-256 (ES256) or Ed25519 (EdDSA) key")
 
 
-def _public_jwk(private_key: Any) -> Mapping[str, str]:
+def _public_jwk(private_key: Any, algorithm: str) -> Mapping[str, str]:
     from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
-    family = ECAlgorithm if _algorithm_of(private_key) == "ES256" else OKPAlgorithm
+    family = ECAlgorithm if algorithm == "ES256" else OKPAlgorithm
     jwk = family.to_jwk(private_key.public_key(), as_dict=True)
     return {name: str(value) for name, value in jwk.items()}
 
@@ -298,13 +299,7 @@ def _base64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def require_jwt() -> Any:
-    """The ``jwt`` module (PyJWT), or ImportError saying how to install it with
-    ``cryptography``."""
-    try:
-        import jwt
-    except ImportError:
-        raise ImportError(
-            'DPoP proofs need PyJWT and cryptography: pip install ".[jwt]" from a checkout'
-        ) from None
-    return jwt
+def require_signer() -> Any:
+    """The ``jwt`` module (PyJWT) that signs the proofs, or ImportError saying how to install
+    it with ``cryptography``."""
+    return require_jwt("DPoP proofs")

@@ -27,7 +27,7 @@ import requests
 from . import exchange
 from .arguments import seconds
 from .client_auth import ClientAuthentication, ClientCert
-from .dpop import DPoPKey, Nonces, bound_jkt, key_of, require_jwt
+from .dpop import DPoPKey, Nonces, bound_jkt, key_of, require_signer
 from .errors import (
     AnswerUnderway,
     ClientRejected,
@@ -477,7 +477,7 @@ def _dpop_key(dpop: bool, path: str | os.PathLike[str] | None) -> DPoPKey | None
     if path is not None and not dpop:
         raise ValueError("dpop_key is only used with dpop=True")
     if dpop:
-        require_jwt()  # fail now, not at the first grant
+        require_signer()  # fail now, not at the first grant
     return None if path is None else DPoPKey.from_file(path)
 
 
