@@ -22,7 +22,7 @@ from requests.exceptions import (
 from requests.utils import rewind_body
 
 from .credentials import Credentials
-from .flow import Hop, Seen, bearer_flow, drive, shallow_copy
+from .flow import Hop, Seen, bearer_flow, drive, with_headers
 from .keeper import TokenKeeper
 from .urls import Prefixes
 
@@ -104,11 +104,8 @@ def token_withheld(request: PreparedRequest) -> bool:
 
 
 def _with_credentials(request: PreparedRequest, headers: Mapping[str, str]) -> PreparedRequest:
-    # A copy: the caller's request (which requests reuses for redirects) never holds the token.
     # Shallow but for the headers: PreparedRequest.copy() would also copy the cookie jar.
-    authorized = shallow_copy(request)
-    authorized.headers = request.headers.copy()
-    authorized.headers.update(headers)
+    authorized = with_headers(request, headers)
     setattr(authorized, _TOKEN_COPY, True)
     return authorized
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Mapping
 from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from .credentials import Credentials, Verdict
@@ -29,6 +29,13 @@ from .token import Token
 logger = logging.getLogger(__name__)
 _R = TypeVar("_R")
 _T = TypeVar("_T")
+
+
+class _Headed(Protocol):
+    headers: Any  # requests' CaseInsensitiveDict, httpx's Headers: both copy() and update()
+
+
+_H = TypeVar("_H", bound=_Headed)
 
 #: What a front end reads off an answer for the flow: its status and its headers.
 Seen = tuple[int, Mapping[str, str]]
@@ -151,8 +158,18 @@ def drive(
 
 
 def shallow_copy(thing: _T) -> _T:
-    """A shallow copy of a plain object (several times cheaper than ``copy.copy``): front ends
-    send a copy of the caller's request with the token, so the caller's never holds it."""
+    """A shallow copy of a plain object, several times cheaper than ``copy.copy``: a front end
+    changes a copy of the caller's request, never the caller's (see :func:`with_headers`)."""
     twin: _T = object.__new__(type(thing))
     twin.__dict__.update(thing.__dict__)
     return twin
+
+
+def with_headers(request: _H, headers: Mapping[str, str]) -> _H:
+    """A copy of ``request`` (a front end's request object), shallow but for its headers, with
+    ``headers`` added: the caller's request, which requests and httpx reuse for redirects,
+    never holds the token."""
+    authorized = shallow_copy(request)
+    authorized.headers = request.headers.copy()
+    authorized.headers.update(headers)
+    return authorized

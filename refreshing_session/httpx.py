@@ -36,7 +36,7 @@ except ModuleNotFoundError as missing:  # pragma: no cover - depends on the inst
 
 from .async_flow import OffLoop, async_drive, async_exchanges
 from .credentials import Credentials
-from .flow import Call, Flow, Hop, Seen, bearer_flow, drive, exchanges, shallow_copy
+from .flow import Call, Flow, Hop, Seen, bearer_flow, drive, exchanges, with_headers
 from .keeper import TokenKeeper
 from .options import TOKEN_ARGUMENTS, Options, TokenArguments, profile_arguments
 from .shadowed import ShadowedToken
@@ -102,7 +102,7 @@ class RefreshingAuth(httpx.Auth):
         try:
             headers = next(pump)
             while True:
-                headers = pump.send((yield _with_credentials(request, headers)))
+                headers = pump.send((yield with_headers(request, headers)))
         except StopIteration:
             return
         finally:
@@ -121,7 +121,7 @@ class RefreshingAuth(httpx.Auth):
         try:
             headers = await anext(pump)
             while True:
-                headers = await pump.asend((yield _with_credentials(request, headers)))
+                headers = await pump.asend((yield with_headers(request, headers)))
         except StopAsyncIteration:
             return
         finally:
@@ -366,7 +366,7 @@ def _sender(
 
     def send(headers: Mapping[str, str]) -> _R:
         hops.sent = headers
-        return send_one(_with_credentials(hop, headers))
+        return send_one(with_headers(hop, headers))
 
     return send
 
@@ -390,12 +390,3 @@ def _release(response: httpx.Response) -> None:
 async def _async_release(response: httpx.Response) -> None:
     await response.aread()
     await response.aclose()
-
-
-def _with_credentials(request: httpx.Request, headers: Mapping[str, str]) -> httpx.Request:
-    """A copy of ``request`` with the token's ``headers``: the caller's request (which httpx
-    reuses for redirects) never holds the token."""
-    authorized = shallow_copy(request)
-    authorized.headers = request.headers.copy()
-    authorized.headers.update(headers)
-    return authorized
