@@ -95,10 +95,11 @@ class RefreshingAuth(httpx.Auth):
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """The httpx auth flow of a sync client: the token under the prefixes, and the 401
         flow; keeper calls run in this thread."""
-        if "Authorization" in request.headers or not self.prefixes.match(str(request.url)):
+        flow = self._flow(request)
+        if flow is None:
             yield request
             return
-        pump = exchanges(_flow(self.keeper, self._credentials, request), _seen)
+        pump = exchanges(flow, _seen)
         try:
             headers = next(pump)
             while True:
@@ -113,10 +114,10 @@ class RefreshingAuth(httpx.Auth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """The httpx auth flow of an async client: as :meth:`sync_auth_flow`, with the keeper
         calls that may block in a worker thread."""
-        if "Authorization" in request.headers or not self.prefixes.match(str(request.url)):
+        flow = self._flow(request)
+        if flow is None:
             yield request
             return
-        flow = _flow(self.keeper, self._credentials, request)
         pump = async_exchanges(flow, _seen, self._off_loop)
         try:
             headers = await anext(pump)
@@ -126,6 +127,14 @@ class RefreshingAuth(httpx.Auth):
             return
         finally:
             await pump.aclose()
+
+    def _flow(self, request: httpx.Request) -> Flow | None:
+        """The 401 flow of ``request``, or None when it passes as it is: it carries an
+        Authorization header, or its URL is not under a prefix."""
+        url = str(request.url)
+        if "Authorization" in request.headers or not self.prefixes.match(url):
+            return None
+        return _flow(self.keeper, self._credentials, request, url)
 
     def __repr__(self) -> str:
         return f"<RefreshingAuth {list(self.prefixes.urls)!r} {self.keeper.store!r}>"
@@ -223,10 +232,11 @@ class RefreshingClient(_TokenClient, httpx.Client):
         return response
 
     def _send_hop(self, hop: httpx.Request, hops: _Hops) -> httpx.Response:
-        if not hops.gets_token(hop):
+        url = str(hop.url)
+        if not hops.gets_token(hop.method, url):
             return self._send_one(hop)
         send = _sender(self._send_one, hops, hop)
-        return drive(_flow(self.keeper, self._credentials, hop), send, _seen, _release)
+        return drive(_flow(self.keeper, self._credentials, hop, url), send, _seen, _release)
 
     def _send_one(self, hop: httpx.Request) -> httpx.Response:
         return super().send(hop, stream=True, auth=None, follow_redirects=False)
@@ -278,10 +288,11 @@ class RefreshingAsyncClient(_TokenClient, httpx.AsyncClient):
         return response
 
     async def _send_hop(self, hop: httpx.Request, hops: _Hops) -> httpx.Response:
-        if not hops.gets_token(hop):
+        url = str(hop.url)
+        if not hops.gets_token(hop.method, url):
             return await self._send_one(hop)
         send = _sender(self._send_one, hops, hop)
-        flow = _flow(self.keeper, self._credentials, hop)
+        flow = _flow(self.keeper, self._credentials, hop, url)
         async with self._gate():
             return await async_drive(flow, send, _seen, _async_release, self._off_loop)
 
@@ -332,12 +343,11 @@ class _Hops:
             raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=hop)
         return hop
 
-    def gets_token(self, hop: httpx.Request) -> bool:
-        """Whether ``hop`` gets the token: under a prefix, and neither it nor an earlier hop
-        was withheld."""
-        url = str(hop.url)
+    def gets_token(self, method: str, url: str) -> bool:
+        """Whether the next hop, a ``method`` request to ``url``, gets the token: under a
+        prefix, and neither it nor an earlier hop was withheld."""
         previous, self.url = self.url, url
-        if previous is not None and steered_in(self.prefixes, hop.method, previous, url):
+        if previous is not None and steered_in(self.prefixes, method, previous, url):
             self.withheld = True
         return not self.withheld and self.prefixes.match(url)
 
@@ -371,10 +381,10 @@ def _sender(
     return send
 
 
-def _flow(keeper: TokenKeeper, credentials: Credentials, request: httpx.Request) -> Flow:
-    # The URL as sent (httpx's URL.path is decoded): the guard's key for its path is the one
-    # the requests front end uses, so their processes share what it learnt about the path.
-    hop = Hop(request.method, str(request.url), isinstance(request.stream, httpx.ByteStream))
+def _flow(keeper: TokenKeeper, credentials: Credentials, request: httpx.Request, url: str) -> Flow:
+    # ``url``: the request's URL as sent (httpx's URL.path is decoded): the guard's key for its
+    # path is the one the requests front end uses, so their processes share what it learnt.
+    hop = Hop(request.method, url, isinstance(request.stream, httpx.ByteStream))
     return bearer_flow(keeper, credentials, hop)
 
 
