@@ -9,7 +9,6 @@ import pickle
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from refreshing_session.testing import LocalAuthServer
 from .conftest import refresher_for
 from .support.processes import (
     STORM,
-    run_storm,
     start_process,
     use_in_child_processes,
     use_session,
@@ -41,6 +39,7 @@ from .support.processes import (
 )
 from .support.redis_jobs import redis_job
 from .support.redis_servers import RedisServer, RedisUser
+from .support.storms import storm_through_expiries
 
 KEY = "refreshing-session:test"
 TIMEOUT = 10
@@ -485,23 +484,17 @@ def test_processes_sharing_only_redis_refresh_once_per_due_token(
 ) -> None:
     ttl, seconds, processes = 1.0, 4.0, 4
     with LocalAuthServer(access_ttl=ttl) as auth:
-        logged_in: list[float] = []
-
-        def first_login() -> float:
-            """Store the first token; return when it was asked for (the storm starts then)."""
-            logged_in.append(time.time())
-            log_in(RedisTokenStore(redis_server.url, KEY), auth)
-            return logged_in[0]
-
         job = redis_job(auth, redis_server, KEY, lock_ttl=10.0, threads=2)
-        outputs = run_storm(job, processes, seconds, tmp_path, first_login)
-        elapsed = time.time() - logged_in[0]
+        storm = storm_through_expiries(
+            job,
+            [STORM] * processes,
+            seconds,
+            tmp_path,
+            RedisTokenStore(redis_server.url, KEY),
+            lambda: Token.from_response(auth.issue_token(), requested_at=time.time()),
+        )
         stats = auth.stats()
-    outcomes: Counter[str] = Counter()
-    for output in outputs:
-        outcomes.update(json.loads(output))
-    # Each token is due halfway through its life (the leeway of 30 s exceeds it).
-    due = int(elapsed // (ttl / 2))
+    outcomes, due = storm.outcomes, storm.tokens_due
     requests = sum(outcomes.values())
     record_property(
         "figures",
