@@ -19,13 +19,13 @@ from refreshing_session.dpop import DPoPKey
 
 from ..support.storms import report, storm_through_expiries
 from ..test_dpop_storm import with_dpop
-from ..test_front_end_storm import CONNECTIONS, MIXED
+from ..test_front_end_storm import ASYNC_STORM, CONNECTIONS, MIXED
 from .conftest import ACCESS_TTL, OidcProvider
 from .provider_storms import assert_provider_storm, provider_figures
 
 SECONDS = 7.5
 THREADS, TASKS = 2, 100  # per requests or httpx process; per asyncio process
-CALLERS = (len(MIXED) - 2) * THREADS + 2 * TASKS  # MIXED ends with 2 asyncio processes
+CALLERS = sum(TASKS if program is ASYNC_STORM else THREADS for program in MIXED)
 
 
 @pytest.mark.timeout(120, func_only=True)
