@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..pages import write_between_markers
+
 if TYPE_CHECKING:
     from .run import Comparison, Run
-
-BEGIN = "<!-- dropin:begin -->"
-END = "<!-- dropin:end -->"
 
 
 def write_page(page: Path, comparisons: Sequence[Comparison], command: str, seconds: float) -> None:
     """Replace the text between the markers of ``page`` with the results of a run of
     ``command`` that took ``seconds``; raises ValueError if the page has no markers."""
-    text = page.read_text(encoding="utf-8")
-    pattern = re.compile(f"{re.escape(BEGIN)}.*?{re.escape(END)}", re.DOTALL)
-    if not pattern.search(text):
-        raise ValueError(f"{page} has no {BEGIN} ... {END} markers to write between")
-    results = "\n".join([BEGIN, *_results(comparisons, command, seconds), END])
-    page.write_text(pattern.sub(lambda _: results, text), encoding="utf-8")
+    write_between_markers(page, "dropin", "\n".join(_results(comparisons, command, seconds)))
 
 
 def _results(comparisons: Sequence[Comparison], command: str, seconds: float) -> list[str]:
