@@ -50,7 +50,8 @@ _USE_NONCE = re.compile(r'\berror\s*=\s*"?use_dpop_nonce\b', re.IGNORECASE)
 _MOST_ORIGINS = 256
 _JTI_BYTES = 18  # 144 random bits: never repeated across processes
 _CACHED_KEYS = 16
-_KEY_FILE = "the DPoP key file"
+#: How messages name a DPoP key file.
+KEY_FILE = "the DPoP key file"
 
 
 class DPoPKey:
@@ -107,19 +108,19 @@ class DPoPKey:
         user's link) and hold an EC P-256 or Ed25519 key. Raises ValueError saying which."""
         shown = os.path.abspath(os.fspath(path))
         try:
-            raw = read_trusted(path, _KEY_FILE, private=True)
+            raw = read_trusted(path, KEY_FILE, private=True)
         except UntrustedFile as error:
             raise ValueError(f"dpop_key: {error}") from None
         except OSError as error:
             raise ValueError(
-                f"dpop_key: cannot read {_KEY_FILE} {shown} ({error.strerror})"
+                f"dpop_key: cannot read {KEY_FILE} {shown} ({error.strerror})"
             ) from None
         try:
             return cls.from_pem(raw)
         except (ValueError, TypeError) as error:
             problem = str(error)
         raise ValueError(
-            f"dpop_key: {_KEY_FILE} {shown} is {problem}; make one with `openssl genpkey "
+            f"dpop_key: {KEY_FILE} {shown} is {problem}; make one with `openssl genpkey "
             f"-algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {shown}` and chmod 600 it"
         )
 

@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 
 from .arguments import check_redis_url
 from .client_auth import AUTH_METHODS
+from .dpop import KEY_FILE as DPOP_KEY_FILE
 from .errors import ProfileError
 from .oauth_client import OAuthClient
 from .refreshers import ClientCredentialsRefresher, OAuth2Refresher
@@ -69,7 +70,6 @@ _APP = "refreshing-session"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Keys whose value is (or may hold) a secret: an error describes its type, never its value.
 _SECRET_KEYS = ("client_secret", "redis_url")
-_DPOP_KEY_FILE = "the DPoP key file"
 _T = TypeVar("_T")
 
 
@@ -173,8 +173,8 @@ class Profile:
         """The DPoP key file's path, once the file passes the rule of trusted files for a
         private key (the client reads the key from it)."""
         if self.dpop_key is not None:
-            with _restated(_DPOP_KEY_FILE, self.dpop_key, self._error("dpop_key")):
-                trusted_path(self.dpop_key, _DPOP_KEY_FILE, private=True)
+            with _restated(DPOP_KEY_FILE, self.dpop_key, self._error("dpop_key")):
+                trusted_path(self.dpop_key, DPOP_KEY_FILE, private=True)
         return self.dpop_key
 
     def _error(self, key: str) -> Callable[[str], ProfileError]:
