@@ -19,7 +19,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -27,6 +26,7 @@ import httpx
 from .authserver import granted_api
 from .clients import Endpoint, load_token
 from .httpx_peers import ours_async
+from .overhead import Batch
 from .settings import Option, Plan, plan_from_command_line
 from .stats import percentile
 
@@ -54,28 +54,13 @@ _BUILDERS: dict[str, Callable[[Endpoint, httpx.Limits], httpx.AsyncClient]] = {
 }
 
 
-@dataclass(frozen=True)
-class Run:
-    """One client's run: ``requests`` answered in ``seconds`` of wall time and ``cpu``
-    seconds of this process's CPU time."""
-
-    requests: int
-    seconds: float
-    cpu: float
-
-    @property
-    def per_second(self) -> float:
-        """Requests per second."""
-        return self.requests / self.seconds
-
-
 def run_async_overhead(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
     """Run the plan's ``async_overhead_pairs`` pairs of runs, ``async_overhead_tasks`` tasks
     for ``async_overhead_seconds`` per client and run, against one loopback server; return the
     runs and their summary as plain data."""
     pairs, seconds = plan.async_overhead_pairs, plan.async_overhead_seconds
     tasks = plan.async_overhead_tasks
-    runs: dict[str, list[Run]] = {key: [] for key in _BUILDERS}
+    runs: dict[str, list[Batch]] = {key: [] for key in _BUILDERS}
     with granted_api(_TOKEN_TTL) as (server, endpoint):
         url = server.api_url + "items"
         for pair in range(pairs):
@@ -92,7 +77,7 @@ def run_async_overhead(plan: Plan, progress: Callable[[str], None]) -> dict[str,
     return summary(runs, pairs, seconds, tasks)
 
 
-async def _run(client: httpx.AsyncClient, url: str, tasks: int, seconds: float) -> Run:
+async def _run(client: httpx.AsyncClient, url: str, tasks: int, seconds: float) -> Batch:
     """Call ``url`` from ``tasks`` tasks back to back for ``seconds``, after one call per task
     to open the connections; every answer must be a 200."""
     async with client:
@@ -102,7 +87,11 @@ async def _run(client: httpx.AsyncClient, url: str, tasks: int, seconds: float) 
         counts = await asyncio.gather(
             *(_calls(client, url, started + seconds) for _ in range(tasks))
         )
-        return Run(sum(counts), time.perf_counter() - started, time.process_time() - cpu_started)
+        return Batch(
+            requests=sum(counts),
+            seconds=time.perf_counter() - started,
+            cpu=time.process_time() - cpu_started,
+        )
 
 
 async def _calls(client: httpx.AsyncClient, url: str, deadline: float) -> int:
@@ -125,7 +114,7 @@ def _range(values: Sequence[float]) -> dict[str, float]:
     return {"median": percentile(values, 0.5), "low": min(values), "high": max(values)}
 
 
-def summary(runs: dict[str, list[Run]], pairs: int, seconds: float, tasks: int) -> dict[str, Any]:
+def summary(runs: dict[str, list[Batch]], pairs: int, seconds: float, tasks: int) -> dict[str, Any]:
     """The part's figures: each client's requests per second (median, lowest-highest, and
     their coefficient of variation: the standard deviation over the mean, run to run) and CPU
     per request, and ours against plain pair by pair."""

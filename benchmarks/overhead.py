@@ -62,6 +62,11 @@ class Batch:
     cpu: float
     requests: int
 
+    @property
+    def per_second(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds
+
 
 @dataclass(frozen=True)
 class ClientCost:
@@ -179,9 +184,9 @@ def measure(session: Getter, url: str, count: int) -> Batch:
 def cost(key: str, label: str, batches: Sequence[Batch], plain: Sequence[Batch]) -> ClientCost:
     """A client's cost from its ``batches``, against the ``plain`` client's of the same
     rounds."""
-    speed = [b.requests / b.seconds for b in batches]
+    speed = [b.per_second for b in batches]
     cpu = [b.cpu / b.requests for b in batches]
-    plain_speed = [b.requests / b.seconds for b in plain]
+    plain_speed = [b.per_second for b in plain]
     plain_cpu = [b.cpu / b.requests for b in plain]
     return ClientCost(
         key=key,

@@ -132,8 +132,8 @@ def _commands_run(counter: redis.Redis) -> int:
 def _cost(
     label: str, batches: Sequence[Batch], plain_batches: Sequence[Batch], commands: int
 ) -> HotPathCost:
-    speed = [b.requests / b.seconds for b in batches]
-    plain_speed = [b.requests / b.seconds for b in plain_batches]
+    speed = [b.per_second for b in batches]
+    plain_speed = [b.per_second for b in plain_batches]
     total = sum(b.requests for b in batches)
     return HotPathCost(
         label=label,
