@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
@@ -23,6 +22,7 @@ from refreshing_session.keeper import TokenKeeper
 from refreshing_session.redis_store import RedisTokenStore
 from refreshing_session.testing import LocalAuthServer
 
+from .support.handlers import QuietHandler
 from .support.hostile import LoopbackServer
 from .support.redis_servers import RedisServer
 
@@ -38,14 +38,9 @@ class TricklingProxy(LoopbackServer):
     def __init__(self, upstream: str, seconds: float) -> None:
         self.stopped = stopped = threading.Event()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Silent: token requests carry secrets."""
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                form = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                form = self.read_body()
                 headers = {
                     name: self.headers[name]
                     for name in ("Content-Type", "Authorization")
