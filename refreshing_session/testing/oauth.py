@@ -385,7 +385,7 @@ class OAuthState:
                 self._nonce_for(refused, now),
             )
         with self._lock:
-            response, client_id = self._authorize_api(request, proof, now)
+            response, client_id = self._authorize_api(request, presented, proof, now)
             self._bump("api_unauthorized" if client_id is None else "api_ok")
         return _with_headers(response, self.dpop.nonce_headers(proof, now))
 
@@ -438,9 +438,14 @@ class OAuthState:
     # ------------------------------------------------------------ rules (lock held)
 
     def _authorize_api(
-        self, request: Request, proof: CheckedProof | None, now: float
+        self,
+        request: Request,
+        presented: tuple[str, str] | None,
+        proof: CheckedProof | None,
+        now: float,
     ) -> tuple[Response, str | None]:
-        presented = _access_token_of(request)
+        """The answer to an API ``request`` that ``presented`` a token (its scheme and token,
+        as :func:`_access_token_of` reads them), and the client it is for (None: refused)."""
         if presented is None:
             challenges: Headers = (("WWW-Authenticate", 'Bearer realm="api"'),)
             if self._dpop_required:
