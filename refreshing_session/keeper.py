@@ -318,9 +318,10 @@ class TokenKeeper:
         change = Guard.cured if refused is False else Guard.unanswered
         try:
             snapshot = self._load()
-            if snapshot is None or change(Guard.of(snapshot.notes), key) == Guard.of(
-                snapshot.notes
-            ):
+            if snapshot is None:
+                return
+            guard = Guard.of(snapshot.notes)
+            if change(guard, key) == guard:
                 return
             with self._exclusive(timeout=_BOOKKEEPING_WAIT):
                 self._record(change, key)
