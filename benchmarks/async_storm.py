@@ -28,7 +28,7 @@ import httpx
 
 from refreshing_session.testing import LocalAuthServer
 
-from .authserver import grant_storm, storm_counts
+from .authserver import Counters, grant_storm, storm_counts
 from .clients import Endpoint
 from .httpx_peers import HTTPX_BY_KEY, HTTPX_CLIENTS
 from .settings import Plan
@@ -108,7 +108,7 @@ def _run_cell(
         )
         lost = not connection.poll(seconds + GRACE)
         outcome = _LOST if lost else connection.recv()
-        after = server.stats()
+        counted = Counters.of(server.stats()).since(storm.before)
     requests = sum(outcome.outcomes.values())
     return {
         "library": key,
@@ -120,7 +120,7 @@ def _run_cell(
         "requests": requests,
         "successes": outcome.outcomes.get("ok", 0),
         "errors": {kind: count for kind, count in sorted(outcome.outcomes.items()) if kind != "ok"},
-        **storm_counts(storm.before, after, ttl, seconds, outcome.last_end - storm.granted),
+        **storm_counts(counted, ttl, seconds, outcome.last_end - storm.granted),
         "latency": asdict(outcome.latency),
         "loop_lag": asdict(outcome.loop_lag),
         "client_cpu_us": 1e6 * outcome.cpu / max(1, requests),

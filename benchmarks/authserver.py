@@ -2,7 +2,9 @@
 
 :func:`api_server` runs a server in a separate process, so that its CPU time is not charged to
 the client being measured. (The storm runs LocalAuthServer in its own process; its
-``token_calls()`` tell which API requests were waiting for a refresh.)
+``token_calls()`` tell which API requests were waiting for a refresh.) :class:`Counters` holds
+what any storm's authorization server counted, and :func:`storm_counts` turns a storm's share of
+them into its figures.
 """
 
 from __future__ import annotations
@@ -69,13 +71,49 @@ def api_server(access_ttl: float, dpop_jkts: Sequence[str] = ()) -> Iterator[Run
 
 
 @dataclass(frozen=True)
+class Counters:
+    """What an authorization server counted: token-endpoint calls, refresh tokens presented
+    more than once, grants revoked, and API calls refused with a 401."""
+
+    token_calls: int
+    reuse_detections: int
+    grants_revoked: int
+    api_401s: int
+
+    @classmethod
+    def of(cls, stats: ServerStats) -> Counters:
+        """The counters of a :class:`LocalAuthServer`'s ``stats``."""
+        return cls(
+            stats.token_requests,
+            stats.reuse_detections,
+            stats.revoked_grants,
+            stats.api_unauthorized,
+        )
+
+    def since(self, earlier: Counters) -> Counters:
+        """What was counted after ``earlier``."""
+        return Counters(
+            self.token_calls - earlier.token_calls,
+            self.reuse_detections - earlier.reuse_detections,
+            self.grants_revoked - earlier.grants_revoked,
+            self.api_401s - earlier.api_401s,
+        )
+
+
+def refreshes_due(seconds: float, interval: float) -> int:
+    """How many tokens came due in ``seconds`` for a client that refreshes every ``interval``
+    seconds (at least one: the grant's own)."""
+    return max(1, int(seconds // interval))
+
+
+@dataclass(frozen=True)
 class StormGrant:
     """A storm's start on a :class:`LocalAuthServer`: the endpoint its clients share, the
-    server's stats just before the grant, and when the grant was written
+    server's counters just before the grant, and when the grant was written
     (``time.perf_counter()``, the same clock in every process on one machine)."""
 
     endpoint: Endpoint
-    before: ServerStats
+    before: Counters
     granted: float
 
 
@@ -88,28 +126,25 @@ def grant_storm(server: LocalAuthServer, folder: str, ttl: float, token_delay: f
     endpoint = Endpoint(
         server.api_url, server.token_url, os.path.join(folder, "token.json"), margin=ttl / 2
     )
-    before = server.stats()
+    before = Counters.of(server.stats())
     write_grant(endpoint.store(), server.issue_token())
     return StormGrant(endpoint, before, time.perf_counter())
 
 
-def storm_counts(
-    before: ServerStats, after: ServerStats, ttl: float, seconds: float, took: float
-) -> dict[str, Any]:
+def storm_counts(counted: Counters, ttl: float, seconds: float, took: float) -> dict[str, Any]:
     """What a storm on ``ttl``-second tokens refreshed at half their life cost the server,
-    from its stats ``before`` and ``after``: token calls, against the tokens that came due
+    from what it ``counted`` during the storm: token calls, against the tokens that came due
     while requests took them (for ``seconds``, or ``took`` seconds when a request started
     before the deadline took its token after it), reuse detections, whether the grant was
     revoked, and the API's 401s."""
-    due = max(1, int(max(seconds, took) // (ttl / 2)))
-    calls = after.token_requests - before.token_requests
+    due = refreshes_due(max(seconds, took), ttl / 2)
     return {
-        "token_calls": calls,
+        "token_calls": counted.token_calls,
         "refreshes_due": due,
-        "calls_per_due": calls / due,
-        "reuse_detections": after.reuse_detections - before.reuse_detections,
-        "grant_revoked": after.revoked_grants > before.revoked_grants,
-        "api_401s": after.api_unauthorized - before.api_unauthorized,
+        "calls_per_due": counted.token_calls / due,
+        "reuse_detections": counted.reuse_detections,
+        "grant_revoked": counted.grants_revoked > 0,
+        "api_401s": counted.api_401s,
     }
 
 

@@ -34,7 +34,7 @@ import httpx
 
 from refreshing_session.testing import LocalAuthServer
 
-from .authserver import grant_storm, storm_counts
+from .authserver import Counters, grant_storm, storm_counts
 from .clients import Endpoint
 from .clients import ours as ours_requests
 from .httpx_peers import ours as ours_httpx
@@ -140,11 +140,11 @@ def _run(ends: Sequence[FrontEnd], seconds: float, ttl: float, delay: float) -> 
             job = _Job(end, storm.endpoint, server.api_url + "items", storm.granted + seconds)
             connection.send(job)
         tallies = [(end, _report(connection, seconds)) for end, connection in workers]
-        after = server.stats()
+        counted = Counters.of(server.stats()).since(storm.before)
     last_end = max((tally.last_end for _, tally in tallies if tally), default=storm.granted)
     return {
         "front_ends": [_front_end(end, tallies) for end in ends],
-        **storm_counts(storm.before, after, ttl, seconds, last_end - storm.granted),
+        **storm_counts(counted, ttl, seconds, last_end - storm.granted),
         "lost_workers": sum(1 for _, tally in tallies if tally is None),
     }
 

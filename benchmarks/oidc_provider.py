@@ -21,7 +21,7 @@ import requests
 
 from refreshing_session.testing import TokenCall
 
-from .storm import Counters
+from .authserver import Counters
 
 FOLDER = Path(__file__).resolve().parent.parent / "tests" / "interop" / "oidc_provider"
 _HTTP_TIMEOUT = 10.0

@@ -33,7 +33,7 @@ import requests
 
 from refreshing_session.testing import LocalAuthServer, TokenCall
 
-from .authserver import write_grant
+from .authserver import Counters, refreshes_due, write_grant
 from .clients import BY_KEY, Endpoint
 from .latency import StormLatency, storm_latency
 from .local_redis import local_redis
@@ -141,26 +141,6 @@ class CellResult:
         return self.token_calls / self.refreshes_due
 
 
-@dataclass(frozen=True)
-class Counters:
-    """What an authorization server counted: token-endpoint calls, refresh tokens presented
-    more than once, grants revoked, and API calls refused with a 401."""
-
-    token_calls: int
-    reuse_detections: int
-    grants_revoked: int
-    api_401s: int
-
-    def since(self, earlier: Counters) -> Counters:
-        """What was counted after ``earlier``."""
-        return Counters(
-            self.token_calls - earlier.token_calls,
-            self.reuse_detections - earlier.reuse_detections,
-            self.grants_revoked - earlier.grants_revoked,
-            self.api_401s - earlier.api_401s,
-        )
-
-
 class AuthServer(Protocol):
     """The authorization server and API a storm cell runs against."""
 
@@ -195,13 +175,7 @@ class LocalServer:
 
     def counters(self) -> Counters:
         """The server's counters so far."""
-        stats = self._server.stats()
-        return Counters(
-            stats.token_requests,
-            stats.reuse_detections,
-            stats.revoked_grants,
-            stats.api_unauthorized,
-        )
+        return Counters.of(self._server.stats())
 
     def token_calls(self) -> list[TokenCall]:
         """Every token request so far."""
@@ -287,7 +261,7 @@ def _result(
         successes=outcomes["ok"],
         errors={kind: count for kind, count in sorted(outcomes.items()) if kind != "ok"},
         token_calls=counted.token_calls,
-        refreshes_due=max(1, int(run // interval)),
+        refreshes_due=refreshes_due(run, interval),
         reuse_detections=counted.reuse_detections,
         grant_revoked=counted.grants_revoked > 0,
         latency=Latency.of(ok),
