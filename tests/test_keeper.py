@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from refreshing_session.store import Version
 from refreshing_session.testing import LocalAuthServer, MemoryStore
 
 from .conftest import SessionFactory, expire, refresher_for, stored
+from .support.locks import lock_held
 
 TIMEOUT = 10
 
@@ -37,26 +37,6 @@ def keeper_for(server: LocalAuthServer, store: TokenStore, **options: Any) -> To
     options.setdefault("leeway", 30.0)
     options.setdefault("lock_timeout", 5.0)
     return TokenKeeper(store, refresher_for(server), **options)
-
-
-@contextmanager
-def lock_held(store: TokenStore) -> Iterator[None]:
-    """Hold the store's lock from another thread (a file lock excludes other descriptors)."""
-    taken, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store.lock(5.0, lambda: False):
-            taken.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert taken.wait(5)
-    try:
-        yield
-    finally:
-        release.set()
-        holder.join(5)
 
 
 def test_install_stores_a_login_and_clears_the_notes(

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
 
@@ -13,28 +12,10 @@ from refreshing_session import LockTimeout, Token, TokenStore
 from refreshing_session.keeper import TokenKeeper
 from refreshing_session.testing import MemoryStore
 
+from .support.locks import lock_held
+
 WAIT = 5.0
 GRANT = Token("access-1", refresh_token="refresh-1", expires_at=2e9)
-
-
-@contextmanager
-def held_by_another_thread(store: MemoryStore) -> Iterator[None]:
-    """Hold the store's lock from another thread for the context."""
-    taken, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store.lock(WAIT, lambda: False):
-            taken.set()
-            release.wait(WAIT)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert taken.wait(WAIT), "the other thread never got the lock"
-    try:
-        yield
-    finally:
-        release.set()
-        holder.join(WAIT)
 
 
 def test_it_is_a_token_store_holding_its_first_token_and_notes() -> None:
@@ -86,7 +67,7 @@ def test_notes_are_a_copy_the_caller_cannot_change_afterwards() -> None:
 def test_the_lock_excludes_another_thread_until_its_timeout() -> None:
     store = MemoryStore(GRANT)
     with (
-        held_by_another_thread(store),
+        lock_held(store),
         pytest.raises(LockTimeout, match=r"not had in 0\.05 s"),
         store.lock(0.05, lambda: False),
     ):
@@ -105,7 +86,7 @@ def test_stop_waiting_ends_the_wait_long_before_the_timeout() -> None:
         return True
 
     with (
-        held_by_another_thread(store),
+        lock_held(store),
         pytest.raises(LockTimeout),
         store.lock(3600.0, stop_waiting),
     ):
@@ -117,7 +98,7 @@ def test_stop_waiting_ends_the_wait_long_before_the_timeout() -> None:
 def test_a_waiter_gets_the_lock_when_its_holder_lets_go() -> None:
     store = MemoryStore(GRANT)
     order: list[str] = []
-    with held_by_another_thread(store):
+    with lock_held(store):
         waiting = threading.Event()
 
         def wait_for_the_lock() -> None:
