@@ -54,11 +54,13 @@ class Seen(NamedTuple):
     target: str  # the path as sent on the wire
     routed: str  # the path after the server's own normalisation
     scheme: str | None  # of the Authorization header; never its secret, which test output shows
+    proofs: tuple[str, ...] = ()  # every DPoP header it carried
 
 
 class HostileServer(LoopbackServer):
     """A normalising HTTP server on 127.0.0.1 that answers the paths in ``redirects`` with a
-    redirect (status, Location) and every other path with 200, and records what it received."""
+    redirect (status, Location) and every other path with 200, and records what it received.
+    A subclass answers otherwise by overriding :meth:`answer`."""
 
     def __init__(self, redirects: Mapping[str, tuple[int, str]] | None = None) -> None:
         self.redirects = dict(redirects or {})
@@ -72,6 +74,12 @@ class HostileServer(LoopbackServer):
     def record(self, seen: Seen) -> None:
         with self._lock:
             self.seen.append(seen)
+
+    def answer(self, seen: Seen) -> tuple[int, dict[str, str]]:
+        """Record ``seen``; return the status and headers to answer it with."""
+        self.record(seen)
+        status, location = self.redirects.get(seen.routed, (200, ""))
+        return status, {"Location": location} if location else {}
 
     def authorized_outside(self, prefix: str) -> list[str]:
         """The routed paths outside ``prefix`` that received an Authorization header."""
@@ -99,9 +107,8 @@ def _handler_for(hostile: HostileServer) -> type[BaseHTTPRequestHandler]:
             routed = posixpath.normpath(unquote(plain))
             authorization = self.headers.get("Authorization")
             scheme = authorization.split()[0].lower() if authorization else None
-            hostile.record(Seen(self.command, target, routed, scheme))
-            status, location = hostile.redirects.get(routed, (200, ""))
-            self.send_empty(status, {"Location": location} if location else None)
+            proofs = tuple(self.headers.get_all("DPoP") or ())
+            self.send_empty(*hostile.answer(Seen(self.command, target, routed, scheme, proofs)))
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = answer
 

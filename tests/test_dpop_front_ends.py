@@ -7,7 +7,8 @@ prefixes gets neither the token nor a proof; a token bound to another key is an 
 so.
 
 The servers say what was sent: LocalAuthServer (DPoP on, nonces required) checks and records
-every proof; :class:`DPoPRecorder` plays the resource server or the attacker and keeps every
+every proof; :class:`DPoPRecorder` (the prefix attacker's server of test_attack_prefixes, which
+can also ask for nonces forever) plays the resource server or the attacker and keeps every
 ``Authorization`` scheme and ``DPoP`` header it received. Each proof is decoded here, its
 signature checked with the key it embeds, apart from the library's own code.
 """
@@ -17,15 +18,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import posixpath
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler
 from itertools import count
 from pathlib import Path
-from typing import NamedTuple
-from urllib.parse import unquote, urlsplit
 
 import pytest
 from anyio.from_thread import BlockingPortal
@@ -38,8 +35,8 @@ from refreshing_session.testing import DPoPProof, LocalAuthServer
 from .conftest import expire, stored
 from .support.front_end_checks import check_a_401_no_refresh_cures_costs_one_refresh_per_token
 from .support.front_ends import ALL, HOP_BY_HOP, ClientFactory, client_factory
-from .support.handlers import QuietHandler
-from .support.hostile import LoopbackServer, served
+from .support.hostile import served
+from .test_attack_prefixes import HostileServer, Seen
 from .test_dpop import decoded, jwt_access_token
 
 NONCE_CHALLENGE = 'DPoP error="use_dpop_nonce", error_description="nonce required"'
@@ -106,41 +103,27 @@ def api_proofs(server: LocalAuthServer) -> list[DPoPProof]:
 # --- the recording server: a resource server, or the attacker --------------------------------
 
 
-class Seen(NamedTuple):
-    """One request as the recorder received it: its routed path, the scheme of its
-    Authorization header (never the secret) and every DPoP header it carried."""
-
-    routed: str
-    scheme: str | None
-    proofs: tuple[str, ...]
-
-
-class DPoPRecorder(LoopbackServer):
-    """A server on 127.0.0.1 that records every request, routes it as nginx does (the path
-    decoded, its dot segments removed), and answers the paths in ``redirects`` with a redirect
-    (status, Location); every other path with 200, or with ``nonce_forever`` with a 401 nonce
-    challenge carrying a new nonce each time (``n-1``, ``n-2``, ...)."""
+class DPoPRecorder(HostileServer):
+    """The prefix attacker's server (it records every request, with the DPoP headers it carried,
+    and answers the paths in ``redirects`` with a redirect); with ``nonce_forever``, it answers
+    every other path with a 401 nonce challenge carrying a new nonce each time (``n-1``,
+    ``n-2``, ...)."""
 
     def __init__(
         self, redirects: Mapping[str, tuple[int, str]] | None = None, *, nonce_forever: bool = False
     ) -> None:
-        self.redirects = dict(redirects or {})
         self.nonce_forever = nonce_forever
-        self.seen: list[Seen] = []
         self._nonces = count(1)
-        super().__init__(_recording_handler(self))
+        super().__init__(redirects)
 
     def answer(self, seen: Seen) -> tuple[int, dict[str, str]]:
-        """Record ``seen``; return the status and headers to answer it with."""
+        """Record ``seen``; return the redirect or the nonce challenge to answer it with."""
+        status, headers = super().answer(seen)
+        if not self.nonce_forever or seen.routed in self.redirects:
+            return status, headers
         with self._lock:
-            self.seen.append(seen)
-            if seen.routed in self.redirects:
-                status, location = self.redirects[seen.routed]
-                return status, {"Location": location}
-            if self.nonce_forever:
-                nonce = f"n-{next(self._nonces)}"
-                return 401, {"WWW-Authenticate": NONCE_CHALLENGE, "DPoP-Nonce": nonce}
-            return 200, {}
+            nonce = f"n-{next(self._nonces)}"
+        return 401, {"WWW-Authenticate": NONCE_CHALLENGE, "DPoP-Nonce": nonce}
 
     def proofs_outside(self, prefix: str) -> list[str]:
         """The routed paths outside ``prefix`` that received a token or a proof."""
@@ -150,27 +133,6 @@ class DPoPRecorder(LoopbackServer):
                 for seen in self.seen
                 if (seen.scheme or seen.proofs) and not seen.routed.startswith(prefix)
             ]
-
-
-def _recording_handler(recorder: DPoPRecorder) -> type[BaseHTTPRequestHandler]:
-    class Handler(QuietHandler):
-        def record(self) -> None:
-            self.read_body()
-            authorization = self.headers.get("Authorization")
-            path = urlsplit(self.path).path
-            routed = posixpath.normpath(unquote(";".join(path.split(";")[:1])))
-            status, headers = recorder.answer(
-                Seen(
-                    routed,
-                    authorization.split()[0].lower() if authorization else None,
-                    tuple(self.headers.get_all("DPoP") or ()),
-                )
-            )
-            self.send_empty(status, headers)
-
-        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = record
-
-    return Handler
 
 
 recorder = served(DPoPRecorder)  # the resource server
