@@ -40,7 +40,7 @@ from .support.hostile import served
 from .support.recording import RecordingEndpoint
 from .test_attack_prefixes import CLIMBS, UNSAFE_METHODS, HostileServer
 from .test_profiles import server_profile
-from .test_refresh_on import ForbiddingApi, Issuer
+from .test_refresh_on import ForbiddingApi, Issuer, write_first_token
 from .test_session import with_unknown_access_token
 
 CALLER_BASIC = ("caller", "caller-password")
@@ -435,10 +435,10 @@ def test_refresh_on_403_refreshes_and_replays_only_where_asked(
     status: int,
     refreshes: int,
     portal: BlockingPortal,
-    token_file: Path,
+    tmp_path: Path,
 ) -> None:
     """An API that answers 403 to a dead token (test_refresh_on's)."""
-    with forbidding(kind, portal, token_file, refresh_on) as (api, issuer, client):
+    with forbidding(kind, portal, tmp_path, refresh_on) as (api, issuer, client):
         api.current = "at-revoked"  # the stored token died early
         assert client.request("GET", api.origin + "/items").status == status
     assert issuer.issued == refreshes
@@ -446,10 +446,12 @@ def test_refresh_on_403_refreshes_and_replays_only_where_asked(
 
 @contextmanager
 def forbidding(
-    kind: str, portal: BlockingPortal, token_file: Path, refresh_on: tuple[int, ...]
+    kind: str, portal: BlockingPortal, folder: Path, refresh_on: tuple[int, ...]
 ) -> Iterator[tuple[ForbiddingApi, Issuer, Client]]:
     """An API that answers 403 to a dead token (test_refresh_on's), the issuer of its tokens,
-    and a client of ``kind`` on it."""
+    and a client of ``kind`` on it, whose token file in ``folder`` holds the issuer's first
+    token (no LocalAuthServer needed to log in)."""
+    token_file = write_first_token(folder / "token.json")
     with ForbiddingApi() as api:
         issuer = Issuer(api)
         with RecordingEndpoint(issuer) as endpoint:
@@ -548,9 +550,9 @@ def test_streamed_bodies_to_a_path_refused_for_good_cost_at_most_the_guards_refr
 
 @pytest.mark.parametrize("kind", ALL)
 def test_with_refresh_on_403_a_forbidden_item_is_not_a_refresh_each(
-    kind: str, portal: BlockingPortal, token_file: Path
+    kind: str, portal: BlockingPortal, tmp_path: Path
 ) -> None:
-    with forbidding(kind, portal, token_file, (401, 403)) as (api, issuer, client):
+    with forbidding(kind, portal, tmp_path, (401, 403)) as (api, issuer, client):
         api.current = "at-revoked"  # the stored token died early: cured once
         assert client.request("GET", api.origin + "/items").status == 200
         for item in range(8):

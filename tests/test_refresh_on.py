@@ -65,9 +65,9 @@ class Issuer:
         }
 
 
-@pytest.fixture
-def token_file(tmp_path: Path) -> Path:
-    path = tmp_path / "token.json"
+def write_first_token(path: Path) -> Path:
+    """Write the token :class:`Issuer` counts from (``at-1``, ``rt-1``) to ``path``, as a
+    login would; return ``path``."""
     path.write_text(
         json.dumps(
             {
@@ -80,6 +80,11 @@ def token_file(tmp_path: Path) -> Path:
     )
     path.chmod(0o600)
     return path
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    return write_first_token(tmp_path / "token.json")
 
 
 @contextlib.contextmanager
