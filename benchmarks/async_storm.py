@@ -33,7 +33,7 @@ from .clients import Endpoint
 from .httpx_peers import HTTPX_BY_KEY, HTTPX_CLIENTS
 from .settings import Plan
 from .stats import Latency
-from .workers import GRACE, spawned
+from .workers import answer, spawned
 
 _REQUEST_TIMEOUT = 5.0
 _TICK = 0.001
@@ -106,8 +106,8 @@ def _run_cell(
         connection.send(
             _Job(key, storm.endpoint, server.api_url + "items", tasks, tasks / rate, deadline)
         )
-        lost = not connection.poll(seconds + GRACE)
-        outcome = _LOST if lost else connection.recv()
+        reported: _Outcome | None = answer(connection, seconds)
+        outcome = _LOST if reported is None else reported
         counted = Counters.of(server.stats()).since(storm.before)
     requests = sum(outcome.outcomes.values())
     return {
@@ -124,7 +124,7 @@ def _run_cell(
         "latency": asdict(outcome.latency),
         "loop_lag": asdict(outcome.loop_lag),
         "client_cpu_us": 1e6 * outcome.cpu / max(1, requests),
-        "lost_workers": int(lost),
+        "lost_workers": int(reported is None),
     }
 
 
@@ -176,7 +176,7 @@ async def _task(
         started = time.perf_counter()
         if started >= job.deadline:
             return ended
-        outcome = await _call(client, job.url)
+        outcome = await call_api(client, job.url, _REQUEST_TIMEOUT)
         ended = time.perf_counter()
         outcomes[outcome] += 1
         if outcome == "ok":
@@ -184,10 +184,10 @@ async def _task(
         next_at = max(next_at + job.interval, ended)
 
 
-async def _call(client: httpx.AsyncClient, url: str) -> str:
+async def call_api(client: httpx.AsyncClient, url: str, timeout: float) -> str:
     """Make one API call; return "ok", "HTTP <status>" or the exception's class name."""
     try:
-        response = await client.get(url, timeout=_REQUEST_TIMEOUT)
+        response = await client.get(url, timeout=timeout)
     except Exception as error:  # peers raise their own exception types
         return type(error).__name__
     return "ok" if response.status_code == 200 else f"HTTP {response.status_code}"

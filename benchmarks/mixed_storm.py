@@ -27,20 +27,21 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 import httpx
 
 from refreshing_session.testing import LocalAuthServer
 
+from .async_storm import call_api as call_api_async
 from .authserver import Counters, grant_storm, storm_counts
 from .clients import Endpoint
 from .clients import ours as ours_requests
 from .httpx_peers import ours as ours_httpx
 from .httpx_peers import ours_async
 from .settings import Option, Plan, plan_from_command_line
-from .workers import GRACE, spawned
+from .storm import call_api
+from .workers import answer, spawned
 
 _REQUEST_TIMEOUT = 10.0
 _THREADS = 2  # per requests or httpx sync process
@@ -139,7 +140,9 @@ def _run(ends: Sequence[FrontEnd], seconds: float, ttl: float, delay: float) -> 
         for end, connection in workers:
             job = _Job(end, storm.endpoint, server.api_url + "items", storm.granted + seconds)
             connection.send(job)
-        tallies = [(end, _report(connection, seconds)) for end, connection in workers]
+        tallies: list[tuple[FrontEnd, _Tally | None]] = [
+            (end, answer(connection, seconds)) for end, connection in workers
+        ]
         counted = Counters.of(server.stats()).since(storm.before)
     last_end = max((tally.last_end for _, tally in tallies if tally), default=storm.granted)
     return {
@@ -147,14 +150,6 @@ def _run(ends: Sequence[FrontEnd], seconds: float, ttl: float, delay: float) -> 
         **storm_counts(counted, ttl, seconds, last_end - storm.granted),
         "lost_workers": sum(1 for _, tally in tallies if tally is None),
     }
-
-
-def _report(connection: Connection, seconds: float) -> _Tally | None:
-    """The worker's tally; None when it sent none in time."""
-    if not connection.poll(seconds + GRACE):
-        return None
-    tally: _Tally = connection.recv()
-    return tally
 
 
 def _front_end(end: FrontEnd, tallies: Sequence[tuple[FrontEnd, _Tally | None]]) -> dict[str, Any]:
@@ -191,12 +186,7 @@ def _threads(job: _Job) -> _Tally:
         for _ in range(_MAX_REQUESTS):
             if time.perf_counter() >= job.deadline:
                 return
-            try:
-                response = client.get(job.url, timeout=_REQUEST_TIMEOUT)
-            except Exception as error:  # the front ends raise their own exception types
-                outcome = type(error).__name__
-            else:
-                outcome = _outcome(response.status_code)
+            outcome = call_api(client, job.url, _REQUEST_TIMEOUT)
             ends[slot] = time.perf_counter()
             with lock:
                 outcomes[outcome] += 1
@@ -219,12 +209,7 @@ async def _tasks(job: _Job) -> _Tally:
         for _ in range(_MAX_REQUESTS):
             if time.perf_counter() >= job.deadline:
                 break
-            try:
-                response = await client.get(job.url, timeout=_REQUEST_TIMEOUT)
-            except Exception as error:  # anything a caller would see
-                outcome = type(error).__name__
-            else:
-                outcome = _outcome(response.status_code)
+            outcome = await call_api_async(client, job.url, _REQUEST_TIMEOUT)
             ended = time.perf_counter()
             outcomes[outcome] += 1
         return ended
@@ -233,10 +218,6 @@ async def _tasks(job: _Job) -> _Tally:
     async with ours_async(job.endpoint, limits) as client:
         ends = await asyncio.gather(*(call() for _ in range(job.front_end.callers)))
     return _Tally(dict(outcomes), max(ends, default=0.0))
-
-
-def _outcome(status: int) -> str:
-    return "ok" if status == 200 else f"HTTP {status}"
 
 
 def main(argv: list[str] | None = None) -> int:

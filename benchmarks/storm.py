@@ -37,6 +37,7 @@ from .authserver import Counters, refreshes_due, write_grant
 from .clients import BY_KEY, Endpoint
 from .latency import StormLatency, storm_latency
 from .local_redis import local_redis
+from .overhead import Getter
 from .stats import Latency
 
 _READY = "ready"
@@ -407,7 +408,7 @@ def _loop(
         started = time.perf_counter()
         if started >= deadline:
             return
-        outcome = _call(session, job.url)
+        outcome = call_api(session, job.url, _REQUEST_TIMEOUT)
         log.durations.append(time.perf_counter() - started)
         log.starts.append(started)
         log.outcomes.append(outcome)
@@ -415,11 +416,12 @@ def _loop(
         next_at = max(next_at + job.interval, time.perf_counter())
 
 
-def _call(session: requests.Session, url: str) -> str:
-    """Make one API call; return "ok", "HTTP <status>" or the exception's class name."""
+def call_api(client: Getter, url: str, timeout: float) -> str:
+    """Make one API call with ``client`` (a requests session or an httpx client); return "ok",
+    "HTTP <status>" or the exception's class name."""
     try:
-        response = session.get(url, timeout=_REQUEST_TIMEOUT)
-    except Exception as error:  # peers raise their own exception types, not RequestException
+        response = client.get(url, timeout=timeout)
+    except Exception as error:  # peers and httpx raise their own types, not RequestException
         return type(error).__name__
     return "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
 

@@ -39,6 +39,12 @@ def spawned(
             process.join(_STOP_TIMEOUT)
 
 
+def answer(connection: Connection, seconds: float) -> Any:
+    """The answer of the worker at the other end of ``connection`` to a job that runs for
+    ``seconds``; None when it sent none within ``seconds`` and :data:`GRACE`."""
+    return connection.recv() if connection.poll(seconds + GRACE) else None
+
+
 def _serve(connection: Connection, modules: tuple[str, ...], work: Callable[[Any], Any]) -> None:
     for module in modules:
         importlib.import_module(module)
