@@ -17,7 +17,6 @@ calls than tokens due (the last token due may not be used again before the end).
 
 from __future__ import annotations
 
-import math
 import socket
 import time
 from collections import Counter
@@ -40,10 +39,10 @@ from refreshing_session.testing import LocalAuthServer, ServerStats
 
 from .frameworks.services import Service, running, wait_until
 from .support.redis_servers import RedisServer
+from .support.storms import Storm
 
 TTL = 2.0
 SECONDS = 4.0  # of calls, from the login
-LEEWAY = 30.0  # the session's default
 WORKERS = 2
 BURST = 2 * WORKERS  # calls in flight at once, so that every worker has work
 MAX_BURSTS = 2000  # a bound on the loop, far above what 4 seconds allow
@@ -57,28 +56,33 @@ Call = tuple[str, int, int]
 
 @dataclass
 class Traffic:
-    """What the callers saw, from the login to the end of the last burst."""
+    """What the callers saw, from the login to the end of the last burst: per process that
+    called (pid 0 counts what the test's own HTTP client saw when it had no answer from a
+    worker), and which processes built the sessions they used."""
 
     first: Token
     started: float
     ended: float = 0.0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    callers: set[int] = field(default_factory=set)
+    per_caller: dict[int, Counter[str]] = field(default_factory=dict)
     builders: set[int] = field(default_factory=set)
 
     def add(self, calls: list[Call]) -> None:
         """Count the calls of one burst."""
         for outcome, caller, builder in calls:
-            self.outcomes[outcome] += 1
-            self.callers.add(caller)
+            self.per_caller.setdefault(caller, Counter())[outcome] += 1
             self.builders.add(builder)
 
     @property
-    def tokens_due(self) -> int:
-        """How many tokens came due, one after the other, from the login to the end."""
-        first_due = self.first.refresh_due_at(LEEWAY)
-        assert first_due is not None
-        return math.floor((self.ended - self.started) / (first_due - self.started))
+    def callers(self) -> set[int]:
+        """The pids of the processes that called."""
+        return set(self.per_caller)
+
+    @property
+    def storm(self) -> Storm:
+        """The calls as a storm from the login to the end of the last burst: its outcomes, its
+        tokens due and its figures."""
+        elapsed = self.ended - self.started
+        return Storm(self.first, self.started, elapsed, list(self.per_caller.values()))
 
 
 @dataclass
@@ -263,22 +267,20 @@ def _check(traffic: Traffic, stats: ServerStats, *, builders: int) -> None:
     """Assert what the storm tests assert, that the calls came from several workers, and that
     the sessions they used were built by ``builders`` parent processes (0: each process that
     called built its own)."""
-    figures = {
-        "seconds": round(traffic.ended - traffic.started, 2),
-        "outcomes": dict(traffic.outcomes),
-        "processes that called": len(traffic.callers),
-        "processes that built a session": len(traffic.builders),
-        "token calls": stats.token_requests,
-        "tokens due": traffic.tokens_due,
-        "api 401s": stats.api_unauthorized,
-        "reuse detections": stats.reuse_detections,
-    }
+    storm = traffic.storm
+    figures = storm.figures(
+        processes_that_called=len(traffic.callers),
+        processes_that_built_a_session=len(traffic.builders),
+        token_calls=stats.token_requests,
+        api_401s=stats.api_unauthorized,
+        reuse_detections=stats.reuse_detections,
+    )
     print(figures)  # shown with -s, and when the test fails
-    assert set(traffic.outcomes) == {"200"}, f"a caller saw an error: {figures}"
+    assert set(storm.outcomes) == {"200"}, f"a caller saw an error: {figures}"
     assert stats.reuse_detections == 0, f"a refresh token was presented twice: {figures}"
     assert stats.revoked_grants == 0, figures
-    assert traffic.tokens_due >= 3, f"the calls did not last through several expiries: {figures}"
-    assert 0 < stats.token_requests <= traffic.tokens_due, f"too many token calls: {figures}"
+    assert storm.tokens_due >= 3, f"the calls did not last through several expiries: {figures}"
+    assert 0 < stats.token_requests <= storm.tokens_due, f"too many token calls: {figures}"
     assert len(traffic.callers) >= WORKERS, f"not every worker made calls: {figures}"
     if builders:  # every worker used a session it inherited
         assert len(traffic.builders) == builders, figures
