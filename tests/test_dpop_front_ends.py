@@ -15,8 +15,6 @@ signature checked with the key it embeds, apart from the library's own code.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -33,6 +31,7 @@ from refreshing_session.guard import MAX_WASTED
 from refreshing_session.testing import DPoPProof, LocalAuthServer
 
 from .conftest import expire, stored
+from .support.dpop import ath
 from .support.front_end_checks import check_a_401_no_refresh_cures_costs_one_refresh_per_token
 from .support.front_ends import ALL, HOP_BY_HOP, ClientFactory, client_factory
 from .support.hostile import served
@@ -47,12 +46,6 @@ AUTH_SEES_ONE_HOP = pytest.mark.xfail(
     reason="httpx copies the first hop's DPoP header onto every redirect hop; an httpx.Auth "
     "never sees those hops",
 )
-
-
-def ath(access_token: str) -> str:
-    """The ``ath`` a proof for ``access_token`` must carry, computed here."""
-    digest = hashlib.sha256(access_token.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def dpop_login(path: Path, server: LocalAuthServer, key: DPoPKey, bound_to: str = "") -> Token:

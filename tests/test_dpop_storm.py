@@ -13,8 +13,6 @@ The 16x4 variant runs in the reliability runs only (``python -m tests.support.re
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import time
 from collections import Counter
@@ -29,6 +27,7 @@ from refreshing_session.demo import DPOP_NONCE_PROBLEMS
 from refreshing_session.dpop import DPoPKey
 from refreshing_session.testing import DPoPProof, LocalAuthServer
 
+from .support.dpop import ath
 from .support.processes import STORM, job_for
 from .support.storms import report, shared_store, storm_through_expiries
 from .test_front_end_storm import ASYNC_STORM, HTTPX_STORM
@@ -61,11 +60,6 @@ def with_dpop(program: str) -> str:
 def mixed(scale: int) -> list[str]:
     """``scale`` x (2 requests, 1 httpx, 1 asyncio) DPoP storm programs."""
     return [with_dpop(program) for program in (STORM, STORM, HTTPX_STORM, ASYNC_STORM)] * scale
-
-
-def ath(access_token: str) -> str:
-    digest = hashlib.sha256(access_token.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 @pytest.mark.timeout(180)
