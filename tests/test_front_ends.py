@@ -27,7 +27,6 @@ from refreshing_session import (
     RefreshFailed,
     Token,
     TokenError,
-    TokenFile,
 )
 from refreshing_session.guard import MAX_WASTED
 from refreshing_session.httpx import RefreshingAsyncClient, RefreshingAuth, RefreshingClient
@@ -41,7 +40,7 @@ from .support.recording import RecordingEndpoint
 from .test_attack_prefixes import CLIMBS, UNSAFE_METHODS, HostileServer
 from .test_profiles import server_profile
 from .test_refresh_on import ForbiddingApi, Issuer, write_first_token
-from .test_session import with_unknown_access_token
+from .test_session import expiring_in, with_unknown_access_token
 
 CALLER_BASIC = ("caller", "caller-password")
 
@@ -479,20 +478,11 @@ class RaisingRefresher:
         raise Boom("the SDK's own failure")
 
 
-def _due_but_valid(path: Path) -> Token:
-    """Rewrite the token file so that its token is due (inside the leeway) but still valid for
-    20 s; return that token."""
-    data = {**stored(path).to_dict(), "expires_at": time.time() + 20, "expires_in": 60}
-    token = Token.from_file(data, written_at=time.time())
-    TokenFile(path).write(token)
-    return token
-
-
 @pytest.mark.parametrize("kind", ALL)
 def test_a_custom_refresher_that_raises_anything_never_fails_a_request_whose_token_is_valid(
     kind: str, make_client: ClientFactory, server: LocalAuthServer, token_file: Path
 ) -> None:
-    _due_but_valid(token_file)
+    expiring_in(token_file, 20, 60)  # due (inside the leeway) but still valid for 20 s
     refresher = RaisingRefresher()
     client = make_client(refresher=refresher)
     statuses = [client.request("GET", server.api_url + "items").status for _ in range(6)]
