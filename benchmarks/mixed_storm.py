@@ -61,15 +61,14 @@ class FrontEnd:
     label: str
     processes: int
     callers: int
-    modules: tuple[str, ...]  # imported before the storm starts
 
 
 def front_ends(tasks: int) -> tuple[FrontEnd, ...]:
     """The storm's front ends, with ``tasks`` tasks in the asyncio process."""
     return (
-        FrontEnd("requests", "RefreshingSession", 2, _THREADS, ("refreshing_session",)),
-        FrontEnd("httpx", "RefreshingClient", 1, _THREADS, ("refreshing_session.httpx",)),
-        FrontEnd("asyncio", "RefreshingAsyncClient", 1, tasks, ("refreshing_session.httpx",)),
+        FrontEnd("requests", "RefreshingSession", 2, _THREADS),
+        FrontEnd("httpx", "RefreshingClient", 1, _THREADS),
+        FrontEnd("asyncio", "RefreshingAsyncClient", 1, tasks),
     )
 
 
@@ -128,11 +127,10 @@ def _run(ends: Sequence[FrontEnd], seconds: float, ttl: float, delay: float) -> 
         tempfile.TemporaryDirectory(prefix="refreshing-session-bench-") as folder,
         ExitStack() as stack,
     ):
+        # No modules to name: to unpickle _work, a worker imports this module, and with it
+        # every front end, before it reports ready.
         workers = [
-            (
-                end,
-                stack.enter_context(spawned(end.modules, _work, end.label)),
-            )
+            (end, stack.enter_context(spawned((), _work, end.label)))
             for end in ends
             for _ in range(end.processes)
         ]
