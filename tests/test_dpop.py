@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from refreshing_session.dpop import DPoPKey, Nonces, access_token_hash, asks_for
 from refreshing_session.oauth_client import OAuthClient
 from refreshing_session.testing import LocalAuthServer
 
-from .support.dpop import ath
+from .support.dpop import ath, dpop_grant
 from .support.processes import ROOT
 from .support.redis_servers import RedisServer
 
@@ -318,19 +319,11 @@ def test_a_dpop_token_answered_without_a_proof_is_an_error_that_says_so(
         refresher.new_token()
 
 
-def public_login(server: LocalAuthServer, key: DPoPKey, *, stored: bool = True) -> Token:
-    """Log the public client in with ``key`` (stored with the token, or not)."""
-    answer = server.issue_token("public", dpop_jkt=key.jkt)
-    token = Token.from_response(answer, requested_at=time.time())
-    assert token.is_dpop
-    return Token(**{**token.__dict__, "dpop_key": key.private_pem() if stored else None})
-
-
 def test_a_public_client_refreshes_with_the_key_its_token_is_stored_with() -> None:
     key = DPoPKey.generate()
     with LocalAuthServer(clients=PUBLIC) as server:
         refresher = OAuth2Refresher(server.token_url, "public", dpop=True)
-        token = public_login(server, key)
+        token = dpop_grant(server, key, "public")
         for _ in range(3):
             token = refresher(token)
             assert key_of(token) == key
@@ -345,14 +338,14 @@ def test_an_invalid_grant_about_a_wrong_key_is_not_a_dead_grant() -> None:
     key = DPoPKey.generate()
     with LocalAuthServer(clients=PUBLIC) as server:
         refresher = OAuth2Refresher(server.token_url, "public", dpop=True)
-        unkeyed = public_login(server, key, stored=False)
+        unkeyed = dpop_grant(server, key, "public", stored=False)
         with pytest.raises(ClientRejected, match="refused the DPoP proof, not the grant") as caught:
             refresher(unkeyed)
         assert "came without the key it is bound to" in str(caught.value)
         assert "grant request is invalid" in str(caught.value)
         assert server.dpop_proofs()[-1].problem == "failed jkt verification"
         # The grant lives on: its own key refreshes it.
-        keyed = Token(**{**unkeyed.__dict__, "dpop_key": key.private_pem()})
+        keyed = replace(unkeyed, dpop_key=key.private_pem())
         assert refresher(keyed).is_dpop
 
 
@@ -392,7 +385,7 @@ def test_a_dpop_token_refreshed_without_a_proof_is_not_a_dead_grant() -> None:
 def test_an_invalid_grant_for_a_dead_refresh_token_is_still_login_required() -> None:
     key = DPoPKey.generate()
     with LocalAuthServer(clients=PUBLIC) as server:
-        token = public_login(server, key)
+        token = dpop_grant(server, key, "public")
         server.revoke_all()
         with pytest.raises(LoginRequired, match="rejected the refresh token"):
             OAuth2Refresher(server.token_url, "public", dpop=True)(token)
@@ -474,7 +467,7 @@ def test_the_key_is_stored_with_the_token_in_a_private_file_and_used_by_another_
     with LocalAuthServer(clients=PUBLIC, dpop_nonce=True) as server:
         key = DPoPKey.generate()
         path = tmp_path / "token.json"
-        TokenFile(path).write(public_login(server, key))
+        TokenFile(path).write(dpop_grant(server, key, "public"))
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert json.loads(path.read_text())["dpop_key"] == key.private_pem()
         job = {"file": str(path), "token_url": server.token_url}
@@ -499,7 +492,7 @@ def test_the_key_is_stored_with_the_token_in_redis_and_used_by_another_process(
     with LocalAuthServer(clients=PUBLIC) as server:
         key = DPoPKey.generate()
         store = RedisTokenStore(redis_server.url, "dpop-test")
-        store.write(public_login(server, key))
+        store.write(dpop_grant(server, key, "public"))
         job = {"redis": redis_server.url, "key": "dpop-test", "token_url": server.token_url}
         assert refresh_elsewhere(job) == key.jkt
         snapshot = RedisTokenStore(redis_server.url, "dpop-test").read()

@@ -16,22 +16,20 @@ signature checked with the key it embeds, apart from the library's own code.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from itertools import count
 from pathlib import Path
 
 import pytest
 from anyio.from_thread import BlockingPortal
 
-from refreshing_session import ClientRejected, OAuth2Refresher, Token, TokenFile
+from refreshing_session import ClientRejected, OAuth2Refresher, TokenFile
 from refreshing_session.dpop import DPoPKey, key_of
 from refreshing_session.guard import MAX_WASTED
 from refreshing_session.testing import DPoPProof, LocalAuthServer
 
 from .conftest import expire, stored
-from .support.dpop import ath
+from .support.dpop import ath, dpop_grant
 from .support.front_end_checks import check_a_401_no_refresh_cures_costs_one_refresh_per_token
 from .support.front_ends import ALL, HOP_BY_HOP, ClientFactory, client_factory
 from .support.hostile import served
@@ -48,17 +46,6 @@ AUTH_SEES_ONE_HOP = pytest.mark.xfail(
 )
 
 
-def dpop_login(path: Path, server: LocalAuthServer, key: DPoPKey, bound_to: str = "") -> Token:
-    """Log in with DPoP: write to ``path`` a grant bound to ``key`` (or to the key whose
-    thumbprint is ``bound_to``), stored with ``key``; return the token."""
-    answer = server.issue_token(dpop_jkt=bound_to or key.jkt)
-    token = replace(
-        Token.from_response(answer, requested_at=time.time()), dpop_key=key.private_pem()
-    )
-    TokenFile(path).write(token)
-    return token
-
-
 @pytest.fixture
 def server() -> Iterator[LocalAuthServer]:
     """The authorization server and API, as oidc-provider with DPoP on and nonces required."""
@@ -73,8 +60,9 @@ def key() -> DPoPKey:
 
 @pytest.fixture
 def token_file(tmp_path: Path, server: LocalAuthServer, key: DPoPKey) -> Path:
-    dpop_login(tmp_path / "token.json", server, key)
-    return tmp_path / "token.json"
+    path = tmp_path / "token.json"
+    TokenFile(path).write(dpop_grant(server, key))
+    return path
 
 
 @pytest.fixture
@@ -335,7 +323,7 @@ def test_a_stored_token_bound_to_another_key_is_cured_by_one_refresh_binding_it_
     proof (invalid_token, failed jkt verification), and the one refresh that follows binds the
     new token to the stored key, as oidc-provider does for a confidential client."""
     path = tmp_path / "mismatched.json"
-    dpop_login(path, server, key, bound_to=DPoPKey.generate().jkt)
+    TokenFile(path).write(dpop_grant(server, key, bound_to=DPoPKey.generate().jkt))
     answer = make_client(token_file=path).request("GET", server.api_url + "items")
     assert answer.status == 200
     assert server.stats().refreshes == 1

@@ -14,10 +14,8 @@ The 16x4 variant runs in the reliability runs only (``python -m tests.support.re
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,7 +25,7 @@ from refreshing_session.demo import DPOP_NONCE_PROBLEMS
 from refreshing_session.dpop import DPoPKey
 from refreshing_session.testing import DPoPProof, LocalAuthServer
 
-from .support.dpop import ath
+from .support.dpop import ath, dpop_grant
 from .support.processes import STORM, job_for
 from .support.storms import report, shared_store, storm_through_expiries
 from .test_front_end_storm import ASYNC_STORM, HTTPX_STORM
@@ -112,14 +110,9 @@ def _storm(
             connections=threads,
             **where,
         )
-
-        def log_in() -> Token:
-            requested_at = time.time()
-            answer = server.issue_token(dpop_jkt=key.jkt)
-            token = Token.from_response(answer, requested_at=requested_at)
-            return replace(token, dpop_key=key.private_pem())
-
-        storm = storm_through_expiries(job, programs, seconds, folder, store, log_in)
+        storm = storm_through_expiries(
+            job, programs, seconds, folder, store, lambda: dpop_grant(server, key)
+        )
         stats = server.stats()
         proofs = server.dpop_proofs()
         snapshot = store.read()
