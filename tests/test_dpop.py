@@ -13,8 +13,6 @@ import logging
 import os
 import pickle
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -42,7 +40,7 @@ from refreshing_session.oauth_client import OAuthClient
 from refreshing_session.testing import LocalAuthServer
 
 from .support.dpop import ath, dpop_grant
-from .support.processes import ROOT
+from .support.processes import run_in_processes
 from .support.redis_servers import RedisServer
 
 ACCESS = "at-Hq3Lr8Vx2Nm5Kp7Tz"
@@ -447,17 +445,7 @@ print(key_of(new).jkt)
 
 def refresh_elsewhere(job: Mapping[str, object]) -> str:
     """Run REFRESH_IN_ANOTHER_PROCESS in a fresh interpreter; return what it printed."""
-    program = f"import json, sys\njob = json.loads(sys.argv[1])\n{REFRESH_IN_ANOTHER_PROCESS}"
-    done = subprocess.run(
-        [sys.executable, "-c", program, json.dumps(job)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"the other process failed: {done.stderr[-2000:]}"
-    return done.stdout.strip()
+    return run_in_processes(REFRESH_IN_ANOTHER_PROCESS, 1, dict(job))[0]
 
 
 @pytest.mark.timeout(60)
