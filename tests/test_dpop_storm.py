@@ -116,8 +116,8 @@ def _storm(
         stats = server.stats()
         proofs = server.dpop_proofs()
         snapshot = store.read()
-    token_nonces = _nonce_challenges(proofs, "token")
-    api_nonces = _nonce_challenges(proofs, "api")
+    challenged = Counter(proof.endpoint for proof in proofs if proof.problem in DPOP_NONCE_PROBLEMS)
+    token_nonces, api_nonces = challenged["token"], challenged["api"]
     figures = storm.figures(
         shared=shared,
         processes=f"{len(programs)} x {threads} (requests, httpx, asyncio)",
@@ -141,12 +141,6 @@ def _storm(
     assert (stats.reuse_detections, stats.invalid_grants) == (0, 0), figures
     _check_proofs(proofs, key, server)
     _check_access_token_hashes(proofs, storm.first, snapshot.token, stats.refreshes)
-
-
-def _nonce_challenges(proofs: list[DPoPProof], endpoint: str) -> int:
-    return sum(
-        proof.endpoint == endpoint and proof.problem in DPOP_NONCE_PROBLEMS for proof in proofs
-    )
 
 
 def _check_proofs(proofs: list[DPoPProof], key: DPoPKey, server: LocalAuthServer) -> None:
