@@ -41,7 +41,7 @@ from refreshing_session.errors import AnswerUnderway
 from refreshing_session.login import DeviceAuthorization, DeviceLogin, revoke
 from refreshing_session.profiles import CONFIG_ENV
 
-from .support.processes import ROOT
+from .support.processes import ROOT, wait_for
 
 Answer = Callable[["Handler"], None]
 MIB = 1024 * 1024
@@ -434,14 +434,6 @@ def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def eventually(condition: Callable[[], bool], timeout: float, why: Callable[[], str]) -> None:
-    """Wait (bounded) for ``condition``; fail with ``why()`` if it never holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, why()
-        time.sleep(0.05)
-
-
 def timed_refresh(refresher: OAuth2Refresher) -> tuple[float, BaseException | None]:
     """One refresh: how long it took, and what it raised."""
     started = time.monotonic()
@@ -477,7 +469,7 @@ def test_abandoned_exchanges_leave_no_thread_or_socket_behind(
     slowest = max(took for took, _ in outcomes)
     assert slowest < 0.5 + 2, f"a refresh with timeout=0.5 took {slowest:.1f} s"
     # the server keeps trickling to every connection it still has: only the client can end them
-    eventually(
+    wait_for(
         lambda: (
             exchange_threads() <= threads_before + 1
             and open_descriptors() <= descriptors_before + 4

@@ -106,11 +106,16 @@ def unavailable(message: str) -> NoReturn:
     pytest.skip(message)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float = 10.0,
+    why: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds, saying ``why()`` (a
+    function, so that it tells the state at the failure) or that the condition never held."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, why() if why else "condition not reached in time"
         time.sleep(0.01)
 
 
