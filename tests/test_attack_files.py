@@ -67,10 +67,12 @@ def plant_link(link: Path, target: Path, owner: int = ATTACKER) -> Path:
     return link
 
 
-def plant_file(path: Path, content: bytes, owner: int = ATTACKER) -> Path:
+def plant_file(path: Path, content: bytes, *, owner: int | None = None, mode: int = 0o600) -> Path:
+    """Write ``path`` with ``mode``, owned by ``owner`` (None: whoever runs the test)."""
     path.write_bytes(content)
-    path.chmod(0o600)
-    os.chown(path, owner, owner)
+    path.chmod(mode)
+    if owner is not None:
+        os.chown(path, owner, owner)
     return path
 
 
@@ -104,7 +106,9 @@ def test_login_import_does_not_write_through_a_planted_link(
 
 def test_a_link_planted_by_another_user_is_not_read(shared: Path) -> None:
     planted = plant_file(
-        shared / "attackers.json", json.dumps({"access_token": "at-of-the-attacker"}).encode()
+        shared / "attackers.json",
+        json.dumps({"access_token": "at-of-the-attacker"}).encode(),
+        owner=ATTACKER,
     )
     link = plant_link(shared / "token.json", planted)
     with pytest.raises(TokenFileError, match=r"link.*another user"):
@@ -113,7 +117,7 @@ def test_a_link_planted_by_another_user_is_not_read(shared: Path) -> None:
 
 def test_a_token_file_planted_by_another_user_is_neither_used_nor_replaced(shared: Path) -> None:
     content = json.dumps({"access_token": "at-of-the-attacker"}).encode()
-    planted = plant_file(shared / "token.json", content)
+    planted = plant_file(shared / "token.json", content, owner=ATTACKER)
     with pytest.raises(TokenFileError, match=r"belongs to another user.*uid 65534"):
         TokenFile(planted).read()
     with pytest.raises(TokenFileError, match="belongs to another user"):

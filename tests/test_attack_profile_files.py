@@ -30,7 +30,7 @@ from refreshing_session.testing import LocalAuthServer
 
 from .conftest import expire, write_grant
 from .support.hostile import HostileTokenEndpoint
-from .test_attack_files import ATTACKER, VICTIM, plant_link, shared
+from .test_attack_files import ATTACKER, VICTIM, plant_file, plant_link, shared
 
 __all__ = ["shared"]  # the fixture: a sticky folder every test uid can reach (needs root)
 
@@ -79,15 +79,6 @@ def profile_text(token_url: str, prefixes: str, **keys: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plant(path: Path, content: bytes, *, owner: int | None = None, mode: int = 0o600) -> Path:
-    """Write ``path`` with ``mode``, owned by ``owner`` (None: whoever runs the test)."""
-    path.write_bytes(content)
-    path.chmod(mode)
-    if owner is not None:
-        os.chown(path, owner, owner)
-    return path
-
-
 # --- the profile file ----------------------------------------------------------------------------
 
 
@@ -105,7 +96,7 @@ def test_a_profile_file_planted_by_another_user_sends_nothing_to_its_token_url(
     with HostileTokenEndpoint(
         200, {"access_token": "at-of-the-attacker", "token_type": "Bearer", "expires_in": 600}
     ) as attacker:
-        planted = plant(
+        planted = plant_file(
             shared / "config.toml",
             profile_text(
                 attacker.url, server.api_url, client_secret_env='"VICTIM_SECRET"'
@@ -130,7 +121,7 @@ def test_a_profile_file_planted_by_another_user_sends_nothing_to_its_token_url(
 
 
 def test_a_profile_file_others_can_change_is_refused(tmp_path: Path) -> None:
-    config = plant(
+    config = plant_file(
         tmp_path / "config.toml",
         profile_text("https://auth.example.com/t", "https://api.example.com/").encode(),
         mode=0o666,
@@ -150,7 +141,7 @@ def test_a_link_planted_on_the_profile_files_path_is_refused(
     setup in the victim's home): followed, it would choose which profile the victim runs."""
     home = tmp_path / "home"
     home.mkdir()
-    plant(home / "config.toml", profile_text("https://a.test/t", "https://a.test/").encode())
+    plant_file(home / "config.toml", profile_text("https://a.test/t", "https://a.test/").encode())
     if where == "the file itself":
         config = plant_link(shared / "config.toml", home / "config.toml")
         expected = f"the profile file {config} is a symbolic link that belongs to another user"
@@ -201,11 +192,11 @@ NAMED_FILES = {
 def profile_naming(folder: Path, name: str, target: Path) -> Path:
     """A profile file of one's own in ``folder`` whose key ``name`` names ``target``, beside
     the other files it needs (one's own, private)."""
-    plant(folder / "own-key.pem", KEY_PEM)
-    plant(folder / "own-cert.pem", CERT_PEM)
+    plant_file(folder / "own-key.pem", KEY_PEM)
+    plant_file(folder / "own-cert.pem", CERT_PEM)
     lines = NAMED_FILES[name][0].replace("FILE", str(target))
     text = profile_text("https://auth.example.com/t", "https://api.example.com/")
-    return plant(folder / "config.toml", (text + lines + "\n").encode())
+    return plant_file(folder / "config.toml", (text + lines + "\n").encode())
 
 
 def refusal(config: Path) -> ProfileError:
@@ -216,7 +207,7 @@ def refusal(config: Path) -> ProfileError:
 
 @pytest.mark.parametrize("name", NAMED_FILES)
 def test_a_named_file_of_another_user_is_refused(shared: Path, tmp_path: Path, name: str) -> None:
-    planted = plant(shared / "planted.pem", NAMED_FILES[name][1], owner=ATTACKER)
+    planted = plant_file(shared / "planted.pem", NAMED_FILES[name][1], owner=ATTACKER)
     error = refusal(profile_naming(tmp_path, name, planted))
     assert error.key == name.split("'")[0]
     assert f"{planted} belongs to another user (uid 65534)" in str(error), str(error)
@@ -224,7 +215,7 @@ def test_a_named_file_of_another_user_is_refused(shared: Path, tmp_path: Path, n
 
 @pytest.mark.parametrize("name", NAMED_FILES)
 def test_a_named_file_others_can_change_is_refused(tmp_path: Path, name: str) -> None:
-    target = plant(tmp_path / "writable.pem", NAMED_FILES[name][1], mode=0o646)
+    target = plant_file(tmp_path / "writable.pem", NAMED_FILES[name][1], mode=0o646)
     error = refusal(profile_naming(tmp_path, name, target))
     assert error.key == name.split("'")[0]
     assert "can be changed by other users (mode 0646)" in str(error), str(error)
@@ -235,7 +226,7 @@ def test_a_named_file_others_can_change_is_refused(tmp_path: Path, name: str) ->
 def test_a_secret_file_others_can_read_is_refused_and_a_certificate_is_not(
     tmp_path: Path, name: str
 ) -> None:
-    target = plant(tmp_path / "readable.pem", NAMED_FILES[name][1], mode=0o644)
+    target = plant_file(tmp_path / "readable.pem", NAMED_FILES[name][1], mode=0o644)
     config = profile_naming(tmp_path, name, target)
     if not NAMED_FILES[name][2]:
         load_profile("work", config).refresher()  # a certificate is public
@@ -249,7 +240,7 @@ def test_a_secret_file_others_can_read_is_refused_and_a_certificate_is_not(
 def test_a_named_file_reached_through_another_users_link_is_refused(
     shared: Path, tmp_path: Path
 ) -> None:
-    plant(tmp_path / "mine.pem", KEY_PEM)
+    plant_file(tmp_path / "mine.pem", KEY_PEM)
     link = plant_link(shared / "key.pem", tmp_path / "mine.pem")
     error = refusal(profile_naming(tmp_path, "private_key_file", link))
     assert error.key == "private_key_file"
@@ -284,9 +275,9 @@ def load_as_victim(config: Path) -> str:
 def test_a_victim_trusts_roots_files_but_not_another_users(shared: Path) -> None:
     """Root's 0644 profile file (a machine-wide setup) is trusted, and a key that root shares
     with the victim's group, not with everyone; another user's profile file is not."""
-    key = plant(shared / "root-key.pem", KEY_PEM, mode=0o640)
+    key = plant_file(shared / "root-key.pem", KEY_PEM, mode=0o640)
     os.chown(key, 0, VICTIM)
-    by_root = plant(
+    by_root = plant_file(
         shared / "by-root.toml",
         profile_text(
             "https://auth.example.com/t",
@@ -300,7 +291,7 @@ def test_a_victim_trusts_roots_files_but_not_another_users(shared: Path) -> None
     key.chmod(0o644)
     said = load_as_victim(by_root)
     assert f"{key} holds a secret that other users can read (mode 0644)" in said, said
-    by_attacker = plant(
+    by_attacker = plant_file(
         shared / "by-attacker.toml",
         profile_text("https://auth.example.com/t", "https://api.example.com/").encode(),
         owner=ATTACKER,
@@ -346,7 +337,7 @@ def test_a_numeric_secret_is_described_never_echoed(
     value: str,
     digits: str,
 ) -> None:
-    config = plant(
+    config = plant_file(
         tmp_path / "config.toml",
         profile_text(
             "https://auth.example.com/t", "https://api.example.com/", **{key: value}
