@@ -49,6 +49,18 @@ def refresh(
     return requests.post(server.token_url, data=data, auth=auth, headers=headers, timeout=TIMEOUT)
 
 
+def client_credentials(server: LocalAuthServer, proof: str | None = None) -> requests.Response:
+    """A client_credentials grant of the confidential client, with ``proof`` as its DPoP
+    header (None: no DPoP header)."""
+    return requests.post(
+        server.token_url,
+        data={"grant_type": "client_credentials"},
+        auth=("client", "secret"),
+        headers={"DPoP": proof} if proof is not None else None,
+        timeout=TIMEOUT,
+    )
+
+
 def api(server: LocalAuthServer, access_token: str, path: str = "items") -> requests.Response:
     """GET a protected API path with a bearer token."""
     headers = {"Authorization": f"Bearer {access_token}"}
@@ -280,12 +292,7 @@ def random_failure_statuses(seed: int, calls: int = 200) -> list[int]:
         server.fail_token_endpoint_at_random(1 / 3, 503, headers={"Retry-After": "0"}, seed=seed)
         statuses = []
         for _ in range(calls):
-            answer = requests.post(
-                server.token_url,
-                data={"grant_type": "client_credentials"},
-                auth=("client", "secret"),
-                timeout=TIMEOUT,
-            )
+            answer = client_credentials(server)
             if answer.status_code == 503:
                 assert answer.headers["Retry-After"] == "0"
             statuses.append(answer.status_code)
@@ -821,14 +828,7 @@ def b64url(raw: bytes) -> str:
 
 def dpop_grant(server: LocalAuthServer, key: ProofKey, **claims: object) -> requests.Response:
     """A client_credentials grant with a proof of ``key``."""
-    headers = {"DPoP": key.proof("POST", server.token_url, **claims)}
-    return requests.post(
-        server.token_url,
-        data={"grant_type": "client_credentials"},
-        auth=("client", "secret"),
-        headers=headers,
-        timeout=TIMEOUT,
-    )
+    return client_credentials(server, key.proof("POST", server.token_url, **claims))
 
 
 def test_a_proof_at_the_token_endpoint_binds_the_access_token_to_its_key() -> None:
@@ -980,16 +980,7 @@ def test_a_replayed_proof_at_the_token_endpoint_is_an_invalid_grant() -> None:
     key = ProofKey()
     with LocalAuthServer() as server:
         proof = key.proof("POST", server.token_url)
-        grants = [
-            requests.post(
-                server.token_url,
-                data={"grant_type": "client_credentials"},
-                auth=("client", "secret"),
-                headers={"DPoP": proof},
-                timeout=TIMEOUT,
-            )
-            for _ in range(2)
-        ]
+        grants = [client_credentials(server, proof) for _ in range(2)]
         assert grants[0].ok
         assert grants[1].json()["error"] == "invalid_grant"
         assert server.dpop_proofs()[1].problem == "DPoP proof JWT Replay detected"
@@ -997,12 +988,7 @@ def test_a_replayed_proof_at_the_token_endpoint_is_an_invalid_grant() -> None:
 
 def test_dpop_true_requires_a_proof_with_every_grant() -> None:
     with LocalAuthServer(dpop=True) as server:
-        plain = requests.post(
-            server.token_url,
-            data={"grant_type": "client_credentials"},
-            auth=("client", "secret"),
-            timeout=TIMEOUT,
-        )
+        plain = client_credentials(server)
         assert plain.json()["error"] == "invalid_grant"
         assert dpop_grant(server, ProofKey()).ok
         bare = requests.get(server.api_url + "items", timeout=TIMEOUT)
