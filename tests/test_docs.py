@@ -240,12 +240,12 @@ def install_texts() -> list[str]:
     files = [
         README,
         ROOT / "CONTRIBUTING.md",
-        *sorted(DOCS.rglob("*.md")),
+        *site_pages(),
         *sorted(DOCS.glob("*.py")),
         *sorted(EXAMPLES.rglob("*.py")),
         *sorted((ROOT / "refreshing_session").rglob("*.py")),
     ]
-    return [path.relative_to(ROOT).as_posix() for path in files if "_build" not in path.parts]
+    return [path.relative_to(ROOT).as_posix() for path in files]
 
 
 @pytest.mark.parametrize(
