@@ -18,12 +18,14 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
 
 from refreshing_session.testing import LocalAuthServer
+
+from .support.processes import wait_for
 
 TIMEOUT = 5.0
 ODD_SECRET = "s3:cr%t+pä€ss w%41"
@@ -73,14 +75,6 @@ def basic(client_id: str, secret: str, *, encode: bool = True) -> dict[str, str]
         client_id, secret = urllib.parse.quote_plus(client_id), urllib.parse.quote_plus(secret)
     raw = f"{client_id}:{secret}".encode()
     return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Poll condition until it holds; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def error_of(response: requests.Response) -> str:
@@ -259,7 +253,7 @@ def test_access_token_expires() -> None:
         grant = server.issue_token()
         assert grant["expires_in"] == 0.2
         assert api(server, text(grant, "access_token")).status_code == 200
-        wait_until(lambda: api(server, text(grant, "access_token")).status_code == 401)
+        wait_for(lambda: api(server, text(grant, "access_token")).status_code == 401, timeout=2.0)
         response = api(server, text(grant, "access_token"))
         assert 'error_description="access token expired"' in response.headers["WWW-Authenticate"]
 
@@ -359,7 +353,7 @@ def test_stop_interrupts_an_injected_delay() -> None:
         server.slow_token_endpoint(30)
         worker = threading.Thread(target=call, args=(server, server.issue_token()["refresh_token"]))
         worker.start()
-        wait_until(lambda: server.stats().token_requests == 1)
+        wait_for(lambda: server.stats().token_requests == 1, timeout=2.0)
         started = time.monotonic()
         server.stop()
         assert time.monotonic() - started < 1.0
@@ -537,7 +531,10 @@ def test_denied_and_expired_device_codes() -> None:
             server.approve(text(denied, "user_code"))
     with LocalAuthServer(device_interval=0, device_code_ttl=0.05) as server:
         expired = authorize_device(server)
-        wait_until(lambda: error_of(poll(server, text(expired, "device_code"))) == "expired_token")
+        wait_for(
+            lambda: error_of(poll(server, text(expired, "device_code"))) == "expired_token",
+            timeout=2.0,
+        )
 
 
 def test_device_code_belongs_to_its_client() -> None:
@@ -609,7 +606,7 @@ def issued_late_in_a_second(server: LocalAuthServer, ttl: float) -> tuple[str, i
     """Issue an access token of lifetime ``ttl`` once the server's clock is past the middle of
     a second; return it and the whole second (server clock) it was issued in."""
     while True:
-        wait_until(lambda: server.now() % 1 >= 0.5)
+        wait_for(lambda: server.now() % 1 >= 0.5, timeout=2.0)
         before = server.now()
         token = text(server.issue_token(access_ttl=ttl), "access_token")
         if math.floor(server.now()) == math.floor(before):
