@@ -178,8 +178,14 @@ def run_in_processes(code: str, count: int, job: dict[str, object]) -> list[str]
     """Run ``code`` in ``count`` processes at once; return what each printed."""
     processes = [start_process(code, job) for _ in range(count)]
     outputs = []
-    for process in processes:
-        out, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
-        outputs.append(out.strip())
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+            outputs.append(out.strip())
+    finally:
+        for process in processes:  # a failure or a timeout leaves none running
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     return outputs
